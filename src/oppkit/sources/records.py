@@ -1,0 +1,207 @@
+"""Plain records that sources yield and the sync runner writes.
+
+Sources know no SQL: they read an upstream system (a file, a server) and yield these
+records. References to other upstream objects (a Salesforce AccountId, an owner's user id)
+stay as upstream ids in the ``*_ref`` fields; the runner resolves them to database rows.
+
+Besides data, a source may yield:
+
+* :class:`Checkpoint` -- everything yielded before it is covered by ``cursor``; the runner
+  commits those rows and the cursor in one transaction, so a killed run resumes there.
+* :class:`Skipped` -- an input the source could not use, with the reason; counted in the
+  run summary, never fatal.
+
+All datetimes are timezone-aware (UTC); dates are ``datetime.date``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+
+@dataclass(slots=True)
+class Participant:
+    """Someone who took part in an activity, with how (from, to, cc, bcc, organizer...)."""
+
+    email: str
+    name: str | None = None
+    role: str = "to"
+    response: str | None = None  # attendee response for meetings (accepted, declined...)
+
+
+@dataclass(slots=True)
+class Attachment:
+    name: str | None
+    content_type: str | None
+    size: int
+
+
+@dataclass(slots=True)
+class ActivityRecord:
+    """A touch point on the timeline: email, meeting, call, note, sms, task, event."""
+
+    source: str
+    source_id: str
+    kind: str
+    occurred_at: datetime
+    subject: str | None = None
+    snippet: str | None = None
+    participants: list[Participant] = field(default_factory=list)
+    thread_id: str | None = None
+    duration_minutes: float | None = None
+    location: str | None = None
+    is_planned: bool = False
+    status: str | None = None
+    is_auto: bool = False  # bounce or auto-reply
+    attachments: list[Attachment] = field(default_factory=list)
+    # upstream references (Salesforce ids), resolved by the runner
+    account_ref: str | None = None
+    opportunity_ref: str | None = None
+    person_refs: list[str] = field(default_factory=list)
+    owner_ref: str | None = None
+    is_deleted: bool = False
+
+
+@dataclass(slots=True)
+class AccountRecord:
+    source: str
+    source_id: str
+    name: str
+    domain: str | None = None
+    owner_ref: str | None = None
+    industry: str | None = None
+    account_type: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    is_deleted: bool = False
+
+
+@dataclass(slots=True)
+class PersonRecord:
+    """A contact or a user. ``is_user`` marks the company's own users (internal)."""
+
+    source: str
+    source_id: str
+    email: str | None
+    name: str | None = None
+    title: str | None = None
+    account_ref: str | None = None
+    is_user: bool = False
+    lifecycle_status: str | None = None
+    updated_at: datetime | None = None
+    is_deleted: bool = False
+
+
+@dataclass(slots=True)
+class StageRecord:
+    """A stage of the sales process; status is open, won, lost or archived."""
+
+    source: str
+    name: str
+    status: str = "open"
+    sort_order: int | None = None
+    probability: float | None = None
+    is_active: bool = True
+
+
+@dataclass(slots=True)
+class OpportunityRecord:
+    source: str
+    source_id: str
+    name: str
+    account_ref: str | None = None
+    owner_ref: str | None = None
+    stage: str | None = None
+    amount: float | None = None
+    currency: str | None = None
+    close_date: date | None = None
+    probability: float | None = None
+    is_private: bool = False
+    campaign_ref: str | None = None
+    opportunity_type: str | None = None
+    lead_source: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    is_deleted: bool = False
+
+
+@dataclass(slots=True)
+class OpportunityChangeRecord:
+    """One change of an opportunity's stage, amount or close date (for stage_history)."""
+
+    source: str
+    source_id: str
+    opportunity_ref: str
+    field: str  # "stage", "amount", "close_date"
+    old_value: str | None
+    new_value: str | None
+    changed_at: datetime
+    changed_by_ref: str | None = None
+
+
+@dataclass(slots=True)
+class OpportunityMemberRecord:
+    """A person on a deal (Salesforce OpportunityContactRole) with their role."""
+
+    source: str
+    source_id: str
+    opportunity_ref: str
+    person_ref: str
+    role: str | None = None
+    is_primary: bool = False
+    is_deleted: bool = False
+
+
+@dataclass(slots=True)
+class CampaignRecord:
+    source: str
+    source_id: str
+    name: str
+    status: str | None = None
+    campaign_type: str | None = None
+    start_date: date | None = None
+    end_date: date | None = None
+    is_deleted: bool = False
+
+
+@dataclass(slots=True)
+class CampaignMemberRecord:
+    source: str
+    source_id: str
+    campaign_ref: str
+    person_ref: str
+    status: str | None = None
+    is_deleted: bool = False
+
+
+@dataclass(slots=True)
+class Checkpoint:
+    """Everything yielded before this is covered by ``cursor`` (JSON-serialisable)."""
+
+    object: str
+    cursor: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Skipped:
+    """An input the source could not use, e.g. a malformed message or a bad CSV row."""
+
+    reason: str
+    where: str = ""
+
+
+Record = (
+    ActivityRecord
+    | AccountRecord
+    | PersonRecord
+    | StageRecord
+    | OpportunityRecord
+    | OpportunityChangeRecord
+    | OpportunityMemberRecord
+    | CampaignRecord
+    | CampaignMemberRecord
+    | Checkpoint
+    | Skipped
+)

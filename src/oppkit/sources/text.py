@@ -1,0 +1,67 @@
+"""Turning message bodies into short plain-text snippets for the timeline.
+
+Why: a timeline row should show what a person wrote, not the quoted thread below it,
+the HTML markup around it or a wall of whitespace.
+
+>>> make_snippet("Thanks, see you Monday.\\n\\nOn Fri, Bob wrote:\\n> earlier text")
+'Thanks, see you Monday.'
+"""
+
+from __future__ import annotations
+
+import re
+
+from mailparser_reply import EmailReplyParser
+from selectolax.lexbor import LexborHTMLParser
+
+SNIPPET_LIMIT = 400
+_WS = re.compile(r"[ \t\r\f\v\u00a0]+")
+_BLANKS = re.compile(r"\n\s*\n+")
+_QUOTED_LINE = re.compile(r"^\s*>.*$", re.MULTILINE)
+_reply_parser = EmailReplyParser(languages=["en", "de", "fr", "es", "nl"])
+
+
+def html_to_text(html: str) -> str:
+    """Visible text of an HTML document (scripts, styles and quoted blocks dropped)."""
+    tree = LexborHTMLParser(html)
+    for selector in ("script", "style", "head", "blockquote", "div.gmail_quote"):
+        for node in tree.css(selector):
+            node.decompose()
+    for node in tree.css("br, p, div, li, tr, h1, h2, h3"):
+        node.insert_after("\n")
+    return tree.body.text(separator="") if tree.body else tree.text(separator="")
+
+
+_SIGNATURE = re.compile(r"^-- ?$", re.MULTILINE)
+
+
+def strip_quoted(text: str) -> str:
+    """The newest part of a reply: quoted history, signatures and disclaimers removed."""
+    text = _SIGNATURE.split(text, maxsplit=1)[0]  # RFC 3676 signature delimiter
+    try:
+        latest = _reply_parser.parse_reply(text=text)
+    except Exception:  # the parser is heuristic; never lose the message over it
+        latest = text
+    if not latest or not latest.strip():
+        latest = text
+    return _QUOTED_LINE.sub("", latest)
+
+
+def normalise_whitespace(text: str) -> str:
+    text = _WS.sub(" ", text)
+    text = _BLANKS.sub("\n", text)
+    return "\n".join(line.strip() for line in text.splitlines()).strip()
+
+
+def make_snippet(
+    text: str | None, html: str | None = None, limit: int = SNIPPET_LIMIT
+) -> str | None:
+    """A plain-text snippet of at most ``limit`` characters from a text or HTML body."""
+    if not text and html:
+        text = html_to_text(html)
+    if not text:
+        return None
+    snippet = normalise_whitespace(strip_quoted(text))
+    if len(snippet) > limit:
+        snippet = snippet[: limit - 1].rstrip() + "…"
+    return snippet or None
