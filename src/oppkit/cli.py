@@ -1,0 +1,250 @@
+"""The ``oppkit`` command and the agents' shared entry point.
+
+Exit codes (ARCHITECTURE.md): 0 done; 1 a source or the database failed; 2 bad
+arguments or configuration. Errors are one line on stderr; ``--debug`` shows the
+traceback.
+
+Examples::
+
+    oppkit init
+    oppkit sync mail --mbox ~/exports/alice.mbox
+    oppkit sync calendar --ics ~/exports/calendars/
+    oppkit sync salesforce-export ~/exports/salesforce/
+    oppkit demo --no-lab
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from . import __version__
+from .config import load_settings
+from .errors import ConfigError, OppkitError
+
+log = logging.getLogger("oppkit")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``15m``, ``1h30m`` or ``90s``."""
+    parts = _DURATION.findall(text.strip().lower())
+    if not parts or _DURATION.sub("", text.strip().lower()).strip():
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 15m, 1h, 30s)")
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+# --- sync commands ----------------------------------------------------------------
+
+
+def _add_mail(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mbox", action="append", required=True, type=Path, metavar="PATH",
+        help="an mbox file, an .eml file or a folder of them (repeatable)",
+    )  # fmt: skip
+
+
+def _add_calendar(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ics", action="append", required=True, type=Path, metavar="PATH",
+        help="an .ics file or a folder of .ics files (repeatable)",
+    )  # fmt: skip
+
+
+def _add_salesforce_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "directory", type=Path, help="folder with Account.csv, Opportunity.csv, ..."
+    )
+
+
+def _run_mail(args: argparse.Namespace) -> list:
+    from .sync import sync_mail
+
+    settings = load_settings(args.db)
+    return [sync_mail(p, settings=settings, progress=args.progress) for p in args.mbox]
+
+
+def _run_calendar(args: argparse.Namespace) -> list:
+    from .sync import sync_calendar
+
+    settings = load_settings(args.db)
+    return [sync_calendar(p, settings=settings, progress=args.progress) for p in args.ics]
+
+
+def _run_salesforce_export(args: argparse.Namespace) -> list:
+    from .sync import sync_salesforce_export
+
+    settings = load_settings(args.db)
+    return [sync_salesforce_export(args.directory, settings=settings, progress=args.progress)]
+
+
+SYNCS: dict[str, tuple[Callable, Callable, str]] = {
+    "mail": (_add_mail, _run_mail, "emails from mbox / .eml exports"),
+    "calendar": (_add_calendar, _run_calendar, "meetings from .ics calendars"),
+    "salesforce-export": (
+        _add_salesforce_export,
+        _run_salesforce_export,
+        "a Salesforce Data Export folder of CSV files",
+    ),
+}
+
+
+def _print_summaries(summaries: list) -> int:
+    for summary in summaries:
+        print(summary.line())
+    return 0
+
+
+# --- other commands ---------------------------------------------------------------
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from .db.engine import create_oppkit_engine, migrate
+
+    settings = load_settings(args.db)
+    engine = create_oppkit_engine(settings.resolved_database_url)
+    revision = migrate(engine)
+    print(
+        f"database ready at {engine.url.render_as_string(hide_password=True)} (schema {revision})"
+    )
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(out=args.out, db=args.db, open_lab=not args.no_lab, seed=args.seed)
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    return _print_summaries(SYNCS[args.what][1](args))
+
+
+# --- parser and main --------------------------------------------------------------
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", metavar="URL", help="database URL (default: OPPKIT_DATABASE_URL)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="show progress bars (default: when on a terminal)",
+    )  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="oppkit", description="Sales opportunities in notebooks.")
+    parser.add_argument("--version", action="version", version=f"oppkit {__version__}")
+    _common(parser)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = commands.add_parser("init", help="create or migrate the database schema")
+    init.set_defaults(func=_cmd_init)
+
+    demo = commands.add_parser("demo", help="sync a synthetic organisation and open JupyterLab")
+    demo.add_argument("--out", type=Path, help="folder for the demo files and database")
+    demo.add_argument("--no-lab", action="store_true", help="stop before opening JupyterLab")
+    demo.add_argument("--seed", type=int, default=7, help="random seed of the organisation")
+    demo.set_defaults(func=_cmd_demo)
+
+    sync = commands.add_parser("sync", help="run one sync")
+    what = sync.add_subparsers(dest="what", required=True, metavar="SOURCE")
+    for name, (add_arguments, _run, help_text) in SYNCS.items():
+        sub = what.add_parser(name, help=help_text)
+        add_arguments(sub)
+        sub.set_defaults(func=_cmd_sync)
+    # options may also follow the subcommand: `oppkit sync mail --mbox X --db URL`
+    for sub in [init, demo, sync, *what.choices.values()]:
+        _common_suppressed(sub)
+    return parser
+
+
+def _common_suppressed(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", metavar="URL", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
+    )
+
+
+def _setup_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not debug:
+        for noisy in ("alembic", "sqlalchemy"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def guarded(run: Callable[[], int], debug: bool) -> int:
+    """Run a command; turn known failures into a one-line message and an exit code."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return run()
+    except OppkitError as exc:
+        if debug:
+            raise
+        print(f"oppkit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except FileNotFoundError as exc:
+        if debug:
+            raise
+        print(f"oppkit: error: {exc}", file=sys.stderr)
+        return ConfigError.exit_code
+    except SQLAlchemyError as exc:
+        if debug:
+            raise
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(f"oppkit: error: database failed: {detail}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("oppkit: interrupted; committed work is kept, the next run resumes", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.debug)
+    return guarded(lambda: args.func(args), args.debug)
+
+
+# --- agents -----------------------------------------------------------------------
+
+
+def agent_main(what: str, argv: Sequence[str] | None = None) -> int:
+    """Entry point of agents/*.py: one sync, ``--once`` or ``--every DURATION``."""
+    add_arguments, run, help_text = SYNCS[what]
+    parser = argparse.ArgumentParser(prog=f"{what}_agent", description=f"Sync {help_text}.")
+    _common(parser)
+    add_arguments(parser)
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument("--once", action="store_true", help="run one sync and exit (default)")
+    when.add_argument("--every", type=parse_duration, metavar="DURATION", help="repeat, e.g. 15m")
+    args = parser.parse_args(argv)
+    _setup_logging(args.debug)
+    while True:
+        code = guarded(lambda: _print_summaries(run(args)), args.debug)
+        if not args.every:
+            return code
+        if code == 2:  # bad configuration does not get better by waiting
+            return code
+        sys.stdout.flush()
+        time.sleep(args.every)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Engine set-up for SQLite and PostgreSQL, and schema migration with Alembic.
+
+SQLite runs in WAL mode with a busy timeout and foreign keys on, so agents and a
+notebook can share one file. Every entry point calls :func:`connect_engine`, which
+migrates lazily (once per process and URL).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+
+from ..errors import ConfigError, DatabaseError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _normalise_url(url: str) -> str:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(conn) -> None:  # noqa: ANN001
+    # Writers take the lock up front, so two syncs queue on busy_timeout instead of
+    # failing with "database is locked" when a read transaction upgrades to a write.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_oppkit_engine(url: str) -> Engine:
+    """An Engine for ``url`` with oppkit's connection settings (no migration)."""
+    try:
+        parsed = make_url(_normalise_url(url))
+    except ArgumentError as exc:
+        raise ConfigError(f"not a database URL: {url!r}") from exc
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            folder = Path(database).expanduser().parent
+            if not folder.exists():
+                raise ConfigError(f"database folder does not exist: {folder}")
+        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        # Let SQLAlchemy, not pysqlite, manage transactions (needed for BEGIN IMMEDIATE).
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(
+            engine,
+            "connect",
+            lambda dbapi_conn, _r: setattr(dbapi_conn, "isolation_level", None),
+        )
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+        return engine
+    try:
+        return create_engine(parsed, pool_pre_ping=True)
+    except (ArgumentError, ImportError, SQLAlchemyError) as exc:
+        raise ConfigError(f"cannot use database URL {parsed!r}: {exc}") from exc
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def migrate(engine: Engine) -> str | None:
+    """Create or upgrade the schema to the newest revision; returns the revision."""
+    try:
+        with engine.begin() as conn:
+            config = alembic_config(engine)
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+            from alembic.runtime.migration import MigrationContext
+
+            return MigrationContext.configure(conn).get_current_revision()
+    except OperationalError as exc:
+        raise DatabaseError(f"cannot reach the database: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def connect_engine(url: str, *, migrate_schema: bool = True) -> Engine:
+    """An Engine for ``url``, with the schema migrated to head (once per process)."""
+    engine = create_oppkit_engine(url)
+    if migrate_schema and url not in _MIGRATED:
+        migrate(engine)
+        _MIGRATED.add(url)
+    return engine
+
+
+_MIGRATED: set[str] = set()
+
+
+def has_schema(engine: Engine) -> bool:
+    return inspect(engine).has_table("activities")

@@ -1,0 +1,293 @@
+"""The shared database schema (SQLAlchemy Core), one place for every table.
+
+Why Core and not the ORM: sync writes in large batches with dialect upserts, and the Kit
+reads straight into DataFrames; neither needs identity-mapped objects.
+
+Identity and idempotency: every synced row carries ``source`` and ``source_id``, unique
+together, so re-running a sync (or two at once) upserts instead of duplicating. Times are
+stored in UTC (see :class:`UTCDateTime`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores naive UTC, returns aware UTC: the same on SQLite and PostgreSQL."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect):  # noqa: ANN001
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):  # noqa: ANN001
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw SQLite text
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _synced() -> list[Column]:
+    """Columns every synced row carries."""
+    return [
+        Column("source", String(40), nullable=False),
+        Column("source_id", String(255), nullable=False),
+        Column("created_at", UTCDateTime, default=_now),
+        Column("updated_at", UTCDateTime, default=_now, onupdate=_now),
+        Column("is_deleted", Boolean, nullable=False, default=False, server_default="0"),
+    ]
+
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("domain", String(255), unique=True),
+    Column("owner_id", Integer),  # people.id; no FK: people also points at accounts
+    Column("industry", String(120)),
+    Column("account_type", String(120)),
+    Column("lifecycle_stage", String(120)),
+    Column("salesforce_id", String(18), unique=True),
+    *_synced(),
+    UniqueConstraint("source", "source_id"),
+)
+
+people = Table(
+    "people",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), unique=True),
+    Column("name", String(255)),
+    Column("title", String(255)),
+    Column("account_id", Integer, ForeignKey("accounts.id")),
+    Column("is_internal", Boolean, nullable=False, default=False, server_default="0"),
+    Column("lifecycle_stage", String(120)),
+    Column("stage_locked", Boolean, nullable=False, default=False, server_default="0"),
+    Column("salesforce_id", String(18), unique=True),
+    *_synced(),
+    UniqueConstraint("source", "source_id"),
+    Index(None, "account_id"),
+)
+
+stages = Table(
+    "stages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(120), nullable=False, unique=True),
+    Column("status", String(20), nullable=False, default="open"),  # open/archived/lost/won
+    Column("sort_order", Integer),
+    Column("probability", Float),
+    Column("is_active", Boolean, nullable=False, default=True, server_default="1"),
+    Column("source", String(40), nullable=False, default="local"),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("status", String(60)),
+    Column("campaign_type", String(60)),
+    Column("start_date", Date),
+    Column("end_date", Date),
+    *_synced(),
+    UniqueConstraint("source", "source_id"),
+)
+
+opportunities = Table(
+    "opportunities",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("account_id", Integer, ForeignKey("accounts.id")),
+    Column("owner_id", Integer, ForeignKey("people.id")),
+    Column("stage", String(120)),
+    Column("step", String(120)),
+    Column("amount", Float),
+    Column("currency", String(3)),
+    Column("close_date", Date),
+    Column("probability", Float),
+    Column("is_private", Boolean, nullable=False, default=False, server_default="0"),
+    Column("parent_id", Integer, ForeignKey("opportunities.id")),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id")),
+    Column("opportunity_type", String(120)),
+    Column("lead_source", String(120)),
+    *_synced(),
+    UniqueConstraint("source", "source_id"),
+    Index(None, "account_id"),
+)
+
+opportunity_people = Table(
+    "opportunity_people",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "opportunity_id",
+        Integer,
+        ForeignKey("opportunities.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("person_id", Integer, ForeignKey("people.id"), nullable=False),
+    Column("kind", String(20), nullable=False, default="member"),  # member / follower
+    Column("role", String(120)),
+    Column("is_primary", Boolean, nullable=False, default=False, server_default="0"),
+    Column("digest_frequency", String(10)),  # daily / weekly for followers
+    *_synced(),
+    UniqueConstraint("source", "source_id"),
+    Index(None, "opportunity_id", "person_id"),
+    Index(None, "person_id"),
+)
+
+activities = Table(
+    "activities",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(20), nullable=False),  # email meeting call note sms task event
+    Column("subject", Text),
+    Column("snippet", Text),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("duration_minutes", Float),
+    Column("direction", String(10)),  # inbound outbound internal
+    Column("thread_id", String(255)),
+    Column("account_id", Integer, ForeignKey("accounts.id")),
+    Column("opportunity_id", Integer, ForeignKey("opportunities.id")),
+    Column("sender_id", Integer, ForeignKey("people.id")),
+    Column("owner_id", Integer, ForeignKey("people.id")),
+    Column("location", Text),
+    Column("is_planned", Boolean, nullable=False, default=False, server_default="0"),
+    Column("status", String(40)),
+    Column("is_auto", Boolean, nullable=False, default=False, server_default="0"),
+    Column("attachments", JSON(none_as_null=True)),
+    *_synced(),
+    UniqueConstraint("source", "source_id"),
+    Index(None, "opportunity_id", "occurred_at"),
+    Index(None, "account_id", "occurred_at"),
+    Index(None, "occurred_at"),
+    Index(None, "thread_id"),
+)
+
+activity_people = Table(
+    "activity_people",
+    metadata,
+    Column(
+        "activity_id", Integer, ForeignKey("activities.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("person_id", Integer, ForeignKey("people.id"), primary_key=True),
+    Column("role", String(20), primary_key=True),  # from to cc bcc organizer attendee who
+    Column("response", String(20)),
+    Index(None, "person_id", "activity_id"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(20), nullable=False),  # alert / task / request / commitment / risk
+    Column("text", Text, nullable=False),
+    Column("due_at", UTCDateTime),
+    Column("status", String(20), nullable=False, default="open"),  # open / done / dismissed
+    Column("activity_id", Integer, ForeignKey("activities.id", ondelete="SET NULL")),
+    Column("opportunity_id", Integer, ForeignKey("opportunities.id", ondelete="CASCADE")),
+    Column("rule", String(120)),
+    *_synced(),
+    UniqueConstraint("source", "source_id"),
+    Index(None, "opportunity_id", "status"),
+)
+
+stage_history = Table(
+    "stage_history",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "opportunity_id",
+        Integer,
+        ForeignKey("opportunities.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("field", String(20), nullable=False),  # stage step amount close_date
+    Column("old_value", String(255)),
+    Column("new_value", String(255)),
+    Column("changed_at", UTCDateTime, nullable=False),
+    Column("changed_by_id", Integer, ForeignKey("people.id")),
+    *_synced(),
+    UniqueConstraint("source", "source_id"),
+    Index(None, "opportunity_id", "changed_at"),
+)
+
+campaign_members = Table(
+    "campaign_members",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
+    Column("person_id", Integer, ForeignKey("people.id"), nullable=False),
+    Column("status", String(60)),
+    *_synced(),
+    UniqueConstraint("source", "source_id"),
+)
+
+sync_state = Table(
+    "sync_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("agent", String(60), nullable=False),
+    Column("source", String(60), nullable=False),
+    Column("object", String(500), nullable=False),
+    Column("cursor", JSON(none_as_null=True)),
+    Column("last_run_at", UTCDateTime),
+    Column("last_error", Text),
+    UniqueConstraint("agent", "source", "object"),
+)
+
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("agent", String(60), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("read", Integer, nullable=False, default=0),
+    Column("written", Integer, nullable=False, default=0),
+    Column("skipped", Integer, nullable=False, default=0),
+    Column("errors", Integer, nullable=False, default=0),
+    Column("status", String(20)),  # running / done / failed
+    Column("message", Text),
+)

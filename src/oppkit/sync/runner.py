@@ -1,0 +1,306 @@
+"""The sync runner: the only writer of synced rows.
+
+A source yields records; the runner buffers them, and at each :class:`Checkpoint` (or
+when the buffer is full) writes the buffered rows *and* the checkpoint's cursor in one
+transaction. A run killed at any point therefore resumes from the last committed cursor,
+and because every write is an upsert on (source, source_id), nothing is duplicated.
+
+Example::
+
+    runner = SyncRunner(engine, settings, agent="mail")
+    summary = runner.run(read_mailbox(path, runner.cursors()))
+    print(summary.line())
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from tqdm.auto import tqdm
+
+from ..config import Settings
+from ..db.schema import sync_runs, sync_state
+from ..errors import DatabaseError
+from ..sources.records import (
+    AccountRecord,
+    ActivityRecord,
+    CampaignMemberRecord,
+    CampaignRecord,
+    Checkpoint,
+    OpportunityChangeRecord,
+    OpportunityMemberRecord,
+    OpportunityRecord,
+    PersonRecord,
+    Skipped,
+    StageRecord,
+)
+from .identity import DomainRules, Resolver
+from .upsert import upsert
+from .writer import (
+    WriteContext,
+    WriteResult,
+    write_accounts,
+    write_activities,
+    write_campaign_members,
+    write_campaigns,
+    write_changes,
+    write_members,
+    write_opportunities,
+    write_people,
+    write_stages,
+)
+
+log = logging.getLogger(__name__)
+
+# Dependency order: what a record refers to is written before it.
+WRITERS: list[tuple[type, Callable[..., WriteResult]]] = [
+    (StageRecord, write_stages),
+    (PersonRecord, write_people),  # users before accounts (owners); see _flush
+    (AccountRecord, write_accounts),
+    (CampaignRecord, write_campaigns),
+    (OpportunityRecord, write_opportunities),
+    (OpportunityMemberRecord, write_members),
+    (OpportunityChangeRecord, write_changes),
+    (CampaignMemberRecord, write_campaign_members),
+    (ActivityRecord, write_activities),
+]
+RETRIES = 3
+
+
+@dataclass
+class RunSummary:
+    """What a run did; printed by every sync as one line."""
+
+    agent: str
+    read: int = 0
+    written: int = 0
+    skipped: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def line(self) -> str:
+        text = (
+            f"{self.agent}: read {self.read}, written {self.written}, "
+            f"skipped {self.skipped}, errors {self.errors} ({self.seconds:.1f}s)"
+        )
+        if self.reasons:
+            top = sorted(self.reasons.items(), key=lambda kv: -kv[1])[:3]
+            text += "; " + ", ".join(f"{n} {reason}" for reason, n in top)
+        return text
+
+
+def _is_transient(exc: BaseException) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return any(s in text for s in ("deadlock", "could not serialize", "database is locked"))
+
+
+class SyncRunner:
+    """Writes records from one source into the database, checkpoint by checkpoint."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        agent: str,
+        source: str | None = None,
+        *,
+        batch_size: int = 1000,
+        progress: bool | None = None,
+    ) -> None:
+        self.engine = engine
+        self.agent = agent
+        self.source = source or agent
+        self.batch_size = batch_size
+        self.progress = progress
+        self.context = WriteContext(Resolver(DomainRules(settings.internal_domains)))
+
+    def cursors(self) -> dict[str, dict[str, Any]]:
+        """The last committed cursor of every object this agent synced."""
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(sync_state.c.object, sync_state.c.cursor).where(
+                        sync_state.c.agent == self.agent
+                    )
+                ).all()
+        except OperationalError as exc:
+            raise DatabaseError(f"cannot reach the database: {exc.orig}") from exc
+        return {obj: cursor or {} for obj, cursor in rows}
+
+    def run(self, records: Iterable[Any], total: int | None = None) -> RunSummary:
+        summary = RunSummary(self.agent)
+        started = time.perf_counter()
+        run_id = self._start_run()
+        buffer: list[Any] = []
+        status, message = "failed", None
+        try:
+            for record in tqdm(
+                records,
+                total=total,
+                unit="rec",
+                desc=self.agent,
+                disable=self._no_progress(),
+                leave=False,
+            ):
+                if isinstance(record, Skipped):
+                    self._count_skip(summary, record)
+                elif isinstance(record, Checkpoint):
+                    self._flush(buffer, summary, record)
+                    buffer = []
+                else:
+                    summary.read += 1
+                    buffer.append(record)
+                    if len(buffer) >= self.batch_size * 4:
+                        self._flush(buffer, summary, None)
+                        buffer = []
+            self._flush(buffer, summary, None)
+            status = "done"
+        except BaseException as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise
+        finally:
+            summary.seconds = time.perf_counter() - started
+            self._finish_run(run_id, summary, status, message)
+        return summary
+
+    def _no_progress(self) -> bool | None:
+        return None if self.progress is None else not self.progress
+
+    def _count_skip(self, summary: RunSummary, skipped: Skipped) -> None:
+        summary.skipped += 1
+        summary.reasons[skipped.reason] = summary.reasons.get(skipped.reason, 0) + 1
+        log.warning("skipped %s: %s", skipped.where, skipped.reason)
+
+    def _flush(
+        self, buffer: Sequence[Any], summary: RunSummary, checkpoint: Checkpoint | None
+    ) -> None:
+        """Write the buffer and the checkpoint in one transaction; isolate bad records."""
+        if not buffer and checkpoint is None:
+            return
+        for attempt in range(RETRIES):
+            try:
+                with self.engine.begin() as conn:
+                    results = self._write(conn, buffer)
+                    if checkpoint:
+                        self._save_cursor(conn, checkpoint)
+                break
+            except DBAPIError as exc:
+                self.context.resolver.forget()
+                self.context.matcher.invalidate()
+                if _is_transient(exc) and attempt < RETRIES - 1:
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
+                if isinstance(exc, OperationalError) and not _is_transient(exc):
+                    raise DatabaseError(f"database failed: {str(exc.orig).strip()}") from exc
+                results = self._write_one_by_one(buffer, summary, checkpoint)
+                break
+        for result in results:
+            summary.written += result.written
+            for skipped in result.skipped:
+                self._count_skip(summary, skipped)
+
+    def _write(self, conn, buffer: Sequence[Any]) -> list[WriteResult]:  # noqa: ANN001
+        results = []
+        by_type: dict[type, list[Any]] = {}
+        for record in buffer:
+            by_type.setdefault(type(record), []).append(record)
+        users = [p for p in by_type.get(PersonRecord, []) if p.is_user]
+        contacts = [p for p in by_type.get(PersonRecord, []) if not p.is_user]
+        for record_type, writer in WRITERS:
+            if record_type is PersonRecord:
+                batch = users
+            elif record_type is AccountRecord:
+                batch = by_type.get(AccountRecord, [])
+                if batch:
+                    results.append(writer(conn, self.context, batch))
+                batch = contacts
+                writer = write_people
+            else:
+                batch = by_type.get(record_type, [])
+            if batch:
+                results.append(writer(conn, self.context, batch))
+        return results
+
+    def _write_one_by_one(
+        self, buffer: Sequence[Any], summary: RunSummary, checkpoint: Checkpoint | None
+    ) -> list[WriteResult]:
+        """After a failed batch: write each record alone, so one bad row costs one row."""
+        results = []
+        for record in buffer:
+            try:
+                with self.engine.begin() as conn:
+                    results.extend(self._write(conn, [record]))
+            except SQLAlchemyError as exc:
+                self.context.resolver.forget()
+                self.context.matcher.invalidate()
+                summary.errors += 1
+                log.error(
+                    "could not write %s %s: %s",
+                    type(record).__name__,
+                    getattr(record, "source_id", ""),
+                    str(getattr(exc, "orig", exc)).splitlines()[0],
+                )
+        if checkpoint:
+            with self.engine.begin() as conn:
+                self._save_cursor(conn, checkpoint)
+        return results
+
+    def _save_cursor(self, conn, checkpoint: Checkpoint) -> None:  # noqa: ANN001
+        upsert(
+            conn,
+            sync_state,
+            [
+                {
+                    "agent": self.agent,
+                    "source": self.source,
+                    "object": checkpoint.object,
+                    "cursor": checkpoint.cursor,
+                    "last_run_at": datetime.now(UTC),
+                    "last_error": None,
+                }
+            ],
+            ["agent", "source", "object"],
+            ["cursor", "last_run_at", "last_error"],
+        )
+
+    def _start_run(self) -> int | None:
+        try:
+            with self.engine.begin() as conn:
+                return conn.execute(
+                    insert(sync_runs).values(
+                        agent=self.agent, started_at=datetime.now(UTC), status="running"
+                    )
+                ).inserted_primary_key[0]
+        except OperationalError as exc:
+            raise DatabaseError(f"cannot reach the database: {str(exc.orig).strip()}") from exc
+
+    def _finish_run(
+        self, run_id: int | None, s: RunSummary, status: str, message: str | None
+    ) -> None:
+        if run_id is None:
+            return
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(sync_runs)
+                    .where(sync_runs.c.id == run_id)
+                    .values(
+                        finished_at=datetime.now(UTC),
+                        read=s.read,
+                        written=s.written,
+                        skipped=s.skipped,
+                        errors=s.errors,
+                        status=status,
+                        message=message,
+                    )
+                )
+        except SQLAlchemyError:
+            log.warning("could not record the end of sync run %s", run_id)

@@ -1,0 +1,91 @@
+"""Dialect-aware bulk upserts: the one way synced rows reach the database.
+
+SQLite and PostgreSQL both speak ``INSERT ... ON CONFLICT``; SQLAlchemy exposes it per
+dialect. Values are always bound parameters, never formatted into SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, String, Table, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+
+CHUNK = 500
+
+
+def _insert(conn: Connection, table: Table):  # noqa: ANN202
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def fit_to_columns(table: Table, row: dict[str, Any]) -> dict[str, Any]:
+    """Truncate strings to their column's length so one long value never fails a batch."""
+    for name, value in row.items():
+        if isinstance(value, str):
+            column_type = table.c[name].type
+            length = getattr(column_type, "length", None)
+            if isinstance(column_type, String) and length and len(value) > length:
+                row[name] = value[:length]
+    return row
+
+
+def upsert(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    key: Sequence[str],
+    update: Iterable[str] | None = None,
+) -> None:
+    """Insert ``rows``; on a conflict on ``key`` update the ``update`` columns (or skip).
+
+    Rows are sorted by key so that concurrent writers lock rows in the same order.
+    """
+    if not rows:
+        return
+    rows = sorted(
+        (fit_to_columns(table, dict(r)) for r in rows), key=lambda r: tuple(str(r[k]) for k in key)
+    )
+    update = list(update or [])
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start : start + CHUNK]
+        stmt = _insert(conn, table)
+        if update:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(key), set_={c: stmt.excluded[c] for c in update}
+            )
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
+        conn.execute(stmt, chunk)
+
+
+def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows, silently skipping any that conflict with any unique constraint."""
+    if not rows:
+        return
+    rows = [fit_to_columns(table, dict(r)) for r in rows]
+    for start in range(0, len(rows), CHUNK):
+        conn.execute(_insert(conn, table).on_conflict_do_nothing(), rows[start : start + CHUNK])
+
+
+def lookup(
+    conn: Connection, table: Table, key: str | Sequence[str], values: Iterable[Any], *columns: str
+) -> dict[Any, Any]:
+    """Map key value(s) -> id (or a tuple of ``columns``) for existing rows."""
+    values = list(dict.fromkeys(values))
+    found: dict[Any, Any] = {}
+    keys = [key] if isinstance(key, str) else list(key)
+    wanted = [table.c.id] if not columns else [table.c[c] for c in columns]
+    for start in range(0, len(values), CHUNK):
+        chunk = values[start : start + CHUNK]
+        if len(keys) == 1:
+            cond = table.c[keys[0]].in_(chunk)
+        else:
+            cond = tuple_(*(table.c[k] for k in keys)).in_(chunk)
+        for row in conn.execute(select(*(table.c[k] for k in keys), *wanted).where(cond)):
+            k = row[0] if len(keys) == 1 else tuple(row[: len(keys)])
+            rest = row[len(keys) :]
+            found[k] = rest[0] if len(rest) == 1 else tuple(rest)
+    return found

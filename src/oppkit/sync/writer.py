@@ -1,0 +1,459 @@
+"""Writing one batch of source records: resolve references, then upsert.
+
+Each ``write_*`` function takes the records of one kind and returns how many rows it
+wrote plus the records it had to skip (with a reason). Records whose references point
+at nothing (an opportunity that is not in the database) are skipped, never guessed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+from sqlalchemy import Connection, bindparam, select, update
+
+from ..db.schema import (
+    accounts,
+    activities,
+    activity_people,
+    campaign_members,
+    campaigns,
+    opportunities,
+    opportunity_people,
+    people,
+    stage_history,
+    stages,
+)
+from ..sources.records import (
+    AccountRecord,
+    ActivityRecord,
+    CampaignMemberRecord,
+    CampaignRecord,
+    OpportunityChangeRecord,
+    OpportunityMemberRecord,
+    OpportunityRecord,
+    PersonRecord,
+    Skipped,
+    StageRecord,
+)
+from .identity import Resolver, domain_of, normalise_email
+from .matching import OpportunityMatcher
+from .upsert import insert_ignore, lookup, upsert
+
+SENDER_ROLES = ("from", "organizer")
+
+
+@dataclass
+class WriteContext:
+    resolver: Resolver
+    matcher: OpportunityMatcher = field(default_factory=OpportunityMatcher)
+
+
+@dataclass
+class WriteResult:
+    written: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def skip(self, reason: str, where: str) -> None:
+        self.skipped.append(Skipped(reason, where))
+
+
+def _ids(conn: Connection, table, source: str, refs) -> dict[str, int]:  # noqa: ANN001
+    refs = [r for r in refs if r]
+    if not refs:
+        return {}
+    found = lookup(conn, table, ("source", "source_id"), [(source, r) for r in refs])
+    return {k[1]: v for k, v in found.items()}
+
+
+def _people_by_sfid(conn: Connection, refs) -> dict[str, int]:  # noqa: ANN001
+    refs = [r for r in refs if r]
+    return lookup(conn, people, "salesforce_id", refs) if refs else {}
+
+
+def write_stages(
+    conn: Connection, ctx: WriteContext, records: Sequence[StageRecord]
+) -> WriteResult:
+    rows = [
+        {
+            "name": r.name,
+            "status": r.status,
+            "sort_order": r.sort_order,
+            "probability": r.probability,
+            "is_active": r.is_active,
+            "source": r.source,
+        }
+        for r in records
+    ]
+    upsert(
+        conn, stages, rows, ["name"], ["status", "sort_order", "probability", "is_active", "source"]
+    )
+    ctx.matcher.invalidate()
+    return WriteResult(written=len(rows))
+
+
+def write_accounts(
+    conn: Connection, ctx: WriteContext, records: Sequence[AccountRecord]
+) -> WriteResult:
+    """Upstream accounts; an account first seen by its email domain is merged, not doubled."""
+    result = WriteResult()
+    owners = _people_by_sfid(conn, [r.owner_ref for r in records])
+    by_sfid = lookup(conn, accounts, "salesforce_id", [r.source_id for r in records])
+    by_domain = lookup(conn, accounts, "domain", [r.domain for r in records if r.domain])
+    for r in records:
+        values = {
+            "name": r.name,
+            "owner_id": owners.get(r.owner_ref),
+            "industry": r.industry,
+            "account_type": r.account_type,
+            "salesforce_id": r.source_id if r.source == "salesforce" else None,
+            "source": r.source,
+            "source_id": r.source_id,
+            "is_deleted": r.is_deleted,
+        }
+        existing = by_sfid.get(r.source_id) or (by_domain.get(r.domain) if r.domain else None)
+        if existing:
+            if r.domain and by_domain.get(r.domain) in (None, existing):
+                values["domain"] = r.domain
+            conn.execute(update(accounts).where(accounts.c.id == existing).values(**values))
+        else:
+            values["domain"] = r.domain if r.domain not in by_domain else None
+            upsert(
+                conn,
+                accounts,
+                [values],
+                ["source", "source_id"],
+                [k for k in values if k != "source"],
+            )
+        result.written += 1
+    ctx.resolver.by_domain.clear()
+    return result
+
+
+def write_people(
+    conn: Connection, ctx: WriteContext, records: Sequence[PersonRecord]
+) -> WriteResult:
+    """Contacts and users; merged with the person already known by the same email."""
+    result = WriteResult()
+    rules = ctx.resolver.rules
+    account_ids = _ids(conn, accounts, "salesforce", [r.account_ref for r in records])
+    emails = [normalise_email(r.email) for r in records]
+    by_sfid = lookup(conn, people, "salesforce_id", [r.source_id for r in records])
+    by_email = lookup(conn, people, "email", [e for e in emails if e])
+    domain_accounts = ctx.resolver.accounts_for_domains(conn, {domain_of(e) for e in emails if e})
+    for r, email in zip(records, emails, strict=True):
+        if r.email and not email:
+            result.skip(f"unusable email {r.email!r}; kept without it", f"{r.source} {r.source_id}")
+        domain = domain_of(email) if email else None
+        values = {
+            "name": r.name,
+            "title": r.title,
+            "account_id": account_ids.get(r.account_ref) or domain_accounts.get(domain),
+            "is_internal": r.is_user or (domain is not None and rules.is_internal(domain)),
+            "salesforce_id": r.source_id if r.source == "salesforce" else None,
+            "source": r.source,
+            "source_id": r.source_id,
+            "is_deleted": r.is_deleted,
+        }
+        existing = by_sfid.get(r.source_id) or (by_email.get(email) if email else None)
+        if existing:
+            if email and by_email.get(email) in (None, existing):
+                values["email"] = email
+            conn.execute(update(people).where(people.c.id == existing).values(**values))
+        else:
+            values["email"] = email if email not in by_email else None
+            upsert(
+                conn,
+                people,
+                [values],
+                ["source", "source_id"],
+                [k for k in values if k != "source"],
+            )
+        result.written += 1
+    ctx.resolver.by_email.clear()
+    return result
+
+
+def write_campaigns(
+    conn: Connection, ctx: WriteContext, records: Sequence[CampaignRecord]
+) -> WriteResult:
+    rows = [{k: v for k, v in asdict(r).items() if k in campaigns.c} for r in records]
+    upsert(
+        conn,
+        campaigns,
+        rows,
+        ["source", "source_id"],
+        [k for k in rows[0] if k not in ("source", "source_id")],
+    )
+    return WriteResult(written=len(rows))
+
+
+def write_opportunities(
+    conn: Connection, ctx: WriteContext, records: Sequence[OpportunityRecord]
+) -> WriteResult:
+    account_ids = _ids(conn, accounts, "salesforce", [r.account_ref for r in records])
+    owners = _people_by_sfid(conn, [r.owner_ref for r in records])
+    campaign_ids = _ids(conn, campaigns, "salesforce", [r.campaign_ref for r in records])
+    rows = []
+    for r in records:
+        row = {k: v for k, v in asdict(r).items() if k in opportunities.c}
+        row.update(
+            account_id=account_ids.get(r.account_ref),
+            owner_id=owners.get(r.owner_ref),
+            campaign_id=campaign_ids.get(r.campaign_ref),
+        )
+        rows.append(row)
+    upsert(
+        conn,
+        opportunities,
+        rows,
+        ["source", "source_id"],
+        [k for k in rows[0] if k not in ("source", "source_id")],
+    )
+    ctx.matcher.invalidate()
+    return WriteResult(written=len(rows))
+
+
+def write_members(
+    conn: Connection, ctx: WriteContext, records: Sequence[OpportunityMemberRecord]
+) -> WriteResult:
+    result = WriteResult()
+    opp_ids = _ids(conn, opportunities, "salesforce", [r.opportunity_ref for r in records])
+    person_ids = _people_by_sfid(conn, [r.person_ref for r in records])
+    rows = []
+    for r in records:
+        opp, person = opp_ids.get(r.opportunity_ref), person_ids.get(r.person_ref)
+        if not opp or not person:
+            result.skip("member of an unknown opportunity or person", f"{r.source} {r.source_id}")
+            continue
+        rows.append(
+            {
+                "opportunity_id": opp,
+                "person_id": person,
+                "kind": "member",
+                "role": r.role,
+                "is_primary": r.is_primary,
+                "source": r.source,
+                "source_id": r.source_id,
+                "is_deleted": r.is_deleted,
+            }
+        )
+    upsert(
+        conn,
+        opportunity_people,
+        rows,
+        ["source", "source_id"],
+        ["opportunity_id", "person_id", "role", "is_primary", "is_deleted"],
+    )
+    ctx.matcher.invalidate()
+    result.written = len(rows)
+    return result
+
+
+def write_changes(
+    conn: Connection, ctx: WriteContext, records: Sequence[OpportunityChangeRecord]
+) -> WriteResult:
+    result = WriteResult()
+    opp_ids = _ids(conn, opportunities, "salesforce", [r.opportunity_ref for r in records])
+    changed_by = _people_by_sfid(conn, [r.changed_by_ref for r in records])
+    rows = []
+    for r in records:
+        opp = opp_ids.get(r.opportunity_ref)
+        if not opp:
+            result.skip("history of an unknown opportunity", f"{r.source} {r.source_id}")
+            continue
+        rows.append(
+            {
+                "opportunity_id": opp,
+                "field": r.field,
+                "old_value": r.old_value,
+                "new_value": r.new_value,
+                "changed_at": r.changed_at,
+                "changed_by_id": changed_by.get(r.changed_by_ref),
+                "source": r.source,
+                "source_id": r.source_id,
+            }
+        )
+    upsert(
+        conn,
+        stage_history,
+        rows,
+        ["source", "source_id"],
+        ["old_value", "new_value", "changed_at", "changed_by_id"],
+    )
+    result.written = len(rows)
+    return result
+
+
+def write_campaign_members(
+    conn: Connection, ctx: WriteContext, records: Sequence[CampaignMemberRecord]
+) -> WriteResult:
+    result = WriteResult()
+    campaign_ids = _ids(conn, campaigns, "salesforce", [r.campaign_ref for r in records])
+    person_ids = _people_by_sfid(conn, [r.person_ref for r in records])
+    rows = []
+    for r in records:
+        campaign, person = campaign_ids.get(r.campaign_ref), person_ids.get(r.person_ref)
+        if not campaign or not person:
+            result.skip(
+                "campaign member of an unknown campaign or person", f"{r.source} {r.source_id}"
+            )
+            continue
+        rows.append(
+            {
+                "campaign_id": campaign,
+                "person_id": person,
+                "status": r.status,
+                "source": r.source,
+                "source_id": r.source_id,
+                "is_deleted": r.is_deleted,
+            }
+        )
+    upsert(
+        conn,
+        campaign_members,
+        rows,
+        ["source", "source_id"],
+        ["campaign_id", "person_id", "status", "is_deleted"],
+    )
+    result.written = len(rows)
+    return result
+
+
+def _direction(senders: list, others: list) -> str:  # noqa: ANN001
+    everyone = senders + others
+    if everyone and all(p.is_internal for p in everyone):
+        return "internal"
+    if senders:
+        return "outbound" if senders[0].is_internal else "inbound"
+    return "outbound" if any(p.is_internal for p in everyone) else "inbound"
+
+
+def _account_of(senders: list, others: list) -> int | None:  # noqa: ANN001
+    """The customer account: the sender's if external, else the most frequent recipient's."""
+    for p in senders:
+        if not p.is_internal and p.account_id:
+            return p.account_id
+    counts = Counter(p.account_id for p in others if not p.is_internal and p.account_id)
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def write_activities(
+    conn: Connection, ctx: WriteContext, records: Sequence[ActivityRecord]
+) -> WriteResult:
+    """Timeline rows plus who took part; one row per (source, source_id) across mailboxes."""
+    result = WriteResult()
+    records = list({(r.source, r.source_id): r for r in records}.values())
+    named: dict[str, str | None] = {}
+    for r in records:
+        for p in r.participants:
+            email = normalise_email(p.email)
+            if email and not named.get(email):
+                named[email] = p.name
+    persons = ctx.resolver.people_for_emails(conn, named) if named else {}
+    sf = [r for r in records if r.source == "salesforce"]
+    opp_ids = _ids(conn, opportunities, "salesforce", [r.opportunity_ref for r in sf])
+    sf_accounts = _ids(conn, accounts, "salesforce", [r.account_ref for r in sf])
+    sf_people = _people_by_sfid(conn, [x for r in sf for x in (*r.person_refs, r.owner_ref)])
+    sf_people_info = (
+        {
+            pid: (acc, internal)
+            for pid, acc, internal in conn.execute(
+                select(people.c.id, people.c.account_id, people.c.is_internal).where(
+                    people.c.id.in_(list(sf_people.values()))
+                )
+            )
+        }
+        if sf_people
+        else {}
+    )
+
+    rows, links = [], {}
+    for r in records:
+        takes_part = []  # (person_id, role, response)
+        senders, others = [], []
+        for p in r.participants:
+            ref = persons.get(normalise_email(p.email) or "")
+            if ref is None:
+                continue
+            takes_part.append((ref.id, p.role, p.response))
+            (senders if p.role in SENDER_ROLES else others).append(ref)
+        for who in r.person_refs:
+            if sf_people.get(who):
+                takes_part.append((sf_people[who], "who", None))
+        owner_id = sf_people.get(r.owner_ref) if r.owner_ref else None
+        if owner_id:
+            takes_part.append((owner_id, "owner", None))
+
+        account_id = sf_accounts.get(r.account_ref) or _account_of(senders, others)
+        if account_id is None:
+            for pid, _role, _resp in takes_part:
+                acc, internal = sf_people_info.get(pid, (None, True))
+                if acc and not internal:
+                    account_id = acc
+                    break
+        opportunity_id = opp_ids.get(r.opportunity_ref) or ctx.matcher.match(
+            conn, account_id, [pid for pid, _, _ in takes_part]
+        )
+        if r.source == "salesforce":
+            direction = "outbound" if owner_id else None
+        else:
+            direction = _direction(senders, others)
+        rows.append(
+            {
+                "kind": r.kind,
+                "subject": r.subject,
+                "snippet": r.snippet,
+                "occurred_at": r.occurred_at,
+                "duration_minutes": r.duration_minutes,
+                "direction": direction,
+                "thread_id": r.thread_id,
+                "account_id": account_id,
+                "opportunity_id": opportunity_id,
+                "sender_id": senders[0].id if senders else owner_id,
+                "owner_id": owner_id,
+                "location": r.location,
+                "is_planned": r.is_planned,
+                "status": r.status,
+                "is_auto": r.is_auto,
+                "attachments": [asdict(a) for a in r.attachments] or None,
+                "source": r.source,
+                "source_id": r.source_id,
+                "is_deleted": r.is_deleted,
+            }
+        )
+        links[(r.source, r.source_id)] = takes_part
+    upsert(
+        conn,
+        activities,
+        rows,
+        ["source", "source_id"],
+        [k for k in rows[0] if k not in ("source", "source_id")] if rows else [],
+    )
+    ids = lookup(conn, activities, ("source", "source_id"), list(links))
+    ap_rows = [
+        {"activity_id": ids[key], "person_id": pid, "role": role, "response": response}
+        for key, parts in links.items()
+        if key in ids
+        for pid, role, response in dict.fromkeys(parts)
+    ]
+    insert_ignore(conn, activity_people, ap_rows)
+    result.written = len(rows)
+    return result
+
+
+__all__ = [
+    "WriteContext",
+    "WriteResult",
+    "write_accounts",
+    "write_activities",
+    "write_campaign_members",
+    "write_campaigns",
+    "write_changes",
+    "write_members",
+    "write_opportunities",
+    "write_people",
+    "write_stages",
+    "bindparam",
+]
