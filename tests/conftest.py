@@ -1,0 +1,128 @@
+"""Database fixtures: every shared behaviour runs on SQLite (a file in tmp_path) and on a
+real PostgreSQL (127.0.0.1:5432, a fresh database per test session, emptied per test)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from oppkit.config import Settings
+from oppkit.db.engine import connect_engine
+
+PG_ADMIN_URL = os.environ.get(
+    "OPPKIT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+INTERNAL = ("northwind.example",)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    name = f"oppkit_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    connect_engine(url).dispose()  # migrate once
+    yield url
+    with admin.connect() as conn:
+        conn.execute(
+            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+            {"n": name},
+        )
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+def _empty_postgres(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        tables = conn.scalars(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")
+        ).all()
+        if tables:
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL with the oppkit schema, empty, on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'oppkit.sqlite'}"
+    url = request.getfixturevalue("pg_database")
+    _empty_postgres(url)
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'oppkit.sqlite'}"
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return Settings(database_url=db_url, internal_domains=INTERNAL)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never touch the user's real database or config."""
+    monkeypatch.setenv("OPPKIT_INTERNAL_DOMAINS", ",".join(INTERNAL))
+    monkeypatch.delenv("OPPKIT_DATABASE_URL", raising=False)
+    monkeypatch.delenv("OPPKIT_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+
+
+def make_email(
+    *,
+    sender: str,
+    to: list[str],
+    subject: str,
+    body: str,
+    when,  # noqa: ANN001
+    message_id: str | None,
+    cc: list[str] | None = None,
+    in_reply_to: str | None = None,
+    html: str | None = None,
+) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = ", ".join(to)
+    if cc:
+        msg["Cc"] = ", ".join(cc)
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(when)
+    if message_id:
+        msg["Message-ID"] = f"<{message_id}>"
+    if in_reply_to:
+        msg["In-Reply-To"] = f"<{in_reply_to}>"
+        msg["References"] = f"<{in_reply_to}>"
+    if html and not body:
+        msg.set_content(html, subtype="html")
+    else:
+        msg.set_content(body)
+        if html:
+            msg.add_alternative(html, subtype="html")
+    return msg
+
+
+def write_mbox(path: Path, messages: list[EmailMessage | bytes]) -> Path:
+    """Write messages as an mboxrd file (From_ lines, >From escaping)."""
+    with path.open("wb") as fh:
+        for msg in messages:
+            raw = msg if isinstance(msg, bytes) else msg.as_bytes()
+            fh.write(b"From sender@example.com Mon Jan  5 10:00:00 2026\n")
+            for line in raw.replace(b"\r\n", b"\n").split(b"\n"):
+                if line.lstrip(b">").startswith(b"From "):
+                    line = b">" + line
+                fh.write(line + b"\n")
+            fh.write(b"\n")
+    return path
