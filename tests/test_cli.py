@@ -58,7 +58,9 @@ def test_init_creates_the_schema_at_the_url_given(sqlite_url: str, capsys):
         assert conn.scalar(text("PRAGMA journal_mode")) == "wal"
 
 
-def test_database_url_comes_from_the_environment(sqlite_url: str, tmp_path: Path, monkeypatch, capsys):
+def test_database_url_comes_from_the_environment(
+    sqlite_url: str, tmp_path: Path, monkeypatch, capsys
+):
     monkeypatch.setenv("OPPKIT_DATABASE_URL", sqlite_url)
     mbox = write_mbox(tmp_path / "m.mbox", [make_email(sender="a@globex.example", to=["ava.patel@northwind.example"], subject="s", body="b", when=T0, message_id="x@y")])  # fmt: skip
     assert main(["sync", "mail", "--mbox", str(mbox)]) == 0
@@ -74,7 +76,9 @@ def test_default_database_is_a_file_in_the_users_data_folder(tmp_path: Path, cap
 def test_oppkit_toml_sets_domains_and_database(tmp_path: Path, monkeypatch):
     monkeypatch.delenv("OPPKIT_INTERNAL_DOMAINS")
     db = tmp_path / "from-toml.sqlite"
-    (tmp_path / "oppkit.toml").write_text(f'database_url = "sqlite:///{db}"\ninternal_domains = ["globex.example"]\n')
+    (tmp_path / "oppkit.toml").write_text(
+        f'database_url = "sqlite:///{db}"\ninternal_domains = ["globex.example"]\n'
+    )
     monkeypatch.chdir(tmp_path)
     mbox = write_mbox(tmp_path / "m.mbox", [make_email(sender="a@globex.example", to=["b@globex.example"], subject="s", body="b", when=T0, message_id="x@y")])  # fmt: skip
     assert main(["sync", "mail", "--mbox", str(mbox)]) == 0
@@ -187,8 +191,20 @@ def test_two_syncs_at_once_never_duplicate(db_url: str, tmp_path: Path):
     copy.write_bytes(mbox.read_bytes())
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "oppkit.cli", "--db", db_url, "sync", "mail", "--mbox", str(path)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "oppkit.cli",
+                "--db",
+                db_url,
+                "sync",
+                "mail",
+                "--mbox",
+                str(path),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
         for path in (mbox, copy)
     ]

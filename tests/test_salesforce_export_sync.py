@@ -102,7 +102,9 @@ def test_export_lands_as_opportunities_pipeline_and_timeline(db_url: str, settin
     assert list(tl["subject"]) == ["Send contract", "Demo", "Call about pricing"]
     assert list(tl["kind"]) == ["task", "meeting", "call"]
     assert tl.set_index("subject").loc["Send contract", "is_planned"]
-    assert tl.set_index("subject").loc["Call about pricing", "snippet"] == "Discussed <b>pricing</b>"
+    assert (
+        tl.set_index("subject").loc["Call about pricing", "snippet"] == "Discussed <b>pricing</b>"
+    )
 
     history = kit.stage_history(opportunity="Acme pilot")
     moves = history[history["field"] == "stage"]
@@ -120,11 +122,17 @@ def test_export_lands_as_opportunities_pipeline_and_timeline(db_url: str, settin
 
 def test_privacy_follows_owner_and_members(db_url: str, settings, export: Path):
     sync_salesforce_export(export, settings=settings)
-    assert "Globex secret" in set(oppkit.connect(db_url, user="ben.okafor@northwind.example").opportunities()["name"])
-    assert "Globex secret" not in set(oppkit.connect(db_url, user="ava.patel@northwind.example").opportunities()["name"])
+    assert "Globex secret" in set(
+        oppkit.connect(db_url, user="ben.okafor@northwind.example").opportunities()["name"]
+    )
+    assert "Globex secret" not in set(
+        oppkit.connect(db_url, user="ava.patel@northwind.example").opportunities()["name"]
+    )
 
 
-def test_mail_links_to_the_opportunity_only_when_unambiguous(db_url: str, settings, export: Path, tmp_path: Path):
+def test_mail_links_to_the_opportunity_only_when_unambiguous(
+    db_url: str, settings, export: Path, tmp_path: Path
+):
     sync_salesforce_export(export, settings=settings)
     when = datetime(2026, 3, 1, 12, tzinfo=UTC)
     mails = [
@@ -156,7 +164,9 @@ def test_rerun_of_an_unchanged_export_writes_nothing(db_url: str, settings, expo
     assert len(kit.timeline()) == 3
 
 
-def test_mail_first_then_salesforce_merges_people_and_accounts(db_url: str, settings, export: Path, tmp_path: Path):
+def test_mail_first_then_salesforce_merges_people_and_accounts(
+    db_url: str, settings, export: Path, tmp_path: Path
+):
     mail = make_email(sender="Juergen.Mueller@acme-robotics.example", to=["ava.patel@northwind.example"],
                       subject="early", body="x", when=datetime(2026, 1, 2, tzinfo=UTC), message_id="e@x")  # fmt: skip
     sync_mail(write_mbox(tmp_path / "m.mbox", [mail]), settings=settings)

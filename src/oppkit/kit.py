@@ -292,6 +292,9 @@ class Kit:
         df["occurred_at"] = pd.to_datetime(df["occurred_at"], utc=True)
         for column in ("is_planned", "is_auto"):
             df[column] = df[column].astype(bool)
+        for column in ("account_id", "opportunity_id"):
+            df[column] = df[column].astype("Int64")
+        df["duration_minutes"] = df["duration_minutes"].astype("Float64")
         return df
 
     def people(
