@@ -1,0 +1,1008 @@
+"""A synthetic sales organisation, written as the export files real systems produce.
+
+``oppkit demo`` shows the product on "Northwind Analytics", a made-up analytics vendor
+with ten customer accounts. :func:`write_demo_files` writes, under ``out_dir``:
+
+* ``mail/<rep>.mbox`` -- two mailboxes (RFC 4155 mbox: ``From`` separator lines,
+  ``>From`` escaping; messages built with :mod:`email` and ``policy.default``);
+* ``calendar/<rep>.ics`` -- three calendars (RFC 5545 with VTIMEZONE components);
+* ``salesforce/*.csv`` -- a Salesforce Data Export (UTF-8, RFC 4180 with every field
+  quoted, 18-character ids, ``2026-01-15T10:30:00.000Z`` datetimes, ``true``/``false``).
+
+The sync code reads these files like any customer's export, so the awkward parts are
+there on purpose: RFC 2047 display names, an upper-case address, a message without
+Message-ID, HTML-only mail, an auto-reply, a bounce, a PDF attachment, messages in both
+mailboxes, people cc'd who are no Salesforce contact, a weekly meeting with an EXDATE, a
+cancelled meeting, Salesforce Events that mirror calendar meetings, a deleted Task.
+
+Output is deterministic for a given ``(seed, today)``; all dates are relative to ``today``.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import random
+import re
+import textwrap
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+from icalendar import Calendar, Event, vCalAddress
+
+
+def _table(text: str) -> list[list[str]]:
+    """Rows of a ``|``-separated table; an indented line adds a cell to the row above."""
+    rows: list[list[str]] = []
+    for line in text.strip("\n").splitlines():
+        if line[:1].isspace():
+            rows[-1].append(line.strip())
+        elif line.strip() and not line.startswith("#"):
+            rows.append([cell.strip() for cell in line.split("|")])
+    return rows
+
+
+COMPANY = "Northwind Analytics"
+DOMAIN = "northwind.example"
+
+# first | last | title | time zone. Anna and Ben export mail; they and David export calendars.
+USERS = """
+Anna  | Keller    | Account Executive                | Europe/Berlin
+Ben   | Okafor    | Account Executive                | America/New_York
+Carla | Reyes     | VP Sales                         | Europe/Berlin
+David | Lindqvist | Solutions Engineer               | Europe/Berlin
+Emma  | Schulz    | Sales Development Representative | Europe/Berlin
+"""
+MAILBOX_USERS, CALENDAR_USERS, SOLUTIONS_ENGINEER = (0, 1), (0, 1, 3), 3
+
+# name | domain | industry | type | owner (user #, who also writes the mail) | time zone |
+# how the customer's people send mail: text, alt (multipart/alternative) or html (HTML only)
+#   contacts: "First Last, Title" separated by ";"; an <address> replaces first.last@domain
+ACCOUNTS = """
+Acme Robotics | acme-robotics.example | Manufacturing | Customer - Direct | 0 | Europe/Berlin | text
+    Bob Smith, Head of Operations; Alice Novak, CTO; Carlos Diaz, Maintenance Lead;
+    Mei Tanaka, Procurement Manager
+Globex | globex.example | Energy | Customer - Direct | 0 | America/New_York | alt
+    Hank Morgan, VP Operations; Sara Lindgren, Data Platform Lead; Omar Haddad, Procurement Lead
+Initech | initech.example | Technology | Prospect | 1 | America/New_York | text
+    Bill Lumbergh, Director of Operations; Peter Gibbons, Software Engineer;
+    Priya Natarajan, Independent BI Consultant <priya.natarajan.bi@gmail.com>
+Umbrella Health | umbrella-health.example | Healthcare | Prospect | 0 | Europe/Berlin | alt
+    Zoë Ørsted, Head of Clinical Data; James Carter, CIO; Nina Petrova, Compliance Officer;
+    Lukas Brandt, Data Engineer
+Stark Logistics | stark-logistics.example | Transportation | Customer - Channel | 0 | Europe/Berlin | text
+    Jürgen Müller, Head of Logistics IT; Paula Reed, COO; Tim Walker, Fleet Manager
+Wayne Foods | wayne-foods.example | Food & Beverage | Customer - Direct | 1 | America/New_York | text
+    Rachel Dawes, Supply Chain Director; Luke Fox, Finance Manager; Grace Kim, IT Manager;
+    Marco Rossi, Category Manager
+Hooli | hooli.example | Technology | Prospect | 0 | America/New_York | html
+    Gavin Bell, SVP Marketing; Denise Wu, Marketing Analytics Manager
+Tyrell Biotech | tyrell-bio.example | Biotechnology | Prospect | 1 | America/New_York | text
+    Rachael Rosen, Lab Operations Director; Dan Chew, Research IT Lead
+Cyberdyne Energy | cyberdyne.example | Energy | Customer - Direct | 1 | America/New_York | alt
+    Miles Dyson, Director of Grid Engineering; Karen Lee, Procurement Lead;
+    Tom Hughes, Security Architect
+Vandelay Industries | vandelay.example | Retail | Customer - Channel | 1 | America/New_York | text
+    Art Vandelay, CEO; José García, Head of Imports; Lisa Turner, Store Operations Manager;
+    Kevin Park, BI Analyst; Helen Brooks, CFO
+"""
+# Customer people who are cc'd and invited, but are no Salesforce contact (account #: name).
+NON_CONTACTS = {0: "Tom Becker", 1: "Lena Fischer", 8: "Raj Patel"}
+
+# The standard Salesforce stages: label | default probability | open, won or lost
+STAGES = [
+    (n, int(p), kind)
+    for n, p, kind in _table("""
+Prospecting          | 10  | open
+Qualification        | 10  | open
+Needs Analysis       | 20  | open
+Value Proposition    | 50  | open
+Id. Decision Makers  | 60  | open
+Perception Analysis  | 70  | open
+Proposal/Price Quote | 75  | open
+Negotiation/Review   | 90  | open
+Closed Won           | 100 | won
+Closed Lost          | 0   | lost
+""")
+]
+_STAGE = {s[0]: i for i, s in enumerate(STAGES)}
+_FORECAST = {"open": "Pipeline", "won": "Closed", "lost": "Omitted"}
+
+# name | status | type | start day | end day | members as account.contact
+CAMPAIGNS = _table("""
+Predictive Maintenance Webinar | Completed   | Webinar    | -150 | -150 | 0.0 0.1 0.2 4.0 5.0
+Data & Analytics Summit        | Completed   | Conference | -120 | -118 | 2.0 2.1 3.0 3.2 6.1
+Life Sciences Roundtable       | In Progress | Conference | -60  | 30   | 7.0 7.1 3.3
+""")
+
+
+class _Opp(NamedTuple):
+    key: str
+    account: int
+    topic: str
+    stage: str
+    amount: int | None
+    close: int  # days from today
+    owner: int
+    contacts: tuple[int, ...]  # contact numbers in the account, primary first
+    type: str
+    source: str
+    campaign: int | None
+    created: int  # days from today
+    private: bool
+
+
+_TYPES = {"new": "New Customer", "up": "Existing Customer - Upgrade",
+          "repl": "Existing Customer - Replacement"}  # fmt: skip
+# key | account | topic | stage | amount | close day | owner | contacts | type | lead source |
+# campaign | created day | private
+OPPORTUNITIES = [
+    _Opp(
+        k,
+        int(a),
+        topic,
+        stage,
+        int(amt) if amt else None,
+        int(close),
+        int(owner),
+        tuple(map(int, cs.split())),
+        _TYPES[t],
+        src,
+        int(cp) if cp else None,
+        int(cr),
+        p != "",
+    )
+    for k, a, topic, stage, amt, close, owner, cs, t, src, cp, cr, p in _table("""
+acme-pm         | 0 | Predictive maintenance pilot | Proposal/Price Quote | 120000 | 35  | 0 | 0 1 2 | up   | Seminar - Internal | 0 | -140 |
+acme-fleet      | 0 | Fleet analytics expansion    | Qualification        | 60000  | 150 | 0 | 1 3   | up   | Web                |   | -30  |
+globex-energy   | 1 | Energy forecasting platform  | Negotiation/Review   | 250000 | 20  | 0 | 0 1 2 | up   | Partner Referral   |   | -160 |
+globex-dw       | 1 | Data warehouse migration     | Closed Won           | 80000  | -45 | 0 | 1     | new  | Partner Referral   |   | -170 |
+initech-tps     | 2 | TPS report automation        | Needs Analysis       | 45000  | -10 | 1 | 0 2   | new  | Web                | 1 | -75  |
+umbrella-clin   | 3 | Clinical trial dashboards    | Value Proposition    | 180000 | 90  | 0 | 0 1 2 | new  | Trade Show         | 1 | -100 |
+umbrella-hipaa  | 3 | HIPAA audit analytics        | Prospecting          |        | 180 | 0 | 3     | new  | Web                |   | -12  |
+stark-route     | 4 | Route optimisation           | Id. Decision Makers  | 320000 | 60  | 0 | 0 1   | up   | Partner Referral   |   | -150 |
+stark-wh        | 4 | Warehouse sensor analytics   | Closed Lost          | 40000  | -30 | 0 | 0 2   | up   | Web                | 0 | -130 |
+wayne-supply    | 5 | Supply chain visibility      | Perception Analysis  | 95000  | 45  | 1 | 0 2   | up   | Trade Show         |   | -90  |
+wayne-board     | 5 | Board reporting pack         | Closed Won           | 15000  | -60 | 1 | 1     | up   | Phone Inquiry      |   | -120 | private
+hooli-ad        | 6 | Ad-spend attribution         | Prospecting          | 400000 | 120 | 2 | 0     | new  | Partner Referral   |   | -8   |
+hooli-churn     | 6 | Churn prediction model       | Closed Lost          | 30000  | -20 | 0 | 1 0   | new  | Web                | 1 | -110 |
+tyrell-lab      | 7 | Lab throughput analytics     | Qualification        | 70000  | 100 | 1 | 0 1   | new  | Seminar - Internal | 2 | -50  |
+cyber-grid      | 8 | Grid anomaly detection       | Negotiation/Review   | 210000 | 14  | 1 | 0 1 2 | up   | Partner Referral   |   | -170 |
+cyber-renewal   | 8 | Annual platform renewal      | Closed Won           | 5000   | -15 | 1 | 1     | repl | Other              |   | -80  |
+vandelay-import | 9 | Import demand forecasting    | Proposal/Price Quote | 55000  | 40  | 1 | 0 1 4 | up   | Web                |   | -95  |
+vandelay-pos    | 9 | Retail POS analytics         | Needs Analysis       | 25000  | 75  | 1 | 2 3   | up   | Web                |   | -60  |
+""")
+]
+_OPP = {o.key: o for o in OPPORTUNITIES}
+_ROLES = ["Decision Maker", "Technical Buyer", "Economic Buyer"]
+
+# Mail threads. "== name | subject", then steps "who | body": rep is the account owner, cust
+# the opportunity's primary contact, cust2 its second contact. \n is a line break.
+SCRIPTS = r"""
+== intro | {account} x Northwind Analytics: {topic}
+rep   | Thanks for your time on the phone today. As promised, a short summary of how we help
+        teams like yours with {topic_l}: we connect to the systems you already have, and your
+        analysts get a first working model within a few weeks.\n\nWould a discovery session
+        with your team next week work?
+cust  | Thanks for the summary, that sounds relevant for us. {weekday} afternoon works on our
+        side. I will bring the people who own the data.
+rep   | Great, I have sent an invite for {weekday} at 15:00. Talk soon!
+== discovery | Follow-up: discovery session
+rep   | Thank you all for the open discussion today. My notes:\n\n- Goal: {topic_l} live for
+        one business unit\n- Data: exports from your ERP plus operational logs\n- Success: fewer
+        manual reports and a forecast the team trusts\n\nPlease correct me if I missed anything.
+cust2 | Thanks, that matches my notes. One addition: we need the results in our existing BI
+        tool, not in yet another portal.
+rep   | Good point, that is how most of our customers run it. I will add it to the scope.
+== data | Pilot data access
+rep   | To prepare the pilot we need read access to a sample of the historical data; twelve
+        months would be ideal. Who on your side can help with that?
+cust  | I have asked our IT team. They will set up a read-only account, expect credentials early
+        next week.
+rep   | Perfect, thank you. We will use a dedicated environment for {account} only.
+== value | Business case for {topic_l}
+rep   | Here is the business case we discussed. Based on your numbers we estimate a payback
+        period of about nine months.
+cust  | Thanks. Our finance team will want to see the assumptions. Can we walk through them
+        together?
+rep   | Of course, I will bring the model to our next call.
+== security | Security review: {account}
+cust  | Before we can move forward our IT security team needs to review your platform. Could you
+        send the security questionnaire? Ideally before the end of next week.
+rep   | Certainly. You will have our completed questionnaire and the latest SOC 2 report by
+        Thursday.
+cust  | Received, thank you. I have forwarded everything to the security team.
+== proposal | Proposal: {topic}
+rep   | Please find our proposal for {topic_l} attached and summarised below. Total investment:
+        {amount} for the first year, including onboarding and training.\n\nHappy to go through
+        it on a call.
+cust  | Thank you. We have questions on the pricing of additional users and on payment terms.
+rep   | Additional users are billed quarterly at the same rate; payment terms are 30 days net.
+        Does that work for you?
+== contract | Contract redlines
+cust  | Our legal team has reviewed the contract. Their comments:\n\n1. Liability cap at twelve
+        months of fees\n2. Data processing addendum under EU law\n3. Termination notice of 60 days
+rep   | Thanks for the redlines. Points 1 and 2 are fine with our legal team, point 3 needs a
+        quick call. I'll send the revised contract by Friday.
+cust  | Works for us. Talk on Friday.
+rep   | The revised contract is ready for signature. Let me know if you need anything else.
+== lost | Decision on {topic}
+cust  | Thank you for all the work your team put in. Unfortunately we have decided not to move
+        forward at this time. {reason}
+rep   | Thank you for letting me know, and for the honest feedback. I will check back in a few
+        months. Good luck with the project!
+== freeze | Budget update
+cust  | A quick update from our side: we have a budget freeze until Q3. I still want to continue
+        the conversation, but I cannot sign anything before then.
+rep   | Thanks for the heads-up. Let's keep the technical evaluation going so we are ready when
+        the budget opens up.
+== postponed | Timeline for {topic_l}
+cust  | I wanted to let you know that the project is postponed to next quarter. Store operations
+        has other priorities right now.
+rep   | Understood, thanks for being transparent. I will reach out again next quarter.
+"""
+# An open opportunity has the threads its stage has reached (stage number per thread).
+_UNLOCK = {"intro": 0, "discovery": 1, "data": 2, "value": 3, "security": 4, "proposal": 6,
+           "contract": 7}  # fmt: skip
+_EXTRA_THREADS = {"tyrell-lab": ["freeze"], "vandelay-pos": ["postponed"]}
+_LOST_REASONS = {"hooli-churn": "Honestly, we have a budget freeze until Q3.",
+                 "stark-wh": "We decided to extend the contract with our current vendor."}  # fmt: skip
+_CC_OTHER_REP = {("acme-pm", "security"), ("acme-pm", "proposal"), ("cyber-grid", "contract")}
+_CC_NON_CONTACT = {"discovery", "data", "security"}
+
+# Internal mail. "== days | subject", then "sender > to; cc | body" with first names.
+INTERNAL = r"""
+== -84 -49 -14 | Pipeline review: please update your deals
+Carla > Anna, Ben; David, Emma | Hi team,\n\nplease update your opportunities before Thursday's
+    pipeline review. I want close dates and next steps on everything in Proposal or later.
+    \n\nThanks,\nCarla
+Anna > Carla; Ben, David, Emma | Done for my deals. Globex is on track; Acme is waiting for the
+    security review.\n\nAnna
+Ben > Carla; Anna, David, Emma | Mine are updated too. Cyberdyne needs a discount approval, I'll
+    send the details separately.\n\nBen
+== -60 | Cover for Acme Robotics while I'm out
+Anna > Ben | Hi Ben,\n\nI'm out from Monday for a week. Could you keep an eye on Acme? Bob Smith
+    may ask about the pilot data access.\n\nThanks!\nAnna
+Ben > Anna | Sure, no problem. Enjoy the time off!\n\nBen
+Anna > Ben | Thanks, I owe you one.\n\nAnna
+== -62 | Prep: Stark Logistics deep dive
+Anna > David | Hi David,\n\ncan you prepare the routing demo for Stark? Jürgen will ask about
+    the TMS integration.\n\nAnna
+David > Anna | Will do. I'll reuse the Acme sensor dataset for the demo.\n\nDavid
+== -33 | Discount approval: Cyberdyne Energy
+Ben > Carla | Hi Carla,\n\nCyberdyne is asking for 15% off the first year of the grid anomaly
+    detection deal. They can sign this quarter.\n\nBen
+Carla > Ben | Approved up to 15% if they sign this quarter.\n\nCarla
+== -55 | Lead handover: Tyrell Biotech
+Emma > Ben | Hi Ben,\n\nRachael Rosen from Tyrell attended the roundtable and wants a call about
+    lab throughput. All notes are in Salesforce.\n\nEmma
+Ben > Emma | Thanks Emma, I'll reach out today.\n\nBen
+"""
+
+# Meetings, organised by the account owner. Flags: all (every contact of the account and the
+# non-contact), se (the solutions engineer), rep2 (the other account executive), onsite,
+# cancelled, weekly (8 times, the third one excepted), sf (also logged as a Salesforce Event).
+MEETINGS = _table("""
+acme-pm         | discovery workshop      | -110 | 10 | 90  | all onsite sf
+acme-pm         | technical deep dive     | -80  | 14 | 60  | se
+acme-pm         | pilot review            | -45  | 11 | 60  | se rep2
+acme-pm         | proposal review         | 5    | 15 | 45  | sf
+acme-fleet      | intro call              | -20  | 9  | 30  |
+globex-energy   | discovery workshop      | -115 | 16 | 90  | all sf
+globex-energy   | technical deep dive     | -70  | 15 | 60  | se
+globex-energy   | commercial negotiation  | -12  | 17 | 60  |
+globex-energy   | weekly project sync     | -35  | 16 | 30  | weekly
+globex-dw       | implementation kickoff  | -40  | 15 | 60  |
+initech-tps     | discovery call          | -50  | 10 | 45  | all sf
+initech-tps     | requirements workshop   | -18  | 13 | 90  | se
+umbrella-clin   | discovery workshop      | -85  | 10 | 90  | all sf
+umbrella-clin   | demo                    | -30  | 14 | 60  | se
+umbrella-hipaa  | intro call              | 9    | 11 | 30  |
+stark-route     | discovery workshop      | -100 | 9  | 120 | all onsite sf
+stark-route     | technical deep dive     | -60  | 13 | 60  | se
+stark-route     | decision makers meeting | -10  | 10 | 60  | rep2 sf
+stark-wh        | demo                    | -90  | 15 | 45  |
+wayne-supply    | discovery call          | -75  | 11 | 60  | all sf
+wayne-supply    | solution presentation   | -25  | 14 | 60  | se
+hooli-churn     | discovery call          | -95  | 12 | 45  | all
+tyrell-lab      | intro call              | -35  | 10 | 30  | all sf
+tyrell-lab      | discovery workshop      | 6    | 13 | 90  | cancelled
+cyber-grid      | discovery workshop      | -105 | 10 | 90  | all sf
+cyber-grid      | security review         | -55  | 11 | 60  | se
+cyber-grid      | contract negotiation    | -8   | 14 | 45  | rep2 sf
+cyber-renewal   | renewal check-in        | -30  | 16 | 30  |
+vandelay-import | discovery call          | -80  | 10 | 60  | all
+vandelay-import | proposal walkthrough    | 12   | 11 | 60  | se
+vandelay-pos    | store visit             | -40  | 9  | 120 | onsite sf
+""")
+# Salesforce-only Events: owner, opportunity, subject, day, UTC hour, minutes (0: all day)
+SF_ONLY_EVENTS = [
+    (2, "globex-energy", "Executive dinner with Globex", -66, 19, 150),
+    (4, "tyrell-lab", "SDR qualification call", -52, 15, 30),
+    (0, "stark-route", "Logistics Expo: Stark Logistics booth", -95, 0, 0),
+]
+
+# The Data Export's files and columns.
+SALESFORCE_FIELDS = {name: " ".join(cols).split() for name, *cols in _table("""
+User                   | Id Email Name FirstName LastName Title IsActive UserRoleId
+Account                | Id Name Website Industry Type OwnerId CreatedDate LastModifiedDate
+                         SystemModstamp IsDeleted
+Contact                | Id AccountId FirstName LastName Name Email Title OwnerId SystemModstamp
+                         IsDeleted
+OpportunityStage       | Id MasterLabel ApiName IsActive SortOrder IsClosed IsWon
+                         DefaultProbability ForecastCategoryName
+Opportunity            | Id Name AccountId OwnerId StageName Amount CloseDate Probability IsPrivate
+                         IsClosed IsWon CampaignId Type LeadSource CreatedDate LastModifiedDate
+                         SystemModstamp IsDeleted
+OpportunityContactRole | Id OpportunityId ContactId Role IsPrimary IsDeleted
+OpportunityHistory     | Id OpportunityId StageName Amount CloseDate Probability CreatedDate
+                         CreatedById IsDeleted
+Campaign               | Id Name Status Type StartDate EndDate IsActive IsDeleted
+CampaignMember         | Id CampaignId ContactId LeadId Status IsDeleted
+Task                   | Id WhoId WhatId AccountId OwnerId Subject Description ActivityDate Status
+                         Priority IsClosed TaskSubtype CallType CallDurationInSeconds
+                         CompletedDateTime CreatedDate SystemModstamp IsDeleted
+Event                  | Id WhoId WhatId AccountId OwnerId Subject Description Location
+                         StartDateTime EndDateTime DurationInMinutes ActivityDateTime
+                         IsAllDayEvent CreatedDate SystemModstamp IsDeleted
+""")}  # fmt: skip
+
+_DAY = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+_MON = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+_ASCII = str.maketrans({"ü": "ue", "ø": "oe", "ë": "e", "é": "e", "í": "i"})
+_PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]"
+        b"/Count 0>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")  # fmt: skip
+
+
+@dataclass
+class DemoFiles:
+    root: Path
+    mail_dir: Path  # holds one .mbox file per mailbox
+    calendar_dir: Path  # holds one .ics file per calendar
+    salesforce_dir: Path  # Salesforce Data Export CSVs
+    internal_domains: list[str]  # the demo company's own domains
+    company: str
+
+
+class _Account(NamedTuple):
+    name: str
+    domain: str
+    industry: str
+    type: str
+    owner: int
+    tz: str
+    style: str
+    contacts: list[tuple[str, str, str, str]]  # first, last, title, email
+
+
+def _account(name: str, domain: str, industry: str, kind: str, owner: str, tz: str,
+             style: str, *contact_lines: str) -> _Account:  # fmt: skip
+    contacts = []
+    for item in " ".join(contact_lines).split(";"):
+        person, title = (s.strip() for s in item.split(",", 1))
+        title, _, email = title.partition("<")
+        first, last = person.split(" ", 1)
+        email = email.strip(">") or f"{first}.{last}@{domain}".lower().translate(_ASCII)
+        contacts.append((first, last, title.strip(), email))
+    return _Account(name, domain, industry, kind, int(owner), tz, style, contacts)
+
+
+_ACCOUNTS = [_account(*row) for row in _table(ACCOUNTS)]
+
+
+@dataclass
+class _Person:
+    first: str
+    last: str
+    title: str
+    email: str
+    tz: str
+    sf_id: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.first} {self.last}"
+
+
+class _Ids:
+    """Salesforce-style 18-character ids: key prefix, pod, counter, case checksum."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+
+    def __call__(self, prefix: str) -> str:
+        n = self._counts[prefix] = self._counts.get(prefix, 0) + 1
+        value, digits = 1_000_000 + n * 104_729 + int.from_bytes(prefix.encode()) % 997 * 977, ""
+        for _ in range(5):
+            value, r = divmod(value, 62)
+            digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"[r] + digits
+        id15 = f"{prefix}8d00000{digits}"
+        flags = [
+            sum(1 << j for j, c in enumerate(id15[i : i + 5]) if c.isupper()) for i in (0, 5, 10)
+        ]
+        return id15 + "".join("ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"[f] for f in flags)
+
+
+@dataclass
+class _Org:
+    today: date
+    rng: random.Random
+    ids: _Ids
+    users: list[_Person]
+    contacts: list[list[_Person]]  # per account
+    extras: dict[int, _Person]  # the non-contacts, per account
+    account_ids: list[str]
+    opp_ids: dict[str, str]
+    campaign_ids: list[str]
+
+    def at(self, days: float, hour: float = 0.0) -> datetime:
+        """UTC time ``days`` from today at ``hour`` (UTC), to the minute."""
+        dt = datetime.combine(self.today, time(0), UTC) + timedelta(days=days, hours=hour)
+        return dt.replace(second=0, microsecond=0)
+
+    def day(self, days: int) -> date:
+        return self.today + timedelta(days=days)
+
+
+def _build_org(seed: int, today: date) -> _Org:
+    ids = _Ids()
+    users = [_Person(f, last, title, f"{f}.{last}@{DOMAIN}".lower(), tz, ids("005"))
+             for f, last, title, tz in _table(USERS)]  # fmt: skip
+    contacts = [[_Person(*c, a.tz, ids("003")) for c in a.contacts] for a in _ACCOUNTS]
+    extras = {}
+    for i, name in NON_CONTACTS.items():
+        first, last = name.split()
+        email = f"{first}.{last}@{_ACCOUNTS[i].domain}".lower()
+        extras[i] = _Person(first, last, "", email, _ACCOUNTS[i].tz)
+    account_ids = [ids("001") for _ in _ACCOUNTS]
+    opp_ids = {o.key: ids("006") for o in OPPORTUNITIES}
+    campaign_ids = [ids("701") for _ in CAMPAIGNS]
+    rng = random.Random(seed)
+    return _Org(today, rng, ids, users, contacts, extras, account_ids, opp_ids, campaign_ids)
+
+
+# --------------------------------------------------------------------------- mail
+
+
+@dataclass
+class _Mail:
+    when: datetime
+    sender: _Person
+    people: set[str]  # lower-case addresses in From, To and Cc
+    raw: bytes
+    text: str  # the plain-text body, as a reply quotes it
+    msg_id: str | None
+    tag: str = ""
+
+
+def _wrap(text: str) -> str:
+    return "\n".join(textwrap.fill(s, 72) if len(s) > 72 else s for s in text.split("\n"))
+
+
+def _to_html(own: str, quote_header: str, quoted: str) -> str:
+    parts = [f"<p>{html.escape(p)}</p>".replace("\n", "<br>\n") for p in own.split("\n\n")]
+    if quote_header:
+        quoted = html.escape(quoted).replace("\n", "<br>\n")
+        parts.append(f"<div>{html.escape(quote_header)}</div>\n<blockquote>{quoted}</blockquote>")
+    body = "\n".join(parts)
+    return f'<html><head><meta charset="utf-8"></head><body>\n{body}\n</body></html>\n'
+
+
+def _addresses(people: list[_Person]) -> list[Address]:
+    return [Address(p.name, addr_spec=p.email) for p in people]
+
+
+class _Mailer:
+    """Builds messages with deterministic ids and MIME boundaries."""
+
+    def __init__(self, org: _Org) -> None:
+        self.org, self.rng, self.count = org, org.rng, 0
+
+    def message(self, sender: _Person, to: list[_Person], cc: list[_Person], subject: str,
+                own: str, when: datetime, reply_to: _Mail | None = None, style: str = "text",
+                headers: dict[str, str] | None = None, pdf: str | None = None,
+                with_id: bool = True, tag: str = "") -> _Mail:  # fmt: skip
+        self.count += 1
+        text, header, quoted = _wrap(own), "", ""
+        if reply_to:
+            local = reply_to.when.astimezone(ZoneInfo(sender.tz))
+            header = (f"On {_DAY[local.weekday()]}, {local.day} {_MON[local.month - 1]} "
+                      f"{local.year} at {local:%H:%M}, {reply_to.sender.name} wrote:")  # fmt: skip
+            quoted = "\n".join(f"> {line}" if line else ">" for line in reply_to.text.split("\n"))
+            text = f"{text}\n\n{header}\n{quoted}"
+        msg = EmailMessage()
+        msg["From"] = Address(sender.name, addr_spec=sender.email)
+        msg["To"] = _addresses(to)
+        if cc:
+            msg["Cc"] = _addresses(cc)
+        msg["Subject"] = subject
+        msg["Date"] = format_datetime(when.astimezone(ZoneInfo(sender.tz)))
+        msg_id = None
+        if with_id:
+            domain = sender.email.rsplit("@", 1)[1].lower()
+            msg_id = f"<{self.rng.getrandbits(48):012x}.{self.count:04d}@mail.{domain}>"
+            msg["Message-ID"] = msg_id
+        for name, value in (headers or {}).items():
+            msg[name] = value
+        html_body = _to_html(own, header, reply_to.text if reply_to else "")
+        if style == "html":
+            msg.set_content(html_body, subtype="html")
+        else:
+            msg.set_content(text)
+            if style == "alt":
+                msg.add_alternative(html_body, subtype="html")
+        if pdf:
+            msg.add_attachment(_PDF, maintype="application", subtype="pdf", filename=pdf)
+        for i, part in enumerate(p for p in msg.walk() if p.is_multipart()):
+            part.set_boundary(f"=_nw{self.count:04d}.{i}")
+        people = {p.email.lower() for p in (sender, *to, *cc)}
+        return _Mail(when, sender, people, msg.as_bytes(), text, msg_id, tag)
+
+    def thread(self, subject: str, steps: list[tuple[_Person, list[_Person], list[_Person], str]],
+               start: datetime, styles: dict[str, str], tag: str = "",
+               pdf: str | None = None) -> list[_Mail]:  # fmt: skip
+        """Replies quote the message before and carry In-Reply-To and References."""
+        out: list[_Mail] = []
+        refs: list[str] = []
+        for i, (sender, to, cc, own) in enumerate(steps):
+            thread_headers = {"In-Reply-To": refs[-1], "References": " ".join(refs)} if refs else {}
+            mail = self.message(sender, to, cc, f"Re: {subject}" if i else subject, own, start,
+                                out[-1] if out else None, styles.get(sender.email, "text"),
+                                thread_headers, None if i else pdf, tag=f"{tag}:{i}")  # fmt: skip
+            refs += [mail.msg_id] if mail.msg_id else []
+            out.append(mail)
+            start += timedelta(minutes=self.rng.randint(90, 1800))
+        return out
+
+
+def _scripts() -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    scripts: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    for row in _table(SCRIPTS):
+        if row[0].startswith("=="):
+            steps: list[tuple[str, str]] = []
+            scripts[row[0][2:].strip()] = (row[1], steps)
+        else:
+            steps.append((row[0], re.sub(r"\s*\\n\s*", "\n", " ".join(row[1:]))))
+    return scripts
+
+
+def _opportunity_mail(mailer: _Mailer, org: _Org, opp: _Opp) -> list[_Mail]:
+    """The threads between the account owner and the opportunity's contacts."""
+    acct, rng, scripts = _ACCOUNTS[opp.account], org.rng, _scripts()
+    rep, other_rep = org.users[acct.owner], org.users[1 - acct.owner]
+    people = [org.contacts[opp.account][i] for i in opp.contacts]
+    extra = org.extras.get(opp.account)
+    styles = {
+        p.email: acct.style for p in [*org.contacts[opp.account], *([extra] if extra else [])]
+    }
+    styles["priya.natarajan.bi@gmail.com"] = "alt"  # writes from Gmail
+    kind = STAGES[_STAGE[opp.stage]][2]
+    if kind == "open":
+        names = [n for n, stage in _UNLOCK.items() if stage <= _STAGE[opp.stage]]
+    else:
+        names = (
+            ["intro", "proposal", "contract"] if kind == "won" else ["intro", "discovery", "lost"]
+        )
+    names += _EXTRA_THREADS.get(opp.key, [])
+    lo = max(opp.created, -118 if kind == "open" else -150) + 1
+    hi = max(lo, min(-8 if kind == "open" else opp.close - 6, -8))
+    currency = "EUR" if acct.tz == "Europe/Berlin" else "USD"
+    out = []
+    for j, name in enumerate(names):
+        subject, script = scripts[name]
+        fmt = {"account": acct.name, "topic": opp.topic, "topic_l": opp.topic.lower(),
+               "weekday": rng.choice(["Monday", "Tuesday", "Wednesday", "Thursday"]),
+               "reason": _LOST_REASONS.get(opp.key, ""), "amount": f"{opp.amount or 0:,} {currency}"}  # fmt: skip
+        circle = list(people)
+        if name == "discovery":
+            circle += [p for p in org.contacts[opp.account] if p not in people]
+        if extra and name in _CC_NON_CONTACT:
+            circle.append(extra)
+        internal = [other_rep] if (opp.key, name) in _CC_OTHER_REP else []
+        steps, addressee = [], people[0]
+        for i, (who, body) in enumerate(script):
+            body = body.format(**fmt)
+            if who == "rep":
+                hello = "Hi all," if name == "discovery" else f"Hi {addressee.first},"
+                own = f"{hello}\n\n{body}\n\nBest,\n{rep.first}"
+                if i == 0:  # RFC 3676 signature on the first mail of a thread
+                    own += (
+                        f"\n\n-- \n{rep.name}\n{rep.title}, {COMPANY}\n+49 30 5550 10{acct.owner}0"
+                    )
+                cc = [p for p in circle if p is not addressee] + internal
+                steps.append((rep, [addressee], cc, own))
+            else:
+                addressee = people[1] if who == "cust2" and len(people) > 1 else people[0]
+                regards = rng.choice(["Best regards", "Thanks", "Kind regards"])
+                own = f"Hi {rep.first},\n\n{body}\n\n{regards},\n{addressee.first}"
+                cc = [p for p in circle if p is not addressee] + internal
+                steps.append((addressee, [rep], cc, own))
+        day = lo + (hi - lo) * (j + 0.5) / len(names) + rng.uniform(-2, 2)
+        start = org.at(int(min(max(day, lo), hi)), 7 + rng.uniform(0, 9))
+        pdf = "Northwind-Proposal-Acme-Robotics.pdf" if opp.key == "acme-pm" else None
+        subject = subject.format(**fmt)
+        out += mailer.thread(subject, steps, start, styles, f"{opp.key}:{name}",
+                             pdf if name == "proposal" else None)  # fmt: skip
+    return out
+
+
+def _internal_mail(mailer: _Mailer, org: _Org) -> list[_Mail]:
+    by_name = {u.first: u for u in org.users}
+    threads: list[tuple[list[str], str, list]] = []
+    for row in _table(INTERNAL):
+        if row[0].startswith("=="):
+            threads.append((row[0][2:].split(), row[1], []))
+        else:
+            sender, _, rcpts = row[0].partition(">")
+            to, _, cc = rcpts.partition(";")
+            to_cc = [
+                [by_name[n.strip()] for n in part.split(",") if n.strip()] for part in (to, cc)
+            ]
+            body = re.sub(r"\s*\\n\s*", "\n", " ".join(row[1:]))
+            threads[-1][2].append((by_name[sender.strip()], *to_cc, body))
+    out: list[_Mail] = []
+    for days, subject, steps in threads:
+        for day in days:
+            out += mailer.thread(subject, steps, org.at(int(day), 7 + org.rng.uniform(0, 8)), {})
+    return out
+
+
+def _special_mail(mailer: _Mailer, org: _Org, mails: list[_Mail]) -> list[_Mail]:
+    """The deliberately awkward messages."""
+    anna, ben, c, at = org.users[0], org.users[1], org.contacts, org.at
+    # An address in upper/mixed case, as the sender's mail client wrote it.
+    bob = replace(c[0][0], email="Bob.Smith@ACME-ROBOTICS.example")
+    tom = [org.extras[0]]
+    visit = "Site visit logistics"
+    first = mailer.message(
+        bob,
+        [anna],
+        tom,
+        visit,
+        "Hi Anna,\n\nfor the site visit please register at gate 3, Tom will pick you up.\n\nBob",
+        at(-41, 7.5),
+    )
+    reply = mailer.message(anna, [bob], tom, f"Re: {visit}", "Hi Bob,\n\nperfect, see you "
+                           "there.\n\nAnna", at(-41, 9.25), first,
+                           headers={"In-Reply-To": first.msg_id, "References": first.msg_id})  # fmt: skip
+    # RFC 2047 in From, non-ASCII text, and a body line starting with "From ".
+    notes = mailer.message(c[4][0], [anna], [c[4][1]], "Workshop notes", "Hallo Anna,\n\nhere "
+                           "are my notes from the workshop.\n\nFrom our side the open points "
+                           "are:\n- read access to the TMS database\n- pricing for 40 depots\n\n"
+                           "Viele Grüße\nJürgen", at(-97, 14.1))  # fmt: skip
+    # An old mail system that sends no Message-ID.
+    no_id = mailer.message(c[8][0], [ben], [], "Updated org chart", "Ben,\n\nFYI: Karen Lee now "
+                           "leads procurement for all grid projects.\n\nMiles", at(-64, 15.2),
+                           headers={"X-Mailer": "Lotus Notes Release 8.5.3"}, with_id=False)  # fmt: skip
+    # An out-of-office reply to Ben's first mail to Tyrell.
+    anchor = next(m for m in mails if m.tag == "tyrell-lab:intro:0")
+    auto = mailer.message(c[7][0], [ben], [], "Automatic reply: Out of office",
+                          "Thank you for your message. I am out of the office with limited "
+                          "access to email. For urgent matters please contact Dan Chew.",
+                          anchor.when + timedelta(minutes=2),
+                          headers={"Auto-Submitted": "auto-replied",
+                                   "X-Auto-Response-Suppress": "All",
+                                   "In-Reply-To": anchor.msg_id, "References": anchor.msg_id})  # fmt: skip
+    # A mail to a contact who has left Wayne Foods, and the bounce.
+    gone = c[5][3]
+    sent = mailer.message(ben, [gone], [], "Checking in: category analytics", f"Hi {gone.first},"
+                          "\n\nare you still looking at category analytics for next year?\n\n"
+                          "Best,\nBen", at(-70, 16))  # fmt: skip
+    return [first, reply, notes, no_id, auto, sent, _bounce(mailer, ben, gone, sent)]
+
+
+def _bounce(mailer: _Mailer, rep: _Person, gone: _Person, sent: _Mail) -> _Mail:
+    """A delivery status notification (RFC 3464), as Postfix writes it."""
+    mailer.count += 1
+    when, boundary = sent.when + timedelta(minutes=1), f"=_bounce{mailer.count:04d}"
+    msg_id = f"<{mailer.rng.getrandbits(48):012x}.{mailer.count:04d}@mx.{DOMAIN}>"
+    headers = sent.raw.split(b"\n\n", 1)[0].decode("ascii")
+    raw = f"""\
+From: Mail Delivery System <MAILER-DAEMON@mx.{DOMAIN}>
+To: {rep.email}
+Subject: Undelivered Mail Returned to Sender
+Date: {format_datetime(when)}
+Message-ID: {msg_id}
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status;
+ boundary="{boundary}"
+
+--{boundary}
+Content-Type: text/plain; charset=us-ascii
+
+I'm sorry to have to inform you that your message could not
+be delivered to one or more recipients.
+
+<{gone.email}>: host mx.wayne-foods.example said:
+    550 5.1.1 User unknown (in reply to RCPT TO command)
+
+--{boundary}
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.{DOMAIN}
+
+Final-Recipient: rfc822; {gone.email}
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 User unknown
+
+--{boundary}
+Content-Type: text/rfc822-headers
+
+{headers}
+
+--{boundary}--
+"""
+    daemon = _Person("Mail Delivery", "System", "", "MAILER-DAEMON", "UTC")
+    return _Mail(when, daemon, {rep.email}, raw.encode("ascii"), "", msg_id)
+
+
+def write_mail(mail_dir: Path, org: _Org) -> None:
+    """One mbox per mailbox user, holding every message they sent or received."""
+    mailer = _Mailer(org)
+    mails = [m for opp in OPPORTUNITIES for m in _opportunity_mail(mailer, org, opp)]
+    mails += _internal_mail(mailer, org)
+    mails += _special_mail(mailer, org, mails)
+    for user in (org.users[u] for u in MAILBOX_USERS):
+        out = bytearray()
+        for m in sorted((m for m in mails if user.email in m.people), key=lambda m: m.when):
+            u = m.when.astimezone(UTC)
+            stamp = f"{_DAY[u.weekday()]} {_MON[u.month - 1]} {u.day:2d} {u:%H:%M:%S} {u.year}"
+            body = re.sub(rb"(?m)^From ", b">From ", m.raw)  # RFC 4155 escaping
+            out += f"From {m.sender.email} {stamp}\n".encode() + body.rstrip(b"\n") + b"\n\n"
+        (mail_dir / f"{user.email.split('@')[0]}.mbox").write_bytes(bytes(out))
+
+
+# --------------------------------------------------------------------------- calendars
+
+
+@dataclass
+class _Meeting:
+    uid: str
+    opp: _Opp
+    summary: str
+    start: datetime  # in the organiser's time zone
+    minutes: int
+    attendees: list[tuple[_Person, str, str]]  # person, ROLE, PARTSTAT; the organiser first
+    location: str
+    flags: list[str]
+
+
+def _meetings(org: _Org) -> list[_Meeting]:
+    rng, out = org.rng, []
+    for key, label, day, hour, minutes, *flags in MEETINGS:
+        opp, flags = _OPP[key], " ".join(flags).split()
+        acct = _ACCOUNTS[opp.account]
+        rep = org.users[acct.owner]
+        start = datetime.combine(org.day(int(day)), time(int(hour), rng.choice((0, 0, 30))),
+                                 ZoneInfo(rep.tz))  # fmt: skip
+        people = [org.contacts[opp.account][i] for i in opp.contacts]
+        if "all" in flags:
+            people += [p for p in org.contacts[opp.account] if p not in people]
+            people += [org.extras[opp.account]] if opp.account in org.extras else []
+        answers = ["NEEDS-ACTION", "ACCEPTED", "TENTATIVE"] if int(day) > 0 else ["ACCEPTED"] * 4 + [
+            "TENTATIVE", "DECLINED"]  # fmt: skip
+        attendees = [(rep, "CHAIR", "ACCEPTED")]
+        attendees += [(p, "REQ-PARTICIPANT", rng.choice(answers)) for p in people]
+        if "se" in flags:
+            attendees.append((org.users[SOLUTIONS_ENGINEER], "OPT-PARTICIPANT", "ACCEPTED"))
+        if "rep2" in flags:
+            attendees.append((org.users[1 - acct.owner], "REQ-PARTICIPANT", "ACCEPTED"))
+        if "onsite" in flags:
+            location = f"{acct.name} HQ, room {rng.randint(1, 4)}.{rng.randint(1, 20):02d}"
+        else:
+            zoom = f"https://zoom.us/j/{rng.randint(10**9, 10**10 - 1)}"
+            location = "Microsoft Teams Meeting" if acct.owner == 0 else zoom
+        uid = f"{rng.getrandbits(64):016x}@{DOMAIN}"
+        out.append(_Meeting(uid, opp, f"{acct.name} — {label}", start, int(minutes), attendees,
+                            location, flags))  # fmt: skip
+    return out
+
+
+def _vevent(m: _Meeting, stamp: datetime) -> Event:
+    ev = Event()
+    cancelled = "cancelled" in m.flags
+    ev.add("uid", m.uid)
+    ev.add("dtstamp", stamp)
+    ev.add("created", min(stamp, m.start.astimezone(UTC) - timedelta(days=6)))
+    ev.add(
+        "last-modified",
+        stamp if cancelled else min(stamp, m.start.astimezone(UTC) - timedelta(days=5)),
+    )
+    ev.add("sequence", 1 if cancelled else 0)
+    ev.add("status", "CANCELLED" if cancelled else "CONFIRMED")
+    ev.add("summary", m.summary)
+    ev.add("dtstart", m.start)
+    ev.add("dtend", m.start + timedelta(minutes=m.minutes))
+    if "weekly" in m.flags:
+        ev.add("rrule", {"freq": "weekly", "count": 8})
+        ev.add("exdate", [m.start + timedelta(weeks=2)])
+    ev.add("location", m.location)
+    ev.add("description", f"Agenda:\n1. Introductions\n2. {m.opp.topic}\n3. Next steps")
+    organizer = vCalAddress(f"mailto:{m.attendees[0][0].email}")
+    organizer.params["CN"] = m.attendees[0][0].name
+    ev.add("organizer", organizer)
+    for person, role, answer in m.attendees:
+        attendee = vCalAddress(f"mailto:{person.email}")
+        attendee.params.update({"CN": person.name, "CUTYPE": "INDIVIDUAL", "ROLE": role,
+                                "PARTSTAT": answer, "RSVP": "FALSE" if role == "CHAIR" else "TRUE"})  # fmt: skip
+        ev.add("attendee", attendee)
+    return ev
+
+
+def write_calendars(calendar_dir: Path, org: _Org, meetings: list[_Meeting]) -> None:
+    """One .ics per calendar user, with every meeting they organise or attend."""
+    stamp = org.at(0, 6)
+    for user in (org.users[u] for u in CALENDAR_USERS):
+        cal = Calendar()
+        cal.add("prodid", f"-//{COMPANY}//oppkit demo//EN")
+        cal.add("version", "2.0")
+        cal.add("calscale", "GREGORIAN")
+        cal.add("x-wr-calname", user.name)
+        cal.add("x-wr-timezone", user.tz)
+        mine = [m for m in meetings if any(a[0] is user for a in m.attendees)]
+        for m in sorted(mine, key=lambda m: m.start):
+            cal.add_component(_vevent(m, stamp))
+        cal.add_missing_timezones(org.day(-200), org.day(200))
+        (calendar_dir / f"{user.email.split('@')[0]}.ics").write_bytes(cal.to_ical())
+
+
+# --------------------------------------------------------------------------- Salesforce
+
+
+def _dt(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _b(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _money(amount: int | None) -> str:
+    return f"{amount:.2f}" if amount is not None else ""
+
+
+def _write_csv(sf_dir: Path, name: str, rows: list[list[object]]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
+    writer.writerow(SALESFORCE_FIELDS[name])
+    writer.writerows(rows)
+    (sf_dir / f"{name}.csv").write_bytes(buf.getvalue().encode("utf-8"))
+
+
+def _history(org: _Org, opp: _Opp) -> list[tuple[datetime, str, int | None, date]]:
+    """Snapshots (time, stage, amount, close date) that led to the opportunity's state."""
+    kind = STAGES[_STAGE[opp.stage]][2]
+    path = {"won": [*range(8), 8], "lost": [*range(4), 9]}.get(kind, range(_STAGE[opp.stage] + 1))
+    path = [s for k, s in enumerate(path) if k in (0, len(path) - 1) or org.rng.random() < 0.7]
+    rows = [[STAGES[s][0], opp.amount, opp.close] for s in path]
+    if opp.key == "acme-pm":  # the amount grew once, with the proposal
+        for row in rows[:-1]:
+            row[1] = 90_000
+    if opp.key == "stark-route":  # the close date was pushed twice
+        mid = max(1, len(rows) // 2)
+        for k, row in enumerate(rows):
+            row[2] = opp.close - (45 if k < mid else 20)
+        rows.insert(mid, [rows[mid - 1][0], opp.amount, opp.close - 20])
+        rows.append([rows[-1][0], opp.amount, opp.close])
+    start = org.at(opp.created, 9)
+    end = max(start, org.at(opp.close if kind != "open" else -org.rng.randint(2, 20), 15))
+    step = (end - start) / max(1, len(rows) - 1)
+    return [(start + step * k, s, a, org.day(c)) for k, (s, a, c) in enumerate(rows)]
+
+
+def write_salesforce(sf_dir: Path, org: _Org, meetings: list[_Meeting]) -> None:
+    """The Data Export: one CSV per object."""
+    ids, rng, at, users, cons = org.ids, org.rng, org.at, org.users, org.contacts
+    _write_csv(sf_dir, "User", [[u.sf_id, u.email, u.name, u.first, u.last, u.title, "true", ""]
+                                for u in users])  # fmt: skip
+    accounts, contacts = [], []
+    for i, a in enumerate(_ACCOUNTS):
+        owner, created, modified = (
+            users[a.owner].sf_id,
+            _dt(at(-400 + 17 * i, 10)),
+            _dt(at(-30 + 2 * i, 12)),
+        )
+        accounts.append([org.account_ids[i], a.name, f"https://www.{a.domain}", a.industry, a.type,
+                         owner, created, modified, modified, "false"])  # fmt: skip
+        contacts += [[p.sf_id, org.account_ids[i], p.first, p.last, p.name, p.email, p.title,
+                      owner, modified, "false"] for p in cons[i]]  # fmt: skip
+    _write_csv(sf_dir, "Account", accounts)
+    _write_csv(sf_dir, "Contact", contacts)
+    _write_csv(sf_dir, "OpportunityStage", [
+        [ids("01J"), n, n, "true", k + 1, _b(kind != "open"), _b(kind == "won"), p, _FORECAST[kind]]
+        for k, (n, p, kind) in enumerate(STAGES)])  # fmt: skip
+    _write_csv(sf_dir, "Campaign", [
+        [org.campaign_ids[k], n, status, kind, org.day(int(b)), org.day(int(e)),
+         _b(status == "In Progress"), "false"]
+        for k, (n, status, kind, b, e, _) in enumerate(CAMPAIGNS)])  # fmt: skip
+    _write_csv(sf_dir, "CampaignMember", [
+        [ids("00v"), org.campaign_ids[k], cons[int(m[0])][int(m[2])].sf_id, "",
+         rng.choice(["Sent", "Responded"]), "false"]
+        for k, row in enumerate(CAMPAIGNS) for m in row[5].split()])  # fmt: skip
+
+    opps, roles, history, tasks = [], [], [], []
+    for o in OPPORTUNITIES:
+        oid, aid, owner = org.opp_ids[o.key], org.account_ids[o.account], users[o.owner].sf_id
+        _, probability, kind = STAGES[_STAGE[o.stage]]
+        snapshots = _history(org, o)
+        modified = _dt(snapshots[-1][0] + timedelta(minutes=rng.randint(5, 600)))
+        campaign = org.campaign_ids[o.campaign] if o.campaign is not None else ""
+        opps.append([oid, f"{_ACCOUNTS[o.account].name} — {o.topic}", aid, owner, o.stage,
+                     _money(o.amount), org.day(o.close), probability, _b(o.private),
+                     _b(kind != "open"), _b(kind == "won"), campaign, o.type, o.source,
+                     _dt(snapshots[0][0]), modified, modified, "false"])  # fmt: skip
+        roles += [[ids("00K"), oid, cons[o.account][c].sf_id, _ROLES[k], _b(k == 0), "false"]
+                  for k, c in enumerate(o.contacts)]  # fmt: skip
+        history += [[ids("008"), oid, s, _money(a), close, STAGES[_STAGE[s]][1], _dt(when), owner,
+                     "false"] for when, s, a, close in snapshots]  # fmt: skip
+        who = cons[o.account][o.contacts[0]]
+        first = max(o.created + 2, -118)
+        last = min(o.close - 1, -2) if kind != "open" else -2
+        for k, subtype in enumerate(("Call", "Email")):
+            done = at(first + (k + 1) * (last - first) // 3, 9 + rng.uniform(0, 8))
+            if subtype == "Call":
+                subject, call_type, seconds = (
+                    f"Call with {who.first}",
+                    "Outbound",
+                    rng.randint(240, 2400),
+                )
+                notes = (f'Discussed {o.topic} with {who.name}.\nNext step: "'
+                         f'{rng.choice(["send pricing", "book demo", "confirm scope"])}", owner: us.')  # fmt: skip
+            else:
+                subject, call_type, seconds = f"Email: {o.topic} follow-up", "", ""
+                notes = f"To: {who.email}\nSubject: {o.topic}\n\nHi {who.first}, thanks for your time, as discussed..."
+            tasks.append([ids("00T"), who.sf_id, oid, aid, owner, subject, notes, done.date(),
+                          "Completed", "Normal", "true", subtype, call_type, seconds, _dt(done),
+                          _dt(done), _dt(done), "false"])  # fmt: skip
+    for key, subject, day in [("globex-energy", "Send revised contract", 3),
+                              ("acme-pm", "Follow up on security questionnaire", 6),
+                              ("cyber-grid", "Prepare QBR deck", 13),
+                              ("tyrell-lab", "Check budget status", 20)]:  # fmt: skip
+        o, created = _OPP[key], _dt(at(-3, 10))
+        tasks.append([ids("00T"), cons[o.account][o.contacts[0]].sf_id, org.opp_ids[key],
+                      org.account_ids[o.account], users[o.owner].sf_id, subject, "", org.day(day),
+                      "Not Started", "High", "false", "Task", "", "", "", created, created, "false"])  # fmt: skip
+    tasks.append([ids("00T"), *tasks[0][1:-1], "true"])  # a duplicate call someone deleted
+
+    events = [(m.attendees[0][0], m.opp, m.summary, m.start.astimezone(UTC), m.minutes, m.location)
+              for m in meetings if "sf" in m.flags]  # fmt: skip
+    events += [(users[u], _OPP[key], subject, at(day, hour), minutes or 1440, "Messe Berlin")
+               for u, key, subject, day, hour, minutes in SF_ONLY_EVENTS]  # fmt: skip
+    rows = []
+    for owner_person, o, subject, start, minutes, location in events:
+        created = _dt(min(at(-1, 8), start - timedelta(days=7)))
+        rows.append([ids("00U"), cons[o.account][o.contacts[0]].sf_id, org.opp_ids[o.key],
+                     org.account_ids[o.account], owner_person.sf_id, subject,
+                     f"Meeting about: {o.topic}", location, _dt(start),
+                     _dt(start + timedelta(minutes=minutes)), minutes, _dt(start),
+                     _b(minutes == 1440), created, created, "false"])  # fmt: skip
+    for name, table in [("Opportunity", opps), ("OpportunityContactRole", roles),
+                        ("OpportunityHistory", history), ("Task", tasks), ("Event", rows)]:  # fmt: skip
+        _write_csv(sf_dir, name, table)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def write_demo_files(out_dir: Path, *, seed: int = 7, today: date | None = None) -> DemoFiles:
+    """Write a deterministic synthetic organisation as export files under out_dir."""
+    out_dir = Path(out_dir)
+    files = DemoFiles(out_dir, out_dir / "mail", out_dir / "calendar", out_dir / "salesforce",
+                      [DOMAIN], COMPANY)  # fmt: skip
+    for folder in (files.mail_dir, files.calendar_dir, files.salesforce_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    org = _build_org(seed, today or date.today())
+    meetings = _meetings(org)
+    write_mail(files.mail_dir, org)
+    write_calendars(files.calendar_dir, org, meetings)
+    write_salesforce(files.salesforce_dir, org, meetings)
+    return files
