@@ -36,6 +36,22 @@ def _existing(path: str | Path, what: str) -> Path:
     return path
 
 
+def _run(
+    agent: str,
+    source: str,
+    read,  # noqa: ANN001  (path, previous cursors) -> records
+    path: Path,
+    db: str | Engine | None,
+    settings: Settings | None,
+    progress: bool | None,
+) -> RunSummary:
+    settings = settings or load_settings()
+    runner = SyncRunner(
+        _engine(db, settings), settings, agent=agent, source=source, progress=progress
+    )
+    return runner.run(read(path, runner.cursors()))
+
+
 def sync_mail(
     path: str | Path,
     db: str | Engine | None = None,
@@ -45,12 +61,7 @@ def sync_mail(
     """Sync an mbox file, an .eml file or a folder of them into the database."""
     from ..sources.mail import read_mail
 
-    settings = settings or load_settings()
-    path = _existing(path, "mailbox")
-    runner = SyncRunner(
-        _engine(db, settings), settings, agent="mail", source="file", progress=progress
-    )
-    return runner.run(read_mail(path, runner.cursors()))
+    return _run("mail", "file", read_mail, _existing(path, "mailbox"), db, settings, progress)
 
 
 def sync_calendar(
@@ -62,12 +73,9 @@ def sync_calendar(
     """Sync an .ics file or a folder of .ics files into the database."""
     from ..sources.ics import read_calendars
 
-    settings = settings or load_settings()
-    path = _existing(path, "calendar")
-    runner = SyncRunner(
-        _engine(db, settings), settings, agent="calendar", source="ics", progress=progress
+    return _run(
+        "calendar", "ics", read_calendars, _existing(path, "calendar"), db, settings, progress
     )
-    return runner.run(read_calendars(path, runner.cursors()))
 
 
 def sync_salesforce_export(
@@ -79,11 +87,7 @@ def sync_salesforce_export(
     """Sync a Salesforce Data Export folder (Account.csv, Opportunity.csv, ...)."""
     from ..sources.salesforce_export import read_export
 
-    settings = settings or load_settings()
     directory = _existing(directory, "Salesforce export folder")
     if not directory.is_dir():
         raise ConfigError(f"not a folder: {directory}")
-    runner = SyncRunner(
-        _engine(db, settings), settings, agent="salesforce-export", source="csv", progress=progress
-    )
-    return runner.run(read_export(directory, runner.cursors()))
+    return _run("salesforce-export", "csv", read_export, directory, db, settings, progress)
