@@ -1,19 +1,13 @@
 """A synthetic sales organisation, written as the export files real systems produce.
 
-``oppkit demo`` shows the product on "Northwind Analytics", a made-up analytics vendor
-with ten customer accounts. :func:`write_demo_files` writes, under ``out_dir``:
-
-* ``mail/<rep>.mbox`` -- two mailboxes (RFC 4155 mbox: ``From`` separator lines,
-  ``>From`` escaping; messages built with :mod:`email` and ``policy.default``);
-* ``calendar/<rep>.ics`` -- three calendars (RFC 5545 with VTIMEZONE components);
-* ``salesforce/*.csv`` -- a Salesforce Data Export (UTF-8, RFC 4180 with every field
-  quoted, 18-character ids, ``2026-01-15T10:30:00.000Z`` datetimes, ``true``/``false``).
-
-The sync code reads these files like any customer's export, so the awkward parts are
-there on purpose: RFC 2047 display names, an upper-case address, a message without
-Message-ID, HTML-only mail, an auto-reply, a bounce, a PDF attachment, messages in both
-mailboxes, people cc'd who are no Salesforce contact, a weekly meeting with an EXDATE, a
-cancelled meeting, Salesforce Events that mirror calendar meetings, a deleted Task.
+``oppkit demo`` shows the product on "Northwind Analytics", a made-up analytics vendor with
+ten customer accounts. :func:`write_demo_files` writes ``mail/<rep>.mbox`` (RFC 4155 mbox),
+``calendar/<rep>.ics`` (RFC 5545) and ``salesforce/*.csv`` (a Salesforce Data Export: UTF-8,
+RFC 4180, every field quoted, 18-character ids, ``2026-01-15T10:30:00.000Z``, ``true``).
+The sync code reads them like any customer's export, so the awkward parts are there on
+purpose: RFC 2047 names, an upper-case address, a message without Message-ID, HTML-only
+mail, an auto-reply, a bounce, a PDF, messages in both mailboxes, cc'd people who are no
+contact, a weekly meeting with an EXDATE, a cancelled meeting, a deleted Task.
 
 Output is deterministic for a given ``(seed, today)``; all dates are relative to ``today``.
 """
@@ -47,6 +41,17 @@ def _table(text: str) -> list[list[str]]:
         elif line.strip() and not line.startswith("#"):
             rows.append([cell.strip() for cell in line.split("|")])
     return rows
+
+
+def _sections(text: str) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """``== head | subject`` sections of ``who | text`` steps, where ``\\n`` breaks a line."""
+    out: list[tuple[str, str, list[tuple[str, str]]]] = []
+    for row in _table(text):
+        if row[0].startswith("=="):
+            out.append((row[0][2:].strip(), row[1], []))
+        else:
+            out[-1][2].append((row[0], re.sub(r"\s*\\n\s*", "\n", " ".join(row[1:]))))
+    return out
 
 
 COMPANY = "Northwind Analytics"
@@ -139,27 +144,11 @@ class _Opp(NamedTuple):
     private: bool
 
 
-_TYPES = {"new": "New Customer", "up": "Existing Customer - Upgrade",
-          "repl": "Existing Customer - Replacement"}  # fmt: skip
-# key | account | topic | stage | amount | close day | owner | contacts | type | lead source |
-# campaign | created day | private
-OPPORTUNITIES = [
-    _Opp(
-        k,
-        int(a),
-        topic,
-        stage,
-        int(amt) if amt else None,
-        int(close),
-        int(owner),
-        tuple(map(int, cs.split())),
-        _TYPES[t],
-        src,
-        int(cp) if cp else None,
-        int(cr),
-        p != "",
-    )
-    for k, a, topic, stage, amt, close, owner, cs, t, src, cp, cr, p in _table("""
+_TYPES = {"new": "New Customer", "up": "Existing Customer - Upgrade"}
+_TYPES["repl"] = "Existing Customer - Replacement"
+# key | account | topic | stage | amount | close day | owner | contacts (primary first) | type |
+# lead source | campaign | created day | private
+OPPORTUNITIES_TABLE = """
 acme-pm         | 0 | Predictive maintenance pilot | Proposal/Price Quote | 120000 | 35  | 0 | 0 1 2 | up   | Seminar - Internal | 0 | -140 |
 acme-fleet      | 0 | Fleet analytics expansion    | Qualification        | 60000  | 150 | 0 | 1 3   | up   | Web                |   | -30  |
 globex-energy   | 1 | Energy forecasting platform  | Negotiation/Review   | 250000 | 20  | 0 | 0 1 2 | up   | Partner Referral   |   | -160 |
@@ -178,14 +167,14 @@ cyber-grid      | 8 | Grid anomaly detection       | Negotiation/Review   | 2100
 cyber-renewal   | 8 | Annual platform renewal      | Closed Won           | 5000   | -15 | 1 | 1     | repl | Other              |   | -80  |
 vandelay-import | 9 | Import demand forecasting    | Proposal/Price Quote | 55000  | 40  | 1 | 0 1 4 | up   | Web                |   | -95  |
 vandelay-pos    | 9 | Retail POS analytics         | Needs Analysis       | 25000  | 75  | 1 | 2 3   | up   | Web                |   | -60  |
-""")
-]
-_OPP = {o.key: o for o in OPPORTUNITIES}
+"""
 _ROLES = ["Decision Maker", "Technical Buyer", "Economic Buyer"]
 
 # Mail threads. "== name | subject", then steps "who | body": rep is the account owner, cust
 # the opportunity's primary contact, cust2 its second contact. \n is a line break.
-SCRIPTS = r"""
+SCRIPTS = {
+    name: (subject, steps)
+    for name, subject, steps in _sections(r"""
 == intro | {account} x Northwind Analytics: {topic}
 rep   | Thanks for your time on the phone today. As promised, a short summary of how we help
         teams like yours with {topic_l}: we connect to the systems you already have, and your
@@ -238,27 +227,24 @@ cust  | Thank you for all the work your team put in. Unfortunately we have decid
         forward at this time. {reason}
 rep   | Thank you for letting me know, and for the honest feedback. I will check back in a few
         months. Good luck with the project!
-== freeze | Budget update
-cust  | A quick update from our side: we have a budget freeze until Q3. I still want to continue
-        the conversation, but I cannot sign anything before then.
-rep   | Thanks for the heads-up. Let's keep the technical evaluation going so we are ready when
-        the budget opens up.
 == postponed | Timeline for {topic_l}
 cust  | I wanted to let you know that the project is postponed to next quarter. Store operations
         has other priorities right now.
 rep   | Understood, thanks for being transparent. I will reach out again next quarter.
-"""
+""")
+}
 # An open opportunity has the threads its stage has reached (stage number per thread).
-_UNLOCK = {"intro": 0, "discovery": 1, "data": 2, "value": 3, "security": 4, "proposal": 6,
-           "contract": 7}  # fmt: skip
-_EXTRA_THREADS = {"tyrell-lab": ["freeze"], "vandelay-pos": ["postponed"]}
-_LOST_REASONS = {"hooli-churn": "Honestly, we have a budget freeze until Q3.",
-                 "stark-wh": "We decided to extend the contract with our current vendor."}  # fmt: skip
+_UNLOCK = dict(intro=0, discovery=1, data=2, value=3, security=4, proposal=6, contract=7)
+_EXTRA_THREADS = {"vandelay-pos": ["postponed"]}
+_LOST_REASONS = {
+    "hooli-churn": "Honestly, we have a budget freeze until Q3.",
+    "stark-wh": "We decided to extend the contract with our current vendor.",
+}
 _CC_OTHER_REP = {("acme-pm", "security"), ("acme-pm", "proposal"), ("cyber-grid", "contract")}
 _CC_NON_CONTACT = {"discovery", "data", "security"}
 
 # Internal mail. "== days | subject", then "sender > to; cc | body" with first names.
-INTERNAL = r"""
+INTERNAL = _sections(r"""
 == -84 -49 -14 | Pipeline review: please update your deals
 Carla > Anna, Ben; David, Emma | Hi team,\n\nplease update your opportunities before Thursday's
     pipeline review. I want close dates and next steps on everything in Proposal or later.
@@ -272,19 +258,11 @@ Anna > Ben | Hi Ben,\n\nI'm out from Monday for a week. Could you keep an eye on
     may ask about the pilot data access.\n\nThanks!\nAnna
 Ben > Anna | Sure, no problem. Enjoy the time off!\n\nBen
 Anna > Ben | Thanks, I owe you one.\n\nAnna
-== -62 | Prep: Stark Logistics deep dive
-Anna > David | Hi David,\n\ncan you prepare the routing demo for Stark? Jürgen will ask about
-    the TMS integration.\n\nAnna
-David > Anna | Will do. I'll reuse the Acme sensor dataset for the demo.\n\nDavid
 == -33 | Discount approval: Cyberdyne Energy
 Ben > Carla | Hi Carla,\n\nCyberdyne is asking for 15% off the first year of the grid anomaly
     detection deal. They can sign this quarter.\n\nBen
 Carla > Ben | Approved up to 15% if they sign this quarter.\n\nCarla
-== -55 | Lead handover: Tyrell Biotech
-Emma > Ben | Hi Ben,\n\nRachael Rosen from Tyrell attended the roundtable and wants a call about
-    lab throughput. All notes are in Salesforce.\n\nEmma
-Ben > Emma | Thanks Emma, I'll reach out today.\n\nBen
-"""
+""")
 
 # Meetings, organised by the account owner. Flags: all (every contact of the account and the
 # non-contact), se (the solutions engineer), rep2 (the other account executive), onsite,
@@ -322,6 +300,13 @@ vandelay-import | discovery call          | -80  | 10 | 60  | all
 vandelay-import | proposal walkthrough    | 12   | 11 | 60  | se
 vandelay-pos    | store visit             | -40  | 9  | 120 | onsite sf
 """)
+# Open to-dos due soon: opportunity, subject, due day
+OPEN_TASKS = [
+    ("globex-energy", "Send revised contract", 3),
+    ("acme-pm", "Follow up on security questionnaire", 6),
+    ("cyber-grid", "Prepare QBR deck", 13),
+    ("tyrell-lab", "Check budget status", 20),
+]
 # Salesforce-only Events: owner, opportunity, subject, day, UTC hour, minutes (0: all day)
 SF_ONLY_EVENTS = [
     (2, "globex-energy", "Executive dinner with Globex", -66, 19, 150),
@@ -357,8 +342,7 @@ Event                  | Id WhoId WhatId AccountId OwnerId Subject Description L
 _DAY = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 _MON = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 _ASCII = str.maketrans({"ü": "ue", "ø": "oe", "ë": "e", "é": "e", "í": "i"})
-_PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]"
-        b"/Count 0>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")  # fmt: skip
+_PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
 
 
 @dataclass
@@ -382,8 +366,8 @@ class _Account(NamedTuple):
     contacts: list[tuple[str, str, str, str]]  # first, last, title, email
 
 
-def _account(name: str, domain: str, industry: str, kind: str, owner: str, tz: str,
-             style: str, *contact_lines: str) -> _Account:  # fmt: skip
+def _account(name: str, domain: str, *cells: str) -> _Account:
+    industry, kind, owner, tz, style, *contact_lines = cells
     contacts = []
     for item in " ".join(contact_lines).split(";"):
         person, title = (s.strip() for s in item.split(",", 1))
@@ -394,7 +378,18 @@ def _account(name: str, domain: str, industry: str, kind: str, owner: str, tz: s
     return _Account(name, domain, industry, kind, int(owner), tz, style, contacts)
 
 
+def _opportunity(key: str, account: str, topic: str, stage: str, *cells: str) -> _Opp:
+    amount, close, owner, contacts, kind, source, campaign, created, private = cells
+    return _Opp(
+        key, int(account), topic, stage, int(amount) if amount else None, int(close), int(owner),
+        tuple(map(int, contacts.split())), _TYPES[kind], source,
+        int(campaign) if campaign else None, int(created), private == "private",
+    )  # fmt: skip
+
+
 _ACCOUNTS = [_account(*row) for row in _table(ACCOUNTS)]
+OPPORTUNITIES = [_opportunity(*row) for row in _table(OPPORTUNITIES_TABLE)]
+_OPP = {o.key: o for o in OPPORTUNITIES}
 
 
 @dataclass
@@ -419,14 +414,14 @@ class _Ids:
 
     def __call__(self, prefix: str) -> str:
         n = self._counts[prefix] = self._counts.get(prefix, 0) + 1
-        value, digits = 1_000_000 + n * 104_729 + int.from_bytes(prefix.encode()) % 997 * 977, ""
+        value = 1_000_000 + n * 104_729 + int.from_bytes(prefix.encode()) % 997 * 977
+        digits = ""
         for _ in range(5):
             value, r = divmod(value, 62)
             digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"[r] + digits
         id15 = f"{prefix}8d00000{digits}"
-        flags = [
-            sum(1 << j for j, c in enumerate(id15[i : i + 5]) if c.isupper()) for i in (0, 5, 10)
-        ]
+        flags = [sum(1 << j for j, c in enumerate(id15[i : i + 5]) if c.isupper()) for i in (0, 5)]
+        flags.append(sum(1 << j for j, c in enumerate(id15[10:]) if c.isupper()))
         return id15 + "".join("ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"[f] for f in flags)
 
 
@@ -437,7 +432,7 @@ class _Org:
     ids: _Ids
     users: list[_Person]
     contacts: list[list[_Person]]  # per account
-    extras: dict[int, _Person]  # the non-contacts, per account
+    extras: dict[int, _Person]  # the non-contacts, by account
     account_ids: list[str]
     opp_ids: dict[str, str]
     campaign_ids: list[str]
@@ -453,14 +448,16 @@ class _Org:
 
 def _build_org(seed: int, today: date) -> _Org:
     ids = _Ids()
-    users = [_Person(f, last, title, f"{f}.{last}@{DOMAIN}".lower(), tz, ids("005"))
-             for f, last, title, tz in _table(USERS)]  # fmt: skip
+    users = [
+        _Person(f, la, t, f"{f}.{la}@{DOMAIN}".lower(), tz, ids("005"))
+        for f, la, t, tz in _table(USERS)
+    ]
     contacts = [[_Person(*c, a.tz, ids("003")) for c in a.contacts] for a in _ACCOUNTS]
     extras = {}
     for i, name in NON_CONTACTS.items():
         first, last = name.split()
-        email = f"{first}.{last}@{_ACCOUNTS[i].domain}".lower()
-        extras[i] = _Person(first, last, "", email, _ACCOUNTS[i].tz)
+        acct = _ACCOUNTS[i]
+        extras[i] = _Person(first, last, "", f"{first}.{last}@{acct.domain}".lower(), acct.tz)
     account_ids = [ids("001") for _ in _ACCOUNTS]
     opp_ids = {o.key: ids("006") for o in OPPORTUNITIES}
     campaign_ids = [ids("701") for _ in CAMPAIGNS]
@@ -502,19 +499,33 @@ def _addresses(people: list[_Person]) -> list[Address]:
 class _Mailer:
     """Builds messages with deterministic ids and MIME boundaries."""
 
-    def __init__(self, org: _Org) -> None:
-        self.org, self.rng, self.count = org, org.rng, 0
+    def __init__(self, rng: random.Random) -> None:
+        self.rng, self.count = rng, 0
 
-    def message(self, sender: _Person, to: list[_Person], cc: list[_Person], subject: str,
-                own: str, when: datetime, reply_to: _Mail | None = None, style: str = "text",
-                headers: dict[str, str] | None = None, pdf: str | None = None,
-                with_id: bool = True, tag: str = "") -> _Mail:  # fmt: skip
+    def message(
+        self,
+        sender: _Person,
+        to: list[_Person],
+        cc: list[_Person],
+        subject: str,
+        own: str,
+        when: datetime,
+        reply_to: _Mail | None = None,
+        refs: list[str] | None = None,
+        **options: str,
+    ) -> _Mail:
+        """``own`` is what the sender wrote; a reply quotes ``reply_to`` below it.
+
+        Options: style (text, alt, html), pdf (attachment name), tag, no_id, and any other
+        header to add.
+        """
         self.count += 1
+        style, pdf, tag = (options.pop(k, "") for k in ("style", "pdf", "tag"))
         text, header, quoted = _wrap(own), "", ""
         if reply_to:
             local = reply_to.when.astimezone(ZoneInfo(sender.tz))
-            header = (f"On {_DAY[local.weekday()]}, {local.day} {_MON[local.month - 1]} "
-                      f"{local.year} at {local:%H:%M}, {reply_to.sender.name} wrote:")  # fmt: skip
+            stamp = f"{_DAY[local.weekday()]}, {local.day} {_MON[local.month - 1]} {local.year}"
+            header = f"On {stamp} at {local:%H:%M}, {reply_to.sender.name} wrote:"
             quoted = "\n".join(f"> {line}" if line else ">" for line in reply_to.text.split("\n"))
             text = f"{text}\n\n{header}\n{quoted}"
         msg = EmailMessage()
@@ -525,11 +536,13 @@ class _Mailer:
         msg["Subject"] = subject
         msg["Date"] = format_datetime(when.astimezone(ZoneInfo(sender.tz)))
         msg_id = None
-        if with_id:
+        if not options.pop("no_id", ""):
             domain = sender.email.rsplit("@", 1)[1].lower()
             msg_id = f"<{self.rng.getrandbits(48):012x}.{self.count:04d}@mail.{domain}>"
             msg["Message-ID"] = msg_id
-        for name, value in (headers or {}).items():
+        if refs:
+            msg["In-Reply-To"], msg["References"] = refs[-1], " ".join(refs)
+        for name, value in options.items():
             msg[name] = value
         html_body = _to_html(own, header, reply_to.text if reply_to else "")
         if style == "html":
@@ -545,157 +558,130 @@ class _Mailer:
         people = {p.email.lower() for p in (sender, *to, *cc)}
         return _Mail(when, sender, people, msg.as_bytes(), text, msg_id, tag)
 
-    def thread(self, subject: str, steps: list[tuple[_Person, list[_Person], list[_Person], str]],
-               start: datetime, styles: dict[str, str], tag: str = "",
-               pdf: str | None = None) -> list[_Mail]:  # fmt: skip
-        """Replies quote the message before and carry In-Reply-To and References."""
+    def thread(
+        self, subject: str, steps: list[_Step], start: datetime, **options: str
+    ) -> list[_Mail]:
+        """Each reply quotes the message before and carries In-Reply-To and References."""
         out: list[_Mail] = []
         refs: list[str] = []
-        for i, (sender, to, cc, own) in enumerate(steps):
-            thread_headers = {"In-Reply-To": refs[-1], "References": " ".join(refs)} if refs else {}
+        for i, (sender, to, cc, own, style) in enumerate(steps):
+            prev = out[-1] if out else None
             mail = self.message(sender, to, cc, f"Re: {subject}" if i else subject, own, start,
-                                out[-1] if out else None, styles.get(sender.email, "text"),
-                                thread_headers, None if i else pdf, tag=f"{tag}:{i}")  # fmt: skip
+                                prev, list(refs), style=style, **(options if i == 0 else {}))  # fmt: skip
             refs += [mail.msg_id] if mail.msg_id else []
             out.append(mail)
             start += timedelta(minutes=self.rng.randint(90, 1800))
         return out
 
 
-def _scripts() -> dict[str, tuple[str, list[tuple[str, str]]]]:
-    scripts: dict[str, tuple[str, list[tuple[str, str]]]] = {}
-    for row in _table(SCRIPTS):
-        if row[0].startswith("=="):
-            steps: list[tuple[str, str]] = []
-            scripts[row[0][2:].strip()] = (row[1], steps)
-        else:
-            steps.append((row[0], re.sub(r"\s*\\n\s*", "\n", " ".join(row[1:]))))
-    return scripts
+_Step = tuple[_Person, list[_Person], list[_Person], str, str]  # from, to, cc, text, style
+
+
+def _threads_for(opp: _Opp) -> list[str]:
+    kind = STAGES[_STAGE[opp.stage]][2]
+    if kind == "won":
+        names = ["intro", "proposal", "contract"]
+    elif kind == "lost":
+        names = ["intro", "discovery", "lost"]
+    else:
+        names = [n for n, stage in _UNLOCK.items() if stage <= _STAGE[opp.stage]]
+    return names + _EXTRA_THREADS.get(opp.key, [])
 
 
 def _opportunity_mail(mailer: _Mailer, org: _Org, opp: _Opp) -> list[_Mail]:
     """The threads between the account owner and the opportunity's contacts."""
-    acct, rng, scripts = _ACCOUNTS[opp.account], org.rng, _scripts()
+    acct, rng, everyone = _ACCOUNTS[opp.account], org.rng, org.contacts[opp.account]
     rep, other_rep = org.users[acct.owner], org.users[1 - acct.owner]
-    people = [org.contacts[opp.account][i] for i in opp.contacts]
+    people = [everyone[i] for i in opp.contacts]
     extra = org.extras.get(opp.account)
-    styles = {
-        p.email: acct.style for p in [*org.contacts[opp.account], *([extra] if extra else [])]
-    }
-    styles["priya.natarajan.bi@gmail.com"] = "alt"  # writes from Gmail
-    kind = STAGES[_STAGE[opp.stage]][2]
-    if kind == "open":
-        names = [n for n, stage in _UNLOCK.items() if stage <= _STAGE[opp.stage]]
-    else:
-        names = (
-            ["intro", "proposal", "contract"] if kind == "won" else ["intro", "discovery", "lost"]
-        )
-    names += _EXTRA_THREADS.get(opp.key, [])
-    lo = max(opp.created, -118 if kind == "open" else -150) + 1
-    hi = max(lo, min(-8 if kind == "open" else opp.close - 6, -8))
+    closed = STAGES[_STAGE[opp.stage]][2] != "open"
+    lo = max(opp.created, -150 if closed else -118) + 1
+    hi = max(lo, min(opp.close - 6 if closed else -8, -8))
     currency = "EUR" if acct.tz == "Europe/Berlin" else "USD"
-    out = []
+    names, out = _threads_for(opp), []
     for j, name in enumerate(names):
-        subject, script = scripts[name]
-        fmt = {"account": acct.name, "topic": opp.topic, "topic_l": opp.topic.lower(),
-               "weekday": rng.choice(["Monday", "Tuesday", "Wednesday", "Thursday"]),
-               "reason": _LOST_REASONS.get(opp.key, ""), "amount": f"{opp.amount or 0:,} {currency}"}  # fmt: skip
-        circle = list(people)
-        if name == "discovery":
-            circle += [p for p in org.contacts[opp.account] if p not in people]
-        if extra and name in _CC_NON_CONTACT:
-            circle.append(extra)
+        subject, script = SCRIPTS[name]
+        weekday = rng.choice(["Monday", "Tuesday", "Wednesday", "Thursday"])
+        fmt = {"account": acct.name, "topic": opp.topic, "topic_l": opp.topic.lower()}
+        fmt |= {"weekday": weekday, "reason": _LOST_REASONS.get(opp.key, "")}
+        fmt["amount"] = f"{opp.amount or 0:,} {currency}"
+        circle = people + ([p for p in everyone if p not in people] if name == "discovery" else [])
+        circle += [extra] if extra and name in _CC_NON_CONTACT else []
         internal = [other_rep] if (opp.key, name) in _CC_OTHER_REP else []
-        steps, addressee = [], people[0]
+        steps: list[_Step] = []
+        addressee = people[0]
         for i, (who, body) in enumerate(script):
             body = body.format(**fmt)
             if who == "rep":
                 hello = "Hi all," if name == "discovery" else f"Hi {addressee.first},"
                 own = f"{hello}\n\n{body}\n\nBest,\n{rep.first}"
-                if i == 0:  # RFC 3676 signature on the first mail of a thread
+                if i == 0:  # an RFC 3676 signature on the first mail of a thread
                     own += (
                         f"\n\n-- \n{rep.name}\n{rep.title}, {COMPANY}\n+49 30 5550 10{acct.owner}0"
                     )
                 cc = [p for p in circle if p is not addressee] + internal
-                steps.append((rep, [addressee], cc, own))
+                steps.append((rep, [addressee], cc, own, "text"))
             else:
                 addressee = people[1] if who == "cust2" and len(people) > 1 else people[0]
                 regards = rng.choice(["Best regards", "Thanks", "Kind regards"])
                 own = f"Hi {rep.first},\n\n{body}\n\n{regards},\n{addressee.first}"
                 cc = [p for p in circle if p is not addressee] + internal
-                steps.append((addressee, [rep], cc, own))
+                style = "alt" if addressee.email.endswith("@gmail.com") else acct.style
+                steps.append((addressee, [rep], cc, own, style))
         day = lo + (hi - lo) * (j + 0.5) / len(names) + rng.uniform(-2, 2)
         start = org.at(int(min(max(day, lo), hi)), 7 + rng.uniform(0, 9))
-        pdf = "Northwind-Proposal-Acme-Robotics.pdf" if opp.key == "acme-pm" else None
-        subject = subject.format(**fmt)
-        out += mailer.thread(subject, steps, start, styles, f"{opp.key}:{name}",
-                             pdf if name == "proposal" else None)  # fmt: skip
+        options = {"tag": f"{opp.key}:{name}"}
+        if (opp.key, name) == ("acme-pm", "proposal"):
+            options["pdf"] = "Northwind-Proposal-Acme-Robotics.pdf"
+        out += mailer.thread(subject.format(**fmt), steps, start, **options)
     return out
 
 
 def _internal_mail(mailer: _Mailer, org: _Org) -> list[_Mail]:
     by_name = {u.first: u for u in org.users}
-    threads: list[tuple[list[str], str, list]] = []
-    for row in _table(INTERNAL):
-        if row[0].startswith("=="):
-            threads.append((row[0][2:].split(), row[1], []))
-        else:
-            sender, _, rcpts = row[0].partition(">")
-            to, _, cc = rcpts.partition(";")
-            to_cc = [
-                [by_name[n.strip()] for n in part.split(",") if n.strip()] for part in (to, cc)
-            ]
-            body = re.sub(r"\s*\\n\s*", "\n", " ".join(row[1:]))
-            threads[-1][2].append((by_name[sender.strip()], *to_cc, body))
     out: list[_Mail] = []
-    for days, subject, steps in threads:
-        for day in days:
-            out += mailer.thread(subject, steps, org.at(int(day), 7 + org.rng.uniform(0, 8)), {})
+    for days, subject, script in INTERNAL:
+        steps: list[_Step] = []
+        for who, body in script:  # "sender > to, to; cc, cc"
+            sender, _, rest = who.partition(">")
+            to, cc = (rest + ";").split(";")[:2]
+            to, cc = ([by_name[n.strip()] for n in p.split(",") if n.strip()] for p in (to, cc))
+            steps.append((by_name[sender.strip()], to, cc, body, "text"))
+        for day in days.split():
+            out += mailer.thread(subject, steps, org.at(int(day), 7 + org.rng.uniform(0, 8)))
     return out
 
 
 def _special_mail(mailer: _Mailer, org: _Org, mails: list[_Mail]) -> list[_Mail]:
     """The deliberately awkward messages."""
-    anna, ben, c, at = org.users[0], org.users[1], org.contacts, org.at
+    anna, ben, c, at, send = org.users[0], org.users[1], org.contacts, org.at, mailer.message
     # An address in upper/mixed case, as the sender's mail client wrote it.
-    bob = replace(c[0][0], email="Bob.Smith@ACME-ROBOTICS.example")
-    tom = [org.extras[0]]
-    visit = "Site visit logistics"
-    first = mailer.message(
-        bob,
-        [anna],
-        tom,
-        visit,
-        "Hi Anna,\n\nfor the site visit please register at gate 3, Tom will pick you up.\n\nBob",
-        at(-41, 7.5),
-    )
-    reply = mailer.message(anna, [bob], tom, f"Re: {visit}", "Hi Bob,\n\nperfect, see you "
-                           "there.\n\nAnna", at(-41, 9.25), first,
-                           headers={"In-Reply-To": first.msg_id, "References": first.msg_id})  # fmt: skip
+    bob, tom = replace(c[0][0], email="Bob.Smith@ACME-ROBOTICS.example"), [org.extras[0]]
+    text = "Hi Anna,\n\nfor the site visit please register at gate 3, Tom will pick you up.\n\nBob"
+    visit = send(bob, [anna], tom, "Site visit logistics", text, at(-41, 7.5))
+    text, subject = "Hi Bob,\n\nperfect, see you there.\n\nAnna", "Re: Site visit logistics"
+    reply = send(anna, [bob], tom, subject, text, at(-41, 9.25), visit, [visit.msg_id or ""])
     # RFC 2047 in From, non-ASCII text, and a body line starting with "From ".
-    notes = mailer.message(c[4][0], [anna], [c[4][1]], "Workshop notes", "Hallo Anna,\n\nhere "
-                           "are my notes from the workshop.\n\nFrom our side the open points "
-                           "are:\n- read access to the TMS database\n- pricing for 40 depots\n\n"
-                           "Viele Grüße\nJürgen", at(-97, 14.1))  # fmt: skip
+    text = ("Hallo Anna,\n\nhere are my notes from the workshop.\n\nFrom our side the open "
+            "points are:\n- read access to the TMS database\n- pricing for 40 depots\n\n"
+            "Viele Grüße\nJürgen")  # fmt: skip
+    notes = send(c[4][0], [anna], [c[4][1]], "Workshop notes", text, at(-97, 14.1))
     # An old mail system that sends no Message-ID.
-    no_id = mailer.message(c[8][0], [ben], [], "Updated org chart", "Ben,\n\nFYI: Karen Lee now "
-                           "leads procurement for all grid projects.\n\nMiles", at(-64, 15.2),
-                           headers={"X-Mailer": "Lotus Notes Release 8.5.3"}, with_id=False)  # fmt: skip
+    text = "Ben,\n\nFYI: Karen Lee now leads procurement for all grid projects.\n\nMiles"
+    old = {"no_id": "yes", "X-Mailer": "Lotus Notes Release 8.5.3"}
+    no_id = send(c[8][0], [ben], [], "Updated org chart", text, at(-64, 15.2), **old)
     # An out-of-office reply to Ben's first mail to Tyrell.
-    anchor = next(m for m in mails if m.tag == "tyrell-lab:intro:0")
-    auto = mailer.message(c[7][0], [ben], [], "Automatic reply: Out of office",
-                          "Thank you for your message. I am out of the office with limited "
-                          "access to email. For urgent matters please contact Dan Chew.",
-                          anchor.when + timedelta(minutes=2),
-                          headers={"Auto-Submitted": "auto-replied",
-                                   "X-Auto-Response-Suppress": "All",
-                                   "In-Reply-To": anchor.msg_id, "References": anchor.msg_id})  # fmt: skip
+    anchor = next(m for m in mails if m.tag == "tyrell-lab:intro")
+    text = ("Thank you for your message. I am out of the office with limited access to email. "
+            "For urgent matters please contact Dan Chew.")  # fmt: skip
+    auto = {"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All"}
+    ooo = send(c[7][0], [ben], [], "Automatic reply: Out of office", text,
+               anchor.when + timedelta(minutes=2), None, [anchor.msg_id or ""], **auto)  # fmt: skip
     # A mail to a contact who has left Wayne Foods, and the bounce.
     gone = c[5][3]
-    sent = mailer.message(ben, [gone], [], "Checking in: category analytics", f"Hi {gone.first},"
-                          "\n\nare you still looking at category analytics for next year?\n\n"
-                          "Best,\nBen", at(-70, 16))  # fmt: skip
-    return [first, reply, notes, no_id, auto, sent, _bounce(mailer, ben, gone, sent)]
+    text = f"Hi {gone.first},\n\nare you still looking at category analytics for next year?\n\nBen"
+    sent = send(ben, [gone], [], "Checking in: category analytics", text, at(-70, 16))
+    return [visit, reply, notes, no_id, ooo, sent, _bounce(mailer, ben, gone, sent)]
 
 
 def _bounce(mailer: _Mailer, rep: _Person, gone: _Person, sent: _Mail) -> _Mail:
@@ -747,7 +733,7 @@ Content-Type: text/rfc822-headers
 
 def write_mail(mail_dir: Path, org: _Org) -> None:
     """One mbox per mailbox user, holding every message they sent or received."""
-    mailer = _Mailer(org)
+    mailer = _Mailer(org.rng)
     mails = [m for opp in OPPORTUNITIES for m in _opportunity_mail(mailer, org, opp)]
     mails += _internal_mail(mailer, org)
     mails += _special_mail(mailer, org, mails)
@@ -780,16 +766,17 @@ def _meetings(org: _Org) -> list[_Meeting]:
     rng, out = org.rng, []
     for key, label, day, hour, minutes, *flags in MEETINGS:
         opp, flags = _OPP[key], " ".join(flags).split()
-        acct = _ACCOUNTS[opp.account]
+        acct, everyone = _ACCOUNTS[opp.account], org.contacts[opp.account]
         rep = org.users[acct.owner]
-        start = datetime.combine(org.day(int(day)), time(int(hour), rng.choice((0, 0, 30))),
-                                 ZoneInfo(rep.tz))  # fmt: skip
-        people = [org.contacts[opp.account][i] for i in opp.contacts]
+        start = time(int(hour), rng.choice((0, 0, 30)), tzinfo=ZoneInfo(rep.tz))
+        start = datetime.combine(org.day(int(day)), start)
+        people = [everyone[i] for i in opp.contacts]
         if "all" in flags:
-            people += [p for p in org.contacts[opp.account] if p not in people]
+            people += [p for p in everyone if p not in people]
             people += [org.extras[opp.account]] if opp.account in org.extras else []
-        answers = ["NEEDS-ACTION", "ACCEPTED", "TENTATIVE"] if int(day) > 0 else ["ACCEPTED"] * 4 + [
-            "TENTATIVE", "DECLINED"]  # fmt: skip
+        answers = ["ACCEPTED"] * 4 + ["TENTATIVE", "DECLINED"]
+        if int(day) > 0:
+            answers = ["NEEDS-ACTION", "ACCEPTED", "TENTATIVE"]
         attendees = [(rep, "CHAIR", "ACCEPTED")]
         attendees += [(p, "REQ-PARTICIPANT", rng.choice(answers)) for p in people]
         if "se" in flags:
@@ -802,21 +789,18 @@ def _meetings(org: _Org) -> list[_Meeting]:
             zoom = f"https://zoom.us/j/{rng.randint(10**9, 10**10 - 1)}"
             location = "Microsoft Teams Meeting" if acct.owner == 0 else zoom
         uid = f"{rng.getrandbits(64):016x}@{DOMAIN}"
-        out.append(_Meeting(uid, opp, f"{acct.name} — {label}", start, int(minutes), attendees,
-                            location, flags))  # fmt: skip
+        summary = f"{acct.name} — {label}"
+        out.append(_Meeting(uid, opp, summary, start, int(minutes), attendees, location, flags))
     return out
 
 
 def _vevent(m: _Meeting, stamp: datetime) -> Event:
     ev = Event()
-    cancelled = "cancelled" in m.flags
+    cancelled, start_utc = "cancelled" in m.flags, m.start.astimezone(UTC)
     ev.add("uid", m.uid)
     ev.add("dtstamp", stamp)
-    ev.add("created", min(stamp, m.start.astimezone(UTC) - timedelta(days=6)))
-    ev.add(
-        "last-modified",
-        stamp if cancelled else min(stamp, m.start.astimezone(UTC) - timedelta(days=5)),
-    )
+    ev.add("created", min(stamp, start_utc - timedelta(days=6)))
+    ev.add("last-modified", stamp if cancelled else min(stamp, start_utc - timedelta(days=5)))
     ev.add("sequence", 1 if cancelled else 0)
     ev.add("status", "CANCELLED" if cancelled else "CONFIRMED")
     ev.add("summary", m.summary)
@@ -832,8 +816,8 @@ def _vevent(m: _Meeting, stamp: datetime) -> Event:
     ev.add("organizer", organizer)
     for person, role, answer in m.attendees:
         attendee = vCalAddress(f"mailto:{person.email}")
-        attendee.params.update({"CN": person.name, "CUTYPE": "INDIVIDUAL", "ROLE": role,
-                                "PARTSTAT": answer, "RSVP": "FALSE" if role == "CHAIR" else "TRUE"})  # fmt: skip
+        attendee.params.update({"CN": person.name, "CUTYPE": "INDIVIDUAL", "ROLE": role})
+        attendee.params.update({"PARTSTAT": answer, "RSVP": str(role != "CHAIR").upper()})
         ev.add("attendee", attendee)
     return ev
 
@@ -899,95 +883,119 @@ def _history(org: _Org, opp: _Opp) -> list[tuple[datetime, str, int | None, date
     return [(start + step * k, s, a, org.day(c)) for k, (s, a, c) in enumerate(rows)]
 
 
-def write_salesforce(sf_dir: Path, org: _Org, meetings: list[_Meeting]) -> None:
-    """The Data Export: one CSV per object."""
-    ids, rng, at, users, cons = org.ids, org.rng, org.at, org.users, org.contacts
-    _write_csv(sf_dir, "User", [[u.sf_id, u.email, u.name, u.first, u.last, u.title, "true", ""]
-                                for u in users])  # fmt: skip
+def _write_people(sf_dir: Path, org: _Org) -> None:
+    """Users, accounts, contacts, stages, campaigns and their members."""
+    users, cons, ids = org.users, org.contacts, org.ids
+    rows: list[list[object]] = [
+        [u.sf_id, u.email, u.name, u.first, u.last, u.title, "true", ""] for u in users
+    ]
+    _write_csv(sf_dir, "User", rows)
     accounts, contacts = [], []
     for i, a in enumerate(_ACCOUNTS):
-        owner, created, modified = (
-            users[a.owner].sf_id,
-            _dt(at(-400 + 17 * i, 10)),
-            _dt(at(-30 + 2 * i, 12)),
-        )
-        accounts.append([org.account_ids[i], a.name, f"https://www.{a.domain}", a.industry, a.type,
-                         owner, created, modified, modified, "false"])  # fmt: skip
-        contacts += [[p.sf_id, org.account_ids[i], p.first, p.last, p.name, p.email, p.title,
-                      owner, modified, "false"] for p in cons[i]]  # fmt: skip
+        aid, owner = org.account_ids[i], users[a.owner].sf_id
+        created, modified = _dt(org.at(-400 + 17 * i, 10)), _dt(org.at(-30 + 2 * i, 12))
+        accounts.append([aid, a.name, f"https://www.{a.domain}", a.industry, a.type, owner,
+                         created, modified, modified, "false"])  # fmt: skip
+        for p in cons[i]:
+            contacts.append([p.sf_id, aid, p.first, p.last, p.name, p.email, p.title, owner,
+                             modified, "false"])  # fmt: skip
     _write_csv(sf_dir, "Account", accounts)
     _write_csv(sf_dir, "Contact", contacts)
-    _write_csv(sf_dir, "OpportunityStage", [
-        [ids("01J"), n, n, "true", k + 1, _b(kind != "open"), _b(kind == "won"), p, _FORECAST[kind]]
-        for k, (n, p, kind) in enumerate(STAGES)])  # fmt: skip
-    _write_csv(sf_dir, "Campaign", [
-        [org.campaign_ids[k], n, status, kind, org.day(int(b)), org.day(int(e)),
-         _b(status == "In Progress"), "false"]
-        for k, (n, status, kind, b, e, _) in enumerate(CAMPAIGNS)])  # fmt: skip
-    _write_csv(sf_dir, "CampaignMember", [
-        [ids("00v"), org.campaign_ids[k], cons[int(m[0])][int(m[2])].sf_id, "",
-         rng.choice(["Sent", "Responded"]), "false"]
-        for k, row in enumerate(CAMPAIGNS) for m in row[5].split()])  # fmt: skip
+    rows = []
+    for k, (name, probability, kind) in enumerate(STAGES):
+        closed, won = _b(kind != "open"), _b(kind == "won")
+        rows.append(
+            [ids("01J"), name, name, "true", k + 1, closed, won, probability, _FORECAST[kind]]
+        )
+    _write_csv(sf_dir, "OpportunityStage", rows)
+    rows, members = [], []
+    for k, (name, status, kind, start, end, who) in enumerate(CAMPAIGNS):
+        cid, active = org.campaign_ids[k], _b(status == "In Progress")
+        rows.append(
+            [cid, name, status, kind, org.day(int(start)), org.day(int(end)), active, "false"]
+        )
+        for a, c in (member.split(".") for member in who.split()):
+            status = org.rng.choice(["Sent", "Responded"])
+            members.append([ids("00v"), cid, cons[int(a)][int(c)].sf_id, "", status, "false"])
+    _write_csv(sf_dir, "Campaign", rows)
+    _write_csv(sf_dir, "CampaignMember", members)
 
-    opps, roles, history, tasks = [], [], [], []
+
+def _write_deals(sf_dir: Path, org: _Org) -> None:
+    """Opportunities with their contact roles and history."""
+    opps, roles, history = [], [], []
     for o in OPPORTUNITIES:
-        oid, aid, owner = org.opp_ids[o.key], org.account_ids[o.account], users[o.owner].sf_id
+        oid, owner = org.opp_ids[o.key], org.users[o.owner].sf_id
         _, probability, kind = STAGES[_STAGE[o.stage]]
         snapshots = _history(org, o)
-        modified = _dt(snapshots[-1][0] + timedelta(minutes=rng.randint(5, 600)))
+        modified = _dt(snapshots[-1][0] + timedelta(minutes=org.rng.randint(5, 600)))
         campaign = org.campaign_ids[o.campaign] if o.campaign is not None else ""
-        opps.append([oid, f"{_ACCOUNTS[o.account].name} — {o.topic}", aid, owner, o.stage,
-                     _money(o.amount), org.day(o.close), probability, _b(o.private),
-                     _b(kind != "open"), _b(kind == "won"), campaign, o.type, o.source,
-                     _dt(snapshots[0][0]), modified, modified, "false"])  # fmt: skip
-        roles += [[ids("00K"), oid, cons[o.account][c].sf_id, _ROLES[k], _b(k == 0), "false"]
-                  for k, c in enumerate(o.contacts)]  # fmt: skip
-        history += [[ids("008"), oid, s, _money(a), close, STAGES[_STAGE[s]][1], _dt(when), owner,
-                     "false"] for when, s, a, close in snapshots]  # fmt: skip
-        who = cons[o.account][o.contacts[0]]
-        first = max(o.created + 2, -118)
-        last = min(o.close - 1, -2) if kind != "open" else -2
+        opps.append([oid, f"{_ACCOUNTS[o.account].name} — {o.topic}", org.account_ids[o.account],
+                     owner, o.stage, _money(o.amount), org.day(o.close), probability,
+                     _b(o.private), _b(kind != "open"), _b(kind == "won"), campaign, o.type,
+                     o.source, _dt(snapshots[0][0]), modified, modified, "false"])  # fmt: skip
+        for k, c in enumerate(o.contacts):
+            contact = org.contacts[o.account][c].sf_id
+            roles.append([org.ids("00K"), oid, contact, _ROLES[k], _b(k == 0), "false"])
+        for when, stage, amount, close in snapshots:
+            history.append([org.ids("008"), oid, stage, _money(amount), close,
+                            STAGES[_STAGE[stage]][1], _dt(when), owner, "false"])  # fmt: skip
+    _write_csv(sf_dir, "Opportunity", opps)
+    _write_csv(sf_dir, "OpportunityContactRole", roles)
+    _write_csv(sf_dir, "OpportunityHistory", history)
+
+
+def _write_activities(sf_dir: Path, org: _Org, meetings: list[_Meeting]) -> None:
+    """Tasks (calls, emails, to-dos) and Events, all on opportunities."""
+    ids, rng, at = org.ids, org.rng, org.at
+    tasks = []
+    for o in OPPORTUNITIES:
+        who, oid, aid = (
+            org.contacts[o.account][o.contacts[0]],
+            org.opp_ids[o.key],
+            org.account_ids[o.account],
+        )
+        closed = STAGES[_STAGE[o.stage]][2] != "open"
+        first, last = max(o.created + 2, -118), min(o.close - 1, -2) if closed else -2
         for k, subtype in enumerate(("Call", "Email")):
             done = at(first + (k + 1) * (last - first) // 3, 9 + rng.uniform(0, 8))
             if subtype == "Call":
+                step = rng.choice(["send pricing", "book demo", "confirm scope"])
                 subject, call_type, seconds = (
                     f"Call with {who.first}",
                     "Outbound",
                     rng.randint(240, 2400),
                 )
-                notes = (f'Discussed {o.topic} with {who.name}.\nNext step: "'
-                         f'{rng.choice(["send pricing", "book demo", "confirm scope"])}", owner: us.')  # fmt: skip
+                notes = f'Discussed {o.topic} with {who.name}.\nNext step: "{step}", owner: us.'
             else:
                 subject, call_type, seconds = f"Email: {o.topic} follow-up", "", ""
-                notes = f"To: {who.email}\nSubject: {o.topic}\n\nHi {who.first}, thanks for your time, as discussed..."
-            tasks.append([ids("00T"), who.sf_id, oid, aid, owner, subject, notes, done.date(),
-                          "Completed", "Normal", "true", subtype, call_type, seconds, _dt(done),
-                          _dt(done), _dt(done), "false"])  # fmt: skip
-    for key, subject, day in [("globex-energy", "Send revised contract", 3),
-                              ("acme-pm", "Follow up on security questionnaire", 6),
-                              ("cyber-grid", "Prepare QBR deck", 13),
-                              ("tyrell-lab", "Check budget status", 20)]:  # fmt: skip
+                notes = f"To: {who.email}\nSubject: {o.topic}\n\nHi {who.first}, as discussed..."
+            tasks.append([ids("00T"), who.sf_id, oid, aid, org.users[o.owner].sf_id, subject,
+                          notes, done.date(), "Completed", "Normal", "true", subtype, call_type,
+                          seconds, _dt(done), _dt(done), _dt(done), "false"])  # fmt: skip
+    for key, subject, day in OPEN_TASKS:
         o, created = _OPP[key], _dt(at(-3, 10))
-        tasks.append([ids("00T"), cons[o.account][o.contacts[0]].sf_id, org.opp_ids[key],
-                      org.account_ids[o.account], users[o.owner].sf_id, subject, "", org.day(day),
-                      "Not Started", "High", "false", "Task", "", "", "", created, created, "false"])  # fmt: skip
+        who = org.contacts[o.account][o.contacts[0]].sf_id
+        tasks.append([ids("00T"), who, org.opp_ids[key], org.account_ids[o.account],
+                      org.users[o.owner].sf_id, subject, "", org.day(day), "Not Started", "High",
+                      "false", "Task", "", "", "", created, created, "false"])  # fmt: skip
     tasks.append([ids("00T"), *tasks[0][1:-1], "true"])  # a duplicate call someone deleted
+    _write_csv(sf_dir, "Task", tasks)
 
-    events = [(m.attendees[0][0], m.opp, m.summary, m.start.astimezone(UTC), m.minutes, m.location)
+    events = [(m.attendees[0][0], m.opp, m.summary, m.start, m.minutes, m.location)
               for m in meetings if "sf" in m.flags]  # fmt: skip
-    events += [(users[u], _OPP[key], subject, at(day, hour), minutes or 1440, "Messe Berlin")
-               for u, key, subject, day, hour, minutes in SF_ONLY_EVENTS]  # fmt: skip
+    for u, key, subject, day, hour, minutes in SF_ONLY_EVENTS:
+        place = "" if minutes else "Messe Berlin"
+        events.append((org.users[u], _OPP[key], subject, at(day, hour), minutes or 1440, place))
     rows = []
-    for owner_person, o, subject, start, minutes, location in events:
+    for owner, o, subject, start, minutes, location in events:
         created = _dt(min(at(-1, 8), start - timedelta(days=7)))
-        rows.append([ids("00U"), cons[o.account][o.contacts[0]].sf_id, org.opp_ids[o.key],
-                     org.account_ids[o.account], owner_person.sf_id, subject,
-                     f"Meeting about: {o.topic}", location, _dt(start),
-                     _dt(start + timedelta(minutes=minutes)), minutes, _dt(start),
-                     _b(minutes == 1440), created, created, "false"])  # fmt: skip
-    for name, table in [("Opportunity", opps), ("OpportunityContactRole", roles),
-                        ("OpportunityHistory", history), ("Task", tasks), ("Event", rows)]:  # fmt: skip
-        _write_csv(sf_dir, name, table)
+        end = _dt(start + timedelta(minutes=minutes))
+        rows.append([ids("00U"), org.contacts[o.account][o.contacts[0]].sf_id, org.opp_ids[o.key],
+                     org.account_ids[o.account], owner.sf_id, subject, f"Meeting about: {o.topic}",
+                     location, _dt(start), end, minutes, _dt(start), _b(minutes == 1440), created,
+                     created, "false"])  # fmt: skip
+    _write_csv(sf_dir, "Event", rows)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -996,13 +1004,14 @@ def write_salesforce(sf_dir: Path, org: _Org, meetings: list[_Meeting]) -> None:
 def write_demo_files(out_dir: Path, *, seed: int = 7, today: date | None = None) -> DemoFiles:
     """Write a deterministic synthetic organisation as export files under out_dir."""
     out_dir = Path(out_dir)
-    files = DemoFiles(out_dir, out_dir / "mail", out_dir / "calendar", out_dir / "salesforce",
-                      [DOMAIN], COMPANY)  # fmt: skip
-    for folder in (files.mail_dir, files.calendar_dir, files.salesforce_dir):
+    mail_dir, calendar_dir, sf_dir = out_dir / "mail", out_dir / "calendar", out_dir / "salesforce"
+    for folder in (mail_dir, calendar_dir, sf_dir):
         folder.mkdir(parents=True, exist_ok=True)
     org = _build_org(seed, today or date.today())
     meetings = _meetings(org)
-    write_mail(files.mail_dir, org)
-    write_calendars(files.calendar_dir, org, meetings)
-    write_salesforce(files.salesforce_dir, org, meetings)
-    return files
+    write_mail(mail_dir, org)
+    write_calendars(calendar_dir, org, meetings)
+    _write_people(sf_dir, org)
+    _write_deals(sf_dir, org)
+    _write_activities(sf_dir, org, meetings)
+    return DemoFiles(out_dir, mail_dir, calendar_dir, sf_dir, [DOMAIN], COMPANY)

@@ -18,6 +18,9 @@ SNIPPET_LIMIT = 400
 _WS = re.compile(r"[ \t\r\f\v\u00a0]+")
 _BLANKS = re.compile(r"\n\s*\n+")
 _QUOTED_LINE = re.compile(r"^\s*>.*$", re.MULTILINE)
+# Only the start of a body can reach a snippet: a quote header further down is cut off
+# anyway, so the (regex-heavy) reply parser reads a window, not the whole thread.
+_PARSE_WINDOW = SNIPPET_LIMIT * 4
 _reply_parser = EmailReplyParser(languages=["en", "de", "fr", "es", "nl"])
 
 
@@ -39,7 +42,7 @@ def strip_quoted(text: str) -> str:
     """The newest part of a reply: quoted history, signatures and disclaimers removed."""
     text = _SIGNATURE.split(text, maxsplit=1)[0]  # RFC 3676 signature delimiter
     try:
-        latest = _reply_parser.parse_reply(text=text)
+        latest = _reply_parser.parse_reply(text=text[:_PARSE_WINDOW])
     except Exception:  # the parser is heuristic; never lose the message over it
         latest = text
     if not latest or not latest.strip():
