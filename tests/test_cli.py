@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, func, select, text
 
 import oppkit
 from oppkit.cli import main, parse_duration
+from oppkit.db.engine import create_oppkit_engine
 from oppkit.db.schema import activities, sync_state
 from tests.conftest import make_email, write_mbox
 
@@ -56,6 +57,9 @@ def test_init_creates_the_schema_at_the_url_given(sqlite_url: str, capsys):
     with engine.connect() as conn:
         assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
         assert conn.scalar(text("PRAGMA journal_mode")) == "wal"
+    with create_oppkit_engine(sqlite_url).connect() as conn:
+        assert conn.scalar(text("PRAGMA foreign_keys")) == 1
+        assert conn.scalar(text("PRAGMA busy_timeout")) == 30000
 
 
 def test_database_url_comes_from_the_environment(

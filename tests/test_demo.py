@@ -40,3 +40,49 @@ def test_demo_twice_gives_the_same_rows(tmp_path: Path, capsys):
     first = (len(oppkit.connect(url).timeline()), len(oppkit.connect(url).people()))
     assert main(args) == 0
     assert (len(oppkit.connect(url).timeline()), len(oppkit.connect(url).people())) == first
+
+
+def test_demo_opens_jupyterlab_on_the_notebooks_with_the_demo_database(tmp_path: Path):
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "jcfg"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "jrt"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oppkit.cli", "demo", "--out", str(tmp_path / "demo"), "--",
+         "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+         "--IdentityProvider.token=", "--ServerApp.password="],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        contents = None
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{base}/api/contents", timeout=2) as response:
+                    contents = json.load(response)
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert contents is not None, "JupyterLab did not start"
+        names = {item["name"] for item in contents["content"]}
+        assert "01_quickstart.ipynb" in names
+        with urllib.request.urlopen(f"{base}/lab", timeout=5) as response:
+            assert response.status == 200
+            assert "JupyterLab" in response.read().decode()
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert "mail: read" in out

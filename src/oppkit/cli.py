@@ -119,7 +119,10 @@ def _cmd_init(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(out=args.out, db=args.db, open_lab=not args.no_lab, seed=args.seed)
+    lab_args = [a for a in args.lab_args if a != "--"]
+    return run_demo(
+        out=args.out, db=args.db, open_lab=not args.no_lab, seed=args.seed, lab_args=lab_args
+    )
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
@@ -151,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, help="folder for the demo files and database")
     demo.add_argument("--no-lab", action="store_true", help="stop before opening JupyterLab")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the organisation")
+    demo.add_argument(
+        "lab_args", nargs=argparse.REMAINDER, metavar="-- LAB_ARGS",
+        help="arguments for JupyterLab after --, e.g. -- --no-browser --port 8899",
+    )  # fmt: skip
     demo.set_defaults(func=_cmd_demo)
 
     sync = commands.add_parser("sync", help="run one sync")

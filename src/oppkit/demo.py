@@ -62,7 +62,11 @@ def notebooks_folder() -> Path:
 
 
 def run_demo(
-    out: Path | None = None, db: str | None = None, open_lab: bool = True, seed: int = 7
+    out: Path | None = None,
+    db: str | None = None,
+    open_lab: bool = True,
+    seed: int = 7,
+    lab_args: list[str] | None = None,
 ) -> int:
     """The `oppkit demo` command; returns the exit code."""
     out = (out or demo_folder()).expanduser()
@@ -79,7 +83,12 @@ def run_demo(
         raise ConfigError("JupyterLab is not installed: pip install 'oppkit[demo]'")
     env = dict(os.environ, OPPKIT_DATABASE_URL=url)
     command = [sys.executable, "-m", "jupyterlab", "--notebook-dir", str(notebooks_folder())]
-    print("starting JupyterLab (Ctrl+C to stop)...")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # containers and CI machines often run as root
+    print("starting JupyterLab (Ctrl+C to stop)...", flush=True)
+    command += lab_args or []
+    if os.name == "posix":  # become JupyterLab, so Ctrl+C and signals reach it directly
+        os.execve(sys.executable, command, env)
     return subprocess.call(command, env=env)
 
 
