@@ -81,3 +81,23 @@ def test_activities_on_a_private_deal_are_hidden_from_others(filled: str, settin
         assert "secret call" not in set(kit.timeline()["subject"])
         assert "Globex secret" not in set(kit.opportunities()["name"])
         assert kit.stage_history(opportunity="Globex secret").empty
+
+
+def test_a_notebook_reads_while_a_sync_holds_the_write_lock(sqlite_url: str):
+    import time
+
+    from sqlalchemy import insert
+
+    from oppkit.db.engine import write_transaction
+    from oppkit.db.schema import activities
+
+    writer = connect_engine(sqlite_url)
+    kit = oppkit.connect(sqlite_url)
+    with write_transaction(writer) as conn:
+        conn.execute(
+            insert(activities).values(kind="note", occurred_at=T0, source="t", source_id="1")
+        )
+        started = time.perf_counter()
+        assert kit.timeline().empty  # reads the last committed state, does not wait
+        assert time.perf_counter() - started < 2
+    assert len(kit.timeline()) == 1

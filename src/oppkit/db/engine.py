@@ -7,11 +7,13 @@ migrates lazily (once per process and URL).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
@@ -36,10 +38,21 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
     cursor.close()
 
 
-def _sqlite_begin_immediate(conn) -> None:  # noqa: ANN001
+def _sqlite_begin(conn) -> None:  # noqa: ANN001
     # Writers take the lock up front, so two syncs queue on busy_timeout instead of
     # failing with "database is locked" when a read transaction upgrades to a write.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Readers (the Kit) begin deferred and never wait for a writer (WAL).
+    immediate = conn.get_execution_options().get("oppkit_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction for writing: on SQLite it holds the write lock from the start."""
+    with engine.connect() as conn:
+        conn.execution_options(oppkit_write=True)
+        with conn.begin():
+            yield conn
 
 
 def create_oppkit_engine(url: str) -> Engine:
@@ -62,7 +75,7 @@ def create_oppkit_engine(url: str) -> Engine:
             "connect",
             lambda dbapi_conn, _r: setattr(dbapi_conn, "isolation_level", None),
         )
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     try:
         return create_engine(parsed, pool_pre_ping=True)
@@ -80,7 +93,7 @@ def alembic_config(engine: Engine) -> Config:
 def migrate(engine: Engine) -> str | None:
     """Create or upgrade the schema to the newest revision; returns the revision."""
     try:
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             config = alembic_config(engine)
             config.attributes["connection"] = conn
             command.upgrade(config, "head")

@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from tqdm.auto import tqdm
 
 from ..config import Settings
+from ..db.engine import write_transaction
 from ..db.schema import sync_runs, sync_state
 from ..errors import DatabaseError
 from ..sources.records import (
@@ -187,7 +188,7 @@ class SyncRunner:
             return
         for attempt in range(RETRIES):
             try:
-                with self.engine.begin() as conn:
+                with write_transaction(self.engine) as conn:
                     results = self._write(conn, buffer)
                     if checkpoint:
                         self._save_cursor(conn, checkpoint)
@@ -236,7 +237,7 @@ class SyncRunner:
         results = []
         for record in buffer:
             try:
-                with self.engine.begin() as conn:
+                with write_transaction(self.engine) as conn:
                     results.extend(self._write(conn, [record]))
             except SQLAlchemyError as exc:
                 self.context.resolver.forget()
@@ -249,7 +250,7 @@ class SyncRunner:
                     str(getattr(exc, "orig", exc)).splitlines()[0],
                 )
         if checkpoint:
-            with self.engine.begin() as conn:
+            with write_transaction(self.engine) as conn:
                 self._save_cursor(conn, checkpoint)
         return results
 
@@ -273,7 +274,7 @@ class SyncRunner:
 
     def _start_run(self) -> int | None:
         try:
-            with self.engine.begin() as conn:
+            with write_transaction(self.engine) as conn:
                 return conn.execute(
                     insert(sync_runs).values(
                         agent=self.agent, started_at=datetime.now(UTC), status="running"
@@ -288,7 +289,7 @@ class SyncRunner:
         if run_id is None:
             return
         try:
-            with self.engine.begin() as conn:
+            with write_transaction(self.engine) as conn:
                 conn.execute(
                     update(sync_runs)
                     .where(sync_runs.c.id == run_id)
