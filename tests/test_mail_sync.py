@@ -187,3 +187,24 @@ def test_appended_mbox_resumes_from_its_checkpoint(sqlite_url: str, tmp_path: Pa
     write_mbox(tmp_path / "grow.mbox", msgs)  # the mailbox grew
     assert sync_mail(path, settings=settings).read == 200
     assert len(oppkit.connect(sqlite_url).timeline()) == n
+
+
+def test_header_encodings_all_decode(db_url: str, settings, tmp_path: Path):
+    raw_utf8 = "From: Jürgen <j1@acme.example>\nTo: ava.patel@northwind.example\nSubject: Grüße aus Köln\nDate: Mon, 02 Mar 2026 10:00:00 +0000\nMessage-ID: <u8@x>\n\nHallo\n".encode()
+    raw_cp1252 = "From: Zoë <j2@acme.example>\nTo: ava.patel@northwind.example\nSubject: Café\nDate: Mon, 02 Mar 2026 11:00:00 +0000\nMessage-ID: <cp@x>\n\nHallo\n".encode(
+        "cp1252"
+    )
+    rfc2047 = (
+        b"From: =?iso-8859-1?q?J=FCrgen?= <j3@acme.example>\n"
+        b'To: "=?utf-8?q?M=C3=BCller=2C_Zo=C3=AB?=" <j4@acme.example>\n'
+        b"Subject: =?utf-8?b?R3LDvMOfZQ==?= und mehr\nDate: Mon, 02 Mar 2026 12:00:00 +0000\n"
+        b"Message-ID: <enc@x>\n\nHallo\n"
+    )
+    sync_mail(write_mbox(tmp_path / "m.mbox", [raw_utf8, raw_cp1252, rfc2047]), settings=settings)
+    kit = oppkit.connect(db_url)
+    assert set(kit.timeline()["subject"]) == {"Grüße aus Köln", "Café", "Grüße und mehr"}
+    names = kit.people().set_index("email")["name"]
+    assert names["j1@acme.example"] == "Jürgen"
+    assert names["j2@acme.example"] == "Zoë"
+    assert names["j3@acme.example"] == "Jürgen"
+    assert names["j4@acme.example"] == "Müller, Zoë"

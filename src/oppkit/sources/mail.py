@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from email import policy
 from email.errors import HeaderParseError
-from email.header import Header, decode_header, make_header
+from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
@@ -96,26 +96,43 @@ def _from_line_date(from_line: bytes) -> datetime | None:
 # --- parsing one message ----------------------------------------------------------
 
 
-def _decoded(value: object) -> str | None:
-    """A header value with RFC 2047 encoded words decoded; never raises."""
+def _unescape(value: str) -> str:
+    """Raw 8-bit header bytes (kept as surrogates by the parser) read as UTF-8 or cp1252."""
+    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+        return value
+    data = value.encode("ascii", "surrogateescape")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
+def _decoded(value: str | None) -> str | None:
+    """A raw header value with RFC 2047 encoded words decoded; never raises."""
     if value is None:
         return None
-    try:
-        text = str(
-            make_header(decode_header(str(value) if not isinstance(value, Header) else value))
-        )
-    except (HeaderParseError, LookupError, UnicodeError, ValueError):
-        text = str(value)
-    return " ".join(text.split()) or None
+    value = _unescape(value)
+    if "=?" in value:
+        try:
+            value = str(make_header(decode_header(value)))
+        except (HeaderParseError, LookupError, UnicodeError, ValueError):
+            pass
+    return " ".join(value.split()) or None
+
+
+def _raw(msg: Message, name: str) -> list[str]:
+    """Every raw value of a header (no Header objects, whatever the bytes were)."""
+    name = name.lower()
+    return [str(v) for k, v in msg.raw_items() if k.lower() == name]
 
 
 def _header(msg: Message, name: str) -> str | None:
-    value = msg.get(name)
-    return _decoded(value) if value is not None else None
+    values = _raw(msg, name)
+    return _decoded(values[0]) if values else None
 
 
 def _addresses(msg: Message, name: str) -> list[tuple[str | None, str]]:
-    raw = [str(v) for v in msg.get_all(name, [])]
+    raw = [_unescape(v) for v in _raw(msg, name)]
     return [(_decoded(n) if n else None, a) for n, a in getaddresses(raw) if a and "@" in a]
 
 
