@@ -1,0 +1,454 @@
+"""Salesforce fields -> oppkit records: one mapping shared by the export and the API.
+
+Why: a Data Export CSV and a REST query return the same objects with the same API
+field names; only the transport differs. Both wrap a record's values (as strings) in a
+:class:`SalesforceRow` and call the builder for its object (:data:`BUILDERS`).
+
+Forgiving by design: a bad optional value (an amount of "n/a") is logged and stored as
+null; a row without its Id or a required field raises :class:`Unusable` (a Skipped).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, time
+from typing import Any, NamedTuple, TypeVar
+from urllib.parse import urlsplit
+
+from dateutil.parser import isoparse
+
+from oppkit.sources.records import (
+    AccountRecord,
+    ActivityRecord,
+    CampaignMemberRecord,
+    CampaignRecord,
+    OpportunityChangeRecord,
+    OpportunityMemberRecord,
+    OpportunityRecord,
+    PersonRecord,
+    Record,
+    StageRecord,
+)
+from oppkit.sources.text import make_snippet
+
+log = logging.getLogger(__name__)
+
+SOURCE = "salesforce"
+OPPORTUNITY_PREFIX = "006"  # Salesforce key prefixes of WhatId targets
+ACCOUNT_PREFIX = "001"
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+_T = TypeVar("_T")
+
+# --- value parsers: "" and None mean null, anything unusable raises ValueError ----------
+
+
+def parse_bool(value: str | None) -> bool | None:
+    """``true``/``false`` (any case) or ``1``/``0``."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def parse_datetime(value: str | None) -> datetime | None:
+    """An ISO datetime (``2024-01-15T10:30:00.000Z``, ``2024-01-15 10:30:00``) in UTC."""
+    if value is None or not value.strip():
+        return None
+    parsed = isoparse(value.strip())
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def parse_date(value: str | None) -> date | None:
+    """An ISO date (``2024-01-15``); a full datetime is accepted and cut to its date."""
+    if value is None or not value.strip():
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        parsed = parse_datetime(value)
+        assert parsed is not None
+        return parsed.date()
+
+
+def parse_float(value: str | None) -> float | None:
+    if value is None or not value.strip():
+        return None
+    number = float(value.strip())
+    if not math.isfinite(number):
+        raise ValueError(f"not a finite number: {value!r}")
+    return number
+
+
+def parse_int(value: str | None) -> int | None:
+    number = parse_float(value)
+    return None if number is None else int(number)
+
+
+def domain_from_website(website: str | None) -> str | None:
+    """``https://www.Acme.com/about`` -> ``acme.com``; None when there is no usable host."""
+    if website is None or not website.strip():
+        return None
+    text = website.strip()
+    if "://" not in text:
+        text = "//" + text
+    try:
+        host = urlsplit(text).hostname
+    except ValueError:
+        return None
+    if not host:
+        return None
+    host = host.removeprefix("www.").rstrip(".")
+    if "." not in host or " " in host:
+        return None
+    return host
+
+
+# --- rows -----------------------------------------------------------------------------
+
+
+class Unusable(Exception):
+    """A row lacks its Id or a required field; it becomes a Skipped."""
+
+
+class SalesforceRow:
+    """One CSV row with forgiving typed accessors: a bad optional value becomes None."""
+
+    def __init__(self, values: dict[str, str], number: int, where: str) -> None:
+        self.values = values
+        self.number = number  # 1-based data row number (the header is not counted)
+        self.where = where  # "Opportunity.csv line 12", for Skipped and log lines
+
+    def text(self, column: str) -> str | None:
+        value = self.values.get(column)
+        if value is None:
+            return None
+        return value.strip() or None
+
+    def require(self, column: str) -> str:
+        value = self.text(column)
+        if value is None:
+            raise Unusable(f"missing {column}")
+        return value
+
+    def _typed(self, column: str, parse: Callable[[str | None], _T | None]) -> _T | None:
+        value = self.text(column)
+        try:
+            return parse(value)
+        except (ValueError, OverflowError):
+            log.warning("%s: unusable %s %r, stored as null", self.where, column, value)
+            return None
+
+    def as_bool(self, column: str, default: bool = False) -> bool:
+        value = self._typed(column, parse_bool)
+        return default if value is None else value
+
+    def as_float(self, column: str) -> float | None:
+        return self._typed(column, parse_float)
+
+    def as_int(self, column: str) -> int | None:
+        return self._typed(column, parse_int)
+
+    def as_date(self, column: str) -> date | None:
+        return self._typed(column, parse_date)
+
+    def as_datetime(self, column: str) -> datetime | None:
+        return self._typed(column, parse_datetime)
+
+    def person_name(self) -> str | None:
+        parts = (self.text("FirstName"), self.text("LastName"))
+        return self.text("Name") or " ".join(p for p in parts if p) or None
+
+
+# --- one builder per object: the mapping from API field names to records --------------
+
+
+def _stage(row: SalesforceRow) -> StageRecord:
+    name = row.text("MasterLabel") or row.text("ApiName")
+    if name is None:
+        raise Unusable("missing MasterLabel and ApiName")
+    if row.as_bool("IsWon"):
+        status = "won"
+    elif row.as_bool("IsClosed"):
+        status = "lost"
+    else:
+        status = "open"
+    return StageRecord(
+        source=SOURCE,
+        name=name,
+        status=status,
+        sort_order=row.as_int("SortOrder"),
+        probability=row.as_float("DefaultProbability"),
+        is_active=row.as_bool("IsActive", default=True),
+    )
+
+
+def _user(row: SalesforceRow) -> PersonRecord:
+    return PersonRecord(
+        source=SOURCE,
+        source_id=row.require("Id"),
+        email=row.text("Email"),
+        name=row.person_name(),
+        title=row.text("Title"),
+        is_user=True,
+        updated_at=_updated_at(row),
+    )
+
+
+def _account(row: SalesforceRow) -> AccountRecord:
+    return AccountRecord(
+        source=SOURCE,
+        source_id=row.require("Id"),
+        name=row.require("Name"),
+        domain=domain_from_website(row.text("Website")),
+        owner_ref=row.text("OwnerId"),
+        industry=row.text("Industry"),
+        account_type=row.text("Type"),
+        created_at=row.as_datetime("CreatedDate"),
+        updated_at=_updated_at(row),
+        is_deleted=row.as_bool("IsDeleted"),
+    )
+
+
+def _contact(row: SalesforceRow) -> PersonRecord:
+    return PersonRecord(
+        source=SOURCE,
+        source_id=row.require("Id"),
+        email=row.text("Email"),
+        name=row.person_name(),
+        title=row.text("Title"),
+        account_ref=row.text("AccountId"),
+        updated_at=_updated_at(row),
+        is_deleted=row.as_bool("IsDeleted"),
+    )
+
+
+def _campaign(row: SalesforceRow) -> CampaignRecord:
+    return CampaignRecord(
+        source=SOURCE,
+        source_id=row.require("Id"),
+        name=row.require("Name"),
+        status=row.text("Status"),
+        campaign_type=row.text("Type"),
+        start_date=row.as_date("StartDate"),
+        end_date=row.as_date("EndDate"),
+        is_deleted=row.as_bool("IsDeleted"),
+    )
+
+
+def _opportunity(row: SalesforceRow) -> OpportunityRecord:
+    return OpportunityRecord(
+        source=SOURCE,
+        source_id=row.require("Id"),
+        name=row.require("Name"),
+        account_ref=row.text("AccountId"),
+        owner_ref=row.text("OwnerId"),
+        stage=row.text("StageName"),
+        amount=row.as_float("Amount"),  # empty stays None, never 0
+        currency=row.text("CurrencyIsoCode"),
+        close_date=row.as_date("CloseDate"),
+        probability=row.as_float("Probability"),
+        is_private=row.as_bool("IsPrivate"),
+        campaign_ref=row.text("CampaignId"),
+        opportunity_type=row.text("Type"),
+        lead_source=row.text("LeadSource"),
+        created_at=row.as_datetime("CreatedDate"),
+        updated_at=_updated_at(row),
+        is_deleted=row.as_bool("IsDeleted"),
+    )
+
+
+def _contact_role(row: SalesforceRow) -> OpportunityMemberRecord:
+    return OpportunityMemberRecord(
+        source=SOURCE,
+        source_id=row.require("Id"),
+        opportunity_ref=row.require("OpportunityId"),
+        person_ref=row.require("ContactId"),
+        role=row.text("Role"),
+        is_primary=row.as_bool("IsPrimary"),
+        is_deleted=row.as_bool("IsDeleted"),
+    )
+
+
+def _campaign_member(row: SalesforceRow) -> CampaignMemberRecord:
+    person = row.text("ContactId") or row.text("LeadId")
+    if person is None:
+        raise Unusable("missing ContactId and LeadId")
+    return CampaignMemberRecord(
+        source=SOURCE,
+        source_id=row.require("Id"),
+        campaign_ref=row.require("CampaignId"),
+        person_ref=person,
+        status=row.text("Status"),
+        is_deleted=row.as_bool("IsDeleted"),
+    )
+
+
+def _task(row: SalesforceRow) -> ActivityRecord:
+    source_id = row.require("Id")
+    subtype = row.text("TaskSubtype")
+    if subtype == "Call" or row.text("CallType"):
+        kind = "call"
+    elif subtype == "Email":
+        kind = "email"
+    else:
+        kind = "task"
+    occurred_at = (
+        row.as_datetime("CompletedDateTime")
+        or _midnight(row.as_date("ActivityDate"))
+        or row.as_datetime("CreatedDate")
+    )
+    if occurred_at is None:
+        raise Unusable("no CompletedDateTime, ActivityDate or CreatedDate")
+    seconds = row.as_float("CallDurationInSeconds")
+    done = row.as_bool("IsClosed") or row.text("Status") == "Completed"
+    return ActivityRecord(
+        source=SOURCE,
+        source_id=source_id,
+        kind=kind,
+        occurred_at=occurred_at,
+        subject=row.text("Subject"),
+        snippet=make_snippet(row.text("Description")),
+        duration_minutes=None if seconds is None else seconds / 60,
+        is_planned=not done,
+        status=row.text("Status"),
+        is_deleted=row.as_bool("IsDeleted"),
+        **_activity_refs(row),
+    )
+
+
+def _event(row: SalesforceRow) -> ActivityRecord:
+    source_id = row.require("Id")
+    start = (
+        row.as_datetime("StartDateTime")
+        or row.as_datetime("ActivityDateTime")
+        or _midnight(row.as_date("ActivityDate"))
+    )
+    if start is None:
+        raise Unusable("no StartDateTime, ActivityDateTime or ActivityDate")
+    duration = row.as_float("DurationInMinutes")
+    end = row.as_datetime("EndDateTime")
+    if duration is None and end is not None:
+        duration = (end - start).total_seconds() / 60
+    return ActivityRecord(
+        source=SOURCE,
+        source_id=source_id,
+        kind="meeting",
+        occurred_at=start,
+        subject=row.text("Subject"),
+        snippet=make_snippet(row.text("Description")),
+        duration_minutes=duration,
+        location=row.text("Location"),
+        is_planned=start > datetime.now(UTC),
+        is_deleted=row.as_bool("IsDeleted"),
+        **_activity_refs(row),
+    )
+
+
+def _updated_at(row: SalesforceRow) -> datetime | None:
+    return row.as_datetime("SystemModstamp") or row.as_datetime("LastModifiedDate")
+
+
+def _midnight(day: date | None) -> datetime | None:
+    return None if day is None else datetime.combine(day, time(), UTC)
+
+
+def _activity_refs(row: SalesforceRow) -> dict[str, Any]:
+    """Task/Event links: WhatId points at an opportunity or account by its key prefix."""
+    what = row.text("WhatId") or ""
+    who = row.text("WhoId")
+    return {
+        "opportunity_ref": what if what.startswith(OPPORTUNITY_PREFIX) else None,
+        "account_ref": row.text("AccountId") or (what if what.startswith(ACCOUNT_PREFIX) else None),
+        "person_refs": [who] if who else [],
+        "owner_ref": row.text("OwnerId"),
+    }
+
+
+# Objects in dependency order; OpportunityHistory is handled by history_changes instead.
+BUILDERS: dict[str, Callable[[SalesforceRow], Record] | None] = {
+    "OpportunityStage": _stage,
+    "User": _user,
+    "Account": _account,
+    "Contact": _contact,
+    "Campaign": _campaign,
+    "Opportunity": _opportunity,
+    "OpportunityContactRole": _contact_role,
+    "OpportunityHistory": None,
+    "CampaignMember": _campaign_member,
+    "Task": _task,
+    "Event": _event,
+}
+
+# --- OpportunityHistory: snapshots -> changes ------------------------------------------
+
+HISTORY_FIELDS = ("stage", "amount", "close_date")
+
+
+class Snapshot(NamedTuple):
+    opportunity_id: str
+    changed_at: datetime
+    row_id: str
+    changed_by: str | None
+    values: dict[str, str | None]  # HISTORY_FIELDS -> value as string
+
+
+def snapshot(row: SalesforceRow) -> Snapshot:
+    row_id = row.require("Id")
+    opportunity_id = row.require("OpportunityId")
+    changed_at = row.as_datetime("CreatedDate")
+    if changed_at is None:
+        raise Unusable("missing or unusable CreatedDate")
+    amount = row.as_float("Amount")
+    close_date = row.as_date("CloseDate")
+    return Snapshot(
+        opportunity_id=opportunity_id,
+        changed_at=changed_at,
+        row_id=row_id,
+        changed_by=row.text("CreatedById"),
+        values={
+            "stage": row.text("StageName"),
+            "amount": None if amount is None else str(amount),
+            "close_date": None if close_date is None else close_date.isoformat(),
+        },
+    )
+
+
+def history_changes(snapshots: list[Snapshot]) -> Iterator[OpportunityChangeRecord]:
+    """One change per field that differs between consecutive snapshots of a deal.
+
+    The first snapshot records the initial stage (old value None).
+    """
+    by_opportunity: dict[str, list[Snapshot]] = defaultdict(list)
+    for snap in snapshots:
+        by_opportunity[snap.opportunity_id].append(snap)
+    for opportunity_id, snaps in by_opportunity.items():
+        snaps.sort(key=lambda s: (s.changed_at, s.row_id))
+        before: dict[str, str | None] | None = None
+        for snap in snaps:
+            if before is None:
+                changed = [("stage", None)] if snap.values["stage"] is not None else []
+            else:
+                changed = [(f, before[f]) for f in HISTORY_FIELDS if before[f] != snap.values[f]]
+            for name, old in changed:
+                yield OpportunityChangeRecord(
+                    source=SOURCE,
+                    source_id=f"{snap.row_id}:{name}",
+                    opportunity_ref=opportunity_id,
+                    field=name,
+                    old_value=old,
+                    new_value=snap.values[name],
+                    changed_at=snap.changed_at,
+                    changed_by_ref=snap.changed_by,
+                )
+            before = snap.values
