@@ -151,6 +151,7 @@ opportunities = Table(
     Column("campaign_id", Integer, ForeignKey("campaigns.id")),
     Column("opportunity_type", String(120)),
     Column("lead_source", String(120)),
+    Column("attributes", JSON(none_as_null=True)),  # custom fields mapped in oppkit.toml
     *_synced(),
     UniqueConstraint("source", "source_id"),
     Index(None, "account_id"),
@@ -290,4 +291,13 @@ sync_runs = Table(
     Column("errors", Integer, nullable=False, default=0),
     Column("status", String(20)),  # running / done / failed
     Column("message", Text),
+)
+
+sync_locks = Table(
+    "sync_locks",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("holder", String(200), nullable=False),  # host:pid
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
 )
