@@ -177,6 +177,15 @@ class CampaignMemberRecord:
 
 
 @dataclass(slots=True)
+class Deleted:
+    """An upstream record that was deleted (e.g. Salesforce getDeleted): hide its row."""
+
+    source: str
+    object: str  # upstream object name, e.g. "Opportunity"
+    source_id: str
+
+
+@dataclass(slots=True)
 class Checkpoint:
     """Everything yielded before this is covered by ``cursor`` (JSON-serialisable)."""
 
@@ -202,6 +211,7 @@ Record = (
     | OpportunityMemberRecord
     | CampaignRecord
     | CampaignMemberRecord
+    | Deleted
     | Checkpoint
     | Skipped
 )

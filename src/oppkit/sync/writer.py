@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, select, update
 
 from ..db.schema import (
     accounts,
@@ -30,6 +30,7 @@ from ..sources.records import (
     ActivityRecord,
     CampaignMemberRecord,
     CampaignRecord,
+    Deleted,
     OpportunityChangeRecord,
     OpportunityMemberRecord,
     OpportunityRecord,
@@ -321,6 +322,39 @@ def write_campaign_members(
     return result
 
 
+# Upstream object -> (table, column holding its id): where a deletion lands.
+DELETABLE = {
+    "Account": (accounts, "salesforce_id"),
+    "Contact": (people, "salesforce_id"),
+    "User": (people, "salesforce_id"),
+    "Opportunity": (opportunities, "source_id"),
+    "OpportunityContactRole": (opportunity_people, "source_id"),
+    "Campaign": (campaigns, "source_id"),
+    "CampaignMember": (campaign_members, "source_id"),
+    "Task": (activities, "source_id"),
+    "Event": (activities, "source_id"),
+}
+
+
+def write_deletions(conn: Connection, ctx: WriteContext, records: Sequence[Deleted]) -> WriteResult:
+    """Mark deleted upstream records; rows stay (history keeps pointing at them) but hide."""
+    result = WriteResult()
+    for r in records:
+        target = DELETABLE.get(r.object)
+        if target is None:
+            result.skip(
+                f"deletion of an unsupported object {r.object}", f"{r.source} {r.source_id}"
+            )
+            continue
+        table, column = target
+        cond = table.c[column] == r.source_id
+        if column == "source_id":
+            cond = cond & (table.c.source == r.source)
+        result.written += conn.execute(update(table).where(cond).values(is_deleted=True)).rowcount
+    ctx.matcher.invalidate()
+    return result
+
+
 def _direction(senders: list, others: list) -> str:  # noqa: ANN001
     everyone = senders + others
     if everyone and all(p.is_internal for p in everyone):
@@ -451,9 +485,9 @@ __all__ = [
     "write_campaign_members",
     "write_campaigns",
     "write_changes",
+    "write_deletions",
     "write_members",
     "write_opportunities",
     "write_people",
     "write_stages",
-    "bindparam",
 ]
