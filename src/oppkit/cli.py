@@ -63,6 +63,52 @@ def _add_salesforce_export(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_salesforce(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--instance-url", help="org URL for an existing session (OPPKIT_SF_INSTANCE_URL)"
+    )
+    parser.add_argument(
+        "--session-id",
+        help="an existing session token; prefer OPPKIT_SF_SESSION_ID (not shown in ps)",
+    )
+    parser.add_argument(
+        "--objects", type=lambda v: [o.strip() for o in v.split(",") if o.strip()],
+        help="comma-separated objects to sync (default: all oppkit reads)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--overlap", type=parse_duration, metavar="DURATION",
+        help="re-read window before the last SystemModstamp (default 5m)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--wait", type=parse_duration, default=0.0, metavar="DURATION",
+        help="wait this long for another agent on the same org to finish (default: exit)",
+    )  # fmt: skip
+
+
+def _run_salesforce(args: argparse.Namespace) -> list:
+    from datetime import timedelta
+
+    from .sources.salesforce_client import SalesforceSettings
+    from .sync import sync_salesforce
+
+    settings = load_settings(args.db)
+    config = settings.extra.get("salesforce", {}) if settings.extra else {}
+    salesforce = SalesforceSettings.from_env(
+        config, instance_url=args.instance_url, session_id=args.session_id
+    )
+    overlap = timedelta(seconds=args.overlap) if args.overlap is not None else None
+    return [
+        sync_salesforce(
+            settings=settings,
+            salesforce=salesforce,
+            objects=args.objects,
+            overlap=overlap,
+            lock_wait=args.wait,
+            progress=args.progress,
+        )  # fmt: skip
+    ]
+
+
 def _run_mail(args: argparse.Namespace) -> list:
     from .sync import sync_mail
 
@@ -85,6 +131,7 @@ def _run_salesforce_export(args: argparse.Namespace) -> list:
 
 
 SYNCS: dict[str, tuple[Callable, Callable, str]] = {
+    "salesforce": (_add_salesforce, _run_salesforce, "a Salesforce org through its REST API"),
     "mail": (_add_mail, _run_mail, "emails from mbox / .eml exports"),
     "calendar": (_add_calendar, _run_calendar, "meetings from .ics calendars"),
     "salesforce-export": (

@@ -125,6 +125,7 @@ class OpportunityRecord:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     is_deleted: bool = False
+    attributes: dict[str, Any] | None = None  # custom fields mapped in oppkit.toml
 
 
 @dataclass(slots=True)

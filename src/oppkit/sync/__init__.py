@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -18,9 +19,17 @@ from sqlalchemy import Engine
 from ..config import Settings, load_settings
 from ..db.engine import connect_engine
 from ..errors import ConfigError
+from ..sources.salesforce_client import SalesforceSettings
 from .runner import RunSummary, SyncRunner
 
-__all__ = ["RunSummary", "SyncRunner", "sync_calendar", "sync_mail", "sync_salesforce_export"]
+__all__ = [
+    "RunSummary",
+    "SyncRunner",
+    "sync_calendar",
+    "sync_mail",
+    "sync_salesforce",
+    "sync_salesforce_export",
+]
 
 
 def _engine(db: str | Engine | None, settings: Settings) -> Engine:
@@ -91,3 +100,41 @@ def sync_salesforce_export(
     if not directory.is_dir():
         raise ConfigError(f"not a folder: {directory}")
     return _run("salesforce-export", "csv", read_export, directory, db, settings, progress)
+
+
+def sync_salesforce(
+    db: str | Engine | None = None,
+    settings: Settings | None = None,
+    *,
+    salesforce: SalesforceSettings | None = None,
+    objects: list[str] | None = None,
+    overlap: timedelta | None = None,
+    lock_wait: float = 0.0,
+    progress: bool | None = None,
+) -> RunSummary:
+    """Sync a Salesforce org through its REST API, incrementally (see oppkit.sources.salesforce).
+
+    Credentials come from ``salesforce`` or the OPPKIT_SF_* environment variables; custom
+    Opportunity fields map to attributes via oppkit.toml's
+    ``[salesforce.opportunity_attributes]`` (e.g. ``Region__c = "region"``).
+    """
+    from ..sources.salesforce import DEFAULT_OVERLAP, read_salesforce
+    from ..sources.salesforce_client import SalesforceClient
+
+    settings = settings or load_settings()
+    config = settings.extra.get("salesforce", {}) if settings.extra else {}
+    salesforce = salesforce or SalesforceSettings.from_env(config)
+    if overlap is None:
+        minutes = config.get("overlap_minutes")
+        overlap = timedelta(minutes=float(minutes)) if minutes is not None else DEFAULT_OVERLAP
+    engine = _engine(db, settings)
+    runner = SyncRunner(
+        engine, settings, agent="salesforce", source="api", progress=progress,
+        lock=f"salesforce:{salesforce.describe()}", lock_wait=lock_wait,
+    )  # fmt: skip
+    client = SalesforceClient.connect(salesforce)
+    records = read_salesforce(
+        client, runner.cursors(), objects=objects, overlap=overlap,
+        opportunity_attributes=config.get("opportunity_attributes"),
+    )  # fmt: skip
+    return runner.run(records)

@@ -1,0 +1,219 @@
+"""A thin, fault-tolerant layer over simple-salesforce: auth, retries, paging, errors.
+
+Why: transient faults (5xx, timeouts, dropped connections) deserve bounded retries with
+exponential back-off and jitter; an exhausted API limit or a bad session deserves one
+clear line and a stop. Credentials come from the environment (or oppkit.toml for what
+is not secret) and are never logged or stored.
+
+Example::
+
+    client = SalesforceClient.connect(SalesforceSettings.from_env())
+    for page in client.query_pages("SELECT Id FROM Account"):
+        ...
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import requests
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import (
+    SalesforceAuthenticationFailed,
+    SalesforceError,
+    SalesforceExpiredSession,
+    SalesforceGeneralError,
+    SalesforceRefusedRequest,
+    SalesforceResourceNotFound,
+)
+from tenacity import (
+    before_sleep_log,
+    retry,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from ..errors import ConfigError, SourceError
+
+log = logging.getLogger(__name__)
+API_VERSION = "59.0"
+TRANSIENT = (SalesforceGeneralError, requests.ConnectionError, requests.Timeout)
+RETRY_ATTEMPTS = int(os.environ.get("OPPKIT_SF_RETRIES", "5"))
+RETRY_MAX_WAIT = float(os.environ.get("OPPKIT_SF_RETRY_MAX_WAIT", "30"))
+
+
+@dataclass(frozen=True)
+class SalesforceSettings:
+    """How to reach the org. Secrets only ever come from the environment."""
+
+    instance_url: str | None = None
+    session_id: str | None = None
+    username: str | None = None
+    password: str | None = None
+    security_token: str | None = None
+    domain: str | None = None  # "login", "test" or a My Domain
+    consumer_key: str | None = None
+    consumer_secret: str | None = None
+    private_key_file: str | None = None
+    ca_bundle: str | None = None  # a CA file to trust (tests, proxies); default: system
+    timeout: float = 60.0
+
+    @classmethod
+    def from_env(
+        cls, config: Mapping[str, Any] | None = None, **overrides: Any
+    ) -> SalesforceSettings:
+        """OPPKIT_SF_* variables; non-secret defaults from oppkit.toml's [salesforce]."""
+        config = dict(config or {})
+        env = os.environ.get
+
+        def pick(name: str, secret: bool = False) -> str | None:
+            if overrides.get(name):
+                return overrides[name]
+            value = env(f"OPPKIT_SF_{name.upper()}")
+            return value if value or secret else config.get(name)
+
+        return cls(
+            instance_url=pick("instance_url"),
+            session_id=pick("session_id", secret=True),
+            username=pick("username"),
+            password=pick("password", secret=True),
+            security_token=pick("security_token", secret=True),
+            domain=pick("domain"),
+            consumer_key=pick("consumer_key"),
+            consumer_secret=pick("consumer_secret", secret=True),
+            private_key_file=pick("private_key_file"),
+            ca_bundle=pick("ca_bundle"),
+        )
+
+    def describe(self) -> str:
+        """Which org, for messages and lock names; never includes a secret."""
+        return self.instance_url or f"{self.username or 'client'}@{self.domain or 'login'}"
+
+
+def _explain(exc: SalesforceError) -> str:
+    content = getattr(exc, "content", None)
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        first = content[0]
+        return f"{first.get('errorCode', '')}: {first.get('message', '')}".strip(": ")
+    return str(exc).splitlines()[0]
+
+
+def _is_limit(exc: SalesforceRefusedRequest) -> bool:
+    return "REQUEST_LIMIT_EXCEEDED" in str(getattr(exc, "content", "")) + str(exc)
+
+
+class SalesforceClient:
+    """simple-salesforce with retries and errors translated into oppkit's."""
+
+    def __init__(self, sf: Salesforce) -> None:
+        self.sf = sf
+        self._call = retry(
+            retry=retry_if_exception_type(TRANSIENT),
+            wait=wait_random_exponential(multiplier=0.5, max=RETRY_MAX_WAIT),
+            stop=stop_after_attempt(RETRY_ATTEMPTS),
+            before_sleep=before_sleep_log(log, logging.WARNING),
+            reraise=True,
+        )(self._guarded)
+
+    @classmethod
+    def connect(cls, settings: SalesforceSettings) -> SalesforceClient:
+        """Log in with whichever credentials the settings hold (session, JWT, password...)."""
+        session = requests.Session()
+        if settings.ca_bundle:
+            session.verify = settings.ca_bundle
+        common: dict[str, Any] = {"session": session, "version": API_VERSION}
+        if settings.domain:
+            common["domain"] = settings.domain
+        try:
+            if settings.session_id:
+                if not settings.instance_url:
+                    raise ConfigError(
+                        "a Salesforce session id needs --instance-url (OPPKIT_SF_INSTANCE_URL)"
+                    )
+                sf = Salesforce(instance_url=settings.instance_url, session_id=settings.session_id,
+                                session=session, version=API_VERSION)  # fmt: skip
+            elif settings.consumer_key and settings.private_key_file:
+                sf = Salesforce(username=settings.username, consumer_key=settings.consumer_key,
+                                privatekey_file=settings.private_key_file, **common)  # fmt: skip
+            elif settings.consumer_key and settings.consumer_secret and not settings.username:
+                sf = Salesforce(consumer_key=settings.consumer_key,
+                                consumer_secret=settings.consumer_secret, **common)  # fmt: skip
+            elif settings.username and settings.password:
+                sf = Salesforce(username=settings.username, password=settings.password,
+                                security_token=settings.security_token or "", **common)  # fmt: skip
+            else:
+                raise ConfigError(
+                    "no Salesforce credentials: set OPPKIT_SF_INSTANCE_URL and OPPKIT_SF_SESSION_ID, "
+                    "or OPPKIT_SF_USERNAME, OPPKIT_SF_PASSWORD and OPPKIT_SF_SECURITY_TOKEN, "
+                    "or a connected app (OPPKIT_SF_CONSUMER_KEY with a key file or secret)"
+                )
+        except SalesforceAuthenticationFailed as exc:
+            raise SourceError(f"Salesforce login failed: {exc.code}: {exc.message}") from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise SourceError(
+                f"cannot reach Salesforce at {settings.describe()}: {type(exc).__name__}"
+            ) from exc
+        return cls(sf)
+
+    def _guarded(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except SalesforceRefusedRequest as exc:
+            if _is_limit(exc):
+                raise SourceError(
+                    f"Salesforce API request limit exceeded ({_explain(exc)}); "
+                    "everything up to now is kept, the next run resumes"
+                ) from exc
+            raise SourceError(f"Salesforce refused the request ({_explain(exc)})") from exc
+        except SalesforceExpiredSession as exc:
+            raise SourceError(
+                f"Salesforce session is invalid or expired ({_explain(exc)}); log in again"
+            ) from exc
+
+    def call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call a simple-salesforce method with retries; faults become SourceError."""
+        try:
+            return self._call(method, *args, **kwargs)
+        except TRANSIENT as exc:
+            detail = _explain(exc) if isinstance(exc, SalesforceError) else type(exc).__name__
+            raise SourceError(
+                f"Salesforce kept failing after {RETRY_ATTEMPTS} attempts ({detail})"
+            ) from exc
+
+    def readable_fields(self, sobject: str) -> set[str] | None:
+        """Names of the fields this user can read, or None when the object is not there."""
+        try:
+            described = self.call(getattr(self.sf, sobject).describe)
+        except SalesforceResourceNotFound:
+            return None
+        if not described.get("queryable", True):
+            return None
+        return {f["name"] for f in described.get("fields", [])}
+
+    def query_pages(
+        self, soql: str, include_deleted: bool = False
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of records, following nextRecordsUrl; each page fetch is retried."""
+        result = self.call(self.sf.query, soql, include_deleted=include_deleted)
+        while True:
+            yield list(result.get("records", []))
+            next_url = result.get("nextRecordsUrl")
+            if result.get("done", True) or not next_url:
+                return
+            result = self.call(self.sf.query_more, next_url, identifier_is_url=True,
+                               include_deleted=include_deleted)  # fmt: skip
+
+    def deleted_ids(self, sobject: str, start: datetime, end: datetime) -> list[str]:
+        """Ids deleted between start and end (the getDeleted resource)."""
+        try:
+            answer = self.call(getattr(self.sf, sobject).deleted, start, end)
+        except SalesforceError as exc:  # e.g. an object that does not support getDeleted
+            log.info("%s: no deleted-records answer (%s)", sobject, _explain(exc))
+            return []
+        return [d["id"] for d in answer.get("deletedRecords", [])]
