@@ -113,7 +113,11 @@ class Kit:
         )
 
     def _ids(self, table, ref: Any, by: Iterable[str], what: str) -> list[int]:  # noqa: ANN001
-        """Ids for a reference given as an id, or a value of one of the ``by`` columns."""
+        """Ids for a reference given as an id, or a value of one of the ``by`` columns.
+
+        Exact matches use the columns' indexes; only names fall back to a case-insensitive
+        comparison (a scan) when nothing matches exactly.
+        """
         found: list[int] = []
         with self.engine.connect() as conn:
             for item in _in_list(ref):
@@ -121,18 +125,26 @@ class Kit:
                     found.append(int(item))
                     continue
                 text = str(item).strip()
-                conds = [func.lower(table.c[c]) == text.lower() for c in by]
-                ids = conn.scalars(select(table.c.id).where(or_(*conds))).all()
+                ids: list[int] = []
+                for column in by:
+                    ids = conn.scalars(select(table.c.id).where(table.c[column] == text)).all()
+                    if ids:
+                        break
+                if not ids and "name" in by:
+                    ids = conn.scalars(
+                        select(table.c.id).where(func.lower(table.c.name) == text.lower())
+                    ).all()
                 if not ids:
                     raise NotFoundError(f"no {what} matches {text!r}")
                 found.extend(ids)
         return found
 
     def _opportunity_ids(self, ref: Any) -> list[int]:
-        return self._ids(opportunities, ref, ("name", "source_id"), "opportunity")
+        return self._ids(opportunities, ref, ("source_id", "name"), "opportunity")
 
     def _account_ids(self, ref: Any) -> list[int]:
-        return self._ids(accounts, ref, ("name", "domain", "salesforce_id"), "account")
+        refs = [r.strip().lower() if isinstance(r, str) and "." in r else r for r in _in_list(ref)]
+        return self._ids(accounts, refs, ("domain", "salesforce_id", "name"), "account")
 
     def _person_ids(self, ref: Any) -> list[int]:
         refs = [normalise_email(r) or r for r in _in_list(ref)]

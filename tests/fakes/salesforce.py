@@ -2,7 +2,7 @@
 
 The real ``simple_salesforce.Salesforce`` client talks to it over HTTPS on 127.0.0.1; a trustme CA
 signs the certificate (``session.verify = fake.ca_path``). It serves the documented paths and JSON:
-versions, limits, describeGlobal, describe, record retrieve, query / queryAll paged through
+versions, limits, describeGlobal, describe, query / queryAll paged through
 ``nextRecordsUrl``, getDeleted, getUpdated, the OAuth2 token endpoint and the SOAP login.
 
 simple-salesforce sends logins to ``https://{domain}.salesforce.com``; they reach the fake through
@@ -12,6 +12,7 @@ its CONNECT tunnel: ``session.proxies = fake.proxies`` (the certificate covers `
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
 import json
 import re
@@ -42,17 +43,20 @@ _XSD |= {t: "xsd:double" for t in ("double", "currency", "percent")}
 _XSD |= {t: f"xsd:{t}" for t in ("boolean", "date", "anyType")}
 
 
+_UPPER = str.maketrans(_B62, "0" * 10 + "1" * 26 + "0" * 26)
+_CHECK = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+_PAIRS = [a + b for a in _B62 for b in _B62]  # two base-62 digits, for fast Ids
+
+
 def to18(id15: str) -> str:
-    """Salesforce's case-safe 18-character Id: a checksum of the uppercase letters."""
-    if len(id15) != 15:
+    """Salesforce's case-safe 18-character Id: each 5-char chunk's uppercase letters as bits."""
+    if len(id15) != 15 or not id15.isalnum():
         return id15
-    suffix = ""
-    for i in range(0, 15, 5):
-        bits = sum(1 << j for j, c in enumerate(id15[i : i + 5]) if "A" <= c <= "Z")
-        suffix += "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"[bits]
-    return id15 + suffix
+    bits = id15.translate(_UPPER)[::-1]  # reversed: the first character is the lowest bit
+    return id15 + _CHECK[int(bits[10:], 2)] + _CHECK[int(bits[5:10], 2)] + _CHECK[int(bits[:5], 2)]
 
 
+@functools.lru_cache(maxsize=1 << 16)  # records loaded together share their timestamps
 def sf_datetime(value: datetime) -> str:
     """Salesforce's JSON datetime format: 2026-01-01T10:00:00.000+0000."""
     value = value.astimezone(UTC)
@@ -88,6 +92,9 @@ def _json_value(value):
     if isinstance(value, datetime):
         return sf_datetime(value)
     return value.isoformat() if isinstance(value, date) else value
+
+
+_TO_JSON = {"datetime": sf_datetime, "date": date.isoformat, "anyType": _json_value}
 
 
 # -- describe metadata ------------------------------------------------------------------------
@@ -257,18 +264,20 @@ class FakeOrg:
         """The canonical name (object and field names are case-insensitive); None if absent."""
         return next((n for n in self.fields if n.lower() == sobject.lower()), None)
 
-    def _types(self, sobject: str) -> tuple[str, dict[str, str]]:
+    def _types(self, sobject: str) -> tuple[str, dict[str, str], dict[str, str]]:
+        """(object name, field types by name, field names by lowercase name)."""
         obj = self.object_name(sobject)
         if obj is None:
             raise KeyError(f"unknown sobject {sobject!r}")
-        return obj, {f["name"]: f["type"] for f in self.fields[obj]}
+        types = {f["name"]: f["type"] for f in self.fields[obj]}
+        return obj, types, {n.lower(): n for n in types}
 
     def add(self, sobject: str, **fields) -> str:
         return self.add_many(sobject, [fields])[0]
 
     def add_many(self, sobject: str, rows: Iterable[dict]) -> list[str]:
         """Insert rows, returning their Ids; audit fields default to now and the org's user."""
-        obj, types = self._types(sobject)
+        obj, types, lower = self._types(sobject)
         now, prefix, table = self.now(), self.key_prefixes[obj], self.records[obj]
         base = {n: False for n, t in types.items() if t == "boolean"}
         base |= {"IsDeleted": False, "CreatedById": self.user_id, "LastModifiedById": self.user_id}
@@ -279,7 +288,7 @@ class FakeOrg:
         with self.lock:
             stages = self._stages() if obj == "Opportunity" else {}
             for row in rows:
-                rid, given = self._new_id(prefix), self._convert(obj, types, row)
+                rid, given = self._new_id(prefix), self._convert(obj, types, lower, row)
                 table[rid] = rec = base | {"Id": rid} | given
                 self._derive(obj, rec, given, stages)
                 ids.append(rid)
@@ -287,9 +296,9 @@ class FakeOrg:
 
     def update(self, sobject: str, id: str, **fields) -> None:
         """Set fields; LastModifiedDate and SystemModstamp become now unless given."""
-        obj, types = self._types(sobject)
+        obj, types, lower = self._types(sobject)
         with self.lock:
-            now, given = self.now(), self._convert(obj, types, fields)
+            now, given = self.now(), self._convert(obj, types, lower, fields)
             rec = self.records[obj][to18(id)]
             rec |= {"LastModifiedDate": now, "SystemModstamp": now} | given
             self._derive(obj, rec, given, self._stages())
@@ -305,16 +314,20 @@ class FakeOrg:
         return dict(self.records[self._types(sobject)[0]][to18(id)])
 
     def _new_id(self, prefix: str) -> str:
-        n, digits = next(self._seq), ""
-        for _ in range(8):
-            n, r = divmod(n, 62)
-            digits = _B62[r] + digits
+        n = next(self._seq)  # 8 base-62 digits, so Ids sort in creation order
+        high, low = divmod(n, 3844**2)
+        digits = (
+            _PAIRS[high // 3844 % 3844]
+            + _PAIRS[high % 3844]
+            + _PAIRS[low // 3844]
+            + _PAIRS[low % 3844]
+        )
         return to18(prefix + "Fk00" + digits)
 
-    def _convert(self, obj: str, types: dict[str, str], row: dict) -> dict:
-        lower, out = {n.lower(): n for n in types}, {}
+    def _convert(self, obj: str, types: dict, lower: dict, row: dict) -> dict:
+        out = {}
         for key, value in row.items():
-            name = lower.get(key.lower())
+            name = key if key in types else lower.get(key.lower())
             if name is None or name == "Id":
                 raise ValueError(f"{obj} has no settable field {key!r} (see org.add_field)")
             out[name] = _coerce(types[name], value)
@@ -626,6 +639,7 @@ _LOGIN_FAULT = (
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as Salesforce
     timeout = 30  # close idle connections
+    disable_nagle_algorithm = True  # headers and body are two writes
 
     def log_message(self, *args) -> None:
         pass
@@ -738,7 +752,7 @@ class FakeSalesforce:
         self.proxy_url = f"http://127.0.0.1:{self._tunnel.server_address[1]}"
         self.proxies = {"https": self.proxy_url}
         for server in (self._https, self._tunnel):
-            threading.Thread(target=server.serve_forever, daemon=True).start()
+            threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
 
     def __enter__(self) -> FakeSalesforce:
         return self
@@ -768,6 +782,11 @@ class FakeSalesforce:
         """The next ``times`` matching requests get the connection closed without a response."""
         with self._lock:
             self._faults.append([times, path_contains, None, "", ""])
+
+    def clear_faults(self) -> None:
+        """Forget pending fail_next / drop_next faults."""
+        with self._lock:
+            self._faults.clear()
 
     def limit_exceeded(self, on: bool = True) -> None:
         self._limit_exceeded = on
@@ -880,7 +899,8 @@ class FakeSalesforce:
             "attributes": {"type": obj, "url": f"/services/data/v{v}/sobjects/{obj}/{rec['Id']}"}
         }
         for meta in metas:
-            out[meta["name"]] = _json_value(rec.get(meta["name"]))
+            value, to_json = rec.get(meta["name"]), _TO_JSON.get(meta["type"])
+            out[meta["name"]] = value if value is None or to_json is None else to_json(value)
         return out
 
     def _query(self, h, params, body, v, ep):
@@ -915,7 +935,8 @@ class FakeSalesforce:
         end = min(offset + batch, len(ids))
         with self.org.lock:  # the cursor pins the Ids; values are read per page
             table = self.org.records[obj]
-            records = [self._render(obj, table[i], metas, v) for i in ids[offset:end]]
+            rows = [table[i] for i in ids[offset:end] if i in table]  # purged: gone
+            records = [self._render(obj, row, metas, v) for row in rows]
         out = {"totalSize": len(ids), "done": end >= len(ids), "records": records}
         if end < len(ids):
             out["nextRecordsUrl"] = f"/services/data/v{v}/{ep}/{locator}-{end}"

@@ -206,9 +206,17 @@ class _ObjectReader:
             )  # fmt: skip
 
     def _hard_deletes(self, until: datetime) -> Iterator[Record]:
-        """Records purged from the recycle bin never show in queryAll: ask getDeleted."""
-        start = max(self.since - self.overlap, until - DELETED_WINDOW)
-        for record_id in self.client.deleted_ids(self.name, start, until):
+        """Records purged from the recycle bin never show in queryAll: ask getDeleted.
+
+        The window starts at the cursor (minus the overlap); the server caps its end at
+        its own clock and answers only for the last 30 days, so an older cursor is
+        clamped to that.
+        """
+        start = self.since - self.overlap
+        ids = self.client.deleted_ids(self.name, start, until)
+        if ids is None:  # the start is older than the server keeps deletions for
+            ids = self.client.deleted_ids(self.name, until - DELETED_WINDOW, until) or []
+        for record_id in ids:
             yield Deleted(SOURCE, self.name, record_id)
 
 

@@ -96,6 +96,15 @@ class SalesforceSettings:
         return self.instance_url or f"{self.username or 'client'}@{self.domain or 'login'}"
 
 
+class _PinnedSession(requests.Session):
+    """A session whose CA file wins over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE in the env."""
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # noqa: ANN001, ANN201
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        settings["verify"] = self.verify
+        return settings
+
+
 def _explain(exc: SalesforceError) -> str:
     content = getattr(exc, "content", None)
     if isinstance(content, list) and content and isinstance(content[0], dict):
@@ -124,7 +133,7 @@ class SalesforceClient:
     @classmethod
     def connect(cls, settings: SalesforceSettings) -> SalesforceClient:
         """Log in with whichever credentials the settings hold (session, JWT, password...)."""
-        session = requests.Session()
+        session = _PinnedSession() if settings.ca_bundle else requests.Session()
         if settings.ca_bundle:
             session.verify = settings.ca_bundle
         common: dict[str, Any] = {"session": session, "version": API_VERSION}
@@ -209,11 +218,13 @@ class SalesforceClient:
             result = self.call(self.sf.query_more, next_url, identifier_is_url=True,
                                include_deleted=include_deleted)  # fmt: skip
 
-    def deleted_ids(self, sobject: str, start: datetime, end: datetime) -> list[str]:
-        """Ids deleted between start and end (the getDeleted resource)."""
+    def deleted_ids(self, sobject: str, start: datetime, end: datetime) -> list[str] | None:
+        """Ids deleted between start and end (getDeleted); None when start is out of range."""
         try:
             answer = self.call(getattr(self.sf, sobject).deleted, start, end)
         except SalesforceError as exc:  # e.g. an object that does not support getDeleted
+            if "INVALID_REPLICATION_DATE" in str(getattr(exc, "content", "")):
+                return None
             log.info("%s: no deleted-records answer (%s)", sobject, _explain(exc))
             return []
         return [d["id"] for d in answer.get("deletedRecords", [])]

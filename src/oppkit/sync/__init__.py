@@ -13,14 +13,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
 from ..config import Settings, load_settings
 from ..db.engine import connect_engine
 from ..errors import ConfigError
-from ..sources.salesforce_client import SalesforceSettings
 from .runner import RunSummary, SyncRunner
+
+if TYPE_CHECKING:  # simple-salesforce is heavy: notebooks and mail agents never load it
+    from ..sources.salesforce_client import SalesforceSettings
 
 __all__ = [
     "RunSummary",
@@ -119,7 +122,7 @@ def sync_salesforce(
     ``[salesforce.opportunity_attributes]`` (e.g. ``Region__c = "region"``).
     """
     from ..sources.salesforce import DEFAULT_OVERLAP, read_salesforce
-    from ..sources.salesforce_client import SalesforceClient
+    from ..sources.salesforce_client import SalesforceClient, SalesforceSettings
 
     settings = settings or load_settings()
     config = settings.extra.get("salesforce", {}) if settings.extra else {}

@@ -27,7 +27,7 @@ from ..db.engine import write_transaction
 from ..db.schema import sync_locks
 from ..errors import OppkitError
 
-STALE_AFTER = timedelta(minutes=10)
+STALE_AFTER = timedelta(minutes=10)  # a holder on another host that stops beating
 POLL_SECONDS = 1.0
 
 
@@ -39,6 +39,20 @@ class LockBusy(OppkitError):
 
 def _holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _holder_gone(holder: str) -> bool:
+    """True when the holder was a process on this host that no longer runs (killed)."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _advisory_key(name: str) -> int:
@@ -84,7 +98,12 @@ def _try_row(engine: Engine, name: str, holder: str) -> str | None:
         row = conn.execute(
             select(sync_locks.c.holder, sync_locks.c.heartbeat_at).where(sync_locks.c.name == name)
         ).first()
-        if row is not None and row.heartbeat_at > now - STALE_AFTER and row.holder != holder:
+        alive = (
+            row is not None
+            and row.heartbeat_at > now - STALE_AFTER
+            and not _holder_gone(row.holder)
+        )
+        if alive and row.holder != holder:
             return f"{row.holder} since its last heartbeat at {row.heartbeat_at:%H:%M:%S} UTC"
         conn.execute(delete(sync_locks).where(sync_locks.c.name == name))
         conn.execute(
