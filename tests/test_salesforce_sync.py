@@ -306,6 +306,26 @@ def test_custom_fields_map_to_opportunity_attributes(db_url, fake, org, tmp_path
             select(opportunities.c.attributes).where(opportunities.c.name == "Acme pilot")
         )
     assert attrs == {"region": "EMEA"}
+    assert (
+        oppkit.connect(db_url).opportunities().set_index("name").loc["Acme pilot", "region"]
+        == "EMEA"
+    )
+
+
+def test_unknown_stage_is_kept_and_shown_after_the_known_ones(db_url, settings, fake, org):
+    org.add(
+        "Opportunity",
+        Name="Odd",
+        AccountId=org.ids["acme"],
+        StageName="Legal review",
+        CloseDate=date(2026, 6, 1),
+        Amount=5,
+    )
+    run(db_url, settings, fake)
+    kit = oppkit.connect(db_url)
+    assert kit.opportunities().set_index("name").loc["Odd", "stage"] == "Legal review"
+    pipeline = kit.pipeline()
+    assert pipeline["stage"].iloc[-1] == "Legal review" and pipeline["count"].iloc[-1] == 1
 
 
 def cli(db_url: str, fake: FakeSalesforce, *args: str) -> subprocess.CompletedProcess:
@@ -381,3 +401,58 @@ def test_agent_killed_half_way_resumes_without_loss(db_url, org):
         assert result.returncode == 0, result.stderr
     assert before < 3001
     assert count(db_url, activities) == 3001  # the fixture task + 3000 (Event not synced here)
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {
+            "OPPKIT_SF_USERNAME": "user@example.com",
+            "OPPKIT_SF_PASSWORD": "password",
+            "OPPKIT_SF_SECURITY_TOKEN": "TOKEN",
+        },
+        {
+            "OPPKIT_SF_CONSUMER_KEY": "CONSUMER_KEY",
+            "OPPKIT_SF_CONSUMER_SECRET": "CONSUMER_SECRET",
+            "OPPKIT_SF_DOMAIN": "acme.my",
+        },
+    ],
+    ids=["username-password-token", "connected-app-client-credentials"],
+)
+def test_login_flows_from_the_environment(sqlite_url, fake, credentials):
+    env = {
+        k: v
+        for k, v in sf_env(fake).items()
+        if k not in ("OPPKIT_SF_INSTANCE_URL", "OPPKIT_SF_SESSION_ID")
+    }
+    env |= credentials | {"HTTPS_PROXY": fake.proxy_url, "NO_PROXY": ""}
+    result = subprocess.run(
+        [sys.executable, "-m", "oppkit.cli", "--db", sqlite_url, "sync", "salesforce"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(oppkit.connect(sqlite_url).opportunities()) == 2
+    for secret in credentials.values():
+        if secret not in ("user@example.com", "acme.my", "CONSUMER_KEY"):
+            assert secret not in result.stdout + result.stderr
+
+
+def test_wrong_password_is_a_clear_message(sqlite_url, fake):
+    env = {
+        k: v
+        for k, v in sf_env(fake).items()
+        if k not in ("OPPKIT_SF_INSTANCE_URL", "OPPKIT_SF_SESSION_ID")
+    }
+    env |= {
+        "OPPKIT_SF_USERNAME": "user@example.com",
+        "OPPKIT_SF_PASSWORD": "wrong",
+        "HTTPS_PROXY": fake.proxy_url,
+        "NO_PROXY": "",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "oppkit.cli", "--db", sqlite_url, "sync", "salesforce"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Salesforce login failed" in result.stderr and "Traceback" not in result.stderr
+    assert "wrong" not in result.stderr

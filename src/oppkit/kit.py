@@ -188,6 +188,7 @@ class Kit:
                 func.coalesce(open_alerts.c.n, 0).label("open_alerts"),
                 opportunities.c.is_private,
                 opportunities.c.parent_id,
+                opportunities.c.attributes,
                 opportunities.c.created_at,
                 opportunities.c.updated_at,
                 opportunities.c.source,
@@ -214,6 +215,7 @@ class Kit:
         if open_only:
             stmt = stmt.where(func.coalesce(stages.c.status, literal("open")) == "open")
         df = self._frame(stmt, "opportunities")
+        _expand_attributes(df)
         df["amount"] = df["amount"].astype("Float64")
         df["close_date"] = pd.to_datetime(df["close_date"]).dt.date
         today = datetime.now(UTC).date()
@@ -480,6 +482,17 @@ class Kit:
         df = self._frame(stmt, "stage_history")
         df["changed_at"] = pd.to_datetime(df["changed_at"], utc=True)
         return df
+
+
+def _expand_attributes(df: pd.DataFrame) -> None:
+    """Custom fields mapped in oppkit.toml become columns of their own (never shadowing ours)."""
+    attributes = df.pop("attributes")
+    if not attributes.notna().any():
+        return
+    extra = pd.DataFrame([a if isinstance(a, dict) else {} for a in attributes], index=df.index)
+    for column in extra.columns:
+        if column not in df.columns:
+            df[column] = extra[column]
 
 
 def _utc(value: datetime | str) -> datetime:
