@@ -98,7 +98,7 @@ def test_oppkit_toml_sets_domains_and_database(tmp_path: Path, monkeypatch):
         (["sync", "salesforce-export", "/no/such/dir"], 2, "Salesforce export folder not found"),
         (["--db", "postgresql://nobody@127.0.0.1:1/x", "init"], 1, "cannot reach the database"),
         (["--db", "nonsense", "init"], 2, "not a database URL"),
-        (["sync", "mail"], 2, "required: --mbox"),
+        (["sync", "mail"], 2, "give --mbox PATH or --imap-host HOST"),
         (["sync", "nothing"], 2, "invalid choice"),
     ],
 )

@@ -45,9 +45,23 @@ def parse_duration(text: str) -> float:
 
 def _add_mail(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--mbox", action="append", required=True, type=Path, metavar="PATH",
+        "--mbox", action="append", type=Path, metavar="PATH",
         help="an mbox file, an .eml file or a folder of them (repeatable)",
     )  # fmt: skip
+    imap = parser.add_argument_group("IMAP (password from OPPKIT_IMAP_PASSWORD)")
+    imap.add_argument("--imap-host", help="IMAP server host")
+    imap.add_argument("--imap-port", type=int, help="default 993 (tls) or 143")
+    imap.add_argument("--imap-user", help="login name (default OPPKIT_IMAP_USER)")
+    imap.add_argument("--imap-security", choices=["tls", "starttls", "none"], default="tls")
+    imap.add_argument(
+        "--imap-folder", action="append", metavar="FOLDER",
+        help="folder to sync (repeatable; default INBOX and Sent)",
+    )  # fmt: skip
+    imap.add_argument("--imap-ca-file", help="CA file to trust for the server's certificate")
+    imap.add_argument("--exclude-sender", action="append", default=[], metavar="EMAIL",
+                      help="leave out mail from this sender (repeatable)")  # fmt: skip
+    imap.add_argument("--exclude-domain", action="append", default=[], metavar="DOMAIN",
+                      help="leave out mail to or from this domain (repeatable)")  # fmt: skip
 
 
 def _add_calendar(parser: argparse.ArgumentParser) -> None:
@@ -110,10 +124,31 @@ def _run_salesforce(args: argparse.Namespace) -> list:
 
 
 def _run_mail(args: argparse.Namespace) -> list:
-    from .sync import sync_mail
+    import os
 
+    from .sync import sync_imap, sync_mail
+
+    if not args.mbox and not args.imap_host:
+        raise ConfigError("give --mbox PATH or --imap-host HOST")
     settings = load_settings(args.db)
-    return [sync_mail(p, settings=settings, progress=args.progress) for p in args.mbox]
+    summaries = [sync_mail(p, settings=settings, progress=args.progress) for p in args.mbox or []]
+    if args.imap_host:
+        from .sources.imap import ImapSettings
+
+        user = args.imap_user or os.environ.get("OPPKIT_IMAP_USER")
+        password = os.environ.get("OPPKIT_IMAP_PASSWORD")
+        if not user or password is None:
+            raise ConfigError(
+                "IMAP needs --imap-user (or OPPKIT_IMAP_USER) and OPPKIT_IMAP_PASSWORD"
+            )
+        server = ImapSettings(
+            host=args.imap_host, port=args.imap_port, username=user, password=password,
+            security=args.imap_security, folders=tuple(args.imap_folder or ("INBOX", "Sent")),
+            ca_file=args.imap_ca_file, exclude_senders=tuple(args.exclude_sender),
+            exclude_domains=tuple(args.exclude_domain),
+        )  # fmt: skip
+        summaries.append(sync_imap(server, settings=settings, progress=args.progress))
+    return summaries
 
 
 def _run_calendar(args: argparse.Namespace) -> list:

@@ -23,12 +23,14 @@ from ..errors import ConfigError
 from .runner import RunSummary, SyncRunner
 
 if TYPE_CHECKING:  # simple-salesforce is heavy: notebooks and mail agents never load it
+    from ..sources.imap import ImapSettings
     from ..sources.salesforce_client import SalesforceSettings
 
 __all__ = [
     "RunSummary",
     "SyncRunner",
     "sync_calendar",
+    "sync_imap",
     "sync_mail",
     "sync_salesforce",
     "sync_salesforce_export",
@@ -74,6 +76,23 @@ def sync_mail(
     from ..sources.mail import read_mail
 
     return _run("mail", "file", read_mail, _existing(path, "mailbox"), db, settings, progress)
+
+
+def sync_imap(
+    server: ImapSettings,
+    db: str | Engine | None = None,
+    settings: Settings | None = None,
+    progress: bool | None = None,
+) -> RunSummary:
+    """Sync the folders of one IMAP mailbox, incrementally by UIDVALIDITY + UID."""
+    from ..sources.imap import read_imap
+
+    settings = settings or load_settings()
+    runner = SyncRunner(
+        _engine(db, settings), settings, agent="mail", source="imap", progress=progress,
+        lock=f"imap:{server.describe()}",
+    )  # fmt: skip
+    return runner.run(read_imap(server, runner.cursors()))
 
 
 def sync_calendar(
