@@ -101,3 +101,26 @@ def test_a_notebook_reads_while_a_sync_holds_the_write_lock(sqlite_url: str):
         assert kit.timeline().empty  # reads the last committed state, does not wait
         assert time.perf_counter() - started < 2
     assert len(kit.timeline()) == 1
+
+
+def test_suggested_people_are_external_non_members_on_the_deals_threads(
+    filled: str, settings, tmp_path: Path
+):
+    thread = [
+        make_email(sender="juergen.mueller@acme-robotics.example", to=["ava.patel@northwind.example"],
+                   cc=["tom.becker@acme-robotics.example", "ben.okafor@northwind.example"],
+                   subject="pilot", body="x", when=T0, message_id="t1@x"),
+        make_email(sender="tom.becker@acme-robotics.example", to=["ava.patel@northwind.example"],
+                   cc=["mei@acme-robotics.example"], subject="Re: pilot", body="y",
+                   when=T0 + timedelta(hours=1), message_id="t2@x", in_reply_to="t1@x"),
+        make_email(sender="stranger@other.example", to=["ava.patel@northwind.example"],
+                   subject="unrelated", body="z", when=T0, message_id="u@x"),
+    ]  # fmt: skip
+    sync_mail(write_mbox(tmp_path / "thread.mbox", thread), settings=settings)
+    suggested = oppkit.connect(filled).suggested_people("Acme pilot")
+    assert list(suggested["email"]) == [
+        "tom.becker@acme-robotics.example",
+        "mei@acme-robotics.example",
+    ]
+    assert list(suggested["messages"]) == [2, 1]
+    assert list(suggested["sent"]) == [1, 0]
