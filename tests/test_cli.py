@@ -55,7 +55,7 @@ def test_init_creates_the_schema_at_the_url_given(sqlite_url: str, capsys):
     assert "database ready" in capsys.readouterr().out
     engine = create_engine(sqlite_url)
     with engine.connect() as conn:
-        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0003"
         assert conn.scalar(text("PRAGMA journal_mode")) == "wal"
     with create_oppkit_engine(sqlite_url).connect() as conn:
         assert conn.scalar(text("PRAGMA foreign_keys")) == 1
@@ -98,7 +98,7 @@ def test_oppkit_toml_sets_domains_and_database(tmp_path: Path, monkeypatch):
         (["sync", "salesforce-export", "/no/such/dir"], 2, "Salesforce export folder not found"),
         (["--db", "postgresql://nobody@127.0.0.1:1/x", "init"], 1, "cannot reach the database"),
         (["--db", "nonsense", "init"], 2, "not a database URL"),
-        (["sync", "mail"], 2, "give --mbox PATH or --imap-host HOST"),
+        (["sync", "mail"], 2, "give --mbox PATH, --imap-host HOST or --ews-url URL"),
         (["sync", "nothing"], 2, "invalid choice"),
     ],
 )

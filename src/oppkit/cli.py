@@ -62,13 +62,60 @@ def _add_mail(parser: argparse.ArgumentParser) -> None:
                       help="leave out mail from this sender (repeatable)")  # fmt: skip
     imap.add_argument("--exclude-domain", action="append", default=[], metavar="DOMAIN",
                       help="leave out mail to or from this domain (repeatable)")  # fmt: skip
+    _add_ews(parser)
+
+
+def _add_ews(parser: argparse.ArgumentParser) -> None:
+    ews = parser.add_argument_group(
+        "Exchange (password from OPPKIT_EWS_PASSWORD, OAuth secret from OPPKIT_EWS_CLIENT_SECRET)"
+    )
+    ews.add_argument(
+        "--ews-url", help="EWS endpoint, e.g. https://mail.example.com/EWS/Exchange.asmx"
+    )
+    ews.add_argument("--ews-mailbox", action="append", metavar="EMAIL", help="mailbox (repeatable)")
+    ews.add_argument("--ews-user", help="login (default OPPKIT_EWS_USER)")
+    ews.add_argument("--ews-auth", choices=["ntlm", "basic", "oauth2", "noauth"], default="ntlm")
+    ews.add_argument(
+        "--ews-impersonation", action="store_true", help="service account impersonation"
+    )
+    ews.add_argument(
+        "--ews-folder", action="append", metavar="FOLDER", help="default inbox and sent"
+    )
+    ews.add_argument("--ews-ca-file", help="CA file to trust for the server's certificate")
+
+
+def _ews_settings(args: argparse.Namespace):  # noqa: ANN202
+    import os
+
+    from .sources.exchange import ExchangeSettings
+
+    if not args.ews_mailbox:
+        raise ConfigError("--ews-url needs at least one --ews-mailbox")
+    return ExchangeSettings(
+        endpoint=args.ews_url, mailboxes=tuple(args.ews_mailbox),
+        username=args.ews_user or os.environ.get("OPPKIT_EWS_USER"),
+        password=os.environ.get("OPPKIT_EWS_PASSWORD"), auth=args.ews_auth,
+        client_id=os.environ.get("OPPKIT_EWS_CLIENT_ID"),
+        client_secret=os.environ.get("OPPKIT_EWS_CLIENT_SECRET"),
+        tenant_id=os.environ.get("OPPKIT_EWS_TENANT_ID"),
+        impersonation=args.ews_impersonation,
+        folders=tuple(args.ews_folder or ("inbox", "sent")), ca_file=args.ews_ca_file,
+    )  # fmt: skip
 
 
 def _add_calendar(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--ics", action="append", required=True, type=Path, metavar="PATH",
+        "--ics", action="append", type=Path, metavar="PATH",
         help="an .ics file or a folder of .ics files (repeatable)",
     )  # fmt: skip
+    dav = parser.add_argument_group("CalDAV (password from OPPKIT_CALDAV_PASSWORD)")
+    dav.add_argument("--caldav-url", help="CalDAV server or principal URL")
+    dav.add_argument("--caldav-user", help="login (default OPPKIT_CALDAV_USER)")
+    dav.add_argument(
+        "--caldav-calendar", action="append", metavar="NAME", help="only these calendars"
+    )
+    dav.add_argument("--caldav-ca-file", help="CA file to trust for the server's certificate")
+    _add_ews(parser)
 
 
 def _add_salesforce_export(parser: argparse.ArgumentParser) -> None:
@@ -128,8 +175,8 @@ def _run_mail(args: argparse.Namespace) -> list:
 
     from .sync import sync_imap, sync_mail
 
-    if not args.mbox and not args.imap_host:
-        raise ConfigError("give --mbox PATH or --imap-host HOST")
+    if not args.mbox and not args.imap_host and not args.ews_url:
+        raise ConfigError("give --mbox PATH, --imap-host HOST or --ews-url URL")
     settings = load_settings(args.db)
     summaries = [sync_mail(p, settings=settings, progress=args.progress) for p in args.mbox or []]
     if args.imap_host:
@@ -148,14 +195,45 @@ def _run_mail(args: argparse.Namespace) -> list:
             exclude_domains=tuple(args.exclude_domain),
         )  # fmt: skip
         summaries.append(sync_imap(server, settings=settings, progress=args.progress))
+    if args.ews_url:
+        from .sync import sync_exchange
+
+        summaries.append(
+            sync_exchange(_ews_settings(args), settings=settings, progress=args.progress)
+        )
     return summaries
 
 
 def _run_calendar(args: argparse.Namespace) -> list:
-    from .sync import sync_calendar
+    import os
 
+    from .sync import sync_caldav, sync_calendar, sync_exchange
+
+    if not args.ics and not args.caldav_url and not args.ews_url:
+        raise ConfigError("give --ics PATH, --caldav-url URL or --ews-url URL")
     settings = load_settings(args.db)
-    return [sync_calendar(p, settings=settings, progress=args.progress) for p in args.ics]
+    summaries = [
+        sync_calendar(p, settings=settings, progress=args.progress) for p in args.ics or []
+    ]
+    if args.caldav_url:
+        summaries.append(
+            sync_caldav(
+                args.caldav_url,
+                settings=settings,
+                progress=args.progress,
+                username=args.caldav_user or os.environ.get("OPPKIT_CALDAV_USER"),
+                password=os.environ.get("OPPKIT_CALDAV_PASSWORD"),
+                calendars=args.caldav_calendar,
+                ca_file=args.caldav_ca_file,
+            )  # fmt: skip
+        )
+    if args.ews_url:
+        summaries.append(
+            sync_exchange(
+                _ews_settings(args), settings=settings, calendar=True, progress=args.progress
+            )
+        )
+    return summaries
 
 
 def _run_salesforce_export(args: argparse.Namespace) -> list:

@@ -197,6 +197,7 @@ activities = Table(
     Column("is_planned", Boolean, nullable=False, default=False, server_default="0"),
     Column("status", String(40)),
     Column("is_auto", Boolean, nullable=False, default=False, server_default="0"),
+    Column("asks_question", Boolean, nullable=False, default=False, server_default="0"),
     Column("attachments", JSON(none_as_null=True)),
     *_synced(),
     UniqueConstraint("source", "source_id"),

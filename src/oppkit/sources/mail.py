@@ -29,7 +29,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
 
 from .records import ActivityRecord, Attachment, Checkpoint, Participant, Record, Skipped
-from .text import make_snippet
+from .text import latest_text, truncate
 
 log = logging.getLogger(__name__)
 # compat32 parses 10x faster than policy.default; headers are decoded explicitly below.
@@ -253,6 +253,7 @@ def parse_message(
     subject = _header(msg, "Subject")
     source_id = _message_id(_header(msg, "Message-ID")) or _stable_id(msg, raw)
     text, html, attachments, repaired = _body_and_attachments(msg)
+    latest = latest_text(text, html)
     if repaired:
         log.info("%s: body charset unknown, decoded as UTF-8 with replacements", where)
     sender = next((p.email for p in participants if p.role == "from"), None)
@@ -263,7 +264,8 @@ def parse_message(
         kind="email",
         occurred_at=occurred_at,
         subject=subject,
-        snippet=make_snippet(text, html),
+        snippet=truncate(latest),
+        text=latest,
         participants=participants,
         thread_id=_thread_id(msg, source_id),
         status=("bounce" if msg.get_content_type() == "multipart/report" else "auto-reply")

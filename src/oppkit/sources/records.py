@@ -48,6 +48,7 @@ class ActivityRecord:
     occurred_at: datetime
     subject: str | None = None
     snippet: str | None = None
+    text: str | None = None  # newest part of the body, for signals; not stored
     participants: list[Participant] = field(default_factory=list)
     thread_id: str | None = None
     duration_minutes: float | None = None

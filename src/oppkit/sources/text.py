@@ -56,15 +56,26 @@ def normalise_whitespace(text: str) -> str:
     return "\n".join(line.strip() for line in text.splitlines()).strip()
 
 
-def make_snippet(
-    text: str | None, html: str | None = None, limit: int = SNIPPET_LIMIT
-) -> str | None:
-    """A plain-text snippet of at most ``limit`` characters from a text or HTML body."""
+def latest_text(text: str | None, html: str | None = None) -> str | None:
+    """The newest part of a message as plain text (quotes, signature, markup removed).
+
+    At most the first few thousand characters: enough for a snippet and for signals.
+    """
     if not text and html:
         text = html_to_text(html)
     if not text:
         return None
-    snippet = normalise_whitespace(strip_quoted(text))
-    if len(snippet) > limit:
-        snippet = snippet[: limit - 1].rstrip() + "…"
-    return snippet or None
+    return normalise_whitespace(strip_quoted(text)) or None
+
+
+def truncate(text: str | None, limit: int = SNIPPET_LIMIT) -> str | None:
+    if not text:
+        return None
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def make_snippet(
+    text: str | None, html: str | None = None, limit: int = SNIPPET_LIMIT
+) -> str | None:
+    """A plain-text snippet of at most ``limit`` characters from a text or HTML body."""
+    return truncate(latest_text(text, html), limit)

@@ -21,15 +21,19 @@ from ..config import Settings, load_settings
 from ..db.engine import connect_engine
 from ..errors import ConfigError
 from .runner import RunSummary, SyncRunner
+from .signals import refresh_unanswered
 
 if TYPE_CHECKING:  # simple-salesforce is heavy: notebooks and mail agents never load it
+    from ..sources.exchange import ExchangeSettings
     from ..sources.imap import ImapSettings
     from ..sources.salesforce_client import SalesforceSettings
 
 __all__ = [
     "RunSummary",
     "SyncRunner",
+    "sync_caldav",
     "sync_calendar",
+    "sync_exchange",
     "sync_imap",
     "sync_mail",
     "sync_salesforce",
@@ -60,8 +64,14 @@ def _run(
     progress: bool | None,
 ) -> RunSummary:
     settings = settings or load_settings()
+    after = refresh_unanswered if agent == "mail" else None
     runner = SyncRunner(
-        _engine(db, settings), settings, agent=agent, source=source, progress=progress
+        _engine(db, settings),
+        settings,
+        agent=agent,
+        source=source,
+        progress=progress,
+        after_run=after,
     )
     return runner.run(read(path, runner.cursors()))
 
@@ -90,9 +100,56 @@ def sync_imap(
     settings = settings or load_settings()
     runner = SyncRunner(
         _engine(db, settings), settings, agent="mail", source="imap", progress=progress,
-        lock=f"imap:{server.describe()}",
+        lock=f"imap:{server.describe()}", after_run=refresh_unanswered,
     )  # fmt: skip
     return runner.run(read_imap(server, runner.cursors()))
+
+
+def sync_exchange(
+    server: ExchangeSettings,
+    db: str | Engine | None = None,
+    settings: Settings | None = None,
+    *,
+    calendar: bool = False,
+    progress: bool | None = None,
+) -> RunSummary:
+    """Sync Exchange mail folders (incremental by EWS sync state) or calendars (a window)."""
+    from ..sources.exchange import read_exchange_calendar, read_exchange_mail
+
+    settings = settings or load_settings()
+    agent = "calendar" if calendar else "mail"
+    runner = SyncRunner(
+        _engine(db, settings), settings, agent=agent, source="ews", progress=progress,
+        lock=f"ews-{agent}:{server.endpoint}", after_run=None if calendar else refresh_unanswered,
+    )  # fmt: skip
+    read = read_exchange_calendar if calendar else read_exchange_mail
+    return runner.run(read(server, runner.cursors()))
+
+
+def sync_caldav(
+    url: str,
+    db: str | Engine | None = None,
+    settings: Settings | None = None,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    calendars: list[str] | None = None,
+    ca_file: str | None = None,
+    progress: bool | None = None,
+) -> RunSummary:
+    """Sync the calendars of a CalDAV account, incrementally by sync-token (or ETag)."""
+    from ..sources.caldav_source import read_caldav
+
+    settings = settings or load_settings()
+    runner = SyncRunner(
+        _engine(db, settings), settings, agent="calendar", source="caldav", progress=progress,
+        lock=f"caldav:{username or ''}@{url}",
+    )  # fmt: skip
+    records = read_caldav(
+        url, runner.cursors(), username=username, password=password, calendars=calendars,
+        session_verify=ca_file,
+    )  # fmt: skip
+    return runner.run(records)
 
 
 def sync_calendar(

@@ -121,6 +121,7 @@ class SyncRunner:
         progress: bool | None = None,
         lock: str | None = None,
         lock_wait: float = 0.0,
+        after_run: Callable[[Any], None] | None = None,
     ) -> None:
         self.engine = engine
         self.agent = agent
@@ -129,6 +130,7 @@ class SyncRunner:
         self.progress = progress
         self.lock = lock
         self.lock_wait = lock_wait
+        self.after_run = after_run  # e.g. refresh derived alerts, in its own transaction
         self.context = WriteContext(Resolver(DomainRules(settings.internal_domains)))
 
     def cursors(self) -> dict[str, dict[str, Any]]:
@@ -178,6 +180,9 @@ class SyncRunner:
                         self._flush(buffer, summary, None)
                         buffer = []
             self._flush(buffer, summary, None)
+            if self.after_run is not None:
+                with write_transaction(self.engine) as conn:
+                    self.after_run(conn)
             status = "done"
         except BaseException as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

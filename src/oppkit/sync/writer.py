@@ -40,6 +40,7 @@ from ..sources.records import (
 )
 from .identity import Resolver, domain_of, normalise_email
 from .matching import OpportunityMatcher
+from .signals import asks_question, rule_alerts, write_rule_alerts
 from .upsert import insert_ignore, lookup, upsert
 
 SENDER_ROLES = ("from", "organizer")
@@ -451,6 +452,7 @@ def write_activities(
                 "is_planned": r.is_planned,
                 "status": r.status,
                 "is_auto": r.is_auto,
+                "asks_question": direction == "inbound" and not r.is_auto and asks_question(r.text),
                 "attachments": [asdict(a) for a in r.attachments] or None,
                 "source": r.source,
                 "source_id": r.source_id,
@@ -473,6 +475,16 @@ def write_activities(
         for pid, role, response in dict.fromkeys(parts)
     ]
     insert_ignore(conn, activity_people, ap_rows)
+    texts = {(r.source, r.source_id): r.text for r in records}
+    write_rule_alerts(
+        conn,
+        (
+            alert
+            for row in rows
+            if (key := (row["source"], row["source_id"])) in ids
+            for alert in rule_alerts(row, ids[key], texts.get(key))
+        ),
+    )
     result.written = len(rows)
     return result
 
