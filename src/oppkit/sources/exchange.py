@@ -35,10 +35,12 @@ from exchangelib import (
     Build,
     Configuration,
     Credentials,
+    EWSDateTime,
     FaultTolerance,
     OAuth2Credentials,
     Version,
 )
+from exchangelib import UTC as EWS_UTC
 from exchangelib.errors import (
     ErrorInvalidSyncStateData,
     ErrorNonExistentMailbox,
@@ -81,12 +83,17 @@ class ExchangeSettings:
 
 
 class _CaAdapter(requests.adapters.HTTPAdapter):
-    ca_file: str | None = None
+    """exchangelib's HTTP adapter, trusting a given CA for the endpoints registered here."""
 
-    def send(self, *args: Any, **kwargs: Any) -> requests.Response:
-        if self.ca_file:
-            kwargs["verify"] = self.ca_file
-        return super().send(*args, **kwargs)
+    ca_files: dict[str, str] = {}  # endpoint -> CA file
+
+    def send(
+        self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        for endpoint, ca_file in self.ca_files.items():
+            if (request.url or "").startswith(endpoint):
+                kwargs["verify"] = ca_file
+        return super().send(request, *args, **kwargs)
 
 
 def _account(settings: ExchangeSettings, mailbox: str) -> Account:
@@ -101,8 +108,8 @@ def _account(settings: ExchangeSettings, mailbox: str) -> Account:
     if settings.ca_file:
         from exchangelib.protocol import BaseProtocol
 
-        _CaAdapter.ca_file = settings.ca_file
-        BaseProtocol.HTTP_ADAPTER_CLS = _CaAdapter
+        _CaAdapter.ca_files[settings.endpoint] = settings.ca_file
+        BaseProtocol.HTTP_ADAPTER_CLS = _CaAdapter  # other endpoints behave as before
     config = Configuration(
         service_endpoint=settings.endpoint,
         credentials=credentials,
@@ -197,11 +204,20 @@ def _email(mailbox: Any) -> tuple[str | None, str | None]:
     return getattr(mailbox, "email_address", None), getattr(mailbox, "name", None)
 
 
+def _utc(value: datetime) -> datetime:
+    """A plain aware UTC datetime from exchangelib's EWSDateTime (which refuses stdlib UTC)."""
+    return datetime.fromtimestamp(value.timestamp(), UTC)
+
+
+def _ews(value: datetime) -> EWSDateTime:
+    return EWSDateTime.fromtimestamp(value.timestamp(), tz=EWS_UTC)
+
+
 def _meeting(item: Any, now: datetime) -> ActivityRecord | Skipped:
     start, end = getattr(item, "start", None), getattr(item, "end", None)
     if not isinstance(start, datetime):
         return Skipped("meeting without a start time", f"calendar {item.subject!r}")
-    start = start.astimezone(UTC)
+    start = _utc(start)
     uid = (
         item.uid or hashlib.sha256(f"{start.isoformat()}|{item.subject}".encode()).hexdigest()[:32]
     )
@@ -219,7 +235,7 @@ def _meeting(item: Any, now: datetime) -> ActivityRecord | Skipped:
                 Participant(email=email, name=name, role="attendee", response=response)
             )
     duration = (
-        (end.astimezone(UTC) - start).total_seconds() / 60 if isinstance(end, datetime) else None
+        (_utc(end) - start).total_seconds() / 60 if isinstance(end, datetime) else None
     )
     body = str(item.body) if item.body else None
     return ActivityRecord(
@@ -244,7 +260,7 @@ def read_exchange_calendar(
     for mailbox in settings.mailboxes:
         try:
             account = _account(settings, mailbox)
-            view = account.calendar.view(start=start, end=end)
+            view = account.calendar.view(start=_ews(start), end=_ews(end))
             count = 0
             for item in view:
                 yield _meeting(item, now)

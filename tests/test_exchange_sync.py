@@ -1,0 +1,102 @@
+"""Exchange mailboxes and calendars: oppkit's EWS source through the real exchangelib
+client against the wire-level fake EWS endpoint (tests/fakes/ews.py)."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+import oppkit
+from oppkit.errors import SourceError
+from oppkit.sources.exchange import ExchangeSettings
+from oppkit.sync import sync_exchange
+from tests.conftest import make_email
+from tests.fakes.ews import FakeEws, FakeMailbox
+
+AVA, BEN = "ava.patel@northwind.example", "ben.okafor@northwind.example"
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+_users = itertools.count()
+
+
+def mime(i: int, sender: str = "buyer@acme-robotics.example", to: str = AVA, **kw) -> bytes:  # noqa: ANN003
+    return make_email(sender=sender, to=[to], subject=f"ews {i}", body=f"Body {i}", when=T0 + timedelta(minutes=i),
+                      message_id=f"ews-{i}@acme-robotics.example", **kw).as_bytes()  # fmt: skip
+
+
+def settings_for(ews: FakeEws, *mailboxes: str, **kw) -> ExchangeSettings:  # noqa: ANN003
+    # exchangelib caches a protocol per (endpoint, credentials): a fresh user per test
+    base = {"endpoint": ews.url, "mailboxes": mailboxes, "username": f"svc{next(_users)}", "password": "p",
+            "auth": "noauth", "max_wait": 5, "ca_file": ews.ca_path}  # fmt: skip
+    return ExchangeSettings(**(base | kw))
+
+
+def test_mailboxes_sync_incrementally_and_once_per_message(db_url, settings):
+    ava, ben = FakeMailbox(), FakeMailbox()
+    for i in range(5):
+        ava.add_message("inbox", mime(i))
+    ava.add_message("sentitems", mime(9, sender=AVA, to="buyer@acme-robotics.example", cc=[BEN]))
+    ben.add_message("inbox", mime(9, sender=AVA, to="buyer@acme-robotics.example", cc=[BEN]))
+    with FakeEws({AVA: ava, BEN: ben}, tls=True, page_size=2) as ews:
+        server = settings_for(ews, AVA, BEN)
+        first = sync_exchange(server, settings=settings)
+        assert (first.read, first.errors) == (7, 0)
+        assert sync_exchange(server, settings=settings).read == 0
+        ava.add_message("inbox", mime(5))
+        assert sync_exchange(server, settings=settings).read == 1
+    tl = oppkit.connect(db_url).timeline()
+    assert len(tl) == 7  # the cc'd copy in Ben's inbox is the same activity
+    assert tl.set_index("subject").loc["ews 9", "direction"] == "outbound"
+
+
+def test_throttling_is_honoured_and_a_forgotten_state_resyncs(db_url, settings):
+    box = FakeMailbox()
+    for i in range(4):
+        box.add_message("inbox", mime(i))
+    with FakeEws({AVA: box}, tls=True) as ews:
+        server = settings_for(ews, AVA, folders=("inbox",))
+        ews.server_busy_next(times=1, back_off_ms=50)
+        assert sync_exchange(server, settings=settings).read == 4
+        ews.invalidate_sync_states()
+        box.add_message("inbox", mime(4))
+        again = sync_exchange(server, settings=settings)
+        assert again.read == 5  # read again from the start
+    assert len(oppkit.connect(db_url).timeline()) == 5
+
+
+def test_server_dies_half_way_and_the_rerun_completes(sqlite_url):
+    settings = oppkit.Settings(database_url=sqlite_url, internal_domains=("northwind.example",))
+    box = FakeMailbox()
+    for i in range(30):
+        box.add_message("inbox", mime(i))
+    with FakeEws({AVA: box}, tls=True, page_size=5) as ews:
+        server = settings_for(ews, AVA, folders=("inbox",))
+        ews.die_after(6)
+        with pytest.raises(SourceError, match="cannot reach Exchange"):
+            sync_exchange(server, settings=settings)
+        done = len(oppkit.connect(sqlite_url).timeline())
+        assert 0 < done < 30
+        ews.revive()
+        assert sync_exchange(server, settings=settings).read == 30 - done
+    assert len(oppkit.connect(sqlite_url).timeline()) == 30
+
+
+def test_calendar_expands_recurrences_with_attendees_and_responses(db_url, settings):
+    box = FakeMailbox()
+    now = datetime.now(UTC).replace(microsecond=0, second=0) + timedelta(hours=1)
+    box.add_event(uid="weekly-sync", subject="Acme weekly sync", start=now - timedelta(days=14),
+                  end=now - timedelta(days=14) + timedelta(hours=1), organizer=("Ava Patel", AVA),
+                  attendees=[("Bob Buyer", "buyer@acme-robotics.example", "Accept"),
+                             ("Ben Okafor", BEN, "Tentative")], recurrence_weekly_count=4)  # fmt: skip
+    with FakeEws({AVA: box}, tls=True) as ews:
+        summary = sync_exchange(settings_for(ews, AVA), settings=settings, calendar=True)
+    assert summary.errors == 0 and summary.read == 4
+    kit = oppkit.connect(db_url)
+    meetings = kit.timeline(kind="meeting")
+    assert len(meetings) == 4 and meetings["source_id"].is_unique
+    assert set(meetings["thread_id"]) == {"weekly-sync"}
+    assert meetings["is_planned"].sum() == 2  # two occurrences are still ahead
+    bob = kit.timeline(person="buyer@acme-robotics.example")
+    assert len(bob) == 4
+    assert meetings.iloc[0]["account"] == "Acme Robotics"
