@@ -46,6 +46,20 @@ QUICKSTART = [
         'timeline[["occurred_at", "kind", "direction", "sender", "subject", "snippet"]].head(15)'
     ),
     new_markdown_cell(
+        "## Alerts and tasks found in communication\n\nRequests made of us, commitments we made "
+        "(with their due dates), risks, and customer questions we left unanswered, each with "
+        "the rule that found it and the message it came from."
+    ),
+    new_code_cell(
+        'alerts = kit.alerts(status="open")\n'
+        'alerts[["kind", "rule", "text", "due_at", "opportunity"]].head(10)'
+    ),
+    new_markdown_cell(
+        "## Who should be on the deal?\n\nExternal people on the deal's threads who are not "
+        "members yet, most engaged first."
+    ),
+    new_code_cell("kit.suggested_people(int(biggest.id)).head()"),
+    new_markdown_cell(
         "## People and accounts\n\nOne person per email address; accounts from Salesforce and from email domains."
     ),
     new_code_cell(
@@ -78,6 +92,7 @@ QUICKSTART = [
         'assert list(pipeline["order"]) == sorted(pipeline["order"])\n'
         'assert kit.people()["email"].is_unique\n'
         "assert len(emails) > 0\n"
+        'assert len(alerts) > 0 and alerts["rule"].notna().all()\n'
         'print("ok")'
     ),
 ]
