@@ -303,3 +303,20 @@ def test_checkpoints_hash_files_and_unchanged_files_are_not_read_again(calendars
     assert [r.object for r in again if isinstance(r, Checkpoint)] == [
         f"ics:{(calendars / 'broken.ics').resolve()}"
     ]
+
+
+def test_a_rule_with_interval_zero_is_skipped_not_looped_on(tmp_path):
+    path = tmp_path / "loop.ics"
+    path.write_text(
+        "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//t//t//EN\n"
+        "BEGIN:VEVENT\nUID:loop@x\nDTSTART:20260302T100000Z\nDTEND:20260302T110000Z\n"
+        "RRULE:FREQ=WEEKLY;INTERVAL=0\nSUMMARY:Looping\nEND:VEVENT\n"
+        "BEGIN:VEVENT\nUID:ok@x\nDTSTART:20260303T100000Z\nDTEND:20260303T110000Z\n"
+        "SUMMARY:Fine\nEND:VEVENT\nEND:VCALENDAR\n"
+    )
+    records = list(read_calendars(path))
+    skipped = [r for r in records if isinstance(r, Skipped)]
+    assert [s.reason for s in skipped] == [
+        "unreadable event: RRULE INTERVAL must be at least 1, got 0"
+    ]
+    assert [r.subject for r in records if isinstance(r, ActivityRecord)] == ["Fine"]

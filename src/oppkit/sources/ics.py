@@ -121,6 +121,7 @@ def _series_activities(
         return
     series = Calendar()
     for event in events:
+        _check_rule(event)
         series.add_component(event)
     for occurrence in recurring_ical_events.of(series).between(*window):
         source_id = f"{uid}/{occurrence_key(occurrence)}"
@@ -219,6 +220,14 @@ def fallback_uid(event: Component) -> str:
     organizer = mailto(event.get("ORGANIZER")) or ""
     key = json.dumps([start, _text(event, "SUMMARY") or "", organizer])
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _check_rule(event: Component) -> None:
+    """Refuse rules the expander would loop on forever (INTERVAL=0 comes from real servers)."""
+    for rule in _as_list(event.get("RRULE")):
+        for interval in rule.get("INTERVAL", []) if hasattr(rule, "get") else []:
+            if int(interval) < 1:
+                raise ValueError(f"RRULE INTERVAL must be at least 1, got {interval}")
 
 
 def _is_recurring(event: Component) -> bool:
