@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, String, Table, select, tuple_
+from sqlalchemy import Connection, String, Table, and_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 CHUNK = 500
@@ -73,19 +73,26 @@ def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]
 def lookup(
     conn: Connection, table: Table, key: str | Sequence[str], values: Iterable[Any], *columns: str
 ) -> dict[Any, Any]:
-    """Map key value(s) -> id (or a tuple of ``columns``) for existing rows."""
+    """Map key value(s) -> id (or a tuple of ``columns``) for existing rows.
+
+    A composite key is queried as equality on its leading columns plus IN on the last
+    (``source = ? AND source_id IN (...)``): that form uses the unique index on SQLite,
+    where a row-value IN scans it.
+    """
     values = list(dict.fromkeys(values))
     found: dict[Any, Any] = {}
     keys = [key] if isinstance(key, str) else list(key)
     wanted = [table.c.id] if not columns else [table.c[c] for c in columns]
-    for start in range(0, len(values), CHUNK):
-        chunk = values[start : start + CHUNK]
-        if len(keys) == 1:
-            cond = table.c[keys[0]].in_(chunk)
-        else:
-            cond = tuple_(*(table.c[k] for k in keys)).in_(chunk)
-        for row in conn.execute(select(*(table.c[k] for k in keys), *wanted).where(cond)):
-            k = row[0] if len(keys) == 1 else tuple(row[: len(keys)])
-            rest = row[len(keys) :]
-            found[k] = rest[0] if len(rest) == 1 else tuple(rest)
+    groups: dict[tuple, list] = {}
+    for value in values:
+        prefix, last = ((), value) if len(keys) == 1 else (tuple(value[:-1]), value[-1])
+        groups.setdefault(prefix, []).append(last)
+    for prefix, lasts in groups.items():
+        fixed = [table.c[k] == v for k, v in zip(keys[:-1], prefix, strict=True)]
+        for start in range(0, len(lasts), CHUNK):
+            cond = and_(*fixed, table.c[keys[-1]].in_(lasts[start : start + CHUNK]))
+            for row in conn.execute(select(*(table.c[k] for k in keys), *wanted).where(cond)):
+                k = row[0] if len(keys) == 1 else tuple(row[: len(keys)])
+                rest = row[len(keys) :]
+                found[k] = rest[0] if len(rest) == 1 else tuple(rest)
     return found
