@@ -214,7 +214,9 @@ def worker_profile(url: str, info: dict) -> dict:
 
     profile = cProfile.Profile()
     result = profile.runcall(worker_oppkit, url, info)
-    pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
+    stats = pstats.Stats(profile, stream=sys.stderr)
+    stats.sort_stats("cumulative").print_stats(40)
+    stats.sort_stats("tottime").print_stats(30)
     return result
 
 

@@ -33,6 +33,7 @@ from .salesforce_fields import (
     SOURCE,
     SalesforceRow,
     Unusable,
+    as_text,
     history_changes,
     parse_datetime,
     snapshot,
@@ -78,15 +79,6 @@ WANTED: dict[str, tuple[str, ...]] = {
 # Field history covers what OpportunityHistory does not (it already gives stage, amount and
 # close date); those three are left out here so a change is never counted twice.
 FIELD_HISTORY_SKIP = {"StageName", "Amount", "CloseDate", "created", "opportunityCreatedFromLead"}
-
-
-def _as_text(value: Any) -> str:
-    """A JSON value as the string a Data Export would hold (so one mapping serves both)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _soql_datetime(value: datetime) -> str:
@@ -147,8 +139,7 @@ class _ObjectReader:
             return
         build = BUILDERS[self.name]
         for number, raw in enumerate(page, start=1):
-            row = SalesforceRow({k: _as_text(v) for k, v in raw.items() if k != "attributes"},
-                                number, f"{self.name} {raw.get('Id') or '(no Id)'}")  # fmt: skip
+            row = SalesforceRow(raw, number, f"{self.name} {raw.get('Id') or '(no Id)'}")
             try:
                 row.require("Id")
                 record = build(row)
@@ -174,8 +165,7 @@ class _ObjectReader:
                 rows.extend(chunk)
         snaps = []
         for number, raw in enumerate(rows, start=1):
-            row = SalesforceRow({k: _as_text(v) for k, v in raw.items() if k != "attributes"},
-                                number, f"OpportunityHistory {raw.get('Id')}")  # fmt: skip
+            row = SalesforceRow(raw, number, f"OpportunityHistory {raw.get('Id')}")
             try:
                 snaps.append(snapshot(row))
             except Unusable as exc:
@@ -225,7 +215,7 @@ def _snake(field: str) -> str:
 
 
 def _text_or_none(value: Any) -> str | None:
-    return None if value is None else _as_text(value)
+    return None if value is None else as_text(value)
 
 
 def read_salesforce(

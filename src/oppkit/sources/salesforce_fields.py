@@ -63,7 +63,10 @@ def parse_datetime(value: str | None) -> datetime | None:
     """An ISO datetime (``2024-01-15T10:30:00.000Z``, ``2024-01-15 10:30:00``) in UTC."""
     if value is None or not value.strip():
         return None
-    parsed = isoparse(value.strip())
+    try:
+        parsed = datetime.fromisoformat(value.strip())  # fast; Salesforce's own format
+    except ValueError:
+        parsed = isoparse(value.strip())
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
@@ -121,10 +124,23 @@ class Unusable(Exception):
     """A row lacks its Id or a required field; it becomes a Skipped."""
 
 
-class SalesforceRow:
-    """One CSV row with forgiving typed accessors: a bad optional value becomes None."""
+def as_text(value: Any) -> str:
+    """A JSON value as the string a Data Export would hold (so one mapping serves both)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
-    def __init__(self, values: dict[str, str], number: int, where: str) -> None:
+
+class SalesforceRow:
+    """One record with forgiving typed accessors: a bad optional value becomes None.
+
+    ``values`` are a CSV row's strings or a REST record's JSON values; a JSON value is
+    read as the text an export would hold, only when a builder asks for it.
+    """
+
+    def __init__(self, values: dict[str, Any], number: int, where: str) -> None:
         self.values = values
         self.number = number  # 1-based data row number (the header is not counted)
         self.where = where  # "Opportunity.csv line 12", for Skipped and log lines
@@ -133,6 +149,8 @@ class SalesforceRow:
         value = self.values.get(column)
         if value is None:
             return None
+        if value.__class__ is not str:
+            value = as_text(value)
         return value.strip() or None
 
     def require(self, column: str) -> str:

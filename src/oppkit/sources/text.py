@@ -41,8 +41,13 @@ _SIGNATURE = re.compile(r"^-- ?$", re.MULTILINE)
 def strip_quoted(text: str) -> str:
     """The newest part of a reply: quoted history, signatures and disclaimers removed."""
     text = _SIGNATURE.split(text, maxsplit=1)[0]  # RFC 3676 signature delimiter
+    window = text[:_PARSE_WINDOW]
+    if "\n" not in window.strip():
+        # Quote headers, quoted blocks and signatures are made of lines: one line (a CRM
+        # description, say) has none for the costly reply parser to find.
+        return _QUOTED_LINE.sub("", text)
     try:
-        latest = _reply_parser.parse_reply(text=text[:_PARSE_WINDOW])
+        latest = _reply_parser.parse_reply(text=window)
     except Exception:  # the parser is heuristic; never lose the message over it
         latest = text
     if not latest or not latest.strip():

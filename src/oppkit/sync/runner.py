@@ -45,6 +45,7 @@ from ..sources.records import (
 )
 from .identity import DomainRules, Resolver
 from .locks import heartbeat, sync_lock
+from .readahead import read_ahead
 from .upsert import upsert
 from .writer import (
     WriteContext,
@@ -161,7 +162,7 @@ class SyncRunner:
         status, message = "failed", None
         try:
             for record in tqdm(
-                records,
+                read_ahead(records),
                 total=total,
                 unit="rec",
                 desc=self.agent,
@@ -216,8 +217,7 @@ class SyncRunner:
                     heartbeat(self.engine, self.lock)
                 break
             except DBAPIError as exc:
-                self.context.resolver.forget()
-                self.context.matcher.invalidate()
+                self.context.forget()
                 if _is_transient(exc) and attempt < RETRIES - 1:
                     time.sleep(0.2 * (attempt + 1))
                     continue
@@ -262,8 +262,7 @@ class SyncRunner:
                 with write_transaction(self.engine) as conn:
                     results.extend(self._write(conn, [record]))
             except SQLAlchemyError as exc:
-                self.context.resolver.forget()
-                self.context.matcher.invalidate()
+                self.context.forget()
                 summary.errors += 1
                 log.error(
                     "could not write %s %s: %s",

@@ -7,6 +7,7 @@ dialect. Values are always bound parameters, never formatted into SQL.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, String, Table, and_, select
@@ -21,15 +22,34 @@ def _insert(conn: Connection, table: Table):  # noqa: ANN202
     return sqlite.insert(table)
 
 
+@lru_cache(maxsize=256)
+def _string_limits(table: Table) -> dict[str, int]:
+    """Column name -> maximum length, for the string columns that have one."""
+    return {
+        c.name: c.type.length
+        for c in table.columns
+        if isinstance(c.type, String) and getattr(c.type, "length", None)
+    }
+
+
 def fit_to_columns(table: Table, row: dict[str, Any]) -> dict[str, Any]:
     """Truncate strings to their column's length so one long value never fails a batch."""
-    for name, value in row.items():
-        if isinstance(value, str):
-            column_type = table.c[name].type
-            length = getattr(column_type, "length", None)
-            if isinstance(column_type, String) and length and len(value) > length:
-                row[name] = value[:length]
+    for name, length in _string_limits(table).items():
+        value = row.get(name)
+        if isinstance(value, str) and len(value) > length:
+            row[name] = value[:length]
     return row
+
+
+@lru_cache(maxsize=256)
+def _upsert_statement(dialect: str, table: Table, key: tuple[str, ...], update: tuple[str, ...]):  # noqa: ANN202
+    """One statement per (table, key, update): building ``excluded`` is costly, reuse it."""
+    stmt = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    if update:
+        return stmt.on_conflict_do_update(
+            index_elements=list(key), set_={c: stmt.excluded[c] for c in update}
+        )
+    return stmt.on_conflict_do_nothing(index_elements=list(key))
 
 
 def upsert(
@@ -48,17 +68,9 @@ def upsert(
     rows = sorted(
         (fit_to_columns(table, dict(r)) for r in rows), key=lambda r: tuple(str(r[k]) for k in key)
     )
-    update = list(update or [])
+    stmt = _upsert_statement(conn.dialect.name, table, tuple(key), tuple(update or ()))
     for start in range(0, len(rows), CHUNK):
-        chunk = rows[start : start + CHUNK]
-        stmt = _insert(conn, table)
-        if update:
-            stmt = stmt.on_conflict_do_update(
-                index_elements=list(key), set_={c: stmt.excluded[c] for c in update}
-            )
-        else:
-            stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
-        conn.execute(stmt, chunk)
+        conn.execute(stmt, rows[start : start + CHUNK])
 
 
 def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -66,8 +78,9 @@ def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]
     if not rows:
         return
     rows = [fit_to_columns(table, dict(r)) for r in rows]
+    stmt = _insert(conn, table).on_conflict_do_nothing()
     for start in range(0, len(rows), CHUNK):
-        conn.execute(_insert(conn, table).on_conflict_do_nothing(), rows[start : start + CHUNK])
+        conn.execute(stmt, rows[start : start + CHUNK])
 
 
 def lookup(

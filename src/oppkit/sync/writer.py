@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from ..db.schema import (
     accounts,
@@ -46,10 +46,23 @@ from .upsert import insert_ignore, lookup, upsert
 SENDER_ROLES = ("from", "organizer")
 
 
+KNOWN_LIMIT = 500_000  # upstream ids remembered per table before the memo starts over
+
+
 @dataclass
 class WriteContext:
+    """What one run remembers between batches; :meth:`forget` after a rollback."""
+
     resolver: Resolver
     matcher: OpportunityMatcher = field(default_factory=OpportunityMatcher)
+    # (table, key column) -> upstream id -> row id; rows never change their upstream id
+    known: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+
+    def forget(self) -> None:
+        """Drop everything cached: after a rollback, cached row ids may not exist."""
+        self.resolver.forget()
+        self.matcher.invalidate()
+        self.known.clear()
 
 
 @dataclass
@@ -61,17 +74,32 @@ class WriteResult:
         self.skipped.append(Skipped(reason, where))
 
 
-def _ids(conn: Connection, table, source: str, refs) -> dict[str, int]:  # noqa: ANN001
-    refs = [r for r in refs if r]
-    if not refs:
-        return {}
-    found = lookup(conn, table, ("source", "source_id"), [(source, r) for r in refs])
-    return {k[1]: v for k, v in found.items()}
+def _known_ids(conn: Connection, ctx: WriteContext, table, column: str, refs) -> dict[str, int]:  # noqa: ANN001
+    """Row id per upstream id in ``column``, remembered for the run (tasks repeat deals)."""
+    memo = ctx.known.setdefault((table.name, column), {})
+    wanted = {r for r in refs if r}
+    missing = [r for r in wanted if r not in memo]
+    if missing:
+        if len(memo) + len(missing) > KNOWN_LIMIT:
+            memo.clear()
+            missing = list(wanted)
+        if column == "source_id":
+            found = lookup(
+                conn, table, ("source", "source_id"), [("salesforce", r) for r in missing]
+            )
+            memo.update({k[1]: v for k, v in found.items()})
+        else:
+            memo.update(lookup(conn, table, column, missing))
+    return {r: memo[r] for r in wanted if r in memo}
 
 
-def _people_by_sfid(conn: Connection, refs) -> dict[str, int]:  # noqa: ANN001
-    refs = [r for r in refs if r]
-    return lookup(conn, people, "salesforce_id", refs) if refs else {}
+def _ids(conn: Connection, ctx: WriteContext, table, refs) -> dict[str, int]:  # noqa: ANN001
+    """Row id per Salesforce id of rows that Salesforce created (source 'salesforce')."""
+    return _known_ids(conn, ctx, table, "source_id", refs)
+
+
+def _people_by_sfid(conn: Connection, ctx: WriteContext, refs) -> dict[str, int]:  # noqa: ANN001
+    return _known_ids(conn, ctx, people, "salesforce_id", refs)
 
 
 def write_stages(
@@ -95,42 +123,78 @@ def write_stages(
     return WriteResult(written=len(rows))
 
 
+def _merge_upstream(
+    conn: Connection,
+    table,  # noqa: ANN001
+    natural: str,
+    items: list[tuple[dict, str | None]],
+    by_sfid: dict[str, int],
+    by_natural: dict[str, int],
+) -> list[int]:
+    """Write upstream rows onto the rows already known by their id or natural key.
+
+    ``items`` are (values, natural key value). A row known by its Salesforce id (or else
+    its natural key: an email, a domain) is updated in place; a new one is inserted and
+    takes the natural key only if no other row holds it. Returns the positions of items
+    deferred because an earlier item of this batch claims the same new natural key (the
+    caller writes them again, when they merge onto that row).
+    """
+    updates: dict[tuple[str, ...], list[dict]] = {}
+    inserts, claimed, deferred = [], set(), []
+    for position, (values, key) in enumerate(items):
+        existing = by_sfid.get(values["source_id"]) or (by_natural.get(key) if key else None)
+        if existing:
+            if key and by_natural.get(key) in (None, existing):
+                values[natural] = key
+            updates.setdefault(tuple(values), []).append({**values, "_id": existing})
+        elif key and key in claimed:
+            deferred.append(position)
+        else:
+            claimed.add(key)
+            values[natural] = key if key not in by_natural else None
+            inserts.append(values)
+    for rows in updates.values():  # SET takes the columns of the rows' keys
+        conn.execute(update(table).where(table.c.id == bindparam("_id")), rows)
+    if inserts:
+        update_columns = [k for k in inserts[0] if k != "source"]
+        upsert(conn, table, inserts, ["source", "source_id"], update_columns)
+    return deferred
+
+
+def _latest_by_key(records):  # noqa: ANN001, ANN202
+    """One record per (source, source_id), the last one seen (a page may repeat a row)."""
+    return list({(r.source, r.source_id): r for r in records}.values())
+
+
 def write_accounts(
     conn: Connection, ctx: WriteContext, records: Sequence[AccountRecord]
 ) -> WriteResult:
     """Upstream accounts; an account first seen by its email domain is merged, not doubled."""
-    result = WriteResult()
-    owners = _people_by_sfid(conn, [r.owner_ref for r in records])
+    records = _latest_by_key(records)
+    owners = _people_by_sfid(conn, ctx, [r.owner_ref for r in records])
     by_sfid = lookup(conn, accounts, "salesforce_id", [r.source_id for r in records])
     by_domain = lookup(conn, accounts, "domain", [r.domain for r in records if r.domain])
-    for r in records:
-        values = {
-            "name": r.name,
-            "owner_id": owners.get(r.owner_ref),
-            "industry": r.industry,
-            "account_type": r.account_type,
-            "salesforce_id": r.source_id if r.source == "salesforce" else None,
-            "source": r.source,
-            "source_id": r.source_id,
-            "is_deleted": r.is_deleted,
-        }
-        existing = by_sfid.get(r.source_id) or (by_domain.get(r.domain) if r.domain else None)
-        if existing:
-            if r.domain and by_domain.get(r.domain) in (None, existing):
-                values["domain"] = r.domain
-            conn.execute(update(accounts).where(accounts.c.id == existing).values(**values))
-        else:
-            values["domain"] = r.domain if r.domain not in by_domain else None
-            upsert(
-                conn,
-                accounts,
-                [values],
-                ["source", "source_id"],
-                [k for k in values if k != "source"],
-            )
-        result.written += 1
+    items = [
+        (
+            {
+                "name": r.name,
+                "owner_id": owners.get(r.owner_ref),
+                "industry": r.industry,
+                "account_type": r.account_type,
+                "salesforce_id": r.source_id if r.source == "salesforce" else None,
+                "source": r.source,
+                "source_id": r.source_id,
+                "is_deleted": r.is_deleted,
+            },
+            r.domain,
+        )
+        for r in records
+    ]
+    deferred = _merge_upstream(conn, accounts, "domain", items, by_sfid, by_domain)
     ctx.resolver.by_domain.clear()
-    return result
+    if deferred:
+        write_accounts(conn, ctx, [records[i] for i in deferred])
+    return WriteResult(written=len(records))
 
 
 def write_people(
@@ -138,12 +202,14 @@ def write_people(
 ) -> WriteResult:
     """Contacts and users; merged with the person already known by the same email."""
     result = WriteResult()
+    records = _latest_by_key(records)
     rules = ctx.resolver.rules
-    account_ids = _ids(conn, accounts, "salesforce", [r.account_ref for r in records])
+    account_ids = _ids(conn, ctx, accounts, [r.account_ref for r in records])
     emails = [normalise_email(r.email) for r in records]
     by_sfid = lookup(conn, people, "salesforce_id", [r.source_id for r in records])
     by_email = lookup(conn, people, "email", [e for e in emails if e])
     domain_accounts = ctx.resolver.accounts_for_domains(conn, {domain_of(e) for e in emails if e})
+    items = []
     for r, email in zip(records, emails, strict=True):
         if r.email and not email:
             result.skip(f"unusable email {r.email!r}; kept without it", f"{r.source} {r.source_id}")
@@ -158,22 +224,12 @@ def write_people(
             "source_id": r.source_id,
             "is_deleted": r.is_deleted,
         }
-        existing = by_sfid.get(r.source_id) or (by_email.get(email) if email else None)
-        if existing:
-            if email and by_email.get(email) in (None, existing):
-                values["email"] = email
-            conn.execute(update(people).where(people.c.id == existing).values(**values))
-        else:
-            values["email"] = email if email not in by_email else None
-            upsert(
-                conn,
-                people,
-                [values],
-                ["source", "source_id"],
-                [k for k in values if k != "source"],
-            )
-        result.written += 1
+        items.append((values, email))
+    deferred = _merge_upstream(conn, people, "email", items, by_sfid, by_email)
     ctx.resolver.by_email.clear()
+    result.written = len(records)
+    if deferred:
+        write_people(conn, ctx, [records[i] for i in deferred])
     return result
 
 
@@ -194,9 +250,9 @@ def write_campaigns(
 def write_opportunities(
     conn: Connection, ctx: WriteContext, records: Sequence[OpportunityRecord]
 ) -> WriteResult:
-    account_ids = _ids(conn, accounts, "salesforce", [r.account_ref for r in records])
-    owners = _people_by_sfid(conn, [r.owner_ref for r in records])
-    campaign_ids = _ids(conn, campaigns, "salesforce", [r.campaign_ref for r in records])
+    account_ids = _ids(conn, ctx, accounts, [r.account_ref for r in records])
+    owners = _people_by_sfid(conn, ctx, [r.owner_ref for r in records])
+    campaign_ids = _ids(conn, ctx, campaigns, [r.campaign_ref for r in records])
     rows = []
     for r in records:
         row = {k: v for k, v in asdict(r).items() if k in opportunities.c}
@@ -221,8 +277,8 @@ def write_members(
     conn: Connection, ctx: WriteContext, records: Sequence[OpportunityMemberRecord]
 ) -> WriteResult:
     result = WriteResult()
-    opp_ids = _ids(conn, opportunities, "salesforce", [r.opportunity_ref for r in records])
-    person_ids = _people_by_sfid(conn, [r.person_ref for r in records])
+    opp_ids = _ids(conn, ctx, opportunities, [r.opportunity_ref for r in records])
+    person_ids = _people_by_sfid(conn, ctx, [r.person_ref for r in records])
     rows = []
     for r in records:
         opp, person = opp_ids.get(r.opportunity_ref), person_ids.get(r.person_ref)
@@ -257,8 +313,8 @@ def write_changes(
     conn: Connection, ctx: WriteContext, records: Sequence[OpportunityChangeRecord]
 ) -> WriteResult:
     result = WriteResult()
-    opp_ids = _ids(conn, opportunities, "salesforce", [r.opportunity_ref for r in records])
-    changed_by = _people_by_sfid(conn, [r.changed_by_ref for r in records])
+    opp_ids = _ids(conn, ctx, opportunities, [r.opportunity_ref for r in records])
+    changed_by = _people_by_sfid(conn, ctx, [r.changed_by_ref for r in records])
     rows = []
     for r in records:
         opp = opp_ids.get(r.opportunity_ref)
@@ -292,8 +348,8 @@ def write_campaign_members(
     conn: Connection, ctx: WriteContext, records: Sequence[CampaignMemberRecord]
 ) -> WriteResult:
     result = WriteResult()
-    campaign_ids = _ids(conn, campaigns, "salesforce", [r.campaign_ref for r in records])
-    person_ids = _people_by_sfid(conn, [r.person_ref for r in records])
+    campaign_ids = _ids(conn, ctx, campaigns, [r.campaign_ref for r in records])
+    person_ids = _people_by_sfid(conn, ctx, [r.person_ref for r in records])
     rows = []
     for r in records:
         campaign, person = campaign_ids.get(r.campaign_ref), person_ids.get(r.person_ref)
@@ -388,9 +444,9 @@ def write_activities(
                 named[email] = p.name
     persons = ctx.resolver.people_for_emails(conn, named) if named else {}
     sf = [r for r in records if r.source == "salesforce"]
-    opp_ids = _ids(conn, opportunities, "salesforce", [r.opportunity_ref for r in sf])
-    sf_accounts = _ids(conn, accounts, "salesforce", [r.account_ref for r in sf])
-    sf_people = _people_by_sfid(conn, [x for r in sf for x in (*r.person_refs, r.owner_ref)])
+    opp_ids = _ids(conn, ctx, opportunities, [r.opportunity_ref for r in sf])
+    sf_accounts = _ids(conn, ctx, accounts, [r.account_ref for r in sf])
+    sf_people = _people_by_sfid(conn, ctx, [x for r in sf for x in (*r.person_refs, r.owner_ref)])
     sf_people_info = (
         {
             pid: (acc, internal)
