@@ -225,6 +225,7 @@ def parse_definition(text: str, known_stages: dict[str, str] | None = None) -> D
         if probability is not None and not isinstance(probability, (int, float)):
             problems.append(f"stage {name!r}: probability must be a number")
             probability = None
+        probability = None if probability is None else float(probability)
         definition.stages.append(Stage(name, status, probability))
     statuses = {**(known_stages or {}), **{s.name: s.status for s in definition.stages}}
 
