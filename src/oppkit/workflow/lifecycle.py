@@ -100,7 +100,7 @@ def _events(conn: Connection, after: int) -> tuple[list[tuple[str, int, str, int
                 found += list(conn.execute(
                     select(people.c.id, people.c.account_id).where(
                         people.c.email.in_(named), people.c.is_internal.is_(False))
-                ).tuples())  # fmt: skip
+                ).all())  # fmt: skip
             event = "bounce"
         elif r.kind == "email" and not r.is_auto and r.direction == "outbound":
             event, found = "email_sent", [(p, a) for p, role, a in who if role in RECIPIENT_ROLES]
@@ -136,7 +136,8 @@ def _deal_events(conn: Connection) -> list[tuple[str, int, str, None]]:
             events.append(("account", r.account_id, "opportunity_won", None))
     if won:
         for (person_id,) in conn.execute(
-            select(opportunity_people.c.person_id.distinct())
+            select(opportunity_people.c.person_id)
+            .distinct()
             .join(people, people.c.id == opportunity_people.c.person_id)
             .where(opportunity_people.c.opportunity_id.in_(won),
                    opportunity_people.c.kind == "member",
