@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import command
-from sqlalchemy import insert, inspect, select
+from sqlalchemy import inspect, select, text
 
 from oppkit.db.engine import alembic_config, create_oppkit_engine, migrate, write_transaction
 from oppkit.db.schema import accounts
@@ -16,17 +16,53 @@ def test_upgrade_from_the_first_schema_keeps_rows(sqlite_url: str):
         config.attributes["connection"] = conn
         command.upgrade(config, "0001")
     with write_transaction(engine) as conn:
+        # raw SQL: the current table object would write columns the old schema lacks
         conn.execute(
-            insert(accounts).values(
-                name="Acme", domain="acme.example", source="mail", source_id="acme.example"
+            text(
+                "INSERT INTO accounts (name, domain, source, source_id, is_deleted)"
+                " VALUES ('Acme', 'acme.example', 'mail', 'acme.example', false)"
             )
         )
     assert "sync_locks" not in inspect(engine).get_table_names()
 
-    assert migrate(engine) == "0003"
+    assert migrate(engine) == "0004"
     assert "sync_locks" in inspect(engine).get_table_names()
     assert "attributes" in {c["name"] for c in inspect(engine).get_columns("opportunities")}
     with engine.connect() as conn:
         assert conn.execute(select(accounts.c.name, accounts.c.domain)).all() == [
             ("Acme", "acme.example")
         ]
+
+
+def test_workflow_migration_keeps_opportunities_and_their_members(sqlite_url: str):
+    engine = create_oppkit_engine(sqlite_url)
+    with write_transaction(engine) as conn:
+        config = alembic_config(engine)
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0003")
+    with write_transaction(engine) as conn:
+        conn.execute(
+            text(
+                "INSERT INTO people (id, email, source, source_id) VALUES (1, 'a@x.example', 'mail', 'a')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO opportunities (id, name, source, source_id) VALUES (1, 'Deal', 'oppkit', 'd')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO opportunity_people (opportunity_id, person_id, kind, source, source_id) VALUES (1, 1, 'member', 'oppkit', 'm')"
+            )
+        )
+    assert migrate(engine) == "0004"
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT name, step_id FROM opportunities")).all() == [
+            ("Deal", None)
+        ]
+        assert conn.scalar(text("SELECT count(*) FROM opportunity_people")) == 1
+        assert conn.scalar(text("SELECT stage_locked FROM accounts")) is None  # no accounts
+    assert {"steps", "transitions", "links", "outbox", "lifecycle_history"} <= set(
+        inspect(engine).get_table_names()
+    )

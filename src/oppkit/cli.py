@@ -11,6 +11,8 @@ Examples::
     oppkit sync calendar --ics ~/exports/calendars/
     oppkit sync salesforce-export ~/exports/salesforce/
     oppkit demo --no-lab
+    oppkit workflow load our_workflow.toml
+    oppkit lifecycle apply
 """
 
 from __future__ import annotations
@@ -326,8 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub = what.add_parser(name, help=help_text)
         add_arguments(sub)
         sub.set_defaults(func=_cmd_sync)
+    from .workflow.cli import add_commands
+
+    more = add_commands(commands)
     # options may also follow the subcommand: `oppkit sync mail --mbox X --db URL`
-    for sub in [init, demo, sync, *what.choices.values()]:
+    for sub in [init, demo, sync, *what.choices.values(), *more]:
         _common_suppressed(sub)
     return parser
 

@@ -18,7 +18,7 @@ import numbers
 import weakref
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from sqlalchemy import (
@@ -43,6 +43,7 @@ from .db.schema import (
     activities,
     activity_people,
     alerts,
+    lifecycle_stages,
     opportunities,
     opportunity_people,
     people,
@@ -50,6 +51,10 @@ from .db.schema import (
     stages,
 )
 from .sync.identity import normalise_email
+
+if TYPE_CHECKING:
+    from .workflow.engine import Workflow
+    from .workflow.lifecycle import Lifecycle
 
 _registry: weakref.WeakValueDictionary[str, Kit] = weakref.WeakValueDictionary()
 _tokens = itertools.count(1)
@@ -99,6 +104,20 @@ class Kit:
 
     def __repr__(self) -> str:
         return f"Kit({self.engine.url.render_as_string(hide_password=True)!r}, user={self.user!r})"
+
+    @property
+    def workflow(self) -> Workflow:
+        """The sales process: transitions, entries, follow-ons, graph (oppkit.workflow)."""
+        from .workflow.engine import Workflow
+
+        return Workflow(self)
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        """Contact and account lifecycle stages, rules and history (oppkit.workflow)."""
+        from .workflow.lifecycle import Lifecycle
+
+        return Lifecycle(self)
 
     # --- helpers ----------------------------------------------------------------
 
@@ -232,7 +251,10 @@ class Kit:
         df["close_date"] = pd.to_datetime(df["close_date"]).dt.date
         today = datetime.now(UTC).date()
         df["days_to_close"] = pd.array(
-            [(d - today).days if isinstance(d, date) else None for d in df["close_date"]],
+            [
+                (d - today).days if isinstance(d, date) and not pd.isna(d) else None
+                for d in df["close_date"]
+            ],
             dtype="Int64",
         )
         df["open_alerts"] = df["open_alerts"].astype("int64")
@@ -340,10 +362,20 @@ class Kit:
                 people.c.account_id,
                 people.c.is_internal,
                 people.c.lifecycle_stage,
+                lifecycle_stages.c.category.label("lifecycle_category"),
+                people.c.stage_locked,
                 people.c.source,
                 people.c.source_id,
             )
-            .select_from(people.outerjoin(accounts, accounts.c.id == people.c.account_id))
+            .select_from(
+                people.outerjoin(accounts, accounts.c.id == people.c.account_id).outerjoin(
+                    lifecycle_stages,
+                    and_(
+                        lifecycle_stages.c.kind == "contact",
+                        lifecycle_stages.c.name == people.c.lifecycle_stage,
+                    ),
+                )
+            )
             .where(people.c.is_deleted.is_(False))
             .order_by(people.c.email)
         )
@@ -365,7 +397,8 @@ class Kit:
                 ),
             )
         df = self._frame(stmt, "people")
-        df["is_internal"] = df["is_internal"].astype(bool)
+        for column in ("is_internal", "stage_locked"):
+            df[column] = df[column].astype(bool)
         return df
 
     def suggested_people(self, opportunity: Any) -> pd.DataFrame:
@@ -436,7 +469,7 @@ class Kit:
         return df
 
     def accounts(self) -> pd.DataFrame:
-        """Customer organisations with their domain, owner and counts."""
+        """Customer organisations with their domain, owner, lifecycle stage and counts."""
         owner_p = people.alias("owner")
         n_people = (
             select(func.count()).where(people.c.account_id == accounts.c.id).scalar_subquery()
@@ -449,15 +482,27 @@ class Kit:
                 owner_p.c.name.label("owner"),
                 accounts.c.industry,
                 accounts.c.lifecycle_stage,
+                lifecycle_stages.c.category.label("lifecycle_category"),
+                accounts.c.stage_locked,
                 n_people.label("people"),
                 accounts.c.source,
                 accounts.c.source_id,
             )
-            .select_from(accounts.outerjoin(owner_p, owner_p.c.id == accounts.c.owner_id))
+            .select_from(
+                accounts.outerjoin(owner_p, owner_p.c.id == accounts.c.owner_id).outerjoin(
+                    lifecycle_stages,
+                    and_(
+                        lifecycle_stages.c.kind == "account",
+                        lifecycle_stages.c.name == accounts.c.lifecycle_stage,
+                    ),
+                )
+            )
             .where(accounts.c.is_deleted.is_(False))
             .order_by(accounts.c.name)
         )
-        return self._frame(stmt, "accounts")
+        df = self._frame(stmt, "accounts")
+        df["stage_locked"] = df["stage_locked"].astype(bool)
+        return df
 
     def alerts(self, *, opportunity: Any = None, status: str | None = None) -> pd.DataFrame:
         """Alerts and tasks, with the activity they came from and the rule that found them."""

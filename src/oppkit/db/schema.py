@@ -86,6 +86,7 @@ accounts = Table(
     Column("industry", String(120)),
     Column("account_type", String(120)),
     Column("lifecycle_stage", String(120)),
+    Column("stage_locked", Boolean, nullable=False, default=False, server_default="0"),
     Column("salesforce_id", String(18), unique=True),
     *_synced(),
     UniqueConstraint("source", "source_id"),
@@ -141,7 +142,8 @@ opportunities = Table(
     Column("account_id", Integer, ForeignKey("accounts.id")),
     Column("owner_id", Integer, ForeignKey("people.id")),
     Column("stage", String(120)),
-    Column("step", String(120)),
+    Column("step", String(120)),  # the step's name, kept with step_id for reading
+    Column("step_id", Integer, ForeignKey("steps.id")),
     Column("amount", Float),
     Column("currency", String(3)),
     Column("close_date", Date),
@@ -301,4 +303,128 @@ sync_locks = Table(
     Column("holder", String(200), nullable=False),  # host:pid
     Column("acquired_at", UTCDateTime, nullable=False),
     Column("heartbeat_at", UTCDateTime, nullable=False),
+)
+
+
+# --- workflow: steps, transitions, entries, follow-ons (see oppkit.workflow) ----------
+
+steps = Table(
+    "steps",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(120), nullable=False, unique=True),
+    Column("stage_id", Integer, ForeignKey("stages.id"), nullable=False),
+    Column("attributes", JSON(none_as_null=True)),  # opportunity attributes the step shows
+    Column("description", Text),
+    Column("sort_order", Integer),
+    # a step dropped from the definition while opportunities still stand on it
+    Column("is_active", Boolean, nullable=False, default=True, server_default="1"),
+)
+
+transitions = Table(
+    "transitions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(120), nullable=False),
+    Column("from_step_id", Integer, ForeignKey("steps.id"), nullable=False),
+    Column("to_step_id", Integer, ForeignKey("steps.id"), nullable=False),
+    Column("required_attributes", JSON(none_as_null=True)),
+    Column("triggers", JSON(none_as_null=True)),
+    Column("communications", JSON(none_as_null=True)),
+    Column("sort_order", Integer),
+    UniqueConstraint("from_step_id", "name"),
+)
+
+workflow_entries = Table(
+    "workflow_entries",
+    metadata,
+    Column("kind", String(20), primary_key=True),  # new_account / existing_account
+    Column("step_id", Integer, ForeignKey("steps.id"), nullable=False),
+)
+
+follow_ons = Table(
+    "follow_ons",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(120), nullable=False, unique=True),
+    Column("step_id", Integer, ForeignKey("steps.id"), nullable=False),
+)
+
+links = Table(
+    "links",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "opportunity_id",
+        Integer,
+        ForeignKey("opportunities.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("kind", String(40), nullable=False),  # account contact invoice registration ...
+    Column("reference", String(255), nullable=False),
+    Column("data", JSON(none_as_null=True)),
+    Column("transition", String(120)),
+    Column("created_at", UTCDateTime, nullable=False, default=_now),
+    Index(None, "opportunity_id"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("opportunity_id", Integer, ForeignKey("opportunities.id", ondelete="CASCADE")),
+    Column("transition", String(120)),
+    Column("channel", String(10), nullable=False),  # email / sms
+    Column("recipient", String(320), nullable=False),
+    Column("subject", Text),
+    Column("body", Text, nullable=False),
+    Column("html", Text),
+    Column("status", String(10), nullable=False, default="pending"),  # pending sent failed
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False, default=_now),
+    Column("sent_at", UTCDateTime),
+    Index(None, "status"),
+)
+
+# --- contact and account lifecycle ------------------------------------------------------
+
+lifecycle_stages = Table(
+    "lifecycle_stages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(10), nullable=False),  # contact / account
+    Column("name", String(120), nullable=False),
+    Column("category", String(20), nullable=False),  # succeeded, in progress, not succeeded
+    Column("external_status", String(120)),  # the Salesforce status it maps to
+    Column("locks", Boolean, nullable=False, default=False, server_default="0"),
+    Column("sort_order", Integer, nullable=False),
+    UniqueConstraint("kind", "name"),
+)
+
+lifecycle_rules = Table(
+    "lifecycle_rules",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(10), nullable=False),
+    Column("event", String(40), nullable=False),
+    Column("stage", String(120), nullable=False),
+    UniqueConstraint("kind", "event"),
+)
+
+lifecycle_history = Table(
+    "lifecycle_history",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(10), nullable=False),
+    Column("person_id", Integer, ForeignKey("people.id", ondelete="CASCADE")),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE")),
+    Column("old_stage", String(120)),
+    Column("new_stage", String(120), nullable=False),
+    Column("reason", String(40), nullable=False),  # manual, or the rule's event
+    Column("activity_id", Integer, ForeignKey("activities.id", ondelete="SET NULL")),
+    Column("changed_at", UTCDateTime, nullable=False, default=_now),
+    Column("changed_by_id", Integer, ForeignKey("people.id")),
+    Index(None, "person_id"),
+    Index(None, "account_id"),
 )

@@ -1,0 +1,266 @@
+"""Communication triggers: emails (SMTP) and SMS queued by a transition, sent after commit.
+
+Why an outbox: a message must never go out for a transition that was rolled back, and a
+mail server that is down must not undo a transition. So a transition renders its
+messages into ``outbox`` rows inside its transaction; after the commit
+:func:`deliver` sends them with retries (tenacity) and records the outcome on each row
+(status sent/failed, attempts, sent_at, last_error). ``kit.workflow.deliver()`` or
+``oppkit workflow deliver`` retries what failed.
+
+Templates are ``str.format`` style with plain names only (``{name}``, ``{amount:,.0f}``,
+``{contact_email}``; see :func:`oppkit.workflow.engine.opportunity_values`). In ``html``
+templates every value is HTML-escaped; a placeholder without a value renders empty, and
+a message whose recipient renders empty is skipped.
+
+SMTP comes from the environment (``OPPKIT_SMTP_HOST``, ``OPPKIT_SMTP_PORT``,
+``OPPKIT_SMTP_FROM``, ``OPPKIT_SMTP_USER``, ``OPPKIT_SMTP_STARTTLS``) or ``[smtp]`` in
+oppkit.toml (host, port, from, user, starttls); the password only from
+``OPPKIT_SMTP_PASSWORD``. SMS (or another email route) plugs in by channel::
+
+    from oppkit.workflow import register_sender
+
+    @register_sender("sms")
+    def send_sms(message):           # an OutboxMessage; raise to fail (and be retried)
+        my_gateway.send(message.recipient, message.body)
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import os
+import smtplib
+import string
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, update
+from tenacity import Retrying, stop_after_attempt, wait_exponential
+
+from ..config import Settings, load_settings
+from ..db.engine import write_transaction
+from ..db.schema import outbox
+from ..errors import ConfigError
+from .model import Communication
+
+_formatter = string.Formatter()
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """One queued message as a sender receives it."""
+
+    id: int
+    channel: str
+    recipient: str
+    subject: str | None
+    body: str
+    html: str | None
+
+
+Sender = Callable[[OutboxMessage], None]
+_SENDERS: dict[str, Sender] = {}
+
+
+def register_sender(channel: str) -> Callable[[Sender], Sender]:
+    """Decorator: send messages of ``channel`` (``sms``, or ``email`` to replace SMTP)."""
+
+    def decorate(fn: Sender) -> Sender:
+        _SENDERS[channel] = fn
+        return fn
+
+    return decorate
+
+
+def unregister_sender(channel: str) -> None:
+    _SENDERS.pop(channel, None)
+
+
+def template_problem(template: str) -> str | None:
+    """Why ``template`` is not a usable template, or None."""
+    try:
+        fields = [f for _, f, _, _ in _formatter.parse(template) if f is not None]
+    except ValueError as exc:
+        return str(exc)
+    for name in fields:
+        if not name.isidentifier():
+            return f"placeholder {{{name}}} is not a plain name"
+    return None
+
+
+def render(template: str, values: dict[str, Any], *, escape: bool = False) -> str:
+    """Fill ``template`` from ``values``; with ``escape`` every value is HTML-escaped."""
+    out = []
+    for literal, name, spec, conversion in _formatter.parse(template):
+        out.append(literal)
+        if name is None:
+            continue
+        if not name.isidentifier():
+            raise ValueError(f"placeholder {{{name}}} is not a plain name")
+        value = values.get(name)
+        if value is None:
+            text = ""
+        else:
+            if conversion == "r":
+                value = repr(value)
+            try:
+                text = format(value, spec or "")
+            except (TypeError, ValueError):
+                text = str(value)
+        out.append(html_lib.escape(text) if escape else text)
+    return "".join(out)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def queue(
+    conn: Connection,
+    values: dict[str, Any],
+    transition: str,
+    communications: Iterable[Communication],
+) -> list[int]:
+    """Render ``communications`` from the opportunity's ``values`` into pending outbox rows."""
+    ids = []
+    for c in communications:
+        recipient = _one_line(render(c.to, values))
+        if not recipient:
+            continue
+        row = {
+            "opportunity_id": values.get("id"),
+            "transition": transition,
+            "channel": c.channel,
+            "recipient": recipient,
+            "subject": _one_line(render(c.subject, values)) if c.subject else None,
+            "body": render(c.body, values),
+            "html": render(c.html, values, escape=True) if c.html else None,
+            "status": "pending",
+            "attempts": 0,
+            "created_at": datetime.now(UTC),
+        }
+        ids.append(conn.execute(insert(outbox).values(**row).returning(outbox.c.id)).scalar_one())
+    return ids
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str | None
+    port: int = 25
+    sender: str | None = None
+    user: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    timeout: float = 30.0
+
+    @classmethod
+    def load(cls, settings: Settings | None = None) -> SmtpSettings:
+        """From the environment, then ``[smtp]`` in oppkit.toml; password from env only."""
+        settings = settings or load_settings()
+        section = (settings.extra or {}).get("smtp", {})
+        env = os.environ.get
+        port = env("OPPKIT_SMTP_PORT") or section.get("port") or 25
+        starttls = env("OPPKIT_SMTP_STARTTLS")
+        try:
+            port = int(port)
+        except ValueError as exc:
+            raise ConfigError(f"OPPKIT_SMTP_PORT is not a number: {port!r}") from exc
+        return cls(
+            host=env("OPPKIT_SMTP_HOST") or section.get("host"),
+            port=port,
+            sender=env("OPPKIT_SMTP_FROM") or section.get("from"),
+            user=env("OPPKIT_SMTP_USER") or section.get("user"),
+            password=env("OPPKIT_SMTP_PASSWORD"),
+            starttls=(starttls.lower() in ("1", "true", "yes"))
+            if starttls
+            else bool(section.get("starttls", False)),
+        )
+
+
+def smtp_sender(smtp: SmtpSettings) -> Sender:
+    """A sender for the ``email`` channel that speaks SMTP to ``smtp.host``."""
+
+    def send(message: OutboxMessage) -> None:
+        if not smtp.host:
+            raise ConfigError("no SMTP server configured (set OPPKIT_SMTP_HOST)")
+        mail = EmailMessage()
+        mail["From"] = smtp.sender or "oppkit@localhost"
+        mail["To"] = message.recipient
+        mail["Subject"] = message.subject or ""
+        mail["Date"] = formatdate(localtime=False)
+        mail["Message-ID"] = make_msgid(domain="oppkit.local")
+        mail.set_content(message.body)
+        if message.html:
+            mail.add_alternative(message.html, subtype="html")
+        with smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout) as client:
+            if smtp.starttls:
+                client.starttls()
+            if smtp.user and smtp.password is not None:
+                client.login(smtp.user, smtp.password)
+            client.send_message(mail)
+
+    return send
+
+
+def deliver(
+    engine: Engine,
+    ids: Iterable[int] | None = None,
+    *,
+    settings: Settings | None = None,
+    attempts: int = 3,
+    wait_seconds: float = 0.2,
+) -> list[dict[str, Any]]:
+    """Send pending (and failed) outbox rows, each up to ``attempts`` times; record outcomes.
+
+    Returns one dict per row tried: id, channel, recipient, status, attempts, last_error.
+
+    >>> deliver(kit.engine)            # everything pending or failed
+    """
+    stmt = select(outbox).where(outbox.c.status.in_(("pending", "failed"))).order_by(outbox.c.id)
+    if ids is not None:
+        stmt = stmt.where(outbox.c.id.in_(list(ids)))
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).mappings().all()
+    senders: dict[str, Sender] = {}
+    results = []
+    for row in rows:
+        channel = row["channel"]
+        if channel not in senders:
+            if channel in _SENDERS:
+                senders[channel] = _SENDERS[channel]
+            elif channel == "email":
+                senders[channel] = smtp_sender(SmtpSettings.load(settings))
+        message = OutboxMessage(
+            row["id"], channel, row["recipient"], row["subject"], row["body"], row["html"]
+        )
+        tried, error = 0, None
+        sender = senders.get(channel)
+        if sender is None:
+            error = f"no sender registered for channel {channel!r}"
+        else:
+            try:
+                for attempt in Retrying(
+                    stop=stop_after_attempt(max(1, attempts)),
+                    wait=wait_exponential(multiplier=wait_seconds, max=10 * wait_seconds),
+                    reraise=True,
+                ):
+                    with attempt:
+                        tried += 1
+                        sender(message)
+            except Exception as exc:  # noqa: BLE001 - recorded on the row, not raised
+                error = f"{type(exc).__name__}: {exc}"
+        values = {
+            "attempts": row["attempts"] + tried,
+            "status": "failed" if error else "sent",
+            "last_error": error,
+            "sent_at": None if error else datetime.now(UTC),
+        }
+        with write_transaction(engine) as conn:
+            conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(**values))
+        results.append(
+            {"id": row["id"], "channel": channel, "recipient": row["recipient"], **values}
+        )
+    return results

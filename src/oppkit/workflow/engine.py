@@ -1,0 +1,587 @@
+"""The workflow at work: create deals at an entry, move them by transitions, follow-ons.
+
+Why one function per action: the notebook (``kit.workflow``), the CLI and widgets all
+call these, so every write goes through the same checks, history and privacy.
+
+A transition is one database transaction: step and stage change, attributes are set,
+``stage_history`` rows are written (source ``oppkit``), triggers run and communications
+are queued in ``outbox``. If anything fails, nothing of it stays. Queued messages are
+sent after the commit (see :mod:`oppkit.workflow.communications`).
+
+Example::
+
+    kit = oppkit.connect(user="ava.patel@northwind.example")
+    kit.workflow.load()                                  # the default workflow
+    deal = kit.workflow.create("Acme pilot", account="acme-robotics.example", amount=50_000)
+    kit.workflow.available(deal)                         # what it can do next, what is missing
+    kit.workflow.transition(deal, "Start discovery")
+    kit.workflow.transition(deal, "Qualify", close_date="2026-12-31")
+    child = kit.workflow.follow_on(deal, "Up-sell", name="Acme — more sensors")
+    kit.workflow.family(child)
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from sqlalchemy import Connection, and_, func, insert, select, update
+
+from ..db.engine import write_transaction
+from ..db.schema import (
+    accounts,
+    follow_ons,
+    links,
+    opportunities,
+    opportunity_people,
+    outbox,
+    people,
+    stage_history,
+    stages,
+    steps,
+    transitions,
+    workflow_entries,
+)
+from . import communications, definition
+from .model import (
+    COLUMN_ATTRIBUTES,
+    REFERENCE_ATTRIBUTES,
+    Communication,
+    Definition,
+    IncompleteTransition,
+    TransitionNotAvailable,
+    TriggerFailed,
+    WorkflowError,
+)
+from .triggers import TriggerContext, get_trigger, json_safe
+
+if TYPE_CHECKING:
+    from ..kit import Kit
+    from .graph import WorkflowGraph
+
+SOURCE = "oppkit"
+
+
+@dataclass
+class TransitionResult:
+    """What a transition did: where the deal went, what it created, what was sent."""
+
+    opportunity_id: int
+    transition: str
+    from_step: str | None
+    to_step: str
+    stage: str
+    links: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+# --- values ---------------------------------------------------------------------------
+
+
+def _coerce(name: str, value: Any) -> Any:
+    try:
+        if name in ("amount", "probability"):
+            return float(value)
+        if name == "close_date":
+            if isinstance(value, datetime):
+                return value.date()
+            return value if isinstance(value, date) else date.fromisoformat(str(value).strip())
+    except (TypeError, ValueError) as exc:
+        kind = "a date (YYYY-MM-DD)" if name == "close_date" else "a number"
+        raise WorkflowError(f"{name}: {value!r} is not {kind}") from exc
+    return value if name not in COLUMN_ATTRIBUTES else str(value)
+
+
+def split_values(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Given attribute values -> (column values, custom attributes); None means not given."""
+    columns, custom = {}, {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        if name in REFERENCE_ATTRIBUTES:
+            raise WorkflowError(f"{name} is required by transitions but is not set by them")
+        if name in COLUMN_ATTRIBUTES:
+            columns[name] = _coerce(name, value)
+        else:
+            custom[name] = json_safe(value)
+    return columns, custom
+
+
+def _is_set(row: Any, name: str) -> bool:
+    if name in REFERENCE_ATTRIBUTES:
+        return row[f"{name}_id"] is not None
+    if name in COLUMN_ATTRIBUTES:
+        return row[name] is not None
+    return (row["attributes"] or {}).get(name) not in (None, "")
+
+
+def opportunity_values(conn: Connection, opportunity_id: int) -> dict[str, Any]:
+    """The opportunity as a flat dict: what triggers and message templates see.
+
+    Keys: id, name, amount, currency, close_date, probability, stage, step, account,
+    account_id, account_domain, owner, owner_email, contact_name, contact_email,
+    is_private, parent_id, and every custom attribute.
+    """
+    owner = people.alias("owner")
+    row = conn.execute(
+        select(
+            opportunities, accounts.c.name.label("account_name_"), accounts.c.domain,
+            owner.c.name.label("owner_name"), owner.c.email.label("owner_email"),
+        )  # fmt: skip
+        .select_from(
+            opportunities.outerjoin(accounts, accounts.c.id == opportunities.c.account_id)
+            .outerjoin(owner, owner.c.id == opportunities.c.owner_id)
+        )
+        .where(opportunities.c.id == opportunity_id)
+    ).mappings().one()  # fmt: skip
+    contact = conn.execute(
+        select(people.c.name, people.c.email)
+        .join(opportunity_people, opportunity_people.c.person_id == people.c.id)
+        .where(
+            opportunity_people.c.opportunity_id == opportunity_id,
+            opportunity_people.c.kind == "member",
+            opportunity_people.c.is_deleted.is_(False),
+            people.c.is_internal.is_(False),
+        )
+        .order_by(opportunity_people.c.is_primary.desc(), opportunity_people.c.id)
+        .limit(1)
+    ).first()
+    values = dict(row.get("attributes") or {})
+    values.update(
+        id=row["id"], name=row["name"], amount=row["amount"], currency=row["currency"],
+        close_date=row["close_date"], probability=row["probability"], stage=row["stage"],
+        step=row["step"], account=row["account_name_"], account_id=row["account_id"],
+        account_domain=row["domain"], owner=row["owner_name"], owner_email=row["owner_email"],
+        contact_name=contact.name if contact else None,
+        contact_email=contact.email if contact else None,
+        is_private=bool(row["is_private"]), parent_id=row["parent_id"],
+    )  # fmt: skip
+    return values
+
+
+def _history(conn: Connection, opportunity_id: int, by_id: int | None, changes: list) -> None:
+    now = datetime.now(UTC)
+    for field_name, old, new in changes:
+        if old == new:
+            continue
+        conn.execute(
+            insert(stage_history).values(
+                opportunity_id=opportunity_id,
+                field=field_name,
+                old_value=None if old is None else str(old),
+                new_value=None if new is None else str(new),
+                changed_at=now,
+                changed_by_id=by_id,
+                source=SOURCE,
+                source_id=f"{field_name}:{uuid.uuid4().hex}",
+            )  # fmt: skip
+        )
+
+
+def _step(conn: Connection, step_id: int) -> Any:
+    return conn.execute(
+        select(steps.c.id, steps.c.name, stages.c.name.label("stage"), stages.c.probability)
+        .join(stages, stages.c.id == steps.c.stage_id)
+        .where(steps.c.id == step_id)
+    ).one()
+
+
+def current_step_id(conn: Connection, row: Any) -> int | None:
+    """The deal's step; a synced deal without one stands at its stage's only step."""
+    if row["step_id"] is not None:
+        return row["step_id"]
+    if row["stage"] is None:
+        return None
+    candidates = conn.scalars(
+        select(steps.c.id)
+        .join(stages, stages.c.id == steps.c.stage_id)
+        .where(stages.c.name == row["stage"], steps.c.is_active.is_(True))
+    ).all()
+    return candidates[0] if len(candidates) == 1 else None
+
+
+# --- the accessor -------------------------------------------------------------------
+
+
+class Workflow:
+    """``kit.workflow``: the team's sales process, applied to the Kit's database and user."""
+
+    def __init__(self, kit: Kit) -> None:
+        self.kit = kit
+        self.engine = kit.engine
+
+    # definitions
+
+    def load(self, path: str | Path | None = None) -> Definition:
+        """Validate a workflow file (default: the one oppkit ships) and make it the workflow.
+
+        Raises :class:`~oppkit.workflow.model.InvalidWorkflow` listing every problem;
+        then nothing is written.
+        """
+        with write_transaction(self.engine) as conn:
+            known = dict(conn.execute(select(stages.c.name, stages.c.status)).all())
+            text = (
+                Path(path).read_text(encoding="utf-8")
+                if path is not None
+                else definition.default_workflow_text()
+            )
+            parsed = definition.parse_definition(text, known)
+            definition.save(conn, parsed)
+        return parsed
+
+    def definition(self) -> Definition:
+        """The workflow in the database."""
+        with self.engine.connect() as conn:
+            return definition.load(conn)
+
+    def export(self, path: str | Path | None = None) -> str:
+        """The workflow as a TOML file's text; written to ``path`` when given."""
+        text = definition.export_text(self.definition())
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    # helpers
+
+    def _opportunity(self, ref: Any) -> int:
+        """One visible opportunity's id; a private one the user may not see is not found."""
+        from ..kit import NotFoundError
+
+        ids = self.kit._opportunity_ids(ref)
+        with self.engine.connect() as conn:
+            found = conn.scalars(
+                select(opportunities.c.id).where(
+                    opportunities.c.id.in_(ids),
+                    opportunities.c.is_deleted.is_(False),
+                    self.kit._visible(),
+                )
+            ).all()
+        if not found:
+            raise NotFoundError(f"no opportunity matches {ref!r}")
+        if len(found) > 1:
+            raise NotFoundError(f"{len(found)} opportunities match {ref!r}; use the id")
+        return found[0]
+
+    def _by(self, by: str | None) -> int | None:
+        if by is None:
+            return self.kit._user_id
+        return self.kit._person_ids(by)[0]
+
+    def _insert(
+        self, conn: Connection, *, name: str, step_id: int, by_id: int | None,
+        values: dict[str, Any], **columns: Any,
+    ) -> int:  # fmt: skip
+        step = _step(conn, step_id)
+        column_values, custom = split_values(values)
+        if step.probability is not None:
+            column_values.setdefault("probability", step.probability)
+        now = datetime.now(UTC)
+        opportunity_id = conn.execute(
+            insert(opportunities)
+            .values(
+                name=name,
+                stage=step.stage,
+                step=step.name,
+                step_id=step.id,
+                attributes=custom or None,
+                source=SOURCE,
+                source_id=f"opportunity:{uuid.uuid4().hex}",
+                created_at=now,
+                updated_at=now,
+                **column_values,
+                **columns,
+            )  # fmt: skip
+            .returning(opportunities.c.id)
+        ).scalar_one()
+        _history(
+            conn, opportunity_id, by_id, [("step", None, step.name), ("stage", None, step.stage)]
+        )
+        return opportunity_id
+
+    # actions
+
+    def create(
+        self, name: str, *, account: Any = None, owner: str | None = None,
+        private: bool = False, by: str | None = None, **values: Any,
+    ) -> int:  # fmt: skip
+        """A new opportunity at the entry step for a new or an existing account; its id.
+
+        An account is *existing* when it already has opportunities. ``owner`` (an email)
+        defaults to the Kit's user; other keywords are attributes (amount, close_date, ...).
+
+        >>> kit.workflow.create("Acme pilot", account="acme-robotics.example", amount=50_000)
+        """
+        account_id = self.kit._account_ids(account)[0] if account is not None else None
+        owner_id = self.kit._person_ids(owner)[0] if owner else self.kit._user_id
+        by_id = self._by(by)
+        with write_transaction(self.engine) as conn:
+            existing = account_id is not None and conn.scalar(
+                select(func.count()).where(
+                    opportunities.c.account_id == account_id, opportunities.c.is_deleted.is_(False)
+                )
+            )
+            kind = "existing_account" if existing else "new_account"
+            step_id = conn.scalar(
+                select(workflow_entries.c.step_id).where(workflow_entries.c.kind == kind)
+            )
+            if step_id is None:
+                raise WorkflowError("no workflow loaded: run `oppkit workflow load FILE` first")
+            return self._insert(
+                conn, name=name, step_id=step_id, by_id=by_id, values=values,
+                account_id=account_id, owner_id=owner_id, is_private=private,
+            )  # fmt: skip
+
+    def transition(
+        self, opportunity: Any, name: str, *, by: str | None = None, deliver: bool = True,
+        **values: Any,
+    ) -> TransitionResult:  # fmt: skip
+        """Move a deal along transition ``name``, setting attributes given as keywords.
+
+        Refuses with :class:`IncompleteTransition` (listing every missing attribute) when
+        a required attribute is neither given nor set; with
+        :class:`TransitionNotAvailable` when the transition does not leave the current
+        step. ``by`` (an email) defaults to the Kit's user. Messages are sent after the
+        commit unless ``deliver=False`` (they stay queued for :meth:`deliver`).
+
+        >>> kit.workflow.transition("Acme pilot", "Send proposal", amount=5000, close_date="2026-12-31")
+        """
+        opportunity_id = self._opportunity(opportunity)
+        by_id = self._by(by)
+        column_values, custom = split_values(values)
+        with write_transaction(self.engine) as conn:
+            row = conn.execute(
+                select(opportunities).where(opportunities.c.id == opportunity_id).with_for_update()
+            ).mappings().one()  # fmt: skip
+            step_id = current_step_id(conn, row)
+            if step_id is None:
+                raise WorkflowError(
+                    f"{row['name']!r} stands at no workflow step (stage {row['stage']!r})"
+                )
+            current = _step(conn, step_id)
+            candidates = conn.execute(
+                select(transitions).where(transitions.c.from_step_id == step_id).order_by(transitions.c.sort_order)
+            ).mappings().all()  # fmt: skip
+            chosen = next((t for t in candidates if t["name"] == name), None) or next(
+                (t for t in candidates if t["name"].lower() == name.strip().lower()), None
+            )
+            if chosen is None:
+                options = ", ".join(repr(t["name"]) for t in candidates) or "none"
+                raise TransitionNotAvailable(
+                    f"transition {name!r} is not available from step {current.name!r} "
+                    f"(available: {options})"
+                )
+            missing = [
+                a for a in chosen["required_attributes"] or []
+                if a not in column_values and a not in custom and not _is_set(row, a)
+            ]  # fmt: skip
+            if missing:
+                raise IncompleteTransition(chosen["name"], missing)
+            target = _step(conn, chosen["to_step_id"])
+            if target.probability is not None:
+                column_values.setdefault("probability", target.probability)
+            attributes = {**(row["attributes"] or {}), **custom}
+            conn.execute(
+                update(opportunities)
+                .where(opportunities.c.id == opportunity_id)
+                .values(
+                    step_id=target.id,
+                    step=target.name,
+                    stage=target.stage,
+                    attributes=attributes or None,
+                    updated_at=datetime.now(UTC),
+                    **column_values,
+                )  # fmt: skip
+            )
+            _history(conn, opportunity_id, by_id, [
+                ("step", current.name, target.name), ("stage", row["stage"], target.stage),
+                *[(f, row[f], column_values[f]) for f in ("amount", "close_date") if f in column_values],
+            ])  # fmt: skip
+            snapshot = opportunity_values(conn, opportunity_id)
+            context = TriggerContext(conn, snapshot, chosen["name"], by_id)
+            for trigger_name in chosen["triggers"] or []:
+                try:
+                    get_trigger(trigger_name)(context)
+                except Exception as exc:
+                    raise TriggerFailed(
+                        f"transition {chosen['name']!r} rolled back: trigger {trigger_name!r} "
+                        f"failed: {exc}"
+                    ) from exc
+            values_now = opportunity_values(conn, opportunity_id)
+            by_name = (
+                conn.scalar(select(people.c.name).where(people.c.id == by_id)) if by_id else None
+            )
+            values_now.update(transition=chosen["name"], by=by_name)
+            queued = communications.queue(
+                conn, values_now, chosen["name"],
+                [Communication(**c) for c in chosen["communications"] or []],
+            )  # fmt: skip
+        result = TransitionResult(
+            opportunity_id, chosen["name"], current.name, target.name, target.stage,
+            links=context.created,
+        )  # fmt: skip
+        if queued and deliver:
+            result.messages = communications.deliver(self.engine, queued)
+        return result
+
+    def available(self, opportunity: Any) -> pd.DataFrame:
+        """Transitions the deal can take from its step, with what each still needs.
+
+        Columns: transition, to_step, to_stage, requires, missing, ready, triggers,
+        communications (how many messages it sends).
+        """
+        opportunity_id = self._opportunity(opportunity)
+        target = steps.alias("target")
+        columns = ["transition", "to_step", "to_stage", "requires", "missing", "ready", "triggers",
+                   "communications"]  # fmt: skip
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(opportunities).where(opportunities.c.id == opportunity_id)
+            ).mappings().one()  # fmt: skip
+            step_id = current_step_id(conn, row)
+            found = conn.execute(
+                select(transitions, target.c.name.label("to_step"), stages.c.name.label("to_stage"))
+                .join(target, target.c.id == transitions.c.to_step_id)
+                .join(stages, stages.c.id == target.c.stage_id)
+                .where(transitions.c.from_step_id == step_id)
+                .order_by(transitions.c.sort_order)
+            ).mappings().all()  # fmt: skip
+        rows = []
+        for t in found:
+            requires = list(t["required_attributes"] or [])
+            missing = [a for a in requires if not _is_set(row, a)]
+            rows.append([t["name"], t["to_step"], t["to_stage"], requires, missing, not missing,
+                         list(t["triggers"] or []), len(t["communications"] or [])])  # fmt: skip
+        df = pd.DataFrame(rows, columns=columns)
+        df.attrs["oppkit"] = {"kit": self.kit.token, "frame": "transitions"}
+        return df
+
+    def follow_on(
+        self, parent: Any, follow_on: str, *, name: str | None = None, owner: str | None = None,
+        by: str | None = None, **values: Any,
+    ) -> int:  # fmt: skip
+        """A child deal (an up-sell) at the follow-on's step, linked to ``parent``; its id.
+
+        The child gets the parent's account, privacy and members (opportunity_people);
+        ``owner`` defaults to the parent's owner.
+
+        >>> kit.workflow.follow_on("Acme pilot", "Up-sell", name="Acme — fleet roll-out")
+        """
+        parent_id = self._opportunity(parent)
+        owner_id = self.kit._person_ids(owner)[0] if owner else None
+        by_id = self._by(by)
+        with write_transaction(self.engine) as conn:
+            step_id = conn.scalar(
+                select(follow_ons.c.step_id).where(func.lower(follow_ons.c.name) == follow_on.strip().lower())
+            )  # fmt: skip
+            if step_id is None:
+                known = (
+                    ", ".join(repr(n) for n in conn.scalars(select(follow_ons.c.name))) or "none"
+                )
+                raise WorkflowError(f"no follow-on {follow_on!r} (known: {known})")
+            p = (
+                conn.execute(select(opportunities).where(opportunities.c.id == parent_id))
+                .mappings()
+                .one()
+            )
+            child_id = self._insert(
+                conn, name=name or f"{p['name']} — {follow_on}", step_id=step_id, by_id=by_id,
+                values=values, account_id=p["account_id"], owner_id=owner_id or p["owner_id"],
+                is_private=p["is_private"], parent_id=parent_id, currency=p["currency"],
+            )  # fmt: skip
+            members = conn.execute(
+                select(opportunity_people.c.person_id, opportunity_people.c.kind,
+                       opportunity_people.c.role, opportunity_people.c.is_primary)
+                .where(opportunity_people.c.opportunity_id == parent_id,
+                       opportunity_people.c.kind == "member",
+                       opportunity_people.c.is_deleted.is_(False))
+            ).all()  # fmt: skip
+            for m in {m.person_id: m for m in members}.values():
+                conn.execute(
+                    insert(opportunity_people).values(
+                        opportunity_id=child_id,
+                        person_id=m.person_id,
+                        kind=m.kind,
+                        role=m.role,
+                        is_primary=m.is_primary,
+                        source=SOURCE,
+                        source_id=f"member:{uuid.uuid4().hex}",
+                    )  # fmt: skip
+                )
+        return child_id
+
+    def family(self, opportunity: Any) -> pd.DataFrame:
+        """The deal with its parent and children (follow-ons) that the user may see.
+
+        Columns: relation (parent, self, child), id, name, stage, step, amount, close_date.
+        """
+        opportunity_id = self._opportunity(opportunity)
+        with self.engine.connect() as conn:
+            parent_id = conn.scalar(
+                select(opportunities.c.parent_id).where(opportunities.c.id == opportunity_id)
+            )
+            stmt = (
+                select(opportunities.c.id, opportunities.c.name, opportunities.c.stage,
+                       opportunities.c.step, opportunities.c.amount, opportunities.c.close_date,
+                       opportunities.c.parent_id)
+                .where(
+                    and_(opportunities.c.is_deleted.is_(False), self.kit._visible()),
+                    (opportunities.c.id == opportunity_id)
+                    | (opportunities.c.parent_id == opportunity_id)
+                    | (opportunities.c.id == (parent_id if parent_id is not None else -1)),
+                )
+                .order_by(opportunities.c.id)
+            )  # fmt: skip
+            rows = conn.execute(stmt).all()
+        out = []
+        for r in rows:
+            relation = (
+                "self" if r.id == opportunity_id else "parent" if r.id == parent_id else "child"
+            )
+            out.append({"relation": relation, **{k: getattr(r, k) for k in
+                        ("id", "name", "stage", "step", "amount", "close_date")}})  # fmt: skip
+        order = {"parent": 0, "self": 1, "child": 2}
+        out.sort(key=lambda r: (order[r["relation"]], r["id"]))
+        df = pd.DataFrame(
+            out, columns=["relation", "id", "name", "stage", "step", "amount", "close_date"]
+        )
+        df.attrs["oppkit"] = {"kit": self.kit.token, "frame": "opportunities"}
+        return df
+
+    def links(self, opportunity: Any) -> pd.DataFrame:
+        """Records the deal's triggers created (invoices, registrations, tokens...)."""
+        opportunity_id = self._opportunity(opportunity)
+        stmt = (
+            select(links.c.id, links.c.kind, links.c.reference, links.c.data, links.c.transition,
+                   links.c.created_at)
+            .where(links.c.opportunity_id == opportunity_id)
+            .order_by(links.c.id)
+        )  # fmt: skip
+        return self.kit._frame(stmt, "links")
+
+    def outbox(self, opportunity: Any = None) -> pd.DataFrame:
+        """Messages queued by transitions and what became of them (status, attempts)."""
+        stmt = select(
+            outbox.c.id, outbox.c.opportunity_id, outbox.c.transition, outbox.c.channel,
+            outbox.c.recipient, outbox.c.subject, outbox.c.status, outbox.c.attempts,
+            outbox.c.last_error, outbox.c.created_at, outbox.c.sent_at,
+        ).order_by(outbox.c.id)  # fmt: skip
+        if opportunity is not None:
+            stmt = stmt.where(outbox.c.opportunity_id == self._opportunity(opportunity))
+        else:
+            visible = select(opportunities.c.id).where(self.kit._visible())
+            stmt = stmt.where(outbox.c.opportunity_id.in_(visible))
+        return self.kit._frame(stmt, "outbox")
+
+    def deliver(self) -> pd.DataFrame:
+        """Send what is still pending or failed in the outbox (with retries)."""
+        return pd.DataFrame(communications.deliver(self.engine))
+
+    def graph(self, opportunity: Any = None) -> WorkflowGraph:
+        """The workflow drawn (steps grouped by stage), offline; see :mod:`.graph`."""
+        from .graph import workflow_graph
+
+        return workflow_graph(self, opportunity)

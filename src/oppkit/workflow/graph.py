@@ -1,0 +1,232 @@
+"""The workflow drawn: steps grouped by stage, transitions as arrows, a deal's way ahead.
+
+Why offline: notebooks are shared as files and opened where there is no internet (or
+where loading scripts from a CDN is not allowed). The HTML embeds vis-network's
+JavaScript and CSS (shipped with pyvis) and links to nothing.
+
+Why escaped: step, stage, transition and attribute names come from a team's file and
+are shown in a browser. The graph's data is embedded as JSON with ``<``, ``>`` and ``&``
+written as ``\\u003c``..., so no name can close the script; vis-network shows names as
+text, never as HTML; the legend is HTML-escaped.
+
+With an opportunity, its current step is green, the transitions it can take now are
+orange (dashed while attributes are missing) and steps it can no longer reach are grey.
+Hovering an arrow shows the transition's required (and missing) attributes.
+
+Example::
+
+    g = kit.workflow.graph("Acme pilot")
+    g            # in a notebook: drawn in a sandboxed iframe
+    g.network    # the networkx MultiDiGraph (steps; one edge per transition)
+    g.save("acme_workflow.html")
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import networkx as nx
+from pyvis.network import Network
+
+from .definition import _reachable
+from .model import Definition
+
+if TYPE_CHECKING:
+    from .engine import Workflow
+
+VIS = "templates/lib/vis-9.1.2"
+STATUS_COLORS = {
+    "open": ("#dbe9f6", "#4a7ab5"),
+    "won": ("#fff1c1", "#c79a00"),
+    "lost": ("#f8d7d7", "#b23b3b"),
+    "archived": ("#eeeeee", "#8a8a8a"),
+}
+CURRENT = ("#2e7d32", "#1b5e20")
+UNREACHABLE = ("#e0e0e0", "#bdbdbd")
+HIGHLIGHT = "#f57c00"
+
+
+@dataclass
+class WorkflowGraph:
+    """A drawn workflow: ``network`` (networkx), ``pyvis`` (the Network), ``html`` (offline)."""
+
+    network: nx.MultiDiGraph
+    pyvis: Network
+    html: str
+    height: int = 620
+
+    def save(self, path: str | Path) -> Path:
+        """Write the self-contained HTML page to ``path``."""
+        path = Path(path)
+        path.write_text(self.html, encoding="utf-8")
+        return path
+
+    def _repr_html_(self) -> str:
+        return (
+            f'<iframe srcdoc="{html.escape(self.html, quote=True)}" sandbox="allow-scripts" '
+            f'style="width:100%;height:{self.height + 60}px;border:none"></iframe>'
+        )
+
+
+def _json(value: Any) -> str:
+    """JSON safe inside <script>: no <, > or & characters at all."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _vis_assets() -> tuple[str, str]:
+    lib = resources.files("pyvis").joinpath(VIS)
+    js = lib.joinpath("vis-network.min.js").read_text(encoding="utf-8")
+    css = lib.joinpath("vis-network.css").read_text(encoding="utf-8")
+    # Nothing in the library may end the <script> early; its one "<script" is in a string
+    # literal, where \x3c means the same "<".
+    js = re.sub(r"<(!--|/?script)", r"\\x3c\1", js, flags=re.IGNORECASE)
+    return js, re.sub(r"</style", r"<\\/style", css, flags=re.IGNORECASE)
+
+
+def _page(net: Network, title: str, legend: str, height: int) -> str:
+    js, css = _vis_assets()
+    options = {
+        "physics": {"enabled": False},
+        "edges": {"smooth": {"enabled": True, "type": "curvedCW", "roundness": 0.15},
+                  "font": {"size": 11, "align": "middle"}},
+        "nodes": {"font": {"size": 14}},
+        "interaction": {"hover": True, "tooltipDelay": 100},
+    }  # fmt: skip
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{css}
+body {{ font-family: system-ui, sans-serif; margin: 0; }}
+#oppkit-legend {{ padding: 6px 10px; font-size: 13px; }}
+#oppkit-legend .now {{ color: {HIGHLIGHT}; }}
+#oppkit-graph {{ width: 100%; height: {height}px; border-top: 1px solid #ddd; }}
+</style>
+<script>{js}</script>
+</head><body>
+<div id="oppkit-legend">{legend}</div>
+<div id="oppkit-graph"></div>
+<script>
+var nodes = new vis.DataSet({_json(net.nodes)});
+var edges = new vis.DataSet({_json(net.edges)});
+var network = new vis.Network(document.getElementById("oppkit-graph"),
+  {{nodes: nodes, edges: edges}}, {_json(options)});
+</script>
+</body></html>
+"""
+
+
+def build_graph(
+    definition: Definition,
+    current: str | None = None,
+    missing: dict[str, list[str]] | None = None,
+    title: str = "Workflow",
+    height: int = 620,
+) -> WorkflowGraph:
+    """Draw ``definition``; with ``current`` (a step name) highlight a deal's position.
+
+    ``missing`` maps each transition leaving ``current`` to the attributes it still needs.
+    """
+    missing = missing or {}
+    statuses = {s.name: s.status for s in definition.stages}
+    graph = nx.MultiDiGraph()
+    for s in definition.steps:
+        graph.add_node(s.name, stage=s.stage, status=statuses.get(s.stage, "open"),
+                       attributes=list(s.attributes))  # fmt: skip
+    for t in definition.transitions:
+        graph.add_edge(t.from_step, t.to_step, key=t.name, requires=list(t.requires),
+                       triggers=list(t.triggers), communications=len(t.communications))  # fmt: skip
+    reachable = None
+    if current is not None:
+        reachable = _reachable([current], {n: list(graph.successors(n)) for n in graph})
+
+    stage_order = [s.name for s in definition.stages]
+    stage_order += sorted({s.stage for s in definition.steps} - set(stage_order))
+    net = Network(directed=True, cdn_resources="in_line", height=f"{height}px", width="100%")
+    ids = {name: i for i, name in enumerate(graph.nodes, start=1)}
+    column_of = {stage: i for i, stage in enumerate(stage_order)}
+    rows: dict[str, int] = {}
+    for stage in stage_order:
+        if not any(s.stage == stage for s in definition.steps):
+            continue
+        fill, border = STATUS_COLORS.get(statuses.get(stage, "open"), STATUS_COLORS["open"])
+        net.add_node(f"stage:{stage}", label=stage, shape="box", x=column_of[stage] * 240, y=-110,
+                     color={"background": "#ffffff", "border": border}, font={"bold": True},
+                     title=f"stage {stage} ({statuses.get(stage, 'open')})",)  # fmt: skip
+    for s in definition.steps:
+        data = graph.nodes[s.name]
+        colors = STATUS_COLORS.get(data["status"], STATUS_COLORS["open"])
+        font = {"color": "#222222"}
+        if s.name == current:
+            colors, font = CURRENT, {"color": "#ffffff"}
+        elif reachable is not None and s.name not in reachable:
+            colors, font = UNREACHABLE, {"color": "#8a8a8a"}
+        row = rows.get(s.stage, 0)
+        rows[s.stage] = row + 1
+        tip = f"{s.name}\nstage: {s.stage}"
+        if s.attributes:
+            tip += f"\nshows: {', '.join(s.attributes)}"
+        net.add_node(ids[s.name], label=s.name, shape="box", title=tip, font=font,
+                     color={"background": colors[0], "border": colors[1]},
+                     x=column_of[s.stage] * 240, y=row * 100)  # fmt: skip
+    for t in definition.transitions:
+        if t.from_step not in ids or t.to_step not in ids:
+            continue
+        now = current is not None and t.from_step == current
+        lacking = missing.get(t.name, [])
+        tip = f"{t.name}\nrequires: {', '.join(t.requires) or 'nothing'}"
+        if now and lacking:
+            tip += f"\nmissing: {', '.join(lacking)}"
+        if t.triggers:
+            tip += f"\ntriggers: {', '.join(t.triggers)}"
+        if t.communications:
+            tip += f"\nsends: {', '.join(c.channel for c in t.communications)}"
+        faded = reachable is not None and t.from_step not in reachable
+        net.add_edge(ids[t.from_step], ids[t.to_step], label=t.name, title=tip, arrows="to",
+                     color=HIGHLIGHT if now else ("#d0d0d0" if faded else "#7a7a7a"),
+                     width=4 if now else 1.5, dashes=bool(now and lacking))  # fmt: skip
+
+    legend = f"<strong>{html.escape(title)}</strong>"
+    if current is not None:
+        options = [
+            f'<span class="now">{html.escape(t.name)}</span>'
+            + (f" (needs {html.escape(', '.join(missing.get(t.name, [])))})" if missing.get(t.name) else "")
+            for t in definition.transitions if t.from_step == current
+        ]  # fmt: skip
+        legend += f" — at <strong>{html.escape(current)}</strong>; can do now: " + (
+            ", ".join(options) or "nothing"
+        )
+    return WorkflowGraph(graph, net, _page(net, title, legend, height), height)
+
+
+def workflow_graph(workflow: Workflow, opportunity: Any = None) -> WorkflowGraph:
+    """The graph of ``workflow``'s definition, for ``opportunity`` when given (see module)."""
+    from sqlalchemy import select
+
+    from ..db.schema import opportunities
+    from .engine import current_step_id
+
+    definition = workflow.definition()
+    if opportunity is None:
+        return build_graph(definition)
+    opportunity_id = workflow._opportunity(opportunity)
+    available = workflow.available(opportunity_id)
+    with workflow.engine.connect() as conn:
+        row = (
+            conn.execute(select(opportunities).where(opportunities.c.id == opportunity_id))
+            .mappings()
+            .one()
+        )
+        step_id = current_step_id(conn, row)
+        from ..db.schema import steps
+
+        current = (
+            conn.scalar(select(steps.c.name).where(steps.c.id == step_id)) if step_id else None
+        )
+    missing = dict(zip(available["transition"], available["missing"], strict=True))
+    return build_graph(definition, current, missing, title=row["name"])

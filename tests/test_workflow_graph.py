@@ -1,0 +1,102 @@
+"""The workflow graph as a person sees it: offline HTML, escaped names, a deal's position."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import oppkit
+from oppkit.workflow.graph import CURRENT, HIGHLIGHT, UNREACHABLE
+from tests.workflow_support import TEST_WORKFLOW
+
+EVIL = "<img src=x onerror=alert(1)>"
+EXTERNAL = re.compile(
+    r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?\s*(?:https?:)?//|@import""", re.I
+)
+
+
+@pytest.fixture
+def kit(db_url: str, tmp_path: Path) -> oppkit.Kit:
+    text = TEST_WORKFLOW.replace('"Review"', f'"{EVIL}"').replace(
+        '"decision_maker"', '"<b>budget</b>"'
+    )
+    path = tmp_path / "workflow.toml"
+    path.write_text(text, encoding="utf-8")
+    kit = oppkit.connect(db_url)
+    kit.workflow.load(path)
+    return kit
+
+
+def nodes_by_label(graph) -> dict:  # noqa: ANN001
+    return {n["label"]: n for n in graph.pyvis.nodes}
+
+
+def test_the_page_works_offline_and_escapes_every_name(kit, tmp_path):
+    graph = kit.workflow.graph()
+    page = graph.html
+    assert "vis.Network(" in page and "<script src" not in page and "<link" not in page
+    assert not EXTERNAL.search(page), EXTERNAL.search(page)
+    assert "cdn.jsdelivr.net" not in page and "cdnjs" not in page
+    assert EVIL not in page and "<b>budget</b>" not in page
+    assert "\\u003cimg src=x onerror=alert(1)\\u003e" in page  # data: escaped for <script>
+    assert page.count("</script>") == 2  # the library and our data, nothing closes early
+    saved = graph.save(tmp_path / "workflow.html")
+    assert saved.read_text(encoding="utf-8") == page
+    frame = graph._repr_html_()
+    assert frame.startswith('<iframe srcdoc="') and 'sandbox="allow-scripts"' in frame
+    assert "<img" not in frame and "<script" not in frame
+
+
+def test_the_network_holds_steps_by_stage_and_one_edge_per_transition(kit):
+    graph = kit.workflow.graph()
+    assert graph.network.nodes[EVIL]["stage"] == "Lead"
+    assert graph.network.nodes["Closed won"]["status"] == "won"
+    assert graph.network.number_of_edges() == 8
+    assert graph.network.edges["New", "Proposal sent", "Send proposal"]["requires"] == [
+        "amount", "close_date", "<b>budget</b>",
+    ]  # fmt: skip
+    labels = nodes_by_label(graph)
+    assert {labels[s]["x"] for s in ("New", EVIL, "Upsell")} == {0}  # one column per stage
+    assert labels["Lead"]["shape"] == "box" and labels["Lead"]["y"] < labels["New"]["y"]
+
+
+def test_a_deal_shows_where_it_stands_what_it_can_do_and_what_it_cannot_reach(kit):
+    deal = kit.workflow.create("Acme pilot", amount=10)
+    kit.workflow.transition(
+        deal, "Send proposal", close_date="2026-01-01", **{"<b>budget</b>": "ok"}
+    )
+    graph = kit.workflow.graph(deal)
+    labels = nodes_by_label(graph)
+    assert labels["Proposal sent"]["color"]["background"] == CURRENT[0]
+    assert labels["New"]["color"]["background"] == UNREACHABLE[0]  # no way back
+    assert labels[EVIL]["color"]["background"] == UNREACHABLE[0]
+    assert labels["Closed won"]["color"]["background"] != UNREACHABLE[0]
+    edges = {e["label"]: e for e in graph.pyvis.edges}
+    assert edges["Close won"]["color"] == HIGHLIGHT and edges["Close lost"]["color"] == HIGHLIGHT
+    assert edges["Start"]["color"] != HIGHLIGHT
+    assert edges["Close won"]["title"] == (
+        "Close won\nrequires: amount, account\nmissing: account\n"
+        "triggers: create_invoice, create_registration, issue_training_token"
+    )
+    assert edges["Close won"]["dashes"] is True and edges["Close lost"]["dashes"] is False
+    assert "at <strong>Proposal sent</strong>; can do now:" in graph.html
+    assert "Close won</span> (needs account)" in graph.html
+
+
+def test_a_private_deal_is_not_drawn_for_someone_else(kit, db_url):
+    deal = kit.workflow.create("Secret", private=True)
+    with pytest.raises(oppkit.NotFoundError):
+        oppkit.connect(db_url, user="ben@northwind.example").workflow.graph(deal)
+
+
+def test_the_legend_escapes_a_step_name(kit):
+    from tests.workflow_support import add_account
+
+    acme = add_account(kit.engine, "Acme", "acme.example")
+    kit.workflow.create("first", account=acme)
+    second = kit.workflow.create("second", account=acme)  # existing account: the evil step
+    page = kit.workflow.graph(second).html
+    assert "at <strong>&lt;img src=x onerror=alert(1)&gt;</strong>" in page
+    assert EVIL not in page
