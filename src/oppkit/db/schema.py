@@ -53,6 +53,25 @@ class UTCDateTime(TypeDecorator):
             return value
         return value.astimezone(UTC).replace(tzinfo=None)
 
+    def bind_processor(self, dialect):  # noqa: ANN001, ANN201
+        """On SQLite, one step instead of two (this type's, then DATETIME's string form).
+
+        The stored text is SQLite DATETIME's own (``2026-01-02 03:04:05.000000``); a sync
+        binds a few datetimes per row, so the saving shows on large syncs.
+        """
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+        slow = super().bind_processor(dialect)
+
+        def process(value):  # noqa: ANN001, ANN202
+            if value.__class__ is not datetime:
+                return slow(value)
+            if value.tzinfo is not None:
+                value = value.astimezone(UTC).replace(tzinfo=None)
+            return value.isoformat(" ", "microseconds")
+
+        return process
+
     def process_result_value(self, value, dialect):  # noqa: ANN001
         if value is None:
             return None
