@@ -273,6 +273,13 @@ RULES: tuple[Rule, ...] = (
     _rule("risk.champion_leaving", r"\b(?:is|are|will\s+be)\s+leaving\s+(?:the\s+company|the\s+firm|us)\b|\bhas\s+left\s+the\s+company\b|\b(?:champion|sponsor)\b[^.;?!]{0,30}?\b(?:left|quit|resigned)\b"),
 )  # fmt: skip
 
+# One alternation per kind: a sentence that none of a kind's rules can match is passed
+# over with one search instead of one per rule (most sentences match no rule at all).
+ANY_OF_KIND = {
+    kind: re.compile("|".join(f"(?:{r.pattern.pattern})" for r in RULES if r.kind == kind), re.I)
+    for kind in {r.kind for r in RULES}
+}
+
 # --------------------------------------------------------------------------- text
 AUTO_SUBJECT = re.compile(
     r"^\s*(?:automatic\s+reply|auto(?:matic)?[- ]?reply|auto:|out\s+of\s+(?:the\s+)?office"
@@ -348,6 +355,8 @@ def find_signals(
     signals: list[Signal] = []
     for sentence in split_sentences(text):
         for kind in kinds:
+            if not ANY_OF_KIND[kind].search(sentence):
+                continue
             for rule in RULES:
                 if rule.kind != kind:
                     continue
