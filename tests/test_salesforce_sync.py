@@ -378,6 +378,7 @@ def test_agent_killed_half_way_resumes_without_loss(db_url, org):
         for i in range(3000)
     ])  # fmt: skip
     with FakeSalesforce(org, page_size=200) as fake:
+        fake.latency = 0.25  # 16 Task pages take 4 s: the agent commits (every 2 s) on the way
         proc = subprocess.Popen(
             [sys.executable, "agents/salesforce_agent.py", "--db", db_url, "--once", "--objects", "User,Account,Opportunity,Task"],
             env=sf_env(fake), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -24,6 +24,7 @@ import ssl
 import sys
 import tempfile
 import threading
+import time as clock
 import traceback
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
@@ -734,6 +735,7 @@ class FakeSalesforce:
         self._sessions = {session_id}
         self._faults: list[list] = []  # [times, path_contains, status or None (= drop), code, msg]
         self._limit_exceeded = False
+        self.latency = 0.0  # seconds each API answer takes, as a real org's query does
         self._cursors: dict[str, tuple] = {}
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -835,6 +837,8 @@ class FakeSalesforce:
             if api:
                 usage = self._authorize(h.headers.get("Authorization", ""))
             params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+            if api and self.latency:
+                clock.sleep(self.latency)
             status, out, ctype = getattr(self, "_" + name)(h, params, body, **match.groupdict())
         except SalesforceFault as e:
             status, out, ctype = e.status, [{"message": e.message, "errorCode": e.code}], None

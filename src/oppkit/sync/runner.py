@@ -1,9 +1,11 @@
 """The sync runner: the only writer of synced rows.
 
-A source yields records; the runner buffers them, and at each :class:`Checkpoint` (or
-when the buffer is full) writes the buffered rows *and* the checkpoint's cursor in one
-transaction. A run killed at any point therefore resumes from the last committed cursor,
-and because every write is an upsert on (source, source_id), nothing is duplicated.
+A source yields records; the runner buffers them and writes the buffered rows *and* the
+newest :class:`Checkpoint` of each object among them in one transaction, at a checkpoint
+once ``commit_rows`` rows wait or ``commit_seconds`` have passed (or when the buffer is
+full, or the source fails: what it gave before the failure is still written). A run
+killed at any point therefore resumes from the last committed cursor, and because every
+write is an upsert on (source, source_id), nothing is duplicated.
 
 Example::
 
@@ -81,6 +83,27 @@ RETRIES = 3
 
 
 @dataclass
+class _Batch:
+    """Records read since the last commit and the newest checkpoint of each object.
+
+    A checkpoint covers everything read before it, so committing the records together
+    with the newest checkpoints keeps the guarantee while committing less often (each
+    commit of a large table rewrites the index pages it touched).
+    """
+
+    records: list[Any] = field(default_factory=list)
+    pending: dict[str, Checkpoint] = field(default_factory=dict)
+    since: float = field(default_factory=time.monotonic)
+    failed: bool = False
+
+    def due(self, rows: int, seconds: float) -> bool:
+        return len(self.records) >= rows or time.monotonic() - self.since >= seconds
+
+    def reset(self) -> None:
+        self.records, self.pending, self.since = [], {}, time.monotonic()
+
+
+@dataclass
 class RunSummary:
     """What a run did; printed by every sync as one line."""
 
@@ -118,7 +141,8 @@ class SyncRunner:
         agent: str,
         source: str | None = None,
         *,
-        batch_size: int = 1000,
+        commit_rows: int = 5000,
+        commit_seconds: float = 2.0,
         progress: bool | None = None,
         lock: str | None = None,
         lock_wait: float = 0.0,
@@ -127,7 +151,8 @@ class SyncRunner:
         self.engine = engine
         self.agent = agent
         self.source = source or agent
-        self.batch_size = batch_size
+        self.commit_rows = commit_rows  # commit at a checkpoint once this many rows wait,
+        self.commit_seconds = commit_seconds  # or this long after the last commit
         self.progress = progress
         self.lock = lock
         self.lock_wait = lock_wait
@@ -158,29 +183,36 @@ class SyncRunner:
         summary = RunSummary(self.agent)
         started = time.perf_counter()
         run_id = self._start_run()
-        buffer: list[Any] = []
+        batch = _Batch()
         status, message = "failed", None
         try:
-            for record in tqdm(
-                read_ahead(records),
-                total=total,
-                unit="rec",
-                desc=self.agent,
-                disable=self._no_progress(),
-                leave=False,
-            ):
-                if isinstance(record, Skipped):
-                    self._count_skip(summary, record)
-                elif isinstance(record, Checkpoint):
-                    self._flush(buffer, summary, record)
-                    buffer = []
-                else:
-                    summary.read += 1
-                    buffer.append(record)
-                    if len(buffer) >= self.batch_size * 4:
-                        self._flush(buffer, summary, None)
-                        buffer = []
-            self._flush(buffer, summary, None)
+            try:
+                for record in tqdm(
+                    read_ahead(records),
+                    total=total,
+                    unit="rec",
+                    desc=self.agent,
+                    disable=self._no_progress(),
+                    leave=False,
+                ):
+                    if isinstance(record, Skipped):
+                        self._count_skip(summary, record)
+                    elif isinstance(record, Checkpoint):
+                        batch.pending[record.object] = record
+                        if batch.due(self.commit_rows, self.commit_seconds):
+                            self._commit(batch, summary)
+                    else:
+                        summary.read += 1
+                        batch.records.append(record)
+                        if len(batch.records) >= self.commit_rows:
+                            self._commit(batch, summary)
+            except (Exception, KeyboardInterrupt):
+                # The source failed or was interrupted: what it gave so far is still
+                # written, with every checkpoint it reached, before the error is raised.
+                if not batch.failed:
+                    self._commit_quietly(batch, summary)
+                raise
+            self._commit(batch, summary)
             if self.after_run is not None:
                 with write_transaction(self.engine) as conn:
                     self.after_run(conn)
@@ -193,6 +225,21 @@ class SyncRunner:
             self._finish_run(run_id, summary, status, message)
         return summary
 
+    def _commit(self, batch: _Batch, summary: RunSummary) -> None:
+        """Write the batch's records with its pending checkpoints; start a new batch."""
+        try:
+            self._flush(batch.records, summary, list(batch.pending.values()))
+        except BaseException:
+            batch.failed = True
+            raise
+        batch.reset()
+
+    def _commit_quietly(self, batch: _Batch, summary: RunSummary) -> None:
+        try:
+            self._commit(batch, summary)
+        except Exception as exc:  # noqa: BLE001 - the source's error is the one to report
+            log.error("could not write the records read before the failure: %s", exc)
+
     def _no_progress(self) -> bool | None:
         return None if self.progress is None else not self.progress
 
@@ -202,16 +249,16 @@ class SyncRunner:
         log.warning("skipped %s: %s", skipped.where, skipped.reason)
 
     def _flush(
-        self, buffer: Sequence[Any], summary: RunSummary, checkpoint: Checkpoint | None
+        self, buffer: Sequence[Any], summary: RunSummary, checkpoints: Sequence[Checkpoint]
     ) -> None:
-        """Write the buffer and the checkpoint in one transaction; isolate bad records."""
-        if not buffer and checkpoint is None:
+        """Write the buffer and the checkpoints in one transaction; isolate bad records."""
+        if not buffer and not checkpoints:
             return
         for attempt in range(RETRIES):
             try:
                 with write_transaction(self.engine) as conn:
                     results = self._write(conn, buffer)
-                    if checkpoint:
+                    for checkpoint in checkpoints:
                         self._save_cursor(conn, checkpoint)
                 if self.lock:
                     heartbeat(self.engine, self.lock)
@@ -223,7 +270,7 @@ class SyncRunner:
                     continue
                 if isinstance(exc, OperationalError) and not _is_transient(exc):
                     raise DatabaseError(f"database failed: {str(exc.orig).strip()}") from exc
-                results = self._write_one_by_one(buffer, summary, checkpoint)
+                results = self._write_one_by_one(buffer, summary, checkpoints)
                 break
         for result in results:
             summary.written += result.written
@@ -253,7 +300,7 @@ class SyncRunner:
         return results
 
     def _write_one_by_one(
-        self, buffer: Sequence[Any], summary: RunSummary, checkpoint: Checkpoint | None
+        self, buffer: Sequence[Any], summary: RunSummary, checkpoints: Sequence[Checkpoint]
     ) -> list[WriteResult]:
         """After a failed batch: write each record alone, so one bad row costs one row."""
         results = []
@@ -270,9 +317,10 @@ class SyncRunner:
                     getattr(record, "source_id", ""),
                     str(getattr(exc, "orig", exc)).splitlines()[0],
                 )
-        if checkpoint:
+        if checkpoints:
             with write_transaction(self.engine) as conn:
-                self._save_cursor(conn, checkpoint)
+                for checkpoint in checkpoints:
+                    self._save_cursor(conn, checkpoint)
         return results
 
     def _save_cursor(self, conn, checkpoint: Checkpoint) -> None:  # noqa: ANN001
