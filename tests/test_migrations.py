@@ -23,7 +23,7 @@ def test_upgrade_from_the_first_schema_keeps_rows(sqlite_url: str):
         )
     assert "sync_locks" not in inspect(engine).get_table_names()
 
-    assert migrate(engine) == "0003"
+    assert migrate(engine) == "0005"
     assert "sync_locks" in inspect(engine).get_table_names()
     assert "attributes" in {c["name"] for c in inspect(engine).get_columns("opportunities")}
     with engine.connect() as conn:
