@@ -291,14 +291,22 @@ def test_graph_draws_in_an_offline_chromium_and_shows_html_names_as_text(
                 """() => ({nodes: oppkitGraph.network.body.data.nodes.length,
                            edges: oppkitGraph.network.body.data.edges.length,
                            physics: oppkitGraph.network.physics.options.enabled,
-                           label: oppkitGraph.nodes.get("evil@acme-robotics.example").label})"""
+                           label: oppkitGraph.nodes.get("evil@acme-robotics.example").label,
+                           ava: oppkitGraph.nodes.get("ava.patel@northwind.example").color.background,
+                           tom: oppkitGraph.nodes.get("tom.becker@acme-robotics.example").color.background,
+                           sizes: [oppkitGraph.network.body.nodes["ava.patel@northwind.example"].options.size,
+                                   oppkitGraph.network.body.nodes["otto.kranz@acme-robotics.example"].options.size]})"""
             )
+            sizes = counts.pop("sizes")
             assert counts == {
                 "nodes": 8,
                 "edges": rel.graph.number_of_edges(),
                 "physics": False,  # frozen after stabilising
                 "label": EVIL_NAME,  # drawn as text on the canvas
+                "ava": "#2563eb",  # internal: blue
+                "tom": "#ea580c",  # external: orange
             }
+            assert sizes[0] > sizes[1]  # sized by engagement: Ava carries the account
             painted = page.evaluate(
                 """() => { const c = document.querySelector("#oppkit-graph canvas");
                            const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
