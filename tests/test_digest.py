@@ -321,3 +321,71 @@ def test_digest_agent_once(deals: str, smtp: Inbox):
         result.stdout.strip() == "digest weekly 2026-W10: sent 1, already sent 0, nothing new for 0"
     )
     assert [r for r, _ in smtp.received] == [[CAROL]]
+
+
+def test_smtp_settings_from_oppkit_toml_and_the_password_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from oppkit.config import load_settings
+    from oppkit.digest import SmtpSettings
+
+    for name in ("HOST", "PORT", "FROM", "USER", "STARTTLS"):
+        monkeypatch.delenv(f"OPPKIT_SMTP_{name}", raising=False)
+    toml = tmp_path / "oppkit.toml"
+    toml.write_text(
+        '[smtp]\nhost = "mail.northwind.example"\nfrom = "digest@northwind.example"\n'
+        'user = "digest"\nstarttls = true\npassword = "never read from here"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("OPPKIT_CONFIG", str(toml))
+    monkeypatch.setenv("OPPKIT_SMTP_PASSWORD", "from-env")
+    smtp = SmtpSettings.from_settings(load_settings())
+    assert smtp == SmtpSettings(
+        host="mail.northwind.example", port=587, sender="digest@northwind.example",
+        user="digest", password="from-env", starttls=True,
+    )  # fmt: skip
+    monkeypatch.setenv("OPPKIT_SMTP_PORT", "2525")
+    monkeypatch.delenv("OPPKIT_SMTP_PASSWORD")
+    smtp = SmtpSettings.from_settings(load_settings())
+    assert (smtp.port, smtp.password) == (2525, None)
+
+
+def test_starttls_and_login_with_the_password_from_the_environment(
+    deals: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import ssl
+
+    import trustme
+    from aiosmtpd.smtp import AuthResult
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    logins: list[tuple[bytes, bytes]] = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult:  # noqa: ANN001
+        logins.append((auth_data.login, auth_data.password))
+        return AuthResult(success=auth_data.password == b"s3cret", handled=False)
+
+    inbox = Inbox()
+    controller = Controller(
+        inbox, hostname="127.0.0.1", port=free_port(), tls_context=server_context,
+        require_starttls=True, authenticator=authenticator, auth_required=True,
+    )  # fmt: skip
+    controller.start()
+    try:
+        monkeypatch.setenv("OPPKIT_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("OPPKIT_SMTP_PORT", str(controller.port))
+        monkeypatch.setenv("OPPKIT_SMTP_FROM", "digest@northwind.example")
+        monkeypatch.setenv("OPPKIT_SMTP_STARTTLS", "1")
+        monkeypatch.setenv("OPPKIT_SMTP_CA_FILE", str(tmp_path / "ca.pem"))
+        monkeypatch.setenv("OPPKIT_SMTP_PASSWORD", "wrong")
+        assert digest(deals, "--frequency", "daily", "--now", DAILY_NOW) == 1  # refused login
+        assert inbox.received == []
+        monkeypatch.setenv("OPPKIT_SMTP_PASSWORD", "s3cret")
+        assert digest(deals, "--frequency", "daily", "--now", DAILY_NOW) == 0
+        assert sorted(r[0] for r, _ in inbox.received) == [AVA, BEN]
+        assert logins[-1] == (b"digest@northwind.example", b"s3cret")
+    finally:
+        controller.stop()

@@ -34,6 +34,7 @@ class Settings:
     smtp_from: str | None = None
     smtp_user: str | None = None
     smtp_starttls: bool = False
+    smtp_ca_file: str | None = None  # a CA to trust for the server's certificate
 
     @property
     def resolved_database_url(self) -> str:
@@ -77,7 +78,9 @@ def load_settings(database_url: str | None = None) -> Settings:
     section = data.get("oppkit", data)
     url = database_url or os.environ.get("OPPKIT_DATABASE_URL") or section.get("database_url")
     domains = os.environ.get("OPPKIT_INTERNAL_DOMAINS") or section.get("internal_domains")
-    smtp = section.get("smtp", {}) if isinstance(section.get("smtp"), dict) else {}
+    smtp = section.get("smtp") or data.get("smtp") or {}
+    if not isinstance(smtp, dict):
+        raise ConfigError(f"{path}: [smtp] must be a table")
 
     def setting(name: str):  # noqa: ANN202
         return os.environ.get(f"OPPKIT_SMTP_{name.upper()}") or smtp.get(name)
@@ -97,4 +100,5 @@ def load_settings(database_url: str | None = None) -> Settings:
         smtp_from=setting("from"),
         smtp_user=setting("user"),
         smtp_starttls=str(setting("starttls") or "").strip().lower() in ("1", "true", "yes", "on"),
+        smtp_ca_file=setting("ca_file"),
     )

@@ -449,11 +449,12 @@ class SmtpSettings:
     user: str | None = None
     password: str | None = None
     starttls: bool = False
+    ca_file: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpSettings:
-        """From OPPKIT_SMTP_HOST / _PORT / _FROM / _USER / _STARTTLS (or oppkit.toml [smtp]);
-        the password only from the environment (OPPKIT_SMTP_PASSWORD)."""
+        """From OPPKIT_SMTP_HOST / _PORT / _FROM / _USER / _STARTTLS / _CA_FILE (or
+        oppkit.toml [smtp]); the password only from the environment (OPPKIT_SMTP_PASSWORD)."""
         if not settings.smtp_host or not settings.smtp_from:
             raise ConfigError("sending digests needs OPPKIT_SMTP_HOST and OPPKIT_SMTP_FROM")
         return cls(
@@ -463,6 +464,7 @@ class SmtpSettings:
             user=settings.smtp_user,
             password=os.environ.get("OPPKIT_SMTP_PASSWORD"),
             starttls=settings.smtp_starttls,
+            ca_file=settings.smtp_ca_file,
         )
 
 
@@ -479,7 +481,8 @@ class _Mailer:
             if self.server is None:
                 self.server = smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=30)
                 if self.smtp.starttls:
-                    self.server.starttls(context=ssl.create_default_context())
+                    context = ssl.create_default_context(cafile=self.smtp.ca_file)
+                    self.server.starttls(context=context)
                 if self.smtp.password is not None:
                     self.server.login(self.smtp.user or self.smtp.sender, self.smtp.password)
             self.server.send_message(msg)
