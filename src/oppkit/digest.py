@@ -303,7 +303,7 @@ def _news(kit: Kit, opp_ids: list[int], since: datetime, until: datetime) -> lis
         return []
     ids = [row[0] for row in visible]
     timeline = kit.timeline(opportunity=ids, since=since, until=until)
-    timeline = timeline.sort_values(["occurred_at", "id"])
+    timeline = timeline[~timeline["is_auto"]].sort_values(["occurred_at", "id"])  # no bounces
     changes = kit.stage_history(opportunity=ids)
     changes = changes[(changes["changed_at"] >= since) & (changes["changed_at"] < until)]
     changes = changes.sort_values("changed_at")
