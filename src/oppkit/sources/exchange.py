@@ -234,7 +234,9 @@ def _meeting(item: Any, now: datetime) -> ActivityRecord | Skipped:
             participants.append(
                 Participant(email=email, name=name, role="attendee", response=response)
             )
-    duration = (_utc(end) - start).total_seconds() / 60 if isinstance(end, datetime) else None
+    duration = (
+        (_utc(end) - start).total_seconds() / 60 if isinstance(end, datetime) else None
+    )
     body = str(item.body) if item.body else None
     return ActivityRecord(
         source="calendar", source_id=source_id, kind="meeting", occurred_at=start,
