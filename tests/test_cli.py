@@ -55,7 +55,7 @@ def test_init_creates_the_schema_at_the_url_given(sqlite_url: str, capsys):
     assert "database ready" in capsys.readouterr().out
     engine = create_engine(sqlite_url)
     with engine.connect() as conn:
-        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0004"
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0005"
         assert conn.scalar(text("PRAGMA journal_mode")) == "wal"
     with create_oppkit_engine(sqlite_url).connect() as conn:
         assert conn.scalar(text("PRAGMA foreign_keys")) == 1
@@ -169,7 +169,7 @@ def _wait_for_checkpoint(url: str, proc: subprocess.Popen, timeout: float = 120)
 
 
 def test_killed_sync_resumes_without_loss_or_duplicates(db_url: str, tmp_path: Path):
-    n = 3000
+    n = 12_000  # several seconds of work: the sync commits (every 2 s) well before the end
     mbox = big_mbox(tmp_path / "big.mbox", n)
     proc = subprocess.Popen(
         [sys.executable, "-m", "oppkit.cli", "--db", db_url, "sync", "mail", "--mbox", str(mbox)],

@@ -10,6 +10,7 @@ Examples::
     oppkit sync mail --mbox ~/exports/alice.mbox
     oppkit sync calendar --ics ~/exports/calendars/
     oppkit sync salesforce-export ~/exports/salesforce/
+    oppkit digest --frequency daily
     oppkit demo --no-lab
     oppkit workflow load our_workflow.toml
     oppkit lifecycle apply
@@ -257,6 +258,45 @@ SYNCS: dict[str, tuple[Callable, Callable, str]] = {
 }
 
 
+def _iso_time(text: str):  # noqa: ANN202
+    from datetime import UTC, datetime
+
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO date/time: {text!r}") from exc
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _add_digest(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--frequency", choices=["daily", "weekly"], required=True)
+    parser.add_argument(
+        "--now", type=_iso_time, metavar="ISO",
+        help="act as if it were this time (UTC unless given), e.g. 2026-03-04T07:00",
+    )  # fmt: skip
+    parser.add_argument("--dry-run", action="store_true", help="show the digests, send nothing")
+
+
+def _run_digest(args: argparse.Namespace) -> list:
+    from .db.engine import connect_engine
+    from .digest import send_digests
+
+    settings = load_settings(args.db)
+    engine = connect_engine(settings.resolved_database_url)
+    summary = send_digests(
+        engine, args.frequency, args.now, settings=settings, dry_run=args.dry_run
+    )
+    if args.dry_run:
+        for message in summary.messages:
+            print(f"to {message.to}: {message.subject}")
+    return [summary]
+
+
+AGENTS: dict[str, tuple[Callable, Callable, str]] = {
+    "digest": (_add_digest, _run_digest, "follower digests (daily or weekly) over SMTP"),
+}
+
+
 def _print_summaries(summaries: list) -> int:
     for summary in summaries:
         print(summary.line())
@@ -322,6 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     demo.set_defaults(func=_cmd_demo)
 
+    digest = commands.add_parser("digest", help="email followers what moved on their deals")
+    _add_digest(digest)
+    digest.set_defaults(func=lambda args: _print_summaries(_run_digest(args)))
+
     sync = commands.add_parser("sync", help="run one sync")
     what = sync.add_subparsers(dest="what", required=True, metavar="SOURCE")
     for name, (add_arguments, _run, help_text) in SYNCS.items():
@@ -332,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     more = add_commands(commands)
     # options may also follow the subcommand: `oppkit sync mail --mbox X --db URL`
-    for sub in [init, demo, sync, *what.choices.values(), *more]:
+    for sub in [init, demo, digest, sync, *what.choices.values(), *more]:
         _common_suppressed(sub)
     return parser
 
@@ -398,9 +442,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def agent_main(what: str, argv: Sequence[str] | None = None) -> int:
-    """Entry point of agents/*.py: one sync, ``--once`` or ``--every DURATION``."""
-    add_arguments, run, help_text = SYNCS[what]
-    parser = argparse.ArgumentParser(prog=f"{what}_agent", description=f"Sync {help_text}.")
+    """Entry point of agents/*.py: one sync (or digest run), ``--once`` or ``--every DURATION``."""
+    add_arguments, run, help_text = {**SYNCS, **AGENTS}[what]
+    verb = "Send" if what in AGENTS else "Sync"
+    parser = argparse.ArgumentParser(prog=f"{what}_agent", description=f"{verb} {help_text}.")
     _common(parser)
     add_arguments(parser)
     when = parser.add_mutually_exclusive_group()

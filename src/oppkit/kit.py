@@ -53,6 +53,7 @@ from .db.schema import (
 from .sync.identity import normalise_email
 
 if TYPE_CHECKING:
+    from .graphs import RelationshipGraph
     from .workflow.engine import Workflow
     from .workflow.lifecycle import Lifecycle
 
@@ -135,6 +136,7 @@ class Kit:
         member = exists().where(
             opportunity_people.c.opportunity_id == opportunities.c.id,
             opportunity_people.c.person_id == self._user_id,
+            opportunity_people.c.kind == "member",  # following a deal is no membership
             opportunity_people.c.is_deleted.is_(False),
         )
         return or_(
@@ -606,6 +608,47 @@ class Kit:
         df = self._frame(stmt, "stage_history")
         df["changed_at"] = pd.to_datetime(df["changed_at"], utc=True)
         return df
+
+    # --- relationships and following (delegating to oppkit.graphs and oppkit.digest) ----
+
+    def relationship_graph(
+        self, *, account: Any = None, opportunity: Any = None, **kwargs: Any
+    ) -> RelationshipGraph:
+        """Who talks to whom on an account or deal: ``.graph`` (networkx), ``.html()``.
+
+        Shown as an interactive graph in a notebook. Keywords: ``now``, ``half_life_days``.
+
+        >>> kit.relationship_graph(account="acme-robotics.example")
+        """
+        from .graphs import relationship_graph
+
+        return relationship_graph(self, account=account, opportunity=opportunity, **kwargs)
+
+    def engagement(
+        self, *, account: Any = None, opportunity: Any = None, pairs: bool = False, **kwargs: Any
+    ) -> pd.DataFrame:
+        """Relationship strength per person (or per pair), from recency, frequency, reciprocity.
+
+        >>> kit.engagement(account="acme-robotics.example").head()
+        """
+        from .graphs import engagement
+
+        return engagement(self, account=account, opportunity=opportunity, pairs=pairs, **kwargs)
+
+    def follow(self, opportunity: Any, person_email: str, frequency: str = "daily") -> None:
+        """Send ``person_email`` a daily or weekly digest of what happens on the deal.
+
+        >>> kit.follow("Acme pilot", "ben.okafor@northwind.example", frequency="weekly")
+        """
+        from .digest import follow
+
+        follow(self, opportunity, person_email, frequency)
+
+    def unfollow(self, opportunity: Any, person_email: str) -> None:
+        """Stop the digests of ``opportunity`` for ``person_email``."""
+        from .digest import unfollow
+
+        unfollow(self, opportunity, person_email)
 
 
 def _expand_attributes(df: pd.DataFrame) -> None:

@@ -447,3 +447,24 @@ lifecycle_history = Table(
     Index(None, "person_id"),
     Index(None, "account_id"),
 )
+
+# --- follower digests (migration 0005) ----------------------------------------------
+
+digest_log = Table(
+    "digest_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("person_id", Integer, ForeignKey("people.id", ondelete="CASCADE"), nullable=False),
+    Column("frequency", String(10), nullable=False),  # daily / weekly
+    Column("period", String(20), nullable=False),  # 2026-03-03 / 2026-W10
+    Column("status", String(20), nullable=False, default="pending"),  # pending sending sent
+    Column("window_start", UTCDateTime, nullable=False),
+    Column("window_end", UTCDateTime, nullable=False),
+    Column("message_id", String(255), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("claimed_at", UTCDateTime),
+    Column("sent_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, default=_now),
+    UniqueConstraint("person_id", "frequency", "period"),
+)
