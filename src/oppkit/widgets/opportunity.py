@@ -318,7 +318,7 @@ class OpportunityView(widgets.VBox):
         self.private_box.value = bool(d.get("is_private"))
         self._quiet = False
         self.private_box.disabled = not self.is_owner
-        self.private_box.description_tooltip = (
+        self.private_box.tooltip = (
             "only the owner can change this" if not self.is_owner else "owner and members only"
         )
         has_follow = callable(getattr(self.kit, "follow", None))
