@@ -386,6 +386,7 @@ def pipeline(world) -> dict:
     }
     for key in ("busy", "pushed", "resized", "late", "stuck", "won"):
         add_activity(kit, d[key], "email", NOW - timedelta(days=1), two)
+    add_activity(kit, d["busy"], "email", NOW - timedelta(days=3), [(ids["mei"], "from"), (ids["bob"], "cc")])  # fmt: skip
     add_activity(kit, d["quiet"], "email", NOW - timedelta(days=40), two)
     add_activity(kit, d["solo"], "email", NOW - timedelta(days=2), [(ids["bob"], "from")])
     add_activity(kit, d["solo"], "meeting", NOW - timedelta(days=1), [(ids["bob"], "attendee"), (ids["ava"], "organizer")])  # fmt: skip
@@ -479,6 +480,9 @@ def test_what_changed_since_a_date(pipeline):
         ("Busy", "amount", "90000.0"), ("Acme pilot", "new deal", "Lead"),
     }  # fmt: skip
     assert changes["changed_at"].is_monotonic_decreasing
+    assert review.changes_html.value == ""  # read when the tab is first shown
+    review.tabs.selected_index = 1
+    assert "Pushed" in review.changes_html.value
     review.since.value = (NOW - timedelta(days=30)).date()
     assert "2026-02-28" in review.changes_html.value and "Stuck" not in review.changes_html.value
     assert set(review.changes(NOW - timedelta(days=30))["change"]) >= {"new deal", "close date"}

@@ -6,8 +6,9 @@ aggregate over all deals (or a vectorised pandas step), never a query per deal:
 
 - last activity: an index probe per deal inside one statement (``opportunity_id,
   occurred_at`` index, newest first);
-- external people engaged: one GROUP BY over the activities of the last
-  ``engaged_days`` (the ``occurred_at`` index bounds it);
+- external people engaged: those who wrote (or organised) something on the deal in the
+  last ``engaged_days`` — one GROUP BY over those activities' senders, bounded by the
+  index (being cc'd is not engagement);
 - pushes, amount changes and the last stage move: ``stage_history`` read once and
   compared with pandas.
 
@@ -18,7 +19,7 @@ no activity        nothing on the timeline for ``stale_days`` (or ever)
 overdue            close date in the past
 pushed             close date moved later more than once
 amount changed     the deal size changed at least once
-single-threaded    at most one external person engaged in ``engaged_days``
+single-threaded    at most one external person wrote in ``engaged_days`` (30)
 stuck              the stage has not changed for ``stuck_days``
 =================  ==========================================================
 
@@ -32,17 +33,17 @@ Example::
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy import and_, func, select
+from sqlalchemy import String, and_, func, select, type_coerce
 
 from ..db.schema import (
     activities,
-    activity_people,
-    campaigns,
+        campaigns,
     opportunities,
     people,
     stage_history,
@@ -68,58 +69,64 @@ class Thresholds:
 
     stale_days: int = 30
     stuck_days: int = 60
-    engaged_days: int = 90
+    engaged_days: int = 30
 
 
-def _history(kit: Kit, ids: list[int] | None = None) -> pd.DataFrame:
-    """Stage, amount and close-date changes (all deals, or ``ids``), oldest first."""
-    stmt = (
+def _rows(conn, stmt) -> list[tuple]:  # noqa: ANN001
+    return [tuple(row) for row in conn.execute(stmt).fetchall()]
+
+
+def _history_figures(kit: Kit) -> pd.DataFrame:
+    """Per deal: close-date pushes, amount changes, last stage move.
+
+    The last stage move is one GROUP BY; pushes and amount changes compare old and new
+    values (dates, numbers) vectorised in pandas, over the rows that have an old value.
+    """
+    values = select(
+        stage_history.c.opportunity_id,
+        stage_history.c.field,
+        stage_history.c.old_value,
+        stage_history.c.new_value,
+    ).where(
+        stage_history.c.field.in_(("amount", "close_date")),
+        stage_history.c.old_value.is_not(None),
+        stage_history.c.is_deleted.is_(False),
+    )
+    moves = (
         select(
             stage_history.c.opportunity_id,
-            stage_history.c.field,
-            stage_history.c.old_value,
-            stage_history.c.new_value,
-            stage_history.c.changed_at,
+            type_coerce(func.max(stage_history.c.changed_at), String),
         )
-        .where(stage_history.c.field.in_(("stage", "amount", "close_date")))
-        .order_by(stage_history.c.changed_at, stage_history.c.id)
+        .where(stage_history.c.field == "stage", stage_history.c.is_deleted.is_(False))
+        .group_by(stage_history.c.opportunity_id)
     )
-    if ids is not None:
-        stmt = stmt.where(stage_history.c.opportunity_id.in_(ids))
     with kit.engine.connect() as conn:
-        rows = conn.execute(stmt).all()
-    df = pd.DataFrame(
-        rows, columns=["opportunity_id", "field", "old_value", "new_value", "changed_at"]
-    )
-    df["changed_at"] = pd.to_datetime(df["changed_at"], utc=True)
-    return df
-
-
-def _history_figures(history: pd.DataFrame) -> pd.DataFrame:
-    """Per deal: close-date pushes, amount changes, last stage move (vectorised)."""
+        history = pd.DataFrame(
+            _rows(conn, values), columns=["opportunity_id", "field", "old_value", "new_value"]
+        )
+        last = pd.DataFrame(_rows(conn, moves), columns=["id", "last_stage_change"])
     dates = history[history["field"] == "close_date"]
     old = pd.to_datetime(dates["old_value"].str[:10], errors="coerce")
     new = pd.to_datetime(dates["new_value"].str[:10], errors="coerce")
-    pushes = dates[new > old].groupby("opportunity_id").size()
+    pushes = dates[(new > old).to_numpy()].groupby("opportunity_id").size()
     amounts = history[history["field"] == "amount"]
     a_old = pd.to_numeric(amounts["old_value"], errors="coerce")
     a_new = pd.to_numeric(amounts["new_value"], errors="coerce")
-    changed = amounts[a_old.notna() & a_new.notna() & (a_old != a_new)]
-    moves = history[history["field"] == "stage"].groupby("opportunity_id")["changed_at"].max()
+    changed = amounts[(a_old.notna() & a_new.notna() & (a_old != a_new)).to_numpy()]
     out = pd.DataFrame(
         {
             "close_date_pushes": pushes,
             "amount_changes": changed.groupby("opportunity_id").size(),
-            "last_stage_change": moves,
         }
     )
     out.index.name = "id"
-    return out
+    last["last_stage_change"] = pd.to_datetime(last["last_stage_change"], utc=True, format="mixed")
+    return out.join(last.set_index("id"), how="outer")
 
 
 def _activity_figures(kit: Kit, since: datetime, now: datetime) -> pd.DataFrame:
     """Per deal: the last activity (planned ones ahead do not count), and how many
-    external people took part between ``since`` and ``now``."""
+    external people sent (or organised) its activities between ``since`` and ``now``."""
     newest = (
         select(activities.c.occurred_at)
         .where(
@@ -133,20 +140,18 @@ def _activity_figures(kit: Kit, since: datetime, now: datetime) -> pd.DataFrame:
         .scalar_subquery()
     )
     last = select(
-        opportunities.c.id, newest.label("last_activity"), campaigns.c.name.label("campaign")
+        opportunities.c.id,
+        type_coerce(newest, String).label("last_activity"),
+        campaigns.c.name.label("campaign"),
     ).select_from(
         opportunities.outerjoin(campaigns, campaigns.c.id == opportunities.c.campaign_id)
     ).where(opportunities.c.is_deleted.is_(False))  # fmt: skip
     engaged = (
         select(
             activities.c.opportunity_id.label("id"),
-            func.count(func.distinct(activity_people.c.person_id)).label("engaged_contacts"),
+            func.count(func.distinct(activities.c.sender_id)).label("engaged_contacts"),
         )
-        .select_from(
-            activities.join(activity_people, activity_people.c.activity_id == activities.c.id).join(
-                people, people.c.id == activity_people.c.person_id
-            )
-        )
+        .select_from(activities.join(people, people.c.id == activities.c.sender_id))
         .where(
             activities.c.occurred_at >= since,
             activities.c.occurred_at <= now,
@@ -157,9 +162,9 @@ def _activity_figures(kit: Kit, since: datetime, now: datetime) -> pd.DataFrame:
         .group_by(activities.c.opportunity_id)
     )
     with kit.engine.connect() as conn:
-        a = pd.DataFrame(conn.execute(last).all(), columns=["id", "last_activity", "campaign"])
-        e = pd.DataFrame(conn.execute(engaged).all(), columns=["id", "engaged_contacts"])
-    a["last_activity"] = pd.to_datetime(a["last_activity"], utc=True)
+        a = pd.DataFrame(_rows(conn, last), columns=["id", "last_activity", "campaign"])
+        e = pd.DataFrame(_rows(conn, engaged), columns=["id", "engaged_contacts"])
+    a["last_activity"] = pd.to_datetime(a["last_activity"], utc=True, format="mixed")
     return a.set_index("id").join(e.set_index("id"), how="left")
 
 
@@ -180,9 +185,12 @@ def review_frame(
     t = Thresholds(**{**t.__dict__, **days})
     now = now or datetime.now(UTC)
     today = now.date()
-    opps = kit.opportunities()
-    acts = _activity_figures(kit, now - timedelta(days=t.engaged_days), now)
-    hist = _history_figures(_history(kit))
+    # three independent reads; the database works on them at once (drivers release the GIL)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        opps_f = pool.submit(kit.opportunities)
+        acts_f = pool.submit(_activity_figures, kit, now - timedelta(days=t.engaged_days), now)
+        hist_f = pool.submit(_history_figures, kit)
+        opps, acts, hist = opps_f.result(), acts_f.result(), hist_f.result()
     df = opps.join(acts, on="id").join(hist, on="id")
     for column in ("engaged_contacts", "close_date_pushes", "amount_changes"):
         df[column] = df[column].fillna(0).astype("int64")
@@ -228,7 +236,8 @@ def changes_since(kit: Kit, since: Any, deals: pd.DataFrame | None = None) -> pd
     visible = deals if deals is not None else kit.opportunities()
     ids = [int(i) for i in visible["id"]]
     with kit.engine.connect() as conn:
-        rows = conn.execute(
+        rows = _rows(
+            conn,
             select(
                 stage_history.c.changed_at,
                 stage_history.c.opportunity_id,
@@ -248,8 +257,8 @@ def changes_since(kit: Kit, since: Any, deals: pd.DataFrame | None = None) -> pd
             .where(
                 stage_history.c.changed_at >= stamp.to_pydatetime(),
                 stage_history.c.field.in_(("stage", "amount", "close_date")),
-            )
-        ).all()
+            ),
+        )
     hist = pd.DataFrame(
         rows, columns=["changed_at", "opportunity_id", "field", "old", "new", "status"]
     )

@@ -61,6 +61,8 @@ def is_missing(value: Any) -> bool:
 
 def text(value: Any) -> str:
     """A value as plain text: missing values as "—", dates as YYYY-MM-DD."""
+    if type(value) is str:
+        return value
     if is_missing(value):
         return DASH
     if isinstance(value, pd.Timestamp):

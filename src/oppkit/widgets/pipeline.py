@@ -106,7 +106,7 @@ class PipelineReview(widgets.VBox):
         *,
         stale_days: int = 30,
         stuck_days: int = 60,
-        engaged_days: int = 90,
+        engaged_days: int = 30,
         open_only: bool = True,
         max_rows: int = 200,
     ) -> None:
@@ -117,6 +117,7 @@ class PipelineReview(widgets.VBox):
         self.figure: Figure | None = None
         self.detail_view: Any = None
         self._drawing = False
+        self._changes_stale = True
 
         self.owner_filter = widgets.Dropdown(description="Owner", options=[ALL])
         self.stage_filter = widgets.Dropdown(description="Stage", options=[ALL])
@@ -187,6 +188,7 @@ class PipelineReview(widgets.VBox):
         for control in (self.stale_days, self.stuck_days):
             control.observe(self._rethreshold, names="value")
         self.since.observe(lambda _c: self._draw_changes(), names="value")
+        self.tabs.observe(self._tab_selected, names="selected_index")
         self.open_button.on_click(lambda _b: self.open_deal(self.deal_picker.value))
         self.export_button.on_click(self._export_clicked)
 
@@ -207,7 +209,10 @@ class PipelineReview(widgets.VBox):
         finally:
             self._drawing = False
         self._redraw()
-        self._draw_changes()
+        if self.tabs.selected_index == 1:
+            self._draw_changes()
+        else:  # read when the "What changed" tab is first shown
+            self._changes_stale = True
 
     def _ordered_stages(self, values: pd.Series) -> list[str]:
         present = set(values.dropna())
@@ -321,19 +326,28 @@ class PipelineReview(widgets.VBox):
         ax.xaxis.set_visible(False)
         for side in ("top", "right", "bottom"):
             ax.spines[side].set_visible(False)
-        fig.tight_layout()
+        fig.subplots_adjust(left=0.3, right=0.97, top=0.85, bottom=0.06)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")
         self.figure = fig
         self.chart.value = buffer.getvalue()
 
+    def _tab_selected(self, change: dict) -> None:
+        if change["new"] == 1 and self._changes_stale:
+            self._draw_changes()
+
     def _draw_changes(self) -> None:
+        self._changes_stale = False
         if self.since.value is None:
             self.changes_html.value = "<p><i>Pick a date.</i></p>"
             return
         found = self.changes(self.since.value)
-        self.changes_html.value = table(
-            found, ["changed_at", "opportunity", "change", "old", "new"],
+        more = (
+            f"<p><i>The newest {self.max_rows} of {len(found)} changes; "
+            "review.changes() has them all.</i></p>" if len(found) > self.max_rows else ""
+        )  # fmt: skip
+        self.changes_html.value = more + table(
+            found.head(self.max_rows), ["changed_at", "opportunity", "change", "old", "new"],
             {"changed_at": "When", "opportunity": "Deal", "change": "Change", "old": "From",
              "new": "To"},
             empty="Nothing changed since then.",
