@@ -386,7 +386,7 @@ def pipeline(world) -> dict:
     }
     for key in ("busy", "pushed", "resized", "late", "stuck", "won"):
         add_activity(kit, d[key], "email", NOW - timedelta(days=1), two)
-    add_activity(kit, d["busy"], "email", NOW - timedelta(days=3), [(ids["mei"], "from"), (ids["bob"], "cc")])  # fmt: skip
+        add_activity(kit, d[key], "email", NOW - timedelta(days=3), [(ids["mei"], "from"), (ids["bob"], "cc")])  # fmt: skip
     add_activity(kit, d["quiet"], "email", NOW - timedelta(days=40), two)
     add_activity(kit, d["solo"], "email", NOW - timedelta(days=2), [(ids["bob"], "from")])
     add_activity(kit, d["solo"], "meeting", NOW - timedelta(days=1), [(ids["bob"], "attendee"), (ids["ava"], "organizer")])  # fmt: skip
@@ -429,7 +429,7 @@ def test_the_review_flags_what_a_reviewer_looks_for(pipeline):
     assert "Won deal" not in review.table.value  # open deals only by default
 
     review.stale_days.value = 50  # thresholds re-read the flags
-    assert flagged(review, "Quiet") == set()
+    assert flagged(review, "Quiet") == {"single_threaded"}  # nobody wrote in 30 days
 
 
 def test_review_filters_sort_and_funnel(pipeline):

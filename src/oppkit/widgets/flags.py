@@ -19,7 +19,8 @@ no activity        nothing on the timeline for ``stale_days`` (or ever)
 overdue            close date in the past
 pushed             close date moved later more than once
 amount changed     the deal size changed at least once
-single-threaded    at most one external person wrote in ``engaged_days`` (30)
+single-threaded    at most one external person wrote in ``engaged_days`` (30), on a
+                   deal that is not quiet
 stuck              the stage has not changed for ``stuck_days``
 =================  ==========================================================
 
@@ -43,7 +44,7 @@ from sqlalchemy import String, and_, func, select, type_coerce
 
 from ..db.schema import (
     activities,
-        campaigns,
+    campaigns,
     opportunities,
     people,
     stage_history,
@@ -207,7 +208,10 @@ def review_frame(
     df["overdue"] = is_open & (close < pd.Timestamp(today)).fillna(False).to_numpy(dtype=bool)
     df["pushed"] = is_open & (df["close_date_pushes"] >= 2).to_numpy()
     df["amount_changed"] = is_open & (df["amount_changes"] >= 1).to_numpy()
-    df["single_threaded"] = is_open & (df["engaged_contacts"] <= 1).to_numpy()
+    # a quiet deal is flagged "no activity" already, not also single-threaded
+    df["single_threaded"] = (
+        is_open & (df["engaged_contacts"] <= 1).to_numpy() & ~df["no_activity"].to_numpy()
+    )
     df["stuck"] = is_open & (df["days_in_stage"] >= t.stuck_days).fillna(False).to_numpy(dtype=bool)
     flag_frame = df[list(FLAGS)]
     df["n_flags"] = flag_frame.sum(axis=1).astype("int64")
