@@ -109,13 +109,11 @@ def test_the_opportunity_view_and_the_funnel_chart_show_in_jupyterlab(lab):
         try:
             page.goto(f"{base}/lab/tree/apps.ipynb?token={token}", timeout=180_000)
             page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=180_000)
-            # the kernel is up and idle before anything runs
-            page.wait_for_selector(
-                ".jp-NotebookPanel-toolbar .jp-KernelStatus, "
-                "[data-status='idle'], .jp-Notebook-ExecutionIndicator[data-status='idle']",
-                timeout=180_000,
+            # the kernel is up and idle before anything runs (the status bar says so)
+            expect(page.locator(".jp-StatusBar-Widget", has_text="Idle").first).to_be_visible(
+                timeout=180_000
             )
-            page.locator(".jp-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
             page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
 
             metrics = page.locator(".oppkit-metrics")
