@@ -125,7 +125,8 @@ class Kit:
     def _frame(self, stmt: Select, kind: str, columns: list[str] | None = None) -> pd.DataFrame:
         with self.engine.connect() as conn:
             result = conn.execute(stmt)
-            df = pd.DataFrame(result.fetchall(), columns=columns or list(result.keys()))
+            rows = [tuple(row) for row in result.fetchall()]  # plain tuples: far faster in pandas
+            df = pd.DataFrame(rows, columns=columns or list(result.keys()))
         df.attrs["oppkit"] = {"kit": self.token, "frame": kind}
         return df
 

@@ -1,0 +1,214 @@
+"""The few writes a person makes from a notebook: notes, tasks, members, privacy.
+
+Why a module of plain functions: the Kit reads; these write, each in one transaction,
+with the same visibility rules as the Kit (a private deal the user may not see is not
+found). The widgets, the CLI and a notebook cell all call the same functions.
+
+Example::
+
+    kit = oppkit.connect(user="ava.patel@northwind.example")
+    oppkit.actions.add_note(kit, "Acme pilot", "Call went well; pricing next week.")
+    task = oppkit.actions.add_task(kit, "Acme pilot", "Send the pricing sheet", due="2026-12-04")
+    oppkit.actions.set_alert_status(kit, task, "done")
+    oppkit.actions.add_member(kit, "Acme pilot", "mei.tanaka@acme-robotics.example")
+    oppkit.actions.set_private(kit, "Acme pilot", True)     # only the owner may
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from sqlalchemy import insert, select, update
+
+from .db.engine import write_transaction
+from .db.schema import activities, activity_people, alerts, opportunities, opportunity_people
+from .errors import OppkitError
+
+if TYPE_CHECKING:
+    from .kit import Kit
+
+SOURCE = "oppkit"
+ALERT_STATUSES = ("open", "done", "dismissed")
+
+
+class NotAllowed(OppkitError):
+    """The Kit's user may not do this (e.g. change the privacy of someone else's deal)."""
+
+    exit_code = 2
+
+
+def _opportunity(kit: Kit, ref: Any) -> int:
+    return kit.workflow._opportunity(ref)
+
+
+def _by(kit: Kit, by: str | None) -> int | None:
+    return kit._person_ids(by)[0] if by else kit._user_id
+
+
+def _utc(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime()
+
+
+def add_note(kit: Kit, opportunity: Any, text: str, *, by: str | None = None) -> int:
+    """A note on the deal's timeline (kind ``note``, source ``oppkit``); its activity id.
+
+    The first line becomes the subject. ``by`` (an email) defaults to the Kit's user.
+
+    >>> add_note(kit, "Acme pilot", "Bob wants the pilot to start in March.")
+    """
+    text = (text or "").strip()
+    if not text:
+        raise OppkitError("a note needs some text")
+    opportunity_id = _opportunity(kit, opportunity)
+    by_id = _by(kit, by)
+    now = datetime.now(UTC)
+    with write_transaction(kit.engine) as conn:
+        account_id = conn.scalar(
+            select(opportunities.c.account_id).where(opportunities.c.id == opportunity_id)
+        )
+        activity_id = conn.execute(
+            insert(activities)
+            .values(
+                kind="note",
+                subject=text.splitlines()[0][:200],
+                snippet=text,
+                occurred_at=now,
+                direction="internal",
+                account_id=account_id,
+                opportunity_id=opportunity_id,
+                sender_id=by_id,
+                owner_id=by_id,
+                source=SOURCE,
+                source_id=f"note:{uuid.uuid4().hex}",
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(activities.c.id)
+        ).scalar_one()
+        if by_id is not None:
+            conn.execute(
+                insert(activity_people).values(
+                    activity_id=activity_id, person_id=by_id, role="from"
+                )
+            )
+    return activity_id
+
+
+def add_task(kit: Kit, opportunity: Any, text: str, *, due: Any = None, kind: str = "task") -> int:
+    """A task (or alert, ``kind="alert"``) entered by hand on the deal; its alert id.
+
+    >>> add_task(kit, "Acme pilot", "Send the pricing sheet", due="2026-12-04")
+    """
+    text = (text or "").strip()
+    if not text:
+        raise OppkitError("a task needs some text")
+    opportunity_id = _opportunity(kit, opportunity)
+    with write_transaction(kit.engine) as conn:
+        return conn.execute(
+            insert(alerts)
+            .values(
+                kind=kind,
+                text=text,
+                due_at=_utc(due),
+                status="open",
+                opportunity_id=opportunity_id,
+                rule="manual",
+                source=SOURCE,
+                source_id=f"{kind}:{uuid.uuid4().hex}",
+            )
+            .returning(alerts.c.id)
+        ).scalar_one()
+
+
+def set_alert_status(kit: Kit, alert_id: int, status: str = "done") -> None:
+    """Mark an alert or task ``done``, ``dismissed`` or ``open`` again.
+
+    >>> set_alert_status(kit, 42, "done")
+    """
+    if status not in ALERT_STATUSES:
+        raise OppkitError(f"status must be one of {', '.join(ALERT_STATUSES)}")
+    with kit.engine.connect() as conn:
+        opportunity_id = conn.scalar(select(alerts.c.opportunity_id).where(alerts.c.id == alert_id))
+    if opportunity_id is not None:
+        _opportunity(kit, opportunity_id)  # not found when the user may not see the deal
+    with write_transaction(kit.engine) as conn:
+        done = conn.execute(
+            update(alerts)
+            .where(alerts.c.id == int(alert_id), alerts.c.is_deleted.is_(False))
+            .values(status=status, updated_at=datetime.now(UTC))
+        ).rowcount
+    if not done:
+        from .kit import NotFoundError
+
+        raise NotFoundError(f"no alert with id {alert_id}")
+
+
+def add_member(kit: Kit, opportunity: Any, person: Any, *, role: str | None = None) -> int:
+    """Make a person (an email or id) a member of the deal; the membership row's id.
+
+    Adding someone who is already a member changes nothing and returns their row.
+
+    >>> add_member(kit, "Acme pilot", "mei.tanaka@acme-robotics.example", role="Buyer")
+    """
+    opportunity_id = _opportunity(kit, opportunity)
+    person_id = kit._person_ids(person)[0]
+    with write_transaction(kit.engine) as conn:
+        existing = conn.scalar(
+            select(opportunity_people.c.id).where(
+                opportunity_people.c.opportunity_id == opportunity_id,
+                opportunity_people.c.person_id == person_id,
+                opportunity_people.c.kind == "member",
+                opportunity_people.c.is_deleted.is_(False),
+            )
+        )
+        if existing is not None:
+            return existing
+        return conn.execute(
+            insert(opportunity_people)
+            .values(
+                opportunity_id=opportunity_id,
+                person_id=person_id,
+                kind="member",
+                role=role,
+                source=SOURCE,
+                source_id=f"member:{uuid.uuid4().hex}",
+            )
+            .returning(opportunity_people.c.id)
+        ).scalar_one()
+
+
+def is_owner(kit: Kit, opportunity: Any) -> bool:
+    """Whether the Kit's user owns the deal (only the owner edits its settings)."""
+    opportunity_id = _opportunity(kit, opportunity)
+    if kit._user_id is None:
+        return False
+    with kit.engine.connect() as conn:
+        owner = conn.scalar(
+            select(opportunities.c.owner_id).where(opportunities.c.id == opportunity_id)
+        )
+    return owner == kit._user_id
+
+
+def set_private(kit: Kit, opportunity: Any, private: bool) -> None:
+    """Make the deal private (owner and members only) or visible to all; owner only.
+
+    Raises :class:`NotAllowed` unless the Kit's user (``connect(user=...)``) owns it.
+
+    >>> set_private(oppkit.connect(user="ava.patel@northwind.example"), "Acme pilot", True)
+    """
+    opportunity_id = _opportunity(kit, opportunity)
+    if not is_owner(kit, opportunity_id):
+        raise NotAllowed("only the deal's owner can change its privacy")
+    with write_transaction(kit.engine) as conn:
+        conn.execute(
+            update(opportunities)
+            .where(opportunities.c.id == opportunity_id)
+            .values(is_private=bool(private), updated_at=datetime.now(UTC))
+        )

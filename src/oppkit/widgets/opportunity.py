@@ -1,0 +1,483 @@
+"""Everything about one deal on one screen: metrics, timeline, alerts, people, workflow.
+
+Reads go through the Kit; the few writes (a note, a task, an alert done, a member, the
+privacy setting, a workflow transition, following) go through the package functions in
+:mod:`oppkit.actions` and ``kit.workflow``, so a widget never writes SQL of its own.
+Every text from a mailbox or Salesforce is escaped before it becomes HTML.
+
+Example::
+
+    kit = oppkit.connect(user="anna.keller@northwind.example")
+    view = oppkit.OpportunityView(kit, "Acme Robotics — Predictive maintenance pilot")
+    view                                   # in a notebook
+    view.metrics                           # {'Stage': 'Proposal/Price Quote', 'Deal size': ...}
+    view.add_note("Pricing call booked for Thursday.")
+    view.forms["Negotiate"].submit()       # a workflow transition from its form
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+import pandas as pd
+from sqlalchemy import select
+
+from .. import actions
+from ..db.schema import opportunities
+from ..errors import OppkitError
+from ..workflow.engine import opportunity_values
+from ..workflow.model import REFERENCE_ATTRIBUTES, IncompleteTransition
+from .html import STYLE, esc, metric, money, table, text
+from .timeline import TimelineView
+
+if TYPE_CHECKING:
+    from ..kit import Kit
+
+FREQUENCIES = ("daily", "weekly")
+MISSING_CLASS = "oppkit-missing"
+RED_BORDER = "2px solid #d32f2f"
+
+
+def _error(message: Any) -> str:
+    return f'<span class="oppkit-message-error">{esc(message)}</span>'
+
+
+def _ok(message: Any) -> str:
+    return f'<span class="oppkit-message-ok">{esc(message)}</span>'
+
+
+class TransitionForm(widgets.VBox):
+    """A form for one workflow transition: a field per required attribute and a button.
+
+    On submit it calls ``kit.workflow.transition``; when attributes are missing it shows
+    the "Incomplete" message, marks the missing fields (CSS class ``oppkit-missing``
+    and a red border) and keeps their names in :attr:`missing`.
+    """
+
+    def __init__(self, view: OpportunityView, row: Any, deal: dict[str, Any]) -> None:
+        self.view = view
+        self.name: str = row.transition
+        self.to_step: str = row.to_step
+        self.requires: list[str] = list(row.requires)
+        self.missing: list[str] = []
+        self.fields: dict[str, widgets.Text] = {}
+        notes = []
+        for attribute in self.requires:
+            current = deal.get(attribute)
+            if attribute in REFERENCE_ATTRIBUTES:
+                state = "set" if deal.get(f"{attribute}_id") or current else "missing"
+                notes.append(f"{esc(attribute)}: {esc(state)}")
+                continue
+            shown = money(current) if attribute == "amount" else text(current)
+            self.fields[attribute] = widgets.Text(
+                description=attribute,
+                placeholder="YYYY-MM-DD" if attribute == "close_date" else f"now: {shown}",
+                style={"description_width": "110px"},
+            )
+        self.button = widgets.Button(
+            description=f"{self.name} → {self.to_step}"[:60],
+            button_style="success" if row.ready else "",
+            tooltip="ready" if row.ready else f"needs {', '.join(row.missing)}",
+        )
+        self.message = widgets.HTML()
+        self.button.on_click(lambda _b: self.submit())
+        header = (
+            f"<b>{esc(self.name)}</b> → {esc(self.to_step)} ({esc(row.to_stage)})"
+            + (
+                f"<br><small>requires {esc(', '.join(self.requires))}</small>"
+                if self.requires
+                else ""
+            )
+            + (f"<br><small>{' · '.join(notes)}</small>" if notes else "")
+        )
+        super().__init__([widgets.HTML(header), *self.fields.values(), self.button, self.message])
+        self.add_class("oppkit-transition")
+
+    def values(self) -> dict[str, Any]:
+        """What the user typed (blank fields are left out: the deal's value stays)."""
+        return {k: w.value.strip() for k, w in self.fields.items() if w.value.strip()}
+
+    def submit(self, **values: Any) -> bool:
+        """Run the transition with the form's values (and ``values``); True when it moved."""
+        for field in self.fields.values():
+            field.remove_class(MISSING_CLASS)
+            field.layout.border = None
+        try:
+            result = self.view.kit.workflow.transition(
+                self.view.opportunity_id, self.name, **{**self.values(), **values}
+            )
+        except IncompleteTransition as exc:
+            self.missing = list(exc.missing)
+            for attribute in self.missing:
+                if attribute in self.fields:
+                    self.fields[attribute].add_class(MISSING_CLASS)
+                    self.fields[attribute].layout.border = RED_BORDER
+            self.message.value = _error(str(exc))
+            return False
+        except OppkitError as exc:
+            self.message.value = _error(str(exc))
+            return False
+        self.missing = []
+        self.view.refresh()
+        self.view.workflow_message.value = _ok(
+            f"{result.transition}: now at {result.to_step} ({result.stage})"
+        )
+        return True
+
+
+class OpportunityView(widgets.VBox):
+    """One deal on one screen (see module docs).
+
+    ``on_refresh`` is an optional callable run by the Refresh button before re-reading
+    (e.g. a sync of the user's mailbox).
+    """
+
+    def __init__(
+        self, kit: Kit, opportunity: Any, *, on_refresh: Callable[[], Any] | None = None
+    ) -> None:
+        self.kit = kit
+        self.on_refresh = on_refresh
+        self.opportunity_id: int = kit.workflow._opportunity(opportunity)
+        self.deal: dict[str, Any] = {}
+        self.metrics: dict[str, str] = {}
+        self.is_owner = False
+        self.alerts = pd.DataFrame()
+        self.members = pd.DataFrame()
+        self.suggested = pd.DataFrame()
+        self.followers = pd.DataFrame()
+        self.transitions = pd.DataFrame()
+        self.forms: dict[str, TransitionForm] = {}
+        self.alert_buttons: dict[int, widgets.Button] = {}
+        self.add_buttons: dict[str, widgets.Button] = {}
+        self.graph: Any = None
+
+        # settings
+        self.follow_frequency = widgets.Dropdown(
+            options=FREQUENCIES, value="weekly", description="Digest", layout={"width": "180px"}
+        )
+        self.follow_button = widgets.Button(description="Follow", icon="bell")
+        self.unfollow_button = widgets.Button(description="Unfollow", icon="bell-slash")
+        self.private_box = widgets.Checkbox(description="private (owner and members only)")
+        self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
+        self.settings_message = widgets.HTML()
+        self.follow_button.on_click(lambda _b: self.follow())
+        self.unfollow_button.on_click(lambda _b: self.unfollow())
+        self.refresh_button.on_click(lambda _b: self.refresh(run_callback=True))
+        settings = widgets.HBox(
+            [
+                self.follow_frequency,
+                self.follow_button,
+                self.unfollow_button,
+                self.private_box,
+                self.refresh_button,
+            ]  # fmt: skip
+        )
+
+        self.header = widgets.HTML()
+        self.metrics_html = widgets.HTML()
+        self.metrics_html.add_class("oppkit-metrics")
+
+        # activities and notes
+        self.timeline = TimelineView(kit, opportunity=self.opportunity_id, limit=300)
+        self.note_text = widgets.Textarea(placeholder="Add a note…", layout={"width": "70%"})
+        self.note_button = widgets.Button(description="Add note", icon="sticky-note")
+        self.note_message = widgets.HTML()
+        self.note_button.on_click(lambda _b: self._note_clicked())
+        activities_tab = widgets.VBox(
+            [widgets.HBox([self.note_text, self.note_button]), self.note_message, self.timeline]
+        )
+
+        # alerts and tasks
+        self.alerts_list = widgets.VBox()
+        self.task_text = widgets.Text(placeholder="What needs doing", description="New")
+        self.task_kind = widgets.Dropdown(options=["task", "alert"], layout={"width": "90px"})
+        self.task_due = widgets.DatePicker(description="Due")
+        self.task_button = widgets.Button(description="Add", icon="plus")
+        self.task_message = widgets.HTML()
+        self.task_button.on_click(lambda _b: self._task_clicked())
+        alerts_tab = widgets.VBox(
+            [
+                self.alerts_list,
+                widgets.HBox([self.task_text, self.task_kind, self.task_due, self.task_button]),
+                self.task_message,
+            ]  # fmt: skip
+        )
+
+        # relationship graph, people, workflow
+        self.graph_area = widgets.Output()
+        self.graph_note = widgets.HTML()
+        self.members_html = widgets.HTML()
+        self.suggested_list = widgets.VBox()
+        self.followers_html = widgets.HTML()
+        self.people_message = widgets.HTML()
+        people_tab = widgets.VBox(
+            [
+                widgets.HTML("<b>Members</b>"),
+                self.members_html,
+                widgets.HTML("<b>Suggested people</b> (on the threads, not on the deal)"),
+                self.suggested_list,
+                self.people_message,
+                widgets.HTML("<b>Followers</b>"),
+                self.followers_html,
+            ]  # fmt: skip
+        )
+        self.workflow_html = widgets.HTML()
+        self.workflow_forms = widgets.VBox()
+        self.workflow_message = widgets.HTML()
+        workflow_tab = widgets.VBox(
+            [self.workflow_html, self.workflow_message, self.workflow_forms]
+        )
+
+        self.tabs = widgets.Tab(
+            [
+                activities_tab,
+                alerts_tab,
+                widgets.VBox([self.graph_note, self.graph_area]),
+                people_tab,
+                workflow_tab,
+            ]  # fmt: skip
+        )
+        for i, title in enumerate(
+            ["Activities", "Alerts & Tasks", "Relationship graph", "People", "Workflow"]
+        ):
+            self.tabs.set_title(i, title)
+        self._loaded: set[int] = set()
+        self._quiet = False
+        self.tabs.observe(self._tab_selected, names="selected_index")
+        super().__init__(
+            [
+                widgets.HTML(STYLE),
+                self.header,
+                settings,
+                self.settings_message,
+                self.metrics_html,
+                self.tabs,
+            ]  # fmt: skip
+        )
+        self.add_class("oppkit-opportunity-view")
+        self.refresh(timeline=False)
+        self.private_box.observe(self._private_changed, names="value")
+
+    # --- reading ------------------------------------------------------------------
+
+    def refresh(self, *, run_callback: bool = False, timeline: bool = True) -> None:
+        """Re-read the deal from the database and redraw (optionally run ``on_refresh``)."""
+        if run_callback and self.on_refresh is not None:
+            self.on_refresh()
+        with self.kit.engine.connect() as conn:
+            self.deal = opportunity_values(conn, self.opportunity_id)
+            self.deal["step_id"] = conn.scalar(
+                select(opportunities.c.step_id).where(opportunities.c.id == self.opportunity_id)
+            )
+        self.is_owner = actions.is_owner(self.kit, self.opportunity_id)
+        self.alerts = self.kit.alerts(opportunity=self.opportunity_id)
+        if timeline:
+            self.timeline.refresh()
+        self._draw_header()
+        self._draw_alerts()
+        self._draw_workflow()
+        # the People and graph tabs read more; they load when first shown
+        for index in list(self._loaded):
+            self._load_tab(index)
+
+    def _tab_selected(self, change: dict) -> None:
+        if change["new"] is not None and change["new"] not in self._loaded:
+            self._load_tab(change["new"])
+
+    def _load_tab(self, index: int) -> None:
+        if index == 2:
+            self._draw_graph()
+        elif index == 3:
+            self.load_people()
+        self._loaded.add(index)
+
+    def _draw_header(self) -> None:
+        d = self.deal
+        close = d.get("close_date")
+        days = (close - datetime.now(UTC).date()).days if isinstance(close, date) else None
+        open_alerts = self.alerts[self.alerts["status"] == "open"]
+        tasks = int((open_alerts["kind"] == "task").sum())
+        self.metrics = {
+            "Stage": text(d.get("stage")),
+            "Deal size": money(d.get("amount"), d.get("currency")),
+            "Days to close": text(days),
+            "Open alerts": str(len(open_alerts) - tasks),
+            "Open tasks": str(tasks),
+        }
+        private = " · <b>private</b>" if d.get("is_private") else ""
+        self.header.value = (
+            f"<h3 style='margin:4px 0'>{esc(d.get('name'))}</h3>"
+            f"<div>{esc(d.get('account'))} · owner {esc(d.get('owner') or d.get('owner_email'))}"
+            f" · step {esc(d.get('step'))} · closes {esc(close)}{private}</div>"
+        )
+        self.metrics_html.value = "".join(metric(k, v) for k, v in self.metrics.items())
+        self._quiet = True
+        self.private_box.value = bool(d.get("is_private"))
+        self._quiet = False
+        self.private_box.disabled = not self.is_owner
+        self.private_box.tooltip = (
+            "only the owner can change this" if not self.is_owner else "owner and members only"
+        )
+        self.follow_button.disabled = self.unfollow_button.disabled = not self.kit.user
+
+    def _draw_alerts(self) -> None:
+        rows = []
+        self.alert_buttons = {}
+        shown = self.alerts.sort_values(["status", "due_at"], na_position="last", kind="stable")
+        for a in shown.itertuples(index=False):
+            due = f" · due {esc(a.due_at.date())}" if not pd.isna(a.due_at) else ""
+            label = widgets.HTML(
+                f"<b>{esc(a.kind)}</b> {esc(a.text)}<br><small>{esc(a.status)}{due}"
+                f" · {esc(a.rule)}</small>"
+            )
+            if a.status == "open":
+                button = widgets.Button(description="Done", icon="check", layout={"width": "90px"})
+                button.on_click(lambda _b, alert_id=int(a.id): self.mark_done(alert_id))
+                self.alert_buttons[int(a.id)] = button
+                rows.append(widgets.HBox([button, label]))
+            else:
+                rows.append(widgets.HBox([widgets.HTML(layout={"width": "90px"}), label]))
+        self.alerts_list.children = rows or [widgets.HTML("<i>No alerts or tasks.</i>")]
+
+    def _draw_graph(self) -> None:
+        self.graph_area.clear_output()
+        self.graph = self.kit.relationship_graph(opportunity=self.opportunity_id)
+        self.graph_note.value = ""
+        with self.graph_area:
+            from IPython.display import display
+
+            display(self.graph)
+
+    def load_people(self) -> None:
+        """Read members, followers and suggested people (the People tab)."""
+        people = self.kit.people(opportunity=self.opportunity_id)
+        self.members = people[people["membership"] == "member"]
+        self.followers = people[people["membership"] == "follower"]
+        self.suggested = self.kit.suggested_people(self.opportunity_id)
+        self.members_html.value = table(
+            self.members.sort_values(["is_internal", "name"]),
+            ["name", "email", "title", "account", "role", "is_internal"],
+            {"is_internal": "internal"}, empty="No members yet.",
+        )  # fmt: skip
+        self.followers_html.value = table(
+            self.followers, ["name", "email"], empty="Nobody follows this deal."
+        )
+        rows = []
+        self.add_buttons = {}
+        for p in self.suggested.head(10).itertuples(index=False):
+            button = widgets.Button(description="Add", icon="user-plus", layout={"width": "80px"})
+            button.on_click(lambda _b, email=p.email: self.add_member(email))
+            self.add_buttons[p.email] = button
+            rows.append(widgets.HBox([button, widgets.HTML(
+                f"{esc(p.name)} &lt;{esc(p.email)}&gt; · {esc(p.title)} · {esc(p.account)}"
+                f" · on {esc(p.messages)} messages"
+            )]))  # fmt: skip
+        self.suggested_list.children = rows or [widgets.HTML("<i>No suggestions.</i>")]
+        self._loaded.add(3)
+
+    def _draw_workflow(self) -> None:
+        d = self.deal
+        self.forms = {}
+        try:
+            self.transitions = self.kit.workflow.available(self.opportunity_id)
+        except OppkitError as exc:
+            self.transitions = pd.DataFrame()
+            self.workflow_html.value = _error(exc)
+            self.workflow_forms.children = []
+            return
+        where = f"Step <b>{esc(d.get('step'))}</b> in stage <b>{esc(d.get('stage'))}</b>."
+        if self.transitions.empty:
+            where += " <i>No transitions available from here.</i>"
+            if d.get("step") is None:
+                where += (
+                    " <i>(The deal stands at no workflow step: kit.workflow.load() loads one.)</i>"
+                )
+        self.workflow_html.value = where
+        for row in self.transitions.itertuples(index=False):
+            self.forms[row.transition] = TransitionForm(self, row, d)
+        self.workflow_forms.children = list(self.forms.values())
+
+    # --- writing ----------------------------------------------------------------
+
+    def add_note(self, note: str) -> int:
+        """Add a note to the deal's timeline (shown at once); its activity id."""
+        activity_id = actions.add_note(self.kit, self.opportunity_id, note)
+        self.timeline.refresh()
+        return activity_id
+
+    def _note_clicked(self) -> None:
+        try:
+            self.add_note(self.note_text.value)
+        except OppkitError as exc:
+            self.note_message.value = _error(exc)
+            return
+        self.note_text.value = ""
+        self.note_message.value = _ok("Note added.")
+
+    def add_task(self, task: str, *, due: Any = None, kind: str = "task") -> int:
+        """Add a task or alert by hand; its id."""
+        alert_id = actions.add_task(self.kit, self.opportunity_id, task, due=due, kind=kind)
+        self.refresh(timeline=False)
+        return alert_id
+
+    def _task_clicked(self) -> None:
+        try:
+            self.add_task(self.task_text.value, due=self.task_due.value, kind=self.task_kind.value)
+        except OppkitError as exc:
+            self.task_message.value = _error(exc)
+            return
+        self.task_text.value = ""
+        self.task_message.value = _ok("Added.")
+
+    def mark_done(self, alert_id: int) -> None:
+        """Mark an alert or task done."""
+        actions.set_alert_status(self.kit, alert_id, "done")
+        self.refresh(timeline=False)
+
+    def add_member(self, person: str, role: str | None = None) -> None:
+        """Make a person (e.g. a suggested one) a member of the deal."""
+        actions.add_member(self.kit, self.opportunity_id, person, role=role)
+        self.load_people()
+        self.people_message.value = _ok(f"{person} added.")
+
+    def set_private(self, private: bool) -> None:
+        """Change the deal's privacy (owner only: raises :class:`oppkit.actions.NotAllowed`)."""
+        actions.set_private(self.kit, self.opportunity_id, private)
+        self.refresh(timeline=False)
+
+    def _private_changed(self, change: dict) -> None:
+        if self._quiet:
+            return
+        try:
+            self.set_private(change["new"])
+        except OppkitError as exc:
+            self.settings_message.value = _error(exc)
+            self.refresh(timeline=False)
+        else:
+            self.settings_message.value = _ok(
+                "Private: owner and members only." if change["new"] else "Visible to everyone."
+            )
+
+    def follow(self, frequency: str | None = None) -> None:
+        """Follow the deal (a daily or weekly digest) as the Kit's user."""
+        if not self.kit.user:
+            self.settings_message.value = _error("Following needs connect(user=...).")
+            return
+        frequency = frequency or self.follow_frequency.value
+        self.kit.follow(self.opportunity_id, self.kit.user, frequency)
+        self.settings_message.value = _ok(f"Following ({frequency} digest).")
+        if 3 in self._loaded:
+            self.load_people()
+
+    def unfollow(self) -> None:
+        """Stop following the deal, via ``kit.unfollow``."""
+        if not self.kit.user:
+            self.settings_message.value = _error("Unfollowing needs connect(user=...).")
+            return
+        self.kit.unfollow(self.opportunity_id, self.kit.user)
+        self.settings_message.value = _ok("Not following any more.")
+        if 3 in self._loaded:
+            self.load_people()

@@ -1,0 +1,395 @@
+"""The pipeline review: a consultant's live walk through the deals, with what needs a look.
+
+Filters (owner, stage, close period, campaign) narrow one frame read at start-up
+(:func:`oppkit.widgets.flags.review_frame`); the funnel chart (matplotlib, drawn to a PNG
+in the kernel: offline, no CDN), the sortable deals table with flags, the "what changed
+since" list and the export all follow the current view. Picking a deal opens its
+:class:`~oppkit.widgets.opportunity.OpportunityView` below.
+
+Example::
+
+    review = oppkit.PipelineReview(kit)
+    review                                    # in a notebook
+    review.owner_filter.value = "Anna Keller"
+    review.sort_by.value = "amount"; review.ascending.value = False
+    review.view()                             # the deals shown now (a DataFrame)
+    review.changes("2026-11-01")              # stage moves, amount/close-date changes, new/won/lost
+    review.open_deal(review.view()["id"].iloc[0])  # the deal's OpportunityView in the detail area
+    review.export("review.xlsx")              # or .csv
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+import pandas as pd
+
+from .flags import FLAGS, Thresholds, changes_since, review_frame
+from .html import STYLE, esc, flags_html, money, table
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from ..kit import Kit
+
+ALL = "all"
+PERIODS = ["all", "overdue", "next 30 days", "this quarter", "next quarter", "this year"]
+SORTS = {
+    "n_flags": "flags",
+    "amount": "deal size",
+    "close_date": "close date",
+    "days_since_activity": "days since activity",
+    "days_in_stage": "days in stage",
+    "name": "name",
+    "stage": "stage",
+    "owner": "owner",
+}
+TABLE_COLUMNS = {
+    "name": "Deal",
+    "account": "Account",
+    "owner": "Owner",
+    "stage": "Stage",
+    "amount": "Deal size",
+    "close_date": "Close date",
+    "days_since_activity": "Days quiet",
+    "engaged_contacts": "Contacts engaged",
+    "flags": "Flags",
+}
+EXPORT_COLUMNS = [
+    "id", "name", "account", "owner", "owner_email", "stage", "stage_status", "amount",
+    "close_date", "days_to_close", "campaign", "last_activity", "days_since_activity",
+    "engaged_contacts", "close_date_pushes", "amount_changes", "days_in_stage", "open_alerts",
+    *FLAGS, "flags",
+]  # fmt: skip
+
+
+def _quarter_start(day: date) -> date:
+    return date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
+
+
+def period_range(period: str, today: date | None = None) -> tuple[date | None, date | None]:
+    """Close dates [start, end) for a period name from :data:`PERIODS`."""
+    today = today or datetime.now(UTC).date()
+    start = _quarter_start(today)
+    next_start = _quarter_start(start + timedelta(days=95))
+    return {
+        "all": (None, None),
+        "overdue": (None, today),
+        "next 30 days": (today, today + timedelta(days=31)),
+        "this quarter": (start, next_start),
+        "next quarter": (next_start, _quarter_start(next_start + timedelta(days=95))),
+        "this year": (date(today.year, 1, 1), date(today.year + 1, 1, 1)),
+    }[period]
+
+
+def defuse(value: Any) -> Any:
+    """A text a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``...) made inert.
+
+    Deal and account names come from Salesforce and mail; Excel and LibreOffice treat a
+    cell starting with one of these characters as a formula (CSV/formula injection).
+    """
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+class PipelineReview(widgets.VBox):
+    """The pipeline review app (see module docs); ``max_rows`` caps the table's rows."""
+
+    def __init__(
+        self,
+        kit: Kit,
+        *,
+        stale_days: int = 30,
+        stuck_days: int = 60,
+        engaged_days: int = 30,
+        open_only: bool = True,
+        max_rows: int = 200,
+    ) -> None:
+        self.kit = kit
+        self.max_rows = max_rows
+        self.thresholds = Thresholds(stale_days, stuck_days, engaged_days)
+        self.frame = pd.DataFrame()
+        self.figure: Figure | None = None
+        self.detail_view: Any = None
+        self._drawing = False
+        self._changes_stale = True
+
+        self.owner_filter = widgets.Dropdown(description="Owner", options=[ALL])
+        self.stage_filter = widgets.Dropdown(description="Stage", options=[ALL])
+        self.period_filter = widgets.Dropdown(description="Closing", options=PERIODS, value="all")
+        self.campaign_filter = widgets.Dropdown(description="Campaign", options=[ALL])
+        self.open_only = widgets.Checkbox(value=open_only, description="open deals only")
+        self.flagged_only = widgets.Checkbox(value=False, description="flagged only")
+        self.stale_days = widgets.BoundedIntText(
+            value=stale_days, min=1, max=3650, description="Quiet days", layout={"width": "180px"}
+        )
+        self.stuck_days = widgets.BoundedIntText(
+            value=stuck_days, min=1, max=3650, description="Stuck days", layout={"width": "180px"}
+        )
+        self.sort_by = widgets.Dropdown(
+            description="Sort by", options=[(v, k) for k, v in SORTS.items()], value="n_flags"
+        )
+        self.ascending = widgets.ToggleButton(value=False, description="ascending", icon="sort")
+        self.summary = widgets.HTML()
+        self.chart = widgets.Image(format="png", layout={"max_width": "640px"})
+        self.table = widgets.HTML()
+        self.deal_picker = widgets.Select(description="Deal", rows=6, layout={"width": "60%"})
+        self.open_button = widgets.Button(description="Open deal", icon="folder-open")
+        self.detail = widgets.VBox()
+        self.since = widgets.DatePicker(
+            description="Since", value=datetime.now(UTC).date() - timedelta(days=7)
+        )
+        self.changes_html = widgets.HTML()
+        self.export_path = widgets.Text(value="pipeline_review.xlsx", description="File")
+        self.export_button = widgets.Button(description="Export", icon="download")
+        self.export_status = widgets.HTML()
+
+        filters = widgets.VBox([
+            widgets.HBox([self.owner_filter, self.stage_filter, self.period_filter]),
+            widgets.HBox([self.campaign_filter, self.open_only, self.flagged_only]),
+            widgets.HBox([self.stale_days, self.stuck_days]),
+        ])  # fmt: skip
+        deals = widgets.VBox([
+            widgets.HBox([self.sort_by, self.ascending]), self.table,
+            widgets.HBox([self.deal_picker, self.open_button]), self.detail,
+        ])  # fmt: skip
+        self.tabs = widgets.Tab(
+            [
+                deals,
+                widgets.VBox([self.since, self.changes_html]),
+                widgets.VBox(
+                    [widgets.HBox([self.export_path, self.export_button]), self.export_status]
+                ),
+            ]  # fmt: skip
+        )
+        for i, title in enumerate(["Deals", "What changed", "Export"]):
+            self.tabs.set_title(i, title)
+        super().__init__(
+            [
+                widgets.HTML(STYLE + "<h3>Pipeline review</h3>"),
+                filters,
+                self.summary,
+                self.chart,
+                self.tabs,
+            ]  # fmt: skip
+        )
+        self.add_class("oppkit-pipeline-review")
+        self.refresh()
+        for control in (
+            self.owner_filter, self.stage_filter, self.period_filter, self.campaign_filter,
+            self.open_only, self.flagged_only, self.sort_by, self.ascending,
+        ):  # fmt: skip
+            control.observe(self._redraw, names="value")
+        for control in (self.stale_days, self.stuck_days):
+            control.observe(self._rethreshold, names="value")
+        self.since.observe(lambda _c: self._draw_changes(), names="value")
+        self.tabs.observe(self._tab_selected, names="selected_index")
+        self.open_button.on_click(lambda _b: self.open_deal(self.deal_picker.value))
+        self.export_button.on_click(self._export_clicked)
+
+    # --- data -------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Read the deals again and redraw everything."""
+        self.thresholds = Thresholds(
+            self.stale_days.value, self.stuck_days.value, self.thresholds.engaged_days
+        )
+        self.frame = review_frame(self.kit, self.thresholds)
+        self._stage_order = self.kit.stages()
+        self._drawing = True
+        try:
+            self._set_options(self.owner_filter, self.frame["owner"])
+            self._set_options(self.stage_filter, self._ordered_stages(self.frame["stage"]))
+            self._set_options(self.campaign_filter, self.frame["campaign"])
+        finally:
+            self._drawing = False
+        self._redraw()
+        if self.tabs.selected_index == 1:
+            self._draw_changes()
+        else:  # read when the "What changed" tab is first shown
+            self._changes_stale = True
+
+    def _ordered_stages(self, values: pd.Series) -> list[str]:
+        present = set(values.dropna())
+        known = [s for s in self._stage_order["name"] if s in present]
+        return known + sorted(present - set(known))
+
+    @staticmethod
+    def _set_options(dropdown: widgets.Dropdown, values: Any) -> None:
+        values = (
+            list(values) if isinstance(values, list) else sorted(set(pd.Series(values).dropna()))
+        )
+        keep = dropdown.value
+        dropdown.options = [ALL, *values]
+        dropdown.value = keep if keep in values else ALL
+
+    def view(self) -> pd.DataFrame:
+        """The deals the filters select, in the table's order (all rows, not just shown)."""
+        df = self.frame
+        if self.open_only.value:
+            df = df[df["stage_status"] == "open"]
+        if self.owner_filter.value != ALL:
+            df = df[df["owner"] == self.owner_filter.value]
+        if self.stage_filter.value != ALL:
+            df = df[df["stage"] == self.stage_filter.value]
+        if self.campaign_filter.value != ALL:
+            df = df[df["campaign"] == self.campaign_filter.value]
+        start, end = period_range(self.period_filter.value)
+        if start or end:
+            close = pd.to_datetime(df["close_date"])
+            keep = close.notna()
+            if start:
+                keep &= close >= pd.Timestamp(start)
+            if end:
+                keep &= close < pd.Timestamp(end)
+            df = df[keep.fillna(False)]
+        if self.flagged_only.value:
+            df = df[df["n_flags"] > 0]
+        column = self.sort_by.value
+        return df.sort_values(
+            [column, "id"], ascending=[self.ascending.value, True], na_position="last",
+            kind="stable",
+        )  # fmt: skip
+
+    def funnel(self, deals: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Open stages in funnel order with count and amount, for ``deals`` (default: the view)."""
+        deals = self.view() if deals is None else deals
+        open_deals = deals[deals["stage_status"] == "open"]
+        order = self._stage_order[self._stage_order["status"] == "open"]["name"].tolist()
+        order += sorted(set(open_deals["stage"].dropna()) - set(order))
+        grouped = open_deals.groupby("stage")["amount"].agg(["size", "sum"])
+        out = grouped.reindex(order).fillna(0).reset_index()
+        out.columns = ["stage", "count", "amount"]
+        out["count"] = out["count"].astype("int64")
+        out["amount"] = out["amount"].astype(float)
+        return out
+
+    def changes(self, since: Any = None) -> pd.DataFrame:
+        """What changed since a date (default: the date picker) for the deals in view."""
+        return changes_since(self.kit, since or self.since.value, deals=self.frame)
+
+    # --- drawing ----------------------------------------------------------------
+
+    def _rethreshold(self, _change: Any = None) -> None:
+        self.refresh()
+
+    def _redraw(self, _change: Any = None) -> None:
+        if self._drawing:
+            return
+        deals = self.view()
+        amount = deals["amount"].fillna(0).sum()
+        flagged = int((deals["n_flags"] > 0).sum())
+        self.summary.value = (
+            f"<b>{len(deals)}</b> deals, <b>{esc(money(amount))}</b> in total, "
+            f"<b>{flagged}</b> flagged"
+        )
+        self._draw_funnel(deals)
+        shown = deals.head(self.max_rows)
+        more = (
+            f"<p><i>Showing {len(shown)} of {len(deals)} deals; export for all.</i></p>"
+            if len(deals) > len(shown) else ""
+        )  # fmt: skip
+        self.table.value = more + table(
+            shown, list(TABLE_COLUMNS), TABLE_COLUMNS,
+            {"amount": lambda v: esc(money(v)),
+             "flags": lambda v: flags_html(v.split(", ") if isinstance(v, str) and v else [])},
+            empty="No deals match the filters.",
+        )  # fmt: skip
+        options = [(f"{r.name} — {r.stage} — {money(r.amount)}", int(r.id))
+                   for r in shown.itertuples(index=False)]  # fmt: skip
+        self.deal_picker.options = options
+        self.deal_picker.value = options[0][1] if options else None
+
+    def _draw_funnel(self, deals: pd.DataFrame) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        funnel = self.funnel(deals)
+        fig = Figure(figsize=(6.4, 0.45 * max(len(funnel), 2) + 0.9), dpi=90)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        labels = funnel["stage"].tolist()[::-1]
+        values = funnel["amount"].tolist()[::-1]
+        counts = funnel["count"].tolist()[::-1]
+        bars = ax.barh(labels, values, color="#4a7ab5")
+        for bar, count, value in zip(bars, counts, values, strict=True):
+            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
+                    f"  {count} · {value:,.0f}", va="center", fontsize=8)  # fmt: skip
+        ax.set_title("Open pipeline by stage (deal size)", fontsize=10)
+        ax.tick_params(labelsize=8)
+        ax.set_xlim(0, max(values + [1]) * 1.35)
+        ax.xaxis.set_visible(False)
+        for side in ("top", "right", "bottom"):
+            ax.spines[side].set_visible(False)
+        fig.subplots_adjust(left=0.3, right=0.97, top=0.85, bottom=0.06)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        self.figure = fig
+        self.chart.value = buffer.getvalue()
+
+    def _tab_selected(self, change: dict) -> None:
+        if change["new"] == 1 and self._changes_stale:
+            self._draw_changes()
+
+    def _draw_changes(self) -> None:
+        self._changes_stale = False
+        if self.since.value is None:
+            self.changes_html.value = "<p><i>Pick a date.</i></p>"
+            return
+        found = self.changes(self.since.value)
+        more = (
+            f"<p><i>The newest {self.max_rows} of {len(found)} changes; "
+            "review.changes() has them all.</i></p>" if len(found) > self.max_rows else ""
+        )  # fmt: skip
+        self.changes_html.value = more + table(
+            found.head(self.max_rows), ["changed_at", "opportunity", "change", "old", "new"],
+            {"changed_at": "When", "opportunity": "Deal", "change": "Change", "old": "From",
+             "new": "To"},
+            empty="Nothing changed since then.",
+        )  # fmt: skip
+
+    # --- actions ----------------------------------------------------------------
+
+    def open_deal(self, opportunity: Any) -> Any:
+        """Show the deal's :class:`OpportunityView` in the detail area and return it."""
+        from .opportunity import OpportunityView
+
+        if opportunity is None:
+            return None
+        self.detail_view = OpportunityView(self.kit, opportunity)
+        self.detail.children = [self.detail_view]
+        return self.detail_view
+
+    def export(self, path: str | Path) -> Path:
+        """Write the current view (every row, with flags) to ``.csv`` or ``.xlsx``; the path.
+
+        >>> review.export("review.xlsx")
+        """
+        path = Path(path)
+        df = self.view()[EXPORT_COLUMNS].copy()
+        for column in ("name", "account", "owner", "owner_email", "stage", "campaign"):
+            df[column] = df[column].map(defuse)
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            df.to_csv(path, index=False)
+        elif suffix in (".xlsx", ".xlsm"):
+            df["last_activity"] = df["last_activity"].dt.tz_localize(None)
+            df.to_excel(path, index=False, sheet_name="Pipeline review", engine="openpyxl")
+        else:
+            raise ValueError(f"export to .csv or .xlsx, not {path.suffix or 'no suffix'!r}")
+        return path
+
+    def _export_clicked(self, _button: Any) -> None:
+        try:
+            path = self.export(self.export_path.value)
+        except (OSError, ValueError) as exc:
+            self.export_status.value = f'<span class="oppkit-message-error">{esc(exc)}</span>'
+        else:
+            self.export_status.value = (
+                f'<span class="oppkit-message-ok">Written: {esc(path.resolve())}</span>'
+            )

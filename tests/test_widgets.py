@@ -1,0 +1,530 @@
+"""The notebook apps as Python objects: what they show, and what their buttons and forms do,
+on SQLite and PostgreSQL. The browser side is in test_notebook_browser.py."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import insert, update
+
+import oppkit
+from oppkit import actions
+from oppkit.db.engine import write_transaction
+from oppkit.db.schema import (
+    activities,
+    activity_people,
+    campaigns,
+    opportunities,
+    stage_history,
+)
+from oppkit.widgets.opportunity import MISSING_CLASS
+from tests.workflow_support import add_account, add_member, add_person
+
+AVA = "ava.patel@northwind.example"
+BEN = "ben.okafor@northwind.example"
+BOB = "bob.smith@acme.example"
+MEI = "mei.tanaka@acme.example"
+JO = "jo.lee@acme.example"
+EVIL = "<img src=x onerror=alert(1)>"
+NOW = datetime.now(UTC)
+TODAY = NOW.date()
+
+WORKFLOW = """
+[[stages]]
+name = "Lead"
+status = "open"
+probability = 10
+
+[[stages]]
+name = "Proposal"
+status = "open"
+probability = 50
+
+[[stages]]
+name = "Won"
+status = "won"
+
+[[stages]]
+name = "Lost"
+status = "lost"
+
+[[steps]]
+name = "New"
+stage = "Lead"
+
+[[steps]]
+name = "Proposal sent"
+stage = "Proposal"
+
+[[steps]]
+name = "Closed won"
+stage = "Won"
+
+[[steps]]
+name = "Closed lost"
+stage = "Lost"
+
+[[transitions]]
+name = "Send proposal"
+from = "New"
+to = "Proposal sent"
+requires = ["amount", "close_date", "decision_maker"]
+
+[[transitions]]
+name = "Close lost"
+from = "New"
+to = "Closed lost"
+
+[[transitions]]
+name = "Close won"
+from = "Proposal sent"
+to = "Closed won"
+requires = ["amount"]
+
+[entries]
+new_account = "New"
+existing_account = "New"
+"""
+
+
+def add_activity(
+    kit: oppkit.Kit, opportunity_id: int, kind: str, when: datetime, parts: list[tuple[int, str]],
+    subject: str = "hello", thread: str | None = None,
+) -> int:  # fmt: skip
+    with write_transaction(kit.engine) as conn:
+        activity_id = conn.execute(
+            insert(activities)
+            .values(kind=kind, occurred_at=when, subject=subject, snippet=f"about {subject}",
+                    opportunity_id=opportunity_id, sender_id=parts[0][0] if parts else None,
+                    thread_id=thread, direction="inbound", source="test",
+                    source_id=uuid.uuid4().hex)
+            .returning(activities.c.id)
+        ).scalar_one()  # fmt: skip
+        for person_id, role in parts:
+            conn.execute(
+                insert(activity_people).values(
+                    activity_id=activity_id, person_id=person_id, role=role
+                )
+            )
+    return activity_id
+
+
+def history(kit: oppkit.Kit, opportunity_id: int, field: str, old, new, when: datetime) -> None:  # noqa: ANN001
+    with write_transaction(kit.engine) as conn:
+        conn.execute(
+            insert(stage_history).values(
+                opportunity_id=opportunity_id,
+                field=field,
+                old_value=old,
+                new_value=new,
+                changed_at=when,
+                source="test",
+                source_id=uuid.uuid4().hex,
+            )  # fmt: skip
+        )
+
+
+def set_columns(kit: oppkit.Kit, opportunity_id: int, **values) -> None:  # noqa: ANN003
+    with write_transaction(kit.engine) as conn:
+        conn.execute(
+            update(opportunities).where(opportunities.c.id == opportunity_id).values(**values)
+        )
+
+
+@pytest.fixture
+def world(db_url: str, tmp_path: Path) -> dict:
+    base = oppkit.connect(db_url)
+    path = tmp_path / "workflow.toml"
+    path.write_text(WORKFLOW, encoding="utf-8")
+    ids = {
+        "ava": add_person(base.engine, AVA, "Ava Patel", internal=True),
+        "ben": add_person(base.engine, BEN, "Ben Okafor", internal=True),
+    }
+    acme = add_account(base.engine, "Acme", "acme.example")
+    ids["bob"] = add_person(base.engine, BOB, "Bob Smith", account_id=acme)
+    ids["mei"] = add_person(base.engine, MEI, "Mei Tanaka", account_id=acme)
+    ids["jo"] = add_person(base.engine, JO, EVIL, account_id=acme)
+    base.workflow.load(path)
+    kit = oppkit.connect(db_url, user=AVA)
+    deal = kit.workflow.create(
+        "Acme pilot", account="acme.example", amount=50_000, close_date=TODAY + timedelta(days=10)
+    )
+    add_member(kit.engine, deal, ids["bob"])
+    add_activity(kit, deal, "email", NOW - timedelta(days=3), [(ids["bob"], "from"), (ids["ava"], "to")],
+                 subject=EVIL, thread="t1")  # fmt: skip
+    add_activity(kit, deal, "meeting", NOW - timedelta(days=2),
+                 [(ids["ava"], "organizer"), (ids["bob"], "attendee"), (ids["mei"], "attendee")],
+                 subject="Kick-off", thread="t2")  # fmt: skip
+    add_activity(kit, deal, "email", NOW - timedelta(days=1), [(ids["mei"], "from"), (ids["jo"], "cc")],
+                 subject="Pricing question", thread="t2")  # fmt: skip
+    add_activity(kit, deal, "call", NOW - timedelta(hours=5), [(ids["ava"], "from")],
+                 subject="Call with Bob")  # fmt: skip
+    return {"url": db_url, "kit": kit, "deal": deal, "ids": ids, "acme": acme}
+
+
+# --- OpportunityView --------------------------------------------------------------
+
+
+def test_the_opportunity_view_shows_the_deals_metrics(world):
+    kit, deal = world["kit"], world["deal"]
+    actions.add_task(kit, deal, "Send the pricing sheet", due=TODAY + timedelta(days=2))
+    actions.add_task(kit, deal, "Budget at risk", kind="risk")
+    view = oppkit.OpportunityView(kit, "Acme pilot")
+    assert view.metrics == {
+        "Stage": "Lead", "Deal size": "50,000", "Days to close": "10", "Open alerts": "1",
+        "Open tasks": "1",
+    }  # fmt: skip
+    assert "Acme pilot" in view.header.value and "Ava Patel" in view.header.value
+    assert "50,000" in view.metrics_html.value and "Open tasks" in view.metrics_html.value
+
+    loose = kit.workflow.create("No amount yet")
+    empty = oppkit.OpportunityView(kit, loose)
+    assert empty.metrics["Deal size"] == "—" and empty.metrics["Days to close"] == "—"
+
+
+def test_the_timeline_filters_by_kind_and_by_person(world):
+    view = oppkit.OpportunityView(world["kit"], world["deal"])
+    feed = view.timeline
+    assert list(feed.shown["subject"]) == ["Call with Bob", "Pricing question", "Kick-off", EVIL]
+    assert set(feed.kind_filter.options) == {"all", "call", "email", "meeting"}
+    feed.kind_filter.value = "email"
+    assert list(feed.shown["subject"]) == ["Pricing question", EVIL]
+    assert "Kick-off" not in feed.feed.value and "Pricing question" in feed.feed.value
+    feed.person_filter.value = MEI
+    assert list(feed.shown["subject"]) == ["Pricing question"]
+    feed.kind_filter.value = "all"
+    assert list(feed.shown["subject"]) == ["Pricing question", "Kick-off"]
+    assert "2 of 4 activities" in feed.count.value
+
+    account_feed = oppkit.TimelineView(world["kit"], person=BOB)
+    assert set(account_feed.shown["subject"]) == {"Kick-off", EVIL}
+
+
+def test_a_note_appears_in_the_timeline_at_once(world):
+    kit, deal = world["kit"], world["deal"]
+    view = oppkit.OpportunityView(kit, deal)
+    view.note_text.value = "Bob wants the pilot to start in March.\nBudget approved."
+    view.note_button.click()
+    newest = view.timeline.shown.iloc[0]
+    assert (newest["kind"], newest["subject"], newest["source"], newest["sender"]) == (
+        "note", "Bob wants the pilot to start in March.", "oppkit", AVA,
+    )  # fmt: skip
+    assert "Bob wants the pilot" in view.timeline.feed.value
+    assert view.note_text.value == "" and "Note added" in view.note_message.value
+    assert kit.timeline(opportunity=deal, kind="note")["snippet"].iloc[0].endswith("approved.")
+    view.note_button.click()  # empty: refused, nothing written
+    assert "needs some text" in view.note_message.value
+    assert len(kit.timeline(opportunity=deal, kind="note")) == 1
+
+
+def test_alerts_and_tasks_are_added_and_marked_done(world):
+    kit, deal = world["kit"], world["deal"]
+    view = oppkit.OpportunityView(kit, deal)
+    assert view.metrics["Open tasks"] == "0"
+    view.task_text.value = "Book the security review"
+    view.task_due.value = TODAY + timedelta(days=5)
+    view.task_button.click()
+    task = kit.alerts(opportunity=deal)
+    assert list(task["text"]) == ["Book the security review"]
+    assert task["due_at"].iloc[0].date() == TODAY + timedelta(days=5)
+    assert view.metrics["Open tasks"] == "1"
+    task_id = int(task["id"].iloc[0])
+    view.alert_buttons[task_id].click()
+    assert kit.alerts(opportunity=deal)["status"].tolist() == ["done"]
+    assert view.metrics["Open tasks"] == "0" and task_id not in view.alert_buttons
+
+
+def test_a_suggested_person_is_added_as_a_member(world):
+    kit, deal = world["kit"], world["deal"]
+    view = oppkit.OpportunityView(kit, deal)
+    view.tabs.selected_index = 3  # the People tab loads when shown
+    assert list(view.members["email"]) == [BOB]
+    assert set(view.suggested["email"]) == {MEI, JO}
+    assert view.suggested["email"].iloc[0] == MEI  # most engaged first
+    view.add_buttons[MEI].click()
+    assert set(view.members["email"]) == {BOB, MEI}
+    assert list(view.suggested["email"]) == [JO]
+    assert set(kit.people(opportunity=deal)["email"]) == {BOB, MEI}
+    assert "Mei Tanaka" in view.members_html.value
+
+
+def test_a_transition_form_shows_incomplete_highlights_the_missing_field_then_succeeds(world):
+    kit, deal = world["kit"], world["deal"]
+    view = oppkit.OpportunityView(kit, deal)
+    assert set(view.forms) == {"Send proposal", "Close lost"}
+    form = view.forms["Send proposal"]
+    assert set(form.fields) == {"amount", "close_date", "decision_maker"}
+    form.fields["close_date"].value = "2027-01-31"
+    form.button.click()
+    assert form.missing == ["decision_maker"]
+    assert "Incomplete" in form.message.value and "decision_maker" in form.message.value
+    assert MISSING_CLASS in form.fields["decision_maker"]._dom_classes
+    assert form.fields["decision_maker"].layout.border
+    assert MISSING_CLASS not in form.fields["close_date"]._dom_classes
+    assert kit.opportunities().set_index("id").loc[deal, "stage"] == "Lead"  # nothing changed
+
+    form.fields["decision_maker"].value = "Bob Smith (CFO)"
+    form.button.click()
+    assert form.missing == []
+    assert view.metrics["Stage"] == "Proposal"
+    assert set(view.forms) == {"Close won"}
+    assert "now at Proposal sent" in view.workflow_message.value
+    row = kit.opportunities().set_index("id").loc[deal]
+    assert (row["step"], row["close_date"], row["decision_maker"]) == (
+        "Proposal sent", date(2027, 1, 31), "Bob Smith (CFO)",
+    )  # fmt: skip
+
+
+def test_only_the_owner_may_change_privacy(world):
+    kit, deal, url = world["kit"], world["deal"], world["url"]
+    add_member(kit.engine, deal, world["ids"]["ben"], role="Solutions")
+    ben = oppkit.connect(url, user=BEN)
+    ben_view = oppkit.OpportunityView(ben, deal)
+    assert ben_view.private_box.disabled
+    with pytest.raises(actions.NotAllowed):
+        ben_view.set_private(True)
+    with pytest.raises(actions.NotAllowed):
+        actions.set_private(oppkit.connect(url), deal, True)  # nobody in particular
+
+    view = oppkit.OpportunityView(kit, deal)
+    assert not view.private_box.disabled
+    view.private_box.value = True
+    assert "Private" in view.settings_message.value
+    assert kit.opportunities().set_index("id").loc[deal, "is_private"]
+    assert deal not in set(oppkit.connect(url).opportunities()["id"])  # hidden from others
+    assert deal in set(ben.opportunities()["id"])  # a member still sees it
+    assert "private" in view.header.value
+
+
+def test_refresh_rereads_the_deal_and_runs_the_given_callable(world):
+    kit, deal = world["kit"], world["deal"]
+    calls = []
+    view = oppkit.OpportunityView(kit, deal, on_refresh=lambda: calls.append(1))
+    set_columns(kit, deal, amount=75_000.0)
+    actions.add_note(kit, deal, "written elsewhere")
+    assert view.metrics["Deal size"] == "50,000"
+    view.refresh_button.click()
+    assert calls == [1]
+    assert view.metrics["Deal size"] == "75,000"
+    assert view.timeline.shown["subject"].iloc[0] == "written elsewhere"
+
+
+def test_following_goes_through_kit_follow(world):
+    kit, deal = world["kit"], world["deal"]
+    view = oppkit.OpportunityView(kit, deal)
+    view.follow_frequency.value = "daily"
+    view.follow_button.click()
+    view.load_people()
+    assert list(view.followers["email"]) == [AVA]
+
+
+def test_untrusted_text_is_escaped_everywhere_it_is_shown(world):
+    kit, deal = world["kit"], world["deal"]
+    set_columns(kit, deal, name=f"Acme {EVIL}", stage=EVIL)
+    actions.add_task(kit, deal, EVIL)
+    view = oppkit.OpportunityView(kit, deal)
+    view.load_people()
+    escaped = "&lt;img src=x onerror=alert(1)&gt;"
+    shown = [view.header.value, view.metrics_html.value, view.timeline.feed.value,
+             view.alerts_list.children[0].children[1].value,
+             *[row.children[1].value for row in view.suggested_list.children]]  # fmt: skip
+    for value in shown:
+        assert "<img" not in value
+    assert all(escaped in value for value in shown[:4])
+    assert any(escaped in value for value in shown[4:])  # Jo's display name
+    assert "<img" not in str(view.timeline.person_filter.options) or all(
+        isinstance(o, tuple) for o in view.timeline.person_filter.options
+    )  # dropdown labels are text, not HTML
+    review = oppkit.PipelineReview(kit)
+    assert "<img" not in review.table.value and escaped in review.table.value
+
+
+# --- PipelineReview ---------------------------------------------------------------
+
+
+def deal(kit: oppkit.Kit, name: str, *, owner: int, stage: str = "Lead", amount: float | None = 10_000,
+         close: date | None = None, created_days: int = 10, campaign: int | None = None) -> int:  # fmt: skip
+    with write_transaction(kit.engine) as conn:
+        return conn.execute(
+            insert(opportunities)
+            .values(name=name, owner_id=owner, stage=stage, amount=amount,
+                    close_date=close or TODAY + timedelta(days=30), campaign_id=campaign,
+                    created_at=NOW - timedelta(days=created_days), source="test",
+                    source_id=uuid.uuid4().hex)
+            .returning(opportunities.c.id)
+        ).scalar_one()  # fmt: skip
+
+
+@pytest.fixture
+def pipeline(world) -> dict:
+    kit, ids = world["kit"], world["ids"]
+    with write_transaction(kit.engine) as conn:
+        spring = conn.execute(
+            insert(campaigns).values(name="Spring webinar", source="test", source_id="c1")
+            .returning(campaigns.c.id)
+        ).scalar_one()  # fmt: skip
+    two = [(ids["bob"], "from"), (ids["mei"], "to")]
+    d = {
+        "busy": deal(kit, "Busy", owner=ids["ava"], amount=90_000, campaign=spring),
+        "pushed": deal(kit, "Pushed", owner=ids["ava"], stage="Proposal", amount=40_000),
+        "resized": deal(kit, "Resized", owner=ids["ben"], amount=30_000),
+        "quiet": deal(kit, "Quiet", owner=ids["ben"], amount=20_000),
+        "solo": deal(kit, "Solo", owner=ids["ben"], stage="Proposal", amount=None),
+        "late": deal(kit, "Late", owner=ids["ava"], close=TODAY - timedelta(days=3)),
+        "stuck": deal(kit, "Stuck", owner=ids["ava"], created_days=200),
+        "won": deal(kit, "Won deal", owner=ids["ava"], stage="Won", amount=5_000),
+    }
+    for key in ("busy", "pushed", "resized", "late", "stuck", "won"):
+        add_activity(kit, d[key], "email", NOW - timedelta(days=1), two)
+        add_activity(kit, d[key], "email", NOW - timedelta(days=3), [(ids["mei"], "from"), (ids["bob"], "cc")])  # fmt: skip
+    add_activity(kit, d["quiet"], "email", NOW - timedelta(days=40), two)
+    add_activity(kit, d["solo"], "email", NOW - timedelta(days=2), [(ids["bob"], "from")])
+    add_activity(kit, d["solo"], "meeting", NOW - timedelta(days=1), [(ids["bob"], "attendee"), (ids["ava"], "organizer")])  # fmt: skip
+    add_activity(kit, d["busy"], "meeting", NOW + timedelta(days=3), two)  # planned: not "activity"
+    for key in d:
+        if key != "stuck":
+            history(kit, d[key], "stage", None, "Lead", NOW - timedelta(days=10))
+    history(kit, d["pushed"], "close_date", "2026-01-31", "2026-02-28", NOW - timedelta(days=20))
+    history(kit, d["pushed"], "close_date", "2026-02-28", "2026-04-30", NOW - timedelta(days=2))
+    history(kit, d["pushed"], "stage", "Lead", "Proposal", NOW - timedelta(days=2))
+    history(kit, d["resized"], "amount", "25000.0", "30000", NOW - timedelta(days=1))
+    history(kit, d["won"], "stage", "Proposal", "Won", NOW - timedelta(days=1))
+    history(kit, d["busy"], "amount", "90000", "90000.0", NOW - timedelta(days=1))  # no change
+    history(kit, d["stuck"], "stage", "Lead", "Lead", NOW - timedelta(days=150))
+    return {**world, "deals": d, "campaign": spring}
+
+
+def flagged(review, name: str) -> set[str]:  # noqa: ANN001
+    row = review.frame.set_index("name").loc[name]
+    return {f for f in ("no_activity", "overdue", "pushed", "amount_changed", "single_threaded",
+                        "stuck") if row[f]}  # fmt: skip
+
+
+def test_the_review_flags_what_a_reviewer_looks_for(pipeline):
+    review = oppkit.PipelineReview(pipeline["kit"], stale_days=30, stuck_days=60)
+    assert flagged(review, "Busy") == set()
+    assert flagged(review, "Pushed") == {"pushed"}
+    assert flagged(review, "Resized") == {"amount_changed"}
+    assert flagged(review, "Quiet") == {"no_activity"}
+    assert flagged(review, "Solo") == {"single_threaded"}
+    assert flagged(review, "Late") == {"overdue"}
+    assert flagged(review, "Stuck") == {"stuck"}
+    assert flagged(review, "Won deal") == set()  # closed deals carry no flags
+    frame = review.frame.set_index("name")
+    assert frame.loc["Pushed", "close_date_pushes"] == 2
+    assert frame.loc["Busy", "days_since_activity"] == 1  # the planned meeting does not count
+    assert frame.loc["Busy", "engaged_contacts"] == 2 and frame.loc["Solo", "engaged_contacts"] == 1
+    assert frame.loc["Quiet", "flags"] == "no activity"
+    assert "pushed" in review.table.value and "single-threaded" in review.table.value
+    assert "Won deal" not in review.table.value  # open deals only by default
+
+    review.stale_days.value = 50  # thresholds re-read the flags
+    assert flagged(review, "Quiet") == {"single_threaded"}  # nobody wrote in 30 days
+
+
+def test_review_filters_sort_and_funnel(pipeline):
+    review = oppkit.PipelineReview(pipeline["kit"])
+    assert set(review.view()["name"]) == {"Busy", "Pushed", "Resized", "Quiet", "Solo", "Late",
+                                          "Stuck", "Acme pilot"}  # fmt: skip
+    assert list(review.funnel()[["stage", "count"]].itertuples(index=False, name=None)) == [
+        ("Lead", 6), ("Proposal", 2),
+    ]  # fmt: skip
+    assert review.chart.value[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [t.get_text() for t in review.figure.axes[0].get_yticklabels()] == ["Proposal", "Lead"]
+
+    review.owner_filter.value = "Ben Okafor"
+    assert set(review.view()["name"]) == {"Resized", "Quiet", "Solo"}
+    assert "Busy" not in review.table.value and "3</b> deals" in review.summary.value
+    review.stage_filter.value = "Proposal"
+    assert list(review.view()["name"]) == ["Solo"]
+    review.owner_filter.value = review.stage_filter.value = "all"
+    review.campaign_filter.value = "Spring webinar"
+    assert list(review.view()["name"]) == ["Busy"]
+    review.campaign_filter.value = "all"
+    review.period_filter.value = "overdue"
+    assert list(review.view()["name"]) == ["Late"]
+    review.period_filter.value = "all"
+    review.open_only.value = False
+    assert "Won deal" in set(review.view()["name"])
+    review.open_only.value = True
+
+    review.sort_by.value = "amount"
+    review.ascending.value = True
+    names = list(review.view()["name"])
+    assert names[:2] == ["Late", "Stuck"] or names[0] in {"Late", "Stuck"}
+    assert names[-1] == "Solo"  # no amount: last
+    assert review.table.value.index("Busy") > review.table.value.index("Quiet")
+    review.ascending.value = False
+    assert list(review.view()["name"])[0] == "Busy"
+    review.flagged_only.value = True
+    assert "Busy" not in set(review.view()["name"])
+
+
+def test_what_changed_since_a_date(pipeline):
+    review = oppkit.PipelineReview(pipeline["kit"])
+    changes = review.changes(NOW - timedelta(days=5))
+    got = set(zip(changes["opportunity"], changes["change"], changes["new"], strict=True))
+    assert got == {
+        ("Pushed", "close date", "2026-04-30"), ("Pushed", "stage", "Proposal"),
+        ("Resized", "amount", "30000"), ("Won deal", "won", "Won"),
+        ("Busy", "amount", "90000.0"), ("Acme pilot", "new deal", "Lead"),
+    }  # fmt: skip
+    assert changes["changed_at"].is_monotonic_decreasing
+    assert review.changes_html.value == ""  # read when the tab is first shown
+    review.tabs.selected_index = 1
+    assert "Pushed" in review.changes_html.value
+    review.since.value = (NOW - timedelta(days=30)).date()
+    assert "2026-02-28" in review.changes_html.value and "Stuck" not in review.changes_html.value
+    assert set(review.changes(NOW - timedelta(days=30))["change"]) >= {"new deal", "close date"}
+
+
+def test_picking_a_deal_opens_its_view(pipeline):
+    review = oppkit.PipelineReview(pipeline["kit"])
+    review.deal_picker.value = pipeline["deals"]["pushed"]
+    review.open_button.click()
+    view = review.detail_view
+    assert review.detail.children == (view,)
+    assert view.metrics["Stage"] == "Proposal" and view.metrics["Deal size"] == "40,000"
+
+
+def test_export_writes_the_current_view_to_csv_and_excel(pipeline, tmp_path: Path):
+    kit = pipeline["kit"]
+    set_columns(kit, pipeline["deals"]["quiet"], name='=HYPERLINK("http://x","click")')
+    review = oppkit.PipelineReview(kit)
+    review.owner_filter.value = "Ben Okafor"
+    csv = pd.read_csv(review.export(tmp_path / "review.csv"))
+    assert list(csv["id"]) == list(review.view()["id"])
+    assert set(csv["owner"]) == {"Ben Okafor"}
+    assert csv.set_index("id").loc[pipeline["deals"]["solo"], "flags"] == "single-threaded"
+    assert csv["name"].str.startswith("'=HYPERLINK").any()  # no formula in a spreadsheet
+    review.export_path.value = str(tmp_path / "review.xlsx")
+    review.export_button.click()
+    assert "Written" in review.export_status.value
+    excel = pd.read_excel(tmp_path / "review.xlsx")
+    assert list(excel["id"]) == list(csv["id"])
+    assert list(excel["amount_changed"]) == list(csv["amount_changed"])
+    with pytest.raises(ValueError, match="csv or .xlsx"):
+        review.export(tmp_path / "review.json")
+
+
+def test_private_deals_stay_out_of_the_review_of_others(pipeline):
+    kit, url = pipeline["kit"], pipeline["url"]
+    actions.set_private(kit, pipeline["deal"], True)
+    other = oppkit.PipelineReview(oppkit.connect(url, user=BEN))
+    assert "Acme pilot" not in set(other.frame["name"])
+    assert "Acme pilot" not in set(other.changes(NOW - timedelta(days=5))["opportunity"])
+    assert "Acme pilot" in set(oppkit.PipelineReview(kit).frame["name"])
+
+
+def test_importing_oppkit_does_not_import_the_widgets():
+    import subprocess
+    import sys
+
+    code = "import sys, oppkit; print('ipywidgets' in sys.modules, 'matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+    assert oppkit.OpportunityView.__name__ == "OpportunityView"
