@@ -214,6 +214,7 @@ def worker_profile(url: str, info: dict) -> dict:
 
     profile = cProfile.Profile()
     result = profile.runcall(worker_oppkit, url, info)
+    profile.dump_stats(Path(tempfile.gettempdir()) / "oppkit-salesforce-sync.prof")
     stats = pstats.Stats(profile, stream=sys.stderr)
     stats.sort_stats("cumulative").print_stats(40)
     stats.sort_stats("tottime").print_stats(30)
