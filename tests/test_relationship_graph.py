@@ -382,3 +382,12 @@ def test_two_thousand_people_stabilise_then_freeze(tmp_path: Path):
             assert events["errors"] == [] and events["requests"] == []
         finally:
             browser.close()
+
+
+def test_a_database_without_interactions_gives_an_empty_graph_and_page(db_url: str):
+    """A new team's database: no people, no edges, no error, and still a page to open."""
+    kit = oppkit.connect(db_url)
+    rel = kit.relationship_graph()
+    assert (rel.graph.number_of_nodes(), rel.graph.number_of_edges()) == (0, 0)
+    assert kit.engagement().empty and kit.engagement(pairs=True).empty
+    assert "<script" in rel.html()
