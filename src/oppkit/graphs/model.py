@@ -170,12 +170,11 @@ def load_interactions(
     activity_id = key // PACK
     # each participant's activity; a row whose activity a concurrent sync added between
     # the two reads has none and is left out
-    at = np.minimum(np.searchsorted(act_key >> 1, activity_id), max(len(act_key) - 1, 0))
-    if len(act_key):
-        found = (act_key[at] >> 1) == activity_id
-        key, activity_id, at = key[found], activity_id[found], at[found]
-    else:
-        key, activity_id, at = key[:0], activity_id[:0], at[:0]
+    act_id = act_key >> 1
+    at = np.searchsorted(act_id, activity_id)
+    found = at < len(act_id)
+    found[found] = act_id[at[found]] == activity_id[found]
+    key, activity_id, at = key[found], activity_id[found], at[found]
     rows = pd.DataFrame(
         {
             "activity_id": activity_id,
