@@ -138,9 +138,29 @@ def run(db_url, settings, fake, **kw):  # noqa: ANN001, ANN003, ANN201
     return sync_salesforce(db_url, settings, salesforce=sf_settings(fake), **kw)
 
 
+def timeline_indexes(db_url: str) -> set[str]:
+    """The secondary indexes of the timeline tables that the database holds."""
+    from sqlalchemy import inspect
+
+    engine = connect_engine(db_url)
+    try:
+        found = inspect(engine)
+        return {i["name"] for t in ("activities", "activity_people") for i in found.get_indexes(t)}
+    finally:
+        engine.dispose()
+
+
+def schema_timeline_indexes() -> set[str]:
+    from oppkit.db.schema import activities, activity_people
+
+    return {i.name for t in (activities, activity_people) for i in t.indexes if not i.unique}
+
+
 def test_full_sync_lands_opportunities_people_history_and_timeline(db_url, settings, fake, org):
     summary = run(db_url, settings, fake)
     assert summary.errors == 0 and summary.skipped == 0
+    # the first load into an empty timeline builds its indexes at the end: all there
+    assert schema_timeline_indexes() <= timeline_indexes(db_url)
     kit = oppkit.connect(db_url)
     opps = kit.opportunities().set_index("name")
     assert opps.loc["Acme pilot", "account"] == "Acme Robotics"
@@ -395,6 +415,8 @@ def test_agent_killed_half_way_resumes_without_loss(db_url, org):
         from oppkit.db.schema import activities
 
         before = count(db_url, activities)
+        # killed during the first load, before its indexes were rebuilt
+        assert not schema_timeline_indexes() <= timeline_indexes(db_url)
         result = subprocess.run(
             [sys.executable, "agents/salesforce_agent.py", "--db", db_url, "--once", "--objects", "User,Account,Opportunity,Task"],
             env=sf_env(fake), capture_output=True, text=True, timeout=300,
@@ -402,6 +424,7 @@ def test_agent_killed_half_way_resumes_without_loss(db_url, org):
         assert result.returncode == 0, result.stderr
     assert before < 3001
     assert count(db_url, activities) == 3001  # the fixture task + 3000 (Event not synced here)
+    assert schema_timeline_indexes() <= timeline_indexes(db_url)  # the next run rebuilt them
 
 
 @pytest.mark.parametrize(

@@ -136,7 +136,11 @@ class SalesforceClient:
         session = _PinnedSession() if settings.ca_bundle else requests.Session()
         if settings.ca_bundle:
             session.verify = settings.ca_bundle
-        common: dict[str, Any] = {"session": session, "version": API_VERSION}
+        # Plain dicts, not simple-salesforce's default OrderedDict: records are read by
+        # name only, and json builds plain dicts about twice as fast.
+        common: dict[str, Any] = {
+            "session": session, "version": API_VERSION, "object_pairs_hook": None,
+        }  # fmt: skip
         if settings.domain:
             common["domain"] = settings.domain
         try:
@@ -146,7 +150,7 @@ class SalesforceClient:
                         "a Salesforce session id needs --instance-url (OPPKIT_SF_INSTANCE_URL)"
                     )
                 sf = Salesforce(instance_url=settings.instance_url, session_id=settings.session_id,
-                                session=session, version=API_VERSION)  # fmt: skip
+                                **{k: v for k, v in common.items() if k != "domain"})  # fmt: skip
             elif settings.consumer_key and settings.private_key_file:
                 sf = Salesforce(username=settings.username, consumer_key=settings.consumer_key,
                                 privatekey_file=settings.private_key_file, **common)  # fmt: skip

@@ -18,6 +18,7 @@ SNIPPET_LIMIT = 400
 _WS = re.compile(r"[ \t\r\f\v\u00a0]+")
 _BLANKS = re.compile(r"\n\s*\n+")
 _QUOTED_LINE = re.compile(r"^\s*>.*$", re.MULTILINE)
+_LINE_BREAK = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")  # what splitlines() splits on
 # Only the start of a body can reach a snippet: a quote header further down is cut off
 # anyway, so the (regex-heavy) reply parser reads a window, not the whole thread.
 _PARSE_WINDOW = SNIPPET_LIMIT * 4
@@ -70,6 +71,10 @@ def latest_text(text: str | None, html: str | None = None) -> str | None:
         text = html_to_text(html)
     if not text:
         return None
+    if not _LINE_BREAK.search(text):  # one line (a CRM description): spaces are all to fix
+        if _SIGNATURE.fullmatch(text) or _QUOTED_LINE.match(text):
+            return None
+        return _WS.sub(" ", text).strip() or None
     return normalise_whitespace(strip_quoted(text)) or None
 
 

@@ -45,6 +45,7 @@ from ..sources.records import (
     Skipped,
     StageRecord,
 )
+from .bulk_load import indexes_deferred
 from .identity import DomainRules, Resolver
 from .locks import heartbeat, sync_lock
 from .readahead import read_ahead
@@ -186,33 +187,8 @@ class SyncRunner:
         batch = _Batch()
         status, message = "failed", None
         try:
-            try:
-                for record in tqdm(
-                    read_ahead(records),
-                    total=total,
-                    unit="rec",
-                    desc=self.agent,
-                    disable=self._no_progress(),
-                    leave=False,
-                ):
-                    if isinstance(record, Skipped):
-                        self._count_skip(summary, record)
-                    elif isinstance(record, Checkpoint):
-                        batch.pending[record.object] = record
-                        if batch.due(self.commit_rows, self.commit_seconds):
-                            self._commit(batch, summary)
-                    else:
-                        summary.read += 1
-                        batch.records.append(record)
-                        if len(batch.records) >= self.commit_rows:
-                            self._commit(batch, summary)
-            except (Exception, KeyboardInterrupt):
-                # The source failed or was interrupted: what it gave so far is still
-                # written, with every checkpoint it reached, before the error is raised.
-                if not batch.failed:
-                    self._commit_quietly(batch, summary)
-                raise
-            self._commit(batch, summary)
+            with indexes_deferred(self.engine):
+                self._consume(records, total, batch, summary)
             if self.after_run is not None:
                 with write_transaction(self.engine) as conn:
                     self.after_run(conn)
@@ -224,6 +200,38 @@ class SyncRunner:
             summary.seconds = time.perf_counter() - started
             self._finish_run(run_id, summary, status, message)
         return summary
+
+    def _consume(
+        self, records: Iterable[Any], total: int | None, batch: _Batch, summary: RunSummary
+    ) -> None:
+        """Read the source to its end, committing at checkpoints; the rest at the end."""
+        try:
+            for record in tqdm(
+                read_ahead(records),
+                total=total,
+                unit="rec",
+                desc=self.agent,
+                disable=self._no_progress(),
+                leave=False,
+            ):
+                if isinstance(record, Skipped):
+                    self._count_skip(summary, record)
+                elif isinstance(record, Checkpoint):
+                    batch.pending[record.object] = record
+                    if batch.due(self.commit_rows, self.commit_seconds):
+                        self._commit(batch, summary)
+                else:
+                    summary.read += 1
+                    batch.records.append(record)
+                    if len(batch.records) >= self.commit_rows:
+                        self._commit(batch, summary)
+        except (Exception, KeyboardInterrupt):
+            # The source failed or was interrupted: what it gave so far is still
+            # written, with every checkpoint it reached, before the error is raised.
+            if not batch.failed:
+                self._commit_quietly(batch, summary)
+            raise
+        self._commit(batch, summary)
 
     def _commit(self, batch: _Batch, summary: RunSummary) -> None:
         """Write the batch's records with its pending checkpoints; start a new batch."""

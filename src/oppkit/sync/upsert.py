@@ -1,55 +1,136 @@
 """Dialect-aware bulk upserts: the one way synced rows reach the database.
 
-SQLite and PostgreSQL both speak ``INSERT ... ON CONFLICT``; SQLAlchemy exposes it per
+SQLite and PostgreSQL both speak ``INSERT ... ON CONFLICT``; SQLAlchemy builds it per
 dialect. Values are always bound parameters, never formatted into SQL.
+
+Why not ``conn.execute(stmt, rows)``: for a batch of thousands of rows SQLAlchemy
+rebuilds each row's parameters and runs each value's type processor through generic
+machinery, which cost more than SQLite's own insert. Here a statement is compiled once
+per (dialect, table, columns, conflict rule), together with its columns' bind
+processors, Python-side defaults and string limits; each row then becomes one tuple
+(or dict, for the ``pyformat`` drivers) handed to the driver's ``executemany`` through
+``exec_driver_sql``, so errors still arrive as SQLAlchemy's ``DBAPIError``. The values
+stored are those SQLAlchemy would store: the same processors convert them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, String, Table, and_, select
+from sqlalchemy import Connection, String, Table, and_, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 
-CHUNK = 500
-
-
-def _insert(conn: Connection, table: Table):  # noqa: ANN202
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+CHUNK = 512  # values per IN (...) of a lookup
+ROWS_PER_CALL = 2000  # rows per executemany
 
 
-@lru_cache(maxsize=256)
-def _string_limits(table: Table) -> dict[str, int]:
-    """Column name -> maximum length, for the string columns that have one."""
-    return {
-        c.name: c.type.length
-        for c in table.columns
-        if isinstance(c.type, String) and getattr(c.type, "length", None)
-    }
+@dataclass(frozen=True)
+class _Prepared:
+    """One compiled INSERT ... ON CONFLICT and how to turn a row into its parameters."""
+
+    sql: str
+    names: tuple[str, ...]  # parameters in the statement's order
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # position -> bind processor
+    limits: tuple[tuple[int, int], ...]  # position -> maximum string length
+    defaults: tuple[tuple[str, Callable[[], Any]], ...]  # columns the rows leave out
+    positional: bool
 
 
-def fit_to_columns(table: Table, row: dict[str, Any]) -> dict[str, Any]:
-    """Truncate strings to their column's length so one long value never fails a batch."""
-    for name, length in _string_limits(table).items():
-        value = row.get(name)
-        if isinstance(value, str) and len(value) > length:
-            row[name] = value[:length]
-    return row
+def _default_of(column) -> Callable[[], Any] | None:  # noqa: ANN001
+    """A Python-side INSERT default as a function of nothing (None: no such default)."""
+    default = column.default
+    if default is None or not (default.is_scalar or default.is_callable):
+        return None
+    if default.is_scalar:
+        return lambda: default.arg
+    return lambda: default.arg(None)  # SQLAlchemy wraps a plain function to take a context
 
 
-@lru_cache(maxsize=256)
-def _upsert_statement(dialect: str, table: Table, key: tuple[str, ...], update: tuple[str, ...]):  # noqa: ANN202
-    """One statement per (table, key, update): building ``excluded`` is costly, reuse it."""
-    stmt = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-    if update:
-        return stmt.on_conflict_do_update(
+@lru_cache(maxsize=512)
+def _prepared(
+    dialect: Dialect,
+    table: Table,
+    columns: tuple[str, ...],
+    key: tuple[str, ...] | None,
+    update: tuple[str, ...],
+) -> _Prepared:
+    """Compile the statement for rows with ``columns``; ``key=None``: skip any conflict."""
+    stmt = postgresql.insert(table) if dialect.name == "postgresql" else sqlite.insert(table)
+    if key is None:
+        stmt = stmt.on_conflict_do_nothing()
+    elif update:
+        stmt = stmt.on_conflict_do_update(
             index_elements=list(key), set_={c: stmt.excluded[c] for c in update}
         )
-    return stmt.on_conflict_do_nothing(index_elements=list(key))
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
+    defaulted = {
+        c.key: fn for c in table.columns if c.key not in columns and (fn := _default_of(c))
+    }
+    compiled = stmt.compile(dialect=dialect, column_keys=[*columns, *defaulted])
+    params = compiled.construct_params(
+        {name: None for name in (*columns, *defaulted)}, _check=False
+    )
+    positional = bool(dialect.positional)
+    bound = list(compiled.positiontup) if positional else list(params)
+    unknown = set(bound) - set(columns) - set(defaulted)
+    if unknown:  # a bind this fast path does not fill (e.g. a SQL-expression default)
+        raise ValueError(f"cannot bulk-write {table.name}: unbound {sorted(unknown)}")
+    names = tuple(bound)
+    processors, limits = [], []
+    for position, name in enumerate(names):
+        column = table.c[name]
+        process = column.type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            processors.append((position, process))
+        length = getattr(column.type, "length", None)
+        if isinstance(column.type, String) and length:
+            limits.append((position, length))
+    return _Prepared(
+        compiled.string, names, tuple(processors), tuple(limits),
+        tuple((n, fn) for n, fn in defaulted.items()), positional,
+    )  # fmt: skip
+
+
+def _execute(conn: Connection, prepared: _Prepared, rows: Sequence[dict[str, Any]]) -> None:
+    """Turn ``rows`` into driver parameters and run ``executemany`` in slices."""
+    names, processors, limits = prepared.names, prepared.processors, prepared.limits
+    defaults = {name: make() for name, make in prepared.defaults}  # one "now" per batch
+    pick = itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
+    params: list[Any] = []
+    for row in rows:
+        values = list(pick({**defaults, **row} if defaults else row))
+        for position, length in limits:  # one long value never fails a batch
+            value = values[position]
+            if value.__class__ is str and len(value) > length:
+                values[position] = value[:length]
+        for position, process in processors:
+            values[position] = process(values[position])
+        params.append(
+            tuple(values) if prepared.positional else dict(zip(names, values, strict=True))
+        )
+    for start in range(0, len(params), ROWS_PER_CALL):
+        conn.exec_driver_sql(prepared.sql, params[start : start + ROWS_PER_CALL])
+
+
+def _write(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    key: tuple[str, ...] | None,
+    update: tuple[str, ...],
+) -> None:
+    """Rows grouped by the columns they carry, each group through its prepared statement."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    for columns, group in groups.items():
+        _execute(conn, _prepared(conn.dialect, table, columns, key, update), group)
 
 
 def upsert(
@@ -61,26 +142,48 @@ def upsert(
 ) -> None:
     """Insert ``rows``; on a conflict on ``key`` update the ``update`` columns (or skip).
 
-    Rows are sorted by key so that concurrent writers lock rows in the same order.
+    Strings longer than their column are cut to fit, so one long value never fails a
+    batch. Rows are sorted by key so that concurrent writers lock rows in the same order.
+
+    Example::
+
+        upsert(conn, stages, [{"name": "Won", "status": "won"}], ["name"], ["status"])
     """
     if not rows:
         return
-    rows = sorted(
-        (fit_to_columns(table, dict(r)) for r in rows), key=lambda r: tuple(str(r[k]) for k in key)
-    )
-    stmt = _upsert_statement(conn.dialect.name, table, tuple(key), tuple(update or ()))
-    for start in range(0, len(rows), CHUNK):
-        conn.execute(stmt, rows[start : start + CHUNK])
+    key = tuple(key)
+    ordered = sorted(rows, key=lambda r: tuple(str(r[k]) for k in key))
+    _write(conn, table, ordered, key, tuple(update or ()))
 
 
 def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """Insert rows, silently skipping any that conflict with any unique constraint."""
-    if not rows:
-        return
-    rows = [fit_to_columns(table, dict(r)) for r in rows]
-    stmt = _insert(conn, table).on_conflict_do_nothing()
-    for start in range(0, len(rows), CHUNK):
-        conn.execute(stmt, rows[start : start + CHUNK])
+    if rows:
+        _write(conn, table, rows, None, ())
+
+
+@lru_cache(maxsize=512)
+def _select_in(
+    dialect: Dialect, table: Table, keys: tuple[str, ...], wanted: tuple[str, ...], size: int
+) -> tuple[str, tuple[str, ...] | None, tuple[Callable[[Any], Any] | None, ...]]:
+    """``SELECT keys, wanted WHERE leading keys = ? AND last key IN (size values)``.
+
+    Compiled once per shape (``size`` is a power of two; callers pad with a repeated
+    value) with the result processors of the selected columns, so a lookup costs the
+    query and not SQLAlchemy's per-call compilation of an expanding IN.
+    """
+    fixed = [table.c[k] == bindparam(f"k{i}") for i, k in enumerate(keys[:-1])]
+    values = [bindparam(f"v{i}") for i in range(size)]
+    stmt = select(*(table.c[k] for k in keys), *(table.c[c] for c in wanted)).where(
+        and_(*fixed, table.c[keys[-1]].in_(values))
+    )
+    compiled = stmt.compile(dialect=dialect)
+    order = tuple(compiled.positiontup) if dialect.positional else None
+    processors = tuple(
+        table.c[c].type.dialect_impl(dialect).result_processor(dialect, None)
+        for c in (*keys, *wanted)
+    )
+    return compiled.string, order, processors
 
 
 def lookup(
@@ -91,20 +194,28 @@ def lookup(
     A composite key is queried as equality on its leading columns plus IN on the last
     (``source = ? AND source_id IN (...)``): that form uses the unique index on SQLite,
     where a row-value IN scans it.
+
+    Example::
+
+        lookup(conn, activities, ("source", "source_id"), [("salesforce", "00T1")])
     """
-    values = list(dict.fromkeys(values))
-    found: dict[Any, Any] = {}
-    keys = [key] if isinstance(key, str) else list(key)
-    wanted = [table.c.id] if not columns else [table.c[c] for c in columns]
+    keys = (key,) if isinstance(key, str) else tuple(key)
+    wanted = columns or ("id",)
     groups: dict[tuple, list] = {}
-    for value in values:
+    for value in dict.fromkeys(values):
         prefix, last = ((), value) if len(keys) == 1 else (tuple(value[:-1]), value[-1])
         groups.setdefault(prefix, []).append(last)
+    found: dict[Any, Any] = {}
     for prefix, lasts in groups.items():
-        fixed = [table.c[k] == v for k, v in zip(keys[:-1], prefix, strict=True)]
         for start in range(0, len(lasts), CHUNK):
-            cond = and_(*fixed, table.c[keys[-1]].in_(lasts[start : start + CHUNK]))
-            for row in conn.execute(select(*(table.c[k] for k in keys), *wanted).where(cond)):
+            part = lasts[start : start + CHUNK]
+            size = 1 << (len(part) - 1).bit_length()
+            sql, order, processors = _select_in(conn.dialect, table, keys, wanted, size)
+            named = {f"k{i}": v for i, v in enumerate(prefix)}
+            named.update({f"v{i}": part[min(i, len(part) - 1)] for i in range(size)})
+            params = tuple(named[n] for n in order) if order is not None else named
+            for raw in conn.exec_driver_sql(sql, params):
+                row = [p(v) if p else v for p, v in zip(processors, raw, strict=True)]
                 k = row[0] if len(keys) == 1 else tuple(row[: len(keys)])
                 rest = row[len(keys) :]
                 found[k] = rest[0] if len(rest) == 1 else tuple(rest)
