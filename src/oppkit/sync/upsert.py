@@ -21,7 +21,7 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, String, Table, and_, bindparam, select
+from sqlalchemy import Boolean, Connection, String, Table, and_, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
@@ -38,6 +38,7 @@ class _Prepared:
     processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # position -> bind processor
     limits: tuple[tuple[int, int], ...]  # position -> maximum string length
     defaults: tuple[tuple[str, Callable[[], Any]], ...]  # columns the rows leave out
+    # (the same value for every row of a call: processed once, not per row)
     positional: bool
 
 
@@ -82,38 +83,57 @@ def _prepared(
     if unknown:  # a bind this fast path does not fill (e.g. a SQL-expression default)
         raise ValueError(f"cannot bulk-write {table.name}: unbound {sorted(unknown)}")
     names = tuple(bound)
-    processors, limits = [], []
+    processors, limits, defaults = [], [], []
     for position, name in enumerate(names):
         column = table.c[name]
         process = column.type.dialect_impl(dialect).bind_processor(dialect)
-        if process is not None:
+        if name in defaulted:
+            defaults.append((name, _processed(defaulted[name], process)))
+            continue
+        if process is not None and not _driver_binds(dialect, column):
             processors.append((position, process))
         length = getattr(column.type, "length", None)
         if isinstance(column.type, String) and length:
             limits.append((position, length))
     return _Prepared(
-        compiled.string, names, tuple(processors), tuple(limits),
-        tuple((n, fn) for n, fn in defaulted.items()), positional,
-    )  # fmt: skip
+        compiled.string, names, tuple(processors), tuple(limits), tuple(defaults), positional
+    )
+
+
+def _driver_binds(dialect: Dialect, column) -> bool:  # noqa: ANN001
+    """sqlite3 stores a Python bool as the integer SQLAlchemy's processor would make."""
+    return dialect.name == "sqlite" and isinstance(column.type, Boolean)
+
+
+def _processed(make: Callable[[], Any], process: Callable[[Any], Any] | None) -> Callable[[], Any]:
+    return make if process is None else (lambda: process(make()))
 
 
 def _execute(conn: Connection, prepared: _Prepared, rows: Sequence[dict[str, Any]]) -> None:
-    """Turn ``rows`` into driver parameters and run ``executemany`` in slices."""
-    names, processors, limits = prepared.names, prepared.processors, prepared.limits
-    defaults = {name: make() for name, make in prepared.defaults}  # one "now" per batch
-    pick = itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
-    params: list[Any] = []
-    for row in rows:
-        values = list(pick({**defaults, **row} if defaults else row))
-        for position, length in limits:  # one long value never fails a batch
-            value = values[position]
-            if value.__class__ is str and len(value) > length:
-                values[position] = value[:length]
-        for position, process in processors:
-            values[position] = process(values[position])
-        params.append(
-            tuple(values) if prepared.positional else dict(zip(names, values, strict=True))
-        )
+    """Turn ``rows`` into driver parameters and run ``executemany`` in slices.
+
+    Column by column (one ``map`` per processor, one ``zip`` for the tuples): per value
+    that is a C-level step instead of a turn of a Python loop.
+    """
+    defaults = {name: make() for name, make in prepared.defaults}  # one "now" per call
+    columns = [
+        [defaults[name]] * len(rows) if name in defaults else [row[name] for row in rows]
+        for name in prepared.names
+    ]
+    for position, length in prepared.limits:  # one long value never fails a batch
+        column = columns[position]
+        if any(len(v) > length for v in column if v.__class__ is str):
+            columns[position] = [
+                v[:length] if v.__class__ is str and len(v) > length else v for v in column
+            ]
+    for position, process in prepared.processors:
+        columns[position] = list(map(process, columns[position]))
+    if prepared.positional:
+        params: list[Any] = list(zip(*columns, strict=True))
+    else:
+        params = [
+            dict(zip(prepared.names, values, strict=True)) for values in zip(*columns, strict=True)
+        ]
     for start in range(0, len(params), ROWS_PER_CALL):
         conn.exec_driver_sql(prepared.sql, params[start : start + ROWS_PER_CALL])
 
@@ -152,7 +172,10 @@ def upsert(
     if not rows:
         return
     key = tuple(key)
-    ordered = sorted(rows, key=lambda r: tuple(str(r[k]) for k in key))
+    try:
+        ordered = sorted(rows, key=itemgetter(*key) if len(key) > 1 else itemgetter(key[0]))
+    except TypeError:  # e.g. None beside text in a key column
+        ordered = sorted(rows, key=lambda r: tuple(str(r[k]) for k in key))
     _write(conn, table, ordered, key, tuple(update or ()))
 
 

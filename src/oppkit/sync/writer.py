@@ -544,14 +544,14 @@ def write_activities(
         for pid, role, response in dict.fromkeys(parts)
     ]
     insert_ignore(conn, activity_people, ap_rows)
-    texts = {(r.source, r.source_id): r.text for r in records}
+    texts = {(r.source, r.source_id): r.text for r in records if r.text}  # CRM tasks: none
     write_rule_alerts(
         conn,
         (
             alert
             for row in rows
-            if (key := (row["source"], row["source_id"])) in ids
-            for alert in rule_alerts(row, ids[key], texts.get(key))
+            if (key := (row["source"], row["source_id"])) in texts and key in ids
+            for alert in rule_alerts(row, ids[key], texts[key])
         ),
     )
     result.written = len(rows)
