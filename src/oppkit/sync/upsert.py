@@ -122,7 +122,7 @@ def _execute(conn: Connection, prepared: _Prepared, rows: Sequence[dict[str, Any
     ]
     for position, length in prepared.limits:  # one long value never fails a batch
         column = columns[position]
-        if any(len(v) > length for v in column if v.__class__ is str):
+        if _longest(column) > length:
             columns[position] = [
                 v[:length] if v.__class__ is str and len(v) > length else v for v in column
             ]
@@ -136,6 +136,13 @@ def _execute(conn: Connection, prepared: _Prepared, rows: Sequence[dict[str, Any
         ]
     for start in range(0, len(params), ROWS_PER_CALL):
         conn.exec_driver_sql(prepared.sql, params[start : start + ROWS_PER_CALL])
+
+
+def _longest(column: list[Any]) -> int:
+    try:
+        return max(map(len, filter(None, column)), default=0)
+    except TypeError:  # not only strings: measure the strings
+        return max((len(v) for v in column if isinstance(v, str)), default=0)
 
 
 def _write(
@@ -237,8 +244,13 @@ def lookup(
             named = {f"k{i}": v for i, v in enumerate(prefix)}
             named.update({f"v{i}": part[min(i, len(part) - 1)] for i in range(size)})
             params = tuple(named[n] for n in order) if order is not None else named
-            for raw in conn.exec_driver_sql(sql, params):
-                row = [p(v) if p else v for p, v in zip(processors, raw, strict=True)]
+            plain = not any(processors)
+            for raw in conn.exec_driver_sql(sql, params).fetchall():
+                row = (
+                    raw
+                    if plain
+                    else [p(v) if p else v for p, v in zip(processors, raw, strict=True)]
+                )
                 k = row[0] if len(keys) == 1 else tuple(row[: len(keys)])
                 rest = row[len(keys) :]
                 found[k] = rest[0] if len(rest) == 1 else tuple(rest)
