@@ -21,6 +21,7 @@ from ..errors import ConfigError, DatabaseError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_CACHE_KIB = 32_768
 
 
 def _normalise_url(url: str) -> str:
@@ -37,7 +38,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
     cursor.execute("PRAGMA synchronous=NORMAL")
     # 32 MB of page cache (the default is 2 MB): a large sync touches index pages all
     # over a table; the cache grows only as far as it is used.
-    cursor.execute("PRAGMA cache_size=-32768")
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
 
 

@@ -51,6 +51,7 @@ from exchangelib.properties import FieldPath
 from exchangelib.services import SyncFolderItems
 
 from ..errors import SourceError
+from .ahead import one_ahead
 from .mail import parse_message
 from .records import ActivityRecord, Checkpoint, Participant, Record, Skipped
 from .text import make_snippet
@@ -149,13 +150,18 @@ def _mail_page(account: Account, folder: Any, state: str | None) -> tuple[list, 
     return changes, svc.sync_state, done
 
 
-def _records_of(account: Account, changes: Sequence, where: str) -> Iterator[Record]:
+def _fetched(account: Account, changes: Sequence) -> list:
+    """The created or updated messages of a page, with their MIME (GetItem)."""
     # A message deleted from one mailbox is still a touch point that happened (and may
     # sit in other mailboxes), so deletions do not remove the activity.
     ids = [item for kind, item in changes if kind in ("create", "update")]
     if not ids:
-        return
-    for item in account.fetch(ids, only_fields=["mime_content", "conversation_id"]):
+        return []
+    return list(account.fetch(ids, only_fields=["mime_content", "conversation_id"]))
+
+
+def _records_of(items: Sequence, where: str) -> Iterator[Record]:
+    for item in items:
         if isinstance(item, Exception):
             yield Skipped(f"could not fetch item ({type(item).__name__})", where)
             continue
@@ -165,10 +171,30 @@ def _records_of(account: Account, changes: Sequence, where: str) -> Iterator[Rec
         yield record
 
 
+def _folder_pages(
+    account: Account, folder: Any, state: str | None, obj: str
+) -> Iterator[tuple[list, str | None]]:
+    """(fetched messages, sync state after them) per SyncFolderItems page."""
+    while True:
+        try:
+            changes, new_state, done = _mail_page(account, folder, state)
+        except ErrorInvalidSyncStateData:
+            log.warning("%s: the server forgot our sync state; reading it again", obj)
+            state = None
+            continue
+        yield _fetched(account, changes), new_state
+        state = new_state
+        if done:
+            return
+
+
 def read_exchange_mail(
     settings: ExchangeSettings, previous: Mapping[str, dict] | None = None
 ) -> Iterator[Record]:
-    """Email activities from the mailboxes' folders, page by page with checkpoints."""
+    """Email activities from the mailboxes' folders, page by page with checkpoints.
+
+    The next page is fetched while this one is parsed (:func:`one_ahead`).
+    """
     previous = previous or {}
     for mailbox in settings.mailboxes:
         try:
@@ -176,19 +202,10 @@ def read_exchange_mail(
             for name in settings.folders:
                 obj = f"ews:{mailbox}:{name}"
                 state = (previous.get(obj) or {}).get("sync_state")
-                folder = _folder(account, name)
-                while True:
-                    try:
-                        changes, new_state, done = _mail_page(account, folder, state)
-                    except ErrorInvalidSyncStateData:
-                        log.warning("%s: the server forgot our sync state; reading it again", obj)
-                        state = None
-                        continue
-                    yield from _records_of(account, changes, f"{mailbox} {name}")
+                pages = _folder_pages(account, _folder(account, name), state, obj)
+                for items, new_state in one_ahead(pages):
+                    yield from _records_of(items, f"{mailbox} {name}")
                     yield Checkpoint(obj, {"sync_state": new_state})
-                    state = new_state
-                    if done:
-                        break
         except (UnauthorizedError, ErrorNonExistentMailbox) as exc:
             raise SourceError(f"Exchange refused {mailbox}: {type(exc).__name__}: {exc}") from exc
         except (TransportError, requests.ConnectionError, ConnectionError) as exc:

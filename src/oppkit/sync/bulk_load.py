@@ -24,20 +24,36 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, Index, Table, inspect, literal, select
+from sqlalchemy import Connection, Engine, Index, Table, inspect, literal, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateIndex, DropIndex
 
-from ..db.engine import write_transaction
+from ..db.engine import SQLITE_CACHE_KIB, write_transaction
 from ..db.schema import activities, activity_people
 
 log = logging.getLogger(__name__)
 
 DEFERRABLE: tuple[Table, ...] = (activities, activity_people)
+INDEX_BUILD_CACHE_KIB = 8_192
 
 
 def _secondary(table: Table) -> list[Index]:
     return [index for index in table.indexes if not index.unique]
+
+
+@contextmanager
+def _small_sort_memory(conn: Connection) -> Iterator[None]:
+    """SQLite sorts an index build in memory up to its page cache size, then in temp
+    files; a smaller cache for the build keeps the sync's peak memory flat (and took
+    no longer for 500,000 activities)."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    conn.exec_driver_sql(f"PRAGMA cache_size=-{INDEX_BUILD_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
 
 
 def ensure_indexes(engine: Engine, tables: tuple[Table, ...] = DEFERRABLE) -> list[str]:
@@ -50,7 +66,7 @@ def ensure_indexes(engine: Engine, tables: tuple[Table, ...] = DEFERRABLE) -> li
             if index.name in have[table.name]:
                 continue
             try:
-                with write_transaction(engine) as conn:
+                with write_transaction(engine) as conn, _small_sort_memory(conn):
                     conn.execute(CreateIndex(index, if_not_exists=True))
                 created.append(str(index.name))
             except DBAPIError as exc:  # another run built it at the same moment

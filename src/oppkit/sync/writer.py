@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy import Connection, Table, bindparam, update
 
 from ..db.schema import (
     accounts,
@@ -460,18 +460,7 @@ def write_activities(
     opp_ids = _ids(conn, ctx, opportunities, [r.opportunity_ref for r in sf])
     sf_accounts = _ids(conn, ctx, accounts, [r.account_ref for r in sf])
     sf_people = _people_by_sfid(conn, ctx, [x for r in sf for x in (*r.person_refs, r.owner_ref)])
-    sf_people_info = (
-        {
-            pid: (acc, internal)
-            for pid, acc, internal in conn.execute(
-                select(people.c.id, people.c.account_id, people.c.is_internal).where(
-                    people.c.id.in_(list(sf_people.values()))
-                )
-            )
-        }
-        if sf_people
-        else {}
-    )
+    sf_people_info: dict[int, tuple] = {}  # read once, only if a record lacks its account
 
     rows, links = [], {}
     for r in records:
@@ -491,7 +480,11 @@ def write_activities(
             takes_part.append((owner_id, "owner", None))
 
         account_id = sf_accounts.get(r.account_ref) or _account_of(senders, others)
-        if account_id is None:
+        if account_id is None and takes_part:
+            if not sf_people_info and sf_people:
+                sf_people_info = lookup(
+                    conn, people, "id", sf_people.values(), "account_id", "is_internal"
+                )
             for pid, _role, _resp in takes_part:
                 acc, internal = sf_people_info.get(pid, (None, True))
                 if acc and not internal:
