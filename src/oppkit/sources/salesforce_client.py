@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,6 +40,7 @@ from tenacity import (
 )
 
 from ..errors import ConfigError, SourceError
+from .ahead import one_ahead
 
 log = logging.getLogger(__name__)
 API_VERSION = "59.0"
@@ -215,24 +215,20 @@ class SalesforceClient:
     ) -> Iterator[list[dict[str, Any]]]:
         """Pages of records, following nextRecordsUrl; each page fetch is retried.
 
-        One page ahead: as soon as a page arrives, the next one is requested in a helper
-        thread, so the server prepares it while the caller works on this one (a strictly
-        sequential client leaves each side idle half of the time). A fault fetching the
-        next page is raised where that page would have been yielded, after this one.
+        The next page is requested as soon as a page arrives (:func:`one_ahead`), so the
+        org prepares it while this one is processed.
         """
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oppkit-sf-page")
-        try:
-            pending = pool.submit(self.call, self.sf.query, soql, include_deleted=include_deleted)
-            while pending is not None:
-                result = pending.result()
-                next_url = result.get("nextRecordsUrl")
-                pending = None
-                if not result.get("done", True) and next_url:
-                    pending = pool.submit(self.call, self.sf.query_more, next_url,
-                                          identifier_is_url=True, include_deleted=include_deleted)  # fmt: skip
-                yield list(result.get("records", []))
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+        return one_ahead(self._pages(soql, include_deleted))
+
+    def _pages(self, soql: str, include_deleted: bool) -> Iterator[list[dict[str, Any]]]:
+        result = self.call(self.sf.query, soql, include_deleted=include_deleted)
+        while True:
+            yield list(result.get("records", []))
+            next_url = result.get("nextRecordsUrl")
+            if result.get("done", True) or not next_url:
+                return
+            result = self.call(self.sf.query_more, next_url, identifier_is_url=True,
+                               include_deleted=include_deleted)  # fmt: skip
 
     def deleted_ids(self, sobject: str, start: datetime, end: datetime) -> list[str] | None:
         """Ids deleted between start and end (getDeleted); None when start is out of range."""
