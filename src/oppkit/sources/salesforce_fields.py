@@ -168,10 +168,16 @@ class SalesforceRow:
             return None
 
     def as_bool(self, column: str, default: bool = False) -> bool:
+        value = self.values.get(column)
+        if value.__class__ is bool:  # a REST record's JSON boolean, as it is
+            return value
         value = self._typed(column, parse_bool)
         return default if value is None else value
 
     def as_float(self, column: str) -> float | None:
+        value = self.values.get(column)
+        if value.__class__ in (int, float) and math.isfinite(value):  # a JSON number
+            return float(value)
         return self._typed(column, parse_float)
 
     def as_int(self, column: str) -> int | None:
