@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import (
@@ -118,6 +119,14 @@ def _is_limit(exc: SalesforceRefusedRequest) -> bool:
     return "REQUEST_LIMIT_EXCEEDED" in str(getattr(exc, "content", "")) + str(exc)
 
 
+class _Salesforce(Salesforce):
+    """simple-salesforce, decoding its REST answers with orjson through the client's own
+    parse hook: a 2,000-record query page decodes several times faster than with json."""
+
+    def parse_result_to_json(self, result: requests.Response) -> Any:
+        return orjson.loads(result.content)
+
+
 class SalesforceClient:
     """simple-salesforce with retries and errors translated into oppkit's."""
 
@@ -137,11 +146,7 @@ class SalesforceClient:
         session = _PinnedSession() if settings.ca_bundle else requests.Session()
         if settings.ca_bundle:
             session.verify = settings.ca_bundle
-        # Plain dicts, not simple-salesforce's default OrderedDict: records are read by
-        # name only, and json builds plain dicts about twice as fast.
-        common: dict[str, Any] = {
-            "session": session, "version": API_VERSION, "object_pairs_hook": None,
-        }  # fmt: skip
+        common: dict[str, Any] = {"session": session, "version": API_VERSION}
         if settings.domain:
             common["domain"] = settings.domain
         try:
@@ -150,16 +155,16 @@ class SalesforceClient:
                     raise ConfigError(
                         "a Salesforce session id needs --instance-url (OPPKIT_SF_INSTANCE_URL)"
                     )
-                sf = Salesforce(instance_url=settings.instance_url, session_id=settings.session_id,
+                sf = _Salesforce(instance_url=settings.instance_url, session_id=settings.session_id,
                                 **{k: v for k, v in common.items() if k != "domain"})  # fmt: skip
             elif settings.consumer_key and settings.private_key_file:
-                sf = Salesforce(username=settings.username, consumer_key=settings.consumer_key,
+                sf = _Salesforce(username=settings.username, consumer_key=settings.consumer_key,
                                 privatekey_file=settings.private_key_file, **common)  # fmt: skip
             elif settings.consumer_key and settings.consumer_secret and not settings.username:
-                sf = Salesforce(consumer_key=settings.consumer_key,
+                sf = _Salesforce(consumer_key=settings.consumer_key,
                                 consumer_secret=settings.consumer_secret, **common)  # fmt: skip
             elif settings.username and settings.password:
-                sf = Salesforce(username=settings.username, password=settings.password,
+                sf = _Salesforce(username=settings.username, password=settings.password,
                                 security_token=settings.security_token or "", **common)  # fmt: skip
             else:
                 raise ConfigError(

@@ -15,7 +15,9 @@ from mailparser_reply import EmailReplyParser
 from selectolax.lexbor import LexborHTMLParser
 
 SNIPPET_LIMIT = 400
-_WS = re.compile(r"[ \t\r\f\v\u00a0]+")
+# A whitespace run becomes one space; a lone space is already that, so it is not a match
+# (replacing every single space of a text cost more than the rest of a snippet).
+_WS = re.compile(r" [ \t\r\f\v\u00a0]+|[\t\r\f\v\u00a0][ \t\r\f\v\u00a0]*")
 _BLANKS = re.compile(r"\n\s*\n+")
 _QUOTED_LINE = re.compile(r"^\s*>.*$", re.MULTILINE)
 _LINE_BREAK = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")  # what splitlines() splits on
