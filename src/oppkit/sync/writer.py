@@ -460,7 +460,7 @@ def write_activities(
     opp_ids = _ids(conn, ctx, opportunities, [r.opportunity_ref for r in sf])
     sf_accounts = _ids(conn, ctx, accounts, [r.account_ref for r in sf])
     sf_people = _people_by_sfid(conn, ctx, [x for r in sf for x in (*r.person_refs, r.owner_ref)])
-    sf_people_info: dict[int, tuple] = {}  # read once, only if a record lacks its account
+    sf_people_info: dict[int, tuple] | None = None  # read once, if a record lacks its account
 
     rows, links = [], {}
     for r in records:
@@ -481,7 +481,7 @@ def write_activities(
 
         account_id = sf_accounts.get(r.account_ref) or _account_of(senders, others)
         if account_id is None and takes_part:
-            if not sf_people_info and sf_people:
+            if sf_people_info is None:
                 sf_people_info = lookup(
                     conn, people, "id", sf_people.values(), "account_id", "is_internal"
                 )
