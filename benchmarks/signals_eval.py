@@ -1,4 +1,4 @@
-"""Signals benchmark: ``oppkit.signals.find_signals`` on the labelled set, against a baseline.
+"""Signals benchmark: ``oppkit.signal_rules.find_signals`` on the labelled set, against a baseline.
 
 Scores every message of ``tests/data/signals_eval.jsonl`` against its hand-written
 labels. Per kind it prints TP/FP/FN, precision, recall, and due-date accuracy among the
@@ -39,7 +39,7 @@ from pathlib import Path
 
 from dateutil.relativedelta import FR, MO, SA, SU, TH, TU, WE, relativedelta
 
-from oppkit.signals import find_signals
+from oppkit.signal_rules import find_signals
 
 EVAL = Path(__file__).resolve().parents[1] / "tests" / "data" / "signals_eval.jsonl"
 KINDS = ("request", "commitment", "risk")
@@ -153,9 +153,9 @@ def main() -> int:
           f"{negatives} ({negatives / len(rows):.0%}) with no signal")  # fmt: skip
 
     stats = score(rows, rules)
-    table("oppkit.signals rules, all messages", stats)
-    table("oppkit.signals rules, dev split", score(dev, rules))
-    table("oppkit.signals rules, holdout split", score(holdout, rules))
+    table("oppkit.signal_rules rules, all messages", stats)
+    table("oppkit.signal_rules rules, dev split", score(dev, rules))
+    table("oppkit.signal_rules rules, holdout split", score(holdout, rules))
     table("baseline keyword matcher, all messages", score(rows, baseline))
 
     n, rate = throughput(rows, rules, 2_000 if args.quick else 20_000)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from oppkit.signals import Signal, find_signals
+from oppkit.signal_rules import Signal, find_signals
 
 EVAL = Path(__file__).parent / "data" / "signals_eval.jsonl"
 WED = datetime(2026, 3, 4, 10, 30, tzinfo=UTC)  # Wednesday
@@ -233,9 +233,9 @@ def test_one_signal_per_sentence_and_kind_in_text_order() -> None:
 def test_module_docstring_example_runs() -> None:
     import doctest
 
-    import oppkit.signals
+    import oppkit.signal_rules
 
-    result = doctest.testmod(oppkit.signals)
+    result = doctest.testmod(oppkit.signal_rules)
     assert result.attempted >= 3 and result.failed == 0
 
 

@@ -44,10 +44,10 @@ from sqlalchemy import Engine, and_, select, update
 from .config import Settings, load_settings
 from .db.engine import write_transaction
 from .db.schema import activities, digest_log, opportunities, opportunity_people, people
+from .db.upsert import insert_ignore, upsert
 from .errors import ConfigError, SourceError
+from .identity import DomainRules, Resolver, normalise_email
 from .kit import Kit, NotFoundError
-from .sync.identity import DomainRules, Resolver, normalise_email
-from .sync.upsert import insert_ignore, upsert
 
 FREQUENCIES = {"daily": timedelta(days=1), "weekly": timedelta(weeks=1)}
 MAX_PERIODS_BACK = 30

@@ -50,7 +50,7 @@ from .db.schema import (
     stage_history,
     stages,
 )
-from .sync.identity import normalise_email
+from .identity import normalise_email
 
 if TYPE_CHECKING:
     from .graphs import RelationshipGraph

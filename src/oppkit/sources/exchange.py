@@ -51,8 +51,8 @@ from exchangelib.properties import FieldPath
 from exchangelib.services import SyncFolderItems
 
 from ..errors import SourceError
-from .ahead import one_ahead
 from .mail import parse_message
+from .page_ahead import one_ahead
 from .records import ActivityRecord, Checkpoint, Participant, Record, Skipped
 from .text import make_snippet
 

@@ -41,7 +41,7 @@ from tenacity import (
 )
 
 from ..errors import ConfigError, SourceError
-from .ahead import one_ahead
+from .page_ahead import one_ahead
 
 log = logging.getLogger(__name__)
 API_VERSION = "59.0"

@@ -20,8 +20,8 @@ from sqlalchemy import Engine
 from ..config import Settings, load_settings
 from ..db.engine import connect_engine
 from ..errors import ConfigError
+from .alert_writer import refresh_unanswered
 from .runner import RunSummary, SyncRunner
-from .signals import refresh_unanswered
 
 if TYPE_CHECKING:  # simple-salesforce is heavy: notebooks and mail agents never load it
     from ..sources.exchange import ExchangeSettings

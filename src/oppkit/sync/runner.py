@@ -30,7 +30,9 @@ from tqdm.auto import tqdm
 from ..config import Settings
 from ..db.engine import write_transaction
 from ..db.schema import sync_runs, sync_state
+from ..db.upsert import upsert
 from ..errors import DatabaseError
+from ..identity import DomainRules, Resolver
 from ..sources.records import (
     AccountRecord,
     ActivityRecord,
@@ -46,10 +48,8 @@ from ..sources.records import (
     StageRecord,
 )
 from .bulk_load import indexes_deferred
-from .identity import DomainRules, Resolver
 from .locks import heartbeat, sync_lock
-from .readahead import read_ahead
-from .upsert import upsert
+from .reader_thread import read_ahead
 from .writer import (
     WriteContext,
     WriteResult,

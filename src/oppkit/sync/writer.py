@@ -27,6 +27,8 @@ from ..db.schema import (
     stage_history,
     stages,
 )
+from ..db.upsert import insert_ignore, lookup, upsert
+from ..identity import Resolver, domain_of, normalise_email
 from ..sources.records import (
     AccountRecord,
     ActivityRecord,
@@ -40,10 +42,8 @@ from ..sources.records import (
     Skipped,
     StageRecord,
 )
-from .identity import Resolver, domain_of, normalise_email
+from .alert_writer import asks_question, rule_alerts, write_rule_alerts
 from .matching import OpportunityMatcher
-from .signals import asks_question, rule_alerts, write_rule_alerts
-from .upsert import insert_ignore, lookup, upsert
 
 SENDER_ROLES = ("from", "organizer")
 

@@ -49,7 +49,7 @@ from ..db.schema import (
     stages,
     sync_state,
 )
-from ..sync.identity import normalise_email
+from ..identity import normalise_email
 from .model import LIFECYCLE_KINDS, WorkflowError
 
 if TYPE_CHECKING:

@@ -34,7 +34,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from ..db.schema import accounts, links, opportunities, opportunity_people, people
-from ..sync.identity import normalise_email
+from ..identity import normalise_email
 
 Trigger = Callable[["TriggerContext"], None]
 _TRIGGERS: dict[str, Trigger] = {}

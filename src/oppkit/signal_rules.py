@@ -1,4 +1,7 @@
-"""Alerts and tasks in day-to-day communication: requests, commitments and deal risks.
+"""Signal rules: the text rules that find requests, commitments and deal risks in mail.
+
+Pure functions, no database: :mod:`oppkit.sync.alert_writer` stores what they find as
+alerts while syncing.
 
 A pure function over the newest part of one email or meeting note. It tries to be
 precise rather than complete, because a wrong alert costs trust. Each rule is a compiled

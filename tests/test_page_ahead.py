@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from oppkit.sources.ahead import one_ahead
+from oppkit.sources.page_ahead import one_ahead
 
 
 def test_pages_arrive_in_order():

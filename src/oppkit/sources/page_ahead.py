@@ -1,4 +1,8 @@
-"""Fetching the next page of a source while the current one is processed.
+"""Page-ahead: a source fetches the next page of an upstream API while this one is parsed.
+
+Not to be confused with :mod:`oppkit.sync.reader_thread`, where the runner reads a
+whole source in a thread ahead of the writer; this one works inside a source, one
+page at a time.
 
 Why: a sync alternates between waiting for a server (which prepares a page) and
 parsing what arrived (while the server idles). Asking for the next page as soon as the

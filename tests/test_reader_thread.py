@@ -8,7 +8,7 @@ import time
 import pytest
 
 from oppkit.sources.records import Checkpoint
-from oppkit.sync.readahead import read_ahead
+from oppkit.sync.reader_thread import read_ahead
 
 
 def test_records_and_checkpoints_arrive_in_order():

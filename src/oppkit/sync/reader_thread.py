@@ -1,4 +1,8 @@
-"""Reading a source ahead of the writer, in a thread.
+"""Reader thread: the runner reads a source's records in a thread, ahead of the writer.
+
+Not to be confused with :mod:`oppkit.sources.page_ahead`, which a source uses to
+fetch its next upstream page; this one sits in the runner, between any source and the
+writer, and hands records over in chunks.
 
 Why: a sync spends its time in two places that can overlap. The source waits on the
 network (an HTTPS page, an IMAP fetch) and parses; the writer waits on the database

@@ -1,9 +1,13 @@
-"""Signals written during sync: alerts and tasks found in communication.
+"""Alert writing during sync: the alerts and tasks that text rules find, stored.
+
+The rules themselves (pure functions over text) live in :mod:`oppkit.signal_rules`;
+this module turns what they find into ``alerts`` rows and keeps unanswered-question
+alerts current.
 
 Why here: the sync runner is the only writer of synced rows, and signals come from the
 messages it writes. Two kinds:
 
-* sentence rules (:func:`oppkit.signals.find_signals`): requests made of us, commitments
+* sentence rules (:func:`oppkit.signal_rules.find_signals`): requests made of us, commitments
   we made (with due dates), risks -- one alert per (activity, rule), never re-opened
   once someone closed it;
 * unanswered questions: an inbound message that asks something, with no reply of ours
@@ -21,7 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, exists, select, update
 
 from ..db.schema import activities, alerts
-from .upsert import insert_ignore
+from ..db.upsert import insert_ignore
 
 UNANSWERED_RULE = "unanswered.question"
 UNANSWERED_LOOKBACK = timedelta(days=90)
@@ -39,7 +43,7 @@ def asks_question(text: str | None) -> bool:
 
 def rule_alerts(activity: Mapping[str, Any], activity_id: int, text: str | None) -> list[dict]:
     """Alert rows for the sentence rules that fire on one activity's newest text."""
-    from ..signals import find_signals
+    from ..signal_rules import find_signals
 
     if not text or activity["kind"] not in ("email", "meeting"):
         return []
