@@ -178,7 +178,7 @@ def test_private_deals_cannot_be_moved_by_someone_who_cannot_see_them(kit, db_ur
         with pytest.raises(oppkit.NotFoundError):
             other.workflow.available("Secret deal")
     assert state(kit, secret)["step"] == "New"
-    add_member(kit.engine, secret, outsider._user_id, role="Engineer")
+    add_member(kit.engine, secret, outsider.scope.user_id, role="Engineer")
     outsider.workflow.transition(secret, "Park")
     assert state(kit, secret)["step"] == "Parked"
 

@@ -18,17 +18,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import pandas as pd
 from sqlalchemy import insert, select, update
 
 from .db.engine import write_transaction
 from .db.schema import activities, activity_people, alerts, opportunities, opportunity_people
 from .errors import OppkitError
-
-if TYPE_CHECKING:
-    from .kit import Kit
+from .scope import NotFoundError, ScopeLike, scope_of, to_utc
 
 SOURCE = "oppkit"
 ALERT_STATUSES = ("open", "done", "dismissed")
@@ -40,23 +37,7 @@ class NotAllowed(OppkitError):
     exit_code = 2
 
 
-def _opportunity(kit: Kit, ref: Any) -> int:
-    return kit.workflow._opportunity(ref)
-
-
-def _by(kit: Kit, by: str | None) -> int | None:
-    return kit._person_ids(by)[0] if by else kit._user_id
-
-
-def _utc(value: Any) -> datetime | None:
-    if value is None or value == "":
-        return None
-    stamp = pd.Timestamp(value)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return stamp.to_pydatetime()
-
-
-def add_note(kit: Kit, opportunity: Any, text: str, *, by: str | None = None) -> int:
+def add_note(kit: ScopeLike, opportunity: Any, text: str, *, by: str | None = None) -> int:
     """A note on the deal's timeline (kind ``note``, source ``oppkit``); its activity id.
 
     The first line becomes the subject. ``by`` (an email) defaults to the Kit's user.
@@ -66,8 +47,8 @@ def add_note(kit: Kit, opportunity: Any, text: str, *, by: str | None = None) ->
     text = (text or "").strip()
     if not text:
         raise OppkitError("a note needs some text")
-    opportunity_id = _opportunity(kit, opportunity)
-    by_id = _by(kit, by)
+    opportunity_id = scope_of(kit).opportunity_id(opportunity)
+    by_id = scope_of(kit).acting_person_id(by)
     now = datetime.now(UTC)
     with write_transaction(kit.engine) as conn:
         account_id = conn.scalar(
@@ -101,7 +82,9 @@ def add_note(kit: Kit, opportunity: Any, text: str, *, by: str | None = None) ->
     return activity_id
 
 
-def add_task(kit: Kit, opportunity: Any, text: str, *, due: Any = None, kind: str = "task") -> int:
+def add_task(
+    kit: ScopeLike, opportunity: Any, text: str, *, due: Any = None, kind: str = "task"
+) -> int:
     """A task (or alert, ``kind="alert"``) entered by hand on the deal; its alert id.
 
     >>> add_task(kit, "Acme pilot", "Send the pricing sheet", due="2026-12-04")
@@ -109,14 +92,14 @@ def add_task(kit: Kit, opportunity: Any, text: str, *, due: Any = None, kind: st
     text = (text or "").strip()
     if not text:
         raise OppkitError("a task needs some text")
-    opportunity_id = _opportunity(kit, opportunity)
+    opportunity_id = scope_of(kit).opportunity_id(opportunity)
     with write_transaction(kit.engine) as conn:
         return conn.execute(
             insert(alerts)
             .values(
                 kind=kind,
                 text=text,
-                due_at=_utc(due),
+                due_at=None if due is None or due == "" else to_utc(due),
                 status="open",
                 opportunity_id=opportunity_id,
                 rule="manual",
@@ -127,7 +110,7 @@ def add_task(kit: Kit, opportunity: Any, text: str, *, due: Any = None, kind: st
         ).scalar_one()
 
 
-def set_alert_status(kit: Kit, alert_id: int, status: str = "done") -> None:
+def set_alert_status(kit: ScopeLike, alert_id: int, status: str = "done") -> None:
     """Mark an alert or task ``done``, ``dismissed`` or ``open`` again.
 
     >>> set_alert_status(kit, 42, "done")
@@ -137,7 +120,7 @@ def set_alert_status(kit: Kit, alert_id: int, status: str = "done") -> None:
     with kit.engine.connect() as conn:
         opportunity_id = conn.scalar(select(alerts.c.opportunity_id).where(alerts.c.id == alert_id))
     if opportunity_id is not None:
-        _opportunity(kit, opportunity_id)  # not found when the user may not see the deal
+        scope_of(kit).opportunity_id(opportunity_id)  # not found when the user may not see the deal
     with write_transaction(kit.engine) as conn:
         done = conn.execute(
             update(alerts)
@@ -145,20 +128,18 @@ def set_alert_status(kit: Kit, alert_id: int, status: str = "done") -> None:
             .values(status=status, updated_at=datetime.now(UTC))
         ).rowcount
     if not done:
-        from .kit import NotFoundError
-
         raise NotFoundError(f"no alert with id {alert_id}")
 
 
-def add_member(kit: Kit, opportunity: Any, person: Any, *, role: str | None = None) -> int:
+def add_member(kit: ScopeLike, opportunity: Any, person: Any, *, role: str | None = None) -> int:
     """Make a person (an email or id) a member of the deal; the membership row's id.
 
     Adding someone who is already a member changes nothing and returns their row.
 
     >>> add_member(kit, "Acme pilot", "mei.tanaka@acme-robotics.example", role="Buyer")
     """
-    opportunity_id = _opportunity(kit, opportunity)
-    person_id = kit._person_ids(person)[0]
+    opportunity_id = scope_of(kit).opportunity_id(opportunity)
+    person_id = scope_of(kit).person_ids(person)[0]
     with write_transaction(kit.engine) as conn:
         existing = conn.scalar(
             select(opportunity_people.c.id).where(
@@ -184,26 +165,26 @@ def add_member(kit: Kit, opportunity: Any, person: Any, *, role: str | None = No
         ).scalar_one()
 
 
-def is_owner(kit: Kit, opportunity: Any) -> bool:
+def is_owner(kit: ScopeLike, opportunity: Any) -> bool:
     """Whether the Kit's user owns the deal (only the owner edits its settings)."""
-    opportunity_id = _opportunity(kit, opportunity)
-    if kit._user_id is None:
+    opportunity_id = scope_of(kit).opportunity_id(opportunity)
+    if scope_of(kit).user_id is None:
         return False
     with kit.engine.connect() as conn:
         owner = conn.scalar(
             select(opportunities.c.owner_id).where(opportunities.c.id == opportunity_id)
         )
-    return owner == kit._user_id
+    return owner == scope_of(kit).user_id
 
 
-def set_private(kit: Kit, opportunity: Any, private: bool) -> None:
+def set_private(kit: ScopeLike, opportunity: Any, private: bool) -> None:
     """Make the deal private (owner and members only) or visible to all; owner only.
 
     Raises :class:`NotAllowed` unless the Kit's user (``connect(user=...)``) owns it.
 
     >>> set_private(oppkit.connect(user="ava.patel@northwind.example"), "Acme pilot", True)
     """
-    opportunity_id = _opportunity(kit, opportunity)
+    opportunity_id = scope_of(kit).opportunity_id(opportunity)
     if not is_owner(kit, opportunity_id):
         raise NotAllowed("only the deal's owner can change its privacy")
     with write_transaction(kit.engine) as conn:

@@ -46,8 +46,10 @@ from .db.engine import write_transaction
 from .db.schema import activities, digest_log, opportunities, opportunity_people, people
 from .db.upsert import insert_ignore, upsert
 from .errors import ConfigError, SourceError
+from .frames import alerts as alert_frame
+from .frames import stage_history, timeline
 from .identity import DomainRules, Resolver, normalise_email
-from .kit import Kit, NotFoundError
+from .scope import NotFoundError, Scope, ScopeLike, scope_of, to_utc
 
 FREQUENCIES = {"daily": timedelta(days=1), "weekly": timedelta(weeks=1)}
 MAX_PERIODS_BACK = 30
@@ -73,7 +75,7 @@ def period_for(frequency: str, now: datetime | None = None) -> Period:
     """
     if frequency not in FREQUENCIES:
         raise ConfigError(f"digest frequency must be daily or weekly, not {frequency!r}")
-    now = _utc(now or datetime.now(UTC))
+    now = to_utc(now or datetime.now(UTC))
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     if frequency == "daily":
         start = midnight - timedelta(days=1)
@@ -86,7 +88,7 @@ def period_for(frequency: str, now: datetime | None = None) -> Period:
 
 @dataclass
 class OpportunityNews:
-    """What happened on one opportunity in the window (frames from the follower's Kit)."""
+    """What happened on one opportunity in the window (frames as the follower may see them)."""
 
     opportunity_id: int
     name: str
@@ -159,14 +161,14 @@ def _follow_key(opportunity_id: int, person_id: int) -> str:
     return f"follow:{opportunity_id}:{person_id}"
 
 
-def _one_opportunity(kit: Kit, opportunity: Any) -> tuple[int, bool, int | None]:
-    ids = kit._opportunity_ids(opportunity)
+def _one_opportunity(scope: Scope, opportunity: Any) -> tuple[int, bool, int | None]:
+    ids = scope.opportunity_ids(opportunity)
     if len(ids) != 1:
         raise NotFoundError(f"{opportunity!r} names {len(ids)} opportunities; give its id")
-    with kit.engine.connect() as conn:
+    with scope.engine.connect() as conn:
         row = conn.execute(
             select(opportunities.c.id, opportunities.c.is_private, opportunities.c.owner_id).where(
-                opportunities.c.id == ids[0], kit._visible()
+                opportunities.c.id == ids[0], scope.visible()
             )
         ).first()
     if row is None:
@@ -174,7 +176,7 @@ def _one_opportunity(kit: Kit, opportunity: Any) -> tuple[int, bool, int | None]
     return row[0], bool(row[1]), row[2]
 
 
-def follow(kit: Kit, opportunity: Any, person_email: str, frequency: str = "daily") -> None:
+def follow(scope: ScopeLike, opportunity: Any, person_email: str, frequency: str = "daily") -> None:
     """Make ``person_email`` a follower of ``opportunity`` with a daily or weekly digest.
 
     Following again changes the frequency. A private deal can only be followed by its
@@ -187,9 +189,10 @@ def follow(kit: Kit, opportunity: Any, person_email: str, frequency: str = "dail
     email = normalise_email(person_email)
     if not email:
         raise ValueError(f"not an email address: {person_email!r}")
-    opp_id, is_private, owner_id = _one_opportunity(kit, opportunity)
+    scope = scope_of(scope)
+    opp_id, is_private, owner_id = _one_opportunity(scope, opportunity)
     rules = DomainRules(load_settings().internal_domains)
-    with write_transaction(kit.engine) as conn:
+    with write_transaction(scope.engine) as conn:
         person_id = Resolver(rules).people_for_emails(conn, {email: None})[email].id
         if is_private and person_id != owner_id:
             member = conn.scalar(
@@ -222,11 +225,12 @@ def follow(kit: Kit, opportunity: Any, person_email: str, frequency: str = "dail
         )
 
 
-def unfollow(kit: Kit, opportunity: Any, person_email: str) -> None:
+def unfollow(scope: ScopeLike, opportunity: Any, person_email: str) -> None:
     """Stop the digests of ``opportunity`` for ``person_email`` (no error if not following)."""
     email = normalise_email(person_email)
-    opp_id, _private, _owner = _one_opportunity(kit, opportunity)
-    with write_transaction(kit.engine) as conn:
+    scope = scope_of(scope)
+    opp_id, _private, _owner = _one_opportunity(scope, opportunity)
+    with write_transaction(scope.engine) as conn:
         person_id = conn.scalar(select(people.c.id).where(people.c.email == email))
         if person_id is None:
             return
@@ -244,14 +248,8 @@ def unfollow(kit: Kit, opportunity: Any, person_email: str) -> None:
 # --- building ------------------------------------------------------------------------
 
 
-def _utc(value: datetime | str) -> datetime:
-    stamp = pd.Timestamp(value)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return stamp.to_pydatetime()
-
-
-def _engine(kit_or_engine: Kit | Engine) -> Engine:
-    return kit_or_engine.engine if isinstance(kit_or_engine, Kit) else kit_or_engine
+def _engine(kit_or_engine: ScopeLike | Engine) -> Engine:
+    return kit_or_engine if isinstance(kit_or_engine, Engine) else scope_of(kit_or_engine).engine
 
 
 def _followers(engine: Engine, frequency: str) -> dict[tuple[int, str, str | None], list[int]]:
@@ -291,27 +289,29 @@ def _last_sent(engine: Engine, frequency: str) -> dict[int, datetime]:
     return last
 
 
-def _news(kit: Kit, opp_ids: list[int], since: datetime, until: datetime) -> list[OpportunityNews]:
-    """What the follower's Kit (their privacy) shows on these deals in ``[since, until)``."""
-    with kit.engine.connect() as conn:
+def _news(
+    scope: Scope, opp_ids: list[int], since: datetime, until: datetime
+) -> list[OpportunityNews]:
+    """What the follower's scope (their privacy) shows on these deals in ``[since, until)``."""
+    with scope.engine.connect() as conn:
         visible = conn.execute(
             select(opportunities.c.id, opportunities.c.name, opportunities.c.stage)
-            .where(opportunities.c.id.in_(opp_ids), kit._visible())
+            .where(opportunities.c.id.in_(opp_ids), scope.visible())
             .order_by(opportunities.c.name)
         ).all()
     if not visible:
         return []
     ids = [row[0] for row in visible]
-    timeline = kit.timeline(opportunity=ids, since=since, until=until)
-    timeline = timeline[~timeline["is_auto"]].sort_values(["occurred_at", "id"])  # no bounces
-    changes = kit.stage_history(opportunity=ids)
+    feed = timeline(scope, opportunity=ids, since=since, until=until)
+    feed = feed[~feed["is_auto"]].sort_values(["occurred_at", "id"])  # no bounces
+    changes = stage_history(scope, opportunity=ids)
     changes = changes[(changes["changed_at"] >= since) & (changes["changed_at"] < until)]
     changes = changes.sort_values("changed_at")
-    alerts = kit.alerts(opportunity=ids)
+    alerts = alert_frame(scope, opportunity=ids)
     alerts["raised_at"] = alerts["created_at"]
     with_activity = alerts["activity_id"].dropna().astype(int).tolist()
     if with_activity:
-        with kit.engine.connect() as conn:
+        with scope.engine.connect() as conn:
             when = dict(
                 conn.execute(
                     select(activities.c.id, activities.c.occurred_at).where(
@@ -328,7 +328,7 @@ def _news(kit: Kit, opp_ids: list[int], since: datetime, until: datetime) -> lis
             opportunity_id=opp_id,
             name=name,
             stage=stage,
-            activities=timeline[timeline["opportunity_id"] == opp_id],
+            activities=feed[feed["opportunity_id"] == opp_id],
             changes=changes[changes["opportunity_id"] == opp_id],
             alerts=alerts[alerts["opportunity_id"] == opp_id].sort_values("raised_at"),
         )
@@ -338,7 +338,7 @@ def _news(kit: Kit, opp_ids: list[int], since: datetime, until: datetime) -> lis
 
 
 def build_digests(
-    kit_or_engine: Kit | Engine, frequency: str, now: datetime | str | None = None
+    kit_or_engine: ScopeLike | Engine, frequency: str, now: datetime | str | None = None
 ) -> list[DigestMessage]:
     """The digests due for ``frequency`` as of ``now`` (default: the clock), not sent.
 
@@ -348,7 +348,7 @@ def build_digests(
     >>> [m.subject for m in build_digests(kit, "weekly", now="2026-03-09")]
     """
     engine = _engine(kit_or_engine)
-    period = period_for(frequency, _utc(now) if now is not None else None)
+    period = period_for(frequency, to_utc(now) if now is not None else None)
     last_sent = _last_sent(engine, frequency)
     length = FREQUENCIES[frequency]
     messages = []
@@ -357,7 +357,7 @@ def build_digests(
         previous = last_sent.get(person_id)
         if previous is not None and previous < period.start:
             since = max(previous, period.end - MAX_PERIODS_BACK * length)
-        news = _news(Kit(engine, user=email), opp_ids, since, period.end)
+        news = _news(Scope(engine, user=email), opp_ids, since, period.end)
         if not news:
             continue
         message = DigestMessage(person_id, email, name, period, since, news)
@@ -559,7 +559,7 @@ def _finish(engine: Engine, message: DigestMessage, error: str | None = None) ->
 
 
 def send_digests(
-    kit_or_engine: Kit | Engine,
+    kit_or_engine: ScopeLike | Engine,
     frequency: str,
     now: datetime | str | None = None,
     *,
@@ -576,7 +576,7 @@ def send_digests(
     'digest daily 2026-03-03: sent 4, already sent 0, nothing new for 1'
     """
     engine = _engine(kit_or_engine)
-    period = period_for(frequency, _utc(now) if now is not None else None)
+    period = period_for(frequency, to_utc(now) if now is not None else None)
     messages = build_digests(engine, frequency, now)
     followers = len(_followers(engine, frequency))
     summary = DigestSummary(frequency, period.key, dry_run=dry_run, messages=messages)

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -51,9 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import ColumnElement, Select
 
 from ..db.schema import accounts, activities, activity_people, opportunities, people
-
-if TYPE_CHECKING:
-    from ..kit import Kit
+from ..scope import ScopeLike, scope_of
 
 SENDER_ROLES = ("from", "organizer", "owner")
 RECEIVER_ROLES = ("to", "cc", "attendee", "who")
@@ -116,7 +114,7 @@ def _numbers(conn: Connection, columns: list[ColumnElement], stmt: Select) -> np
 
 
 def load_interactions(
-    kit: Kit,
+    scope: ScopeLike,
     *,
     account: Any = None,
     opportunity: Any = None,
@@ -128,6 +126,7 @@ def load_interactions(
     Activities of a private opportunity count only for its owner and members; auto-replies,
     bounces and deleted rows never count; nothing after ``now`` counts.
     """
+    scope = scope_of(scope)
     # Two reads: each activity once (its time and kind), then who took part as one packed
     # integer per row. The time is the costly column (parsed per row); reading it per
     # activity rather than per participant saves a third of the read.
@@ -135,12 +134,12 @@ def load_interactions(
         activities.c.is_deleted.is_(False),
         activities.c.is_auto.is_(False),
         activities.c.kind.in_(DIRECTED_KINDS + MUTUAL_KINDS),
-        or_(activities.c.opportunity_id.is_(None), kit._visible()),
+        or_(activities.c.opportunity_id.is_(None), scope.visible()),
     )
     if opportunity is not None:
-        shown = and_(shown, activities.c.opportunity_id.in_(kit._opportunity_ids(opportunity)))
+        shown = and_(shown, activities.c.opportunity_id.in_(scope.opportunity_ids(opportunity)))
     if account is not None:
-        ids = kit._account_ids(account)
+        ids = scope.account_ids(account)
         of_account = select(opportunities.c.id).where(opportunities.c.account_id.in_(ids))
         shown = and_(
             shown,
@@ -162,8 +161,8 @@ def load_interactions(
         + activity_people.c.person_id * 4
         + case((activity_people.c.role.in_(SENDER_ROLES), 2), else_=0)
     )
-    with kit.engine.connect() as conn:
-        act = _numbers(conn, [act_key, _epoch_seconds(kit.engine.dialect.name)], acts)
+    with scope.engine.connect() as conn:
+        act = _numbers(conn, [act_key, _epoch_seconds(scope.engine.dialect.name)], acts)
         key = _numbers(conn, [part_key], parts)[:, 0].astype(np.int64)
     order = np.argsort(act[:, 0], kind="stable")
     act_key, act_t = act[order, 0].astype(np.int64), act[order, 1]
@@ -189,7 +188,7 @@ def load_interactions(
     ids = rows["person_id"].unique().tolist()
     person_rows: list = []
     if ids:
-        with kit.engine.connect() as conn:
+        with scope.engine.connect() as conn:
             for chunk in range(0, len(ids), 5000):
                 person_rows += conn.execute(
                     select(

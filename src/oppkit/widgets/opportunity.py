@@ -23,12 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import pandas as pd
-from sqlalchemy import select
 
 from .. import actions
-from ..db.schema import opportunities
 from ..errors import OppkitError
-from ..workflow.engine import opportunity_values
 from ..workflow.model import REFERENCE_ATTRIBUTES, IncompleteTransition
 from .html import STYLE, esc, metric, money, table, text
 from .timeline import TimelineView
@@ -140,7 +137,7 @@ class OpportunityView(widgets.VBox):
     ) -> None:
         self.kit = kit
         self.on_refresh = on_refresh
-        self.opportunity_id: int = kit.workflow._opportunity(opportunity)
+        self.opportunity_id: int = kit.scope.opportunity_id(opportunity)
         self.deal: dict[str, Any] = {}
         self.metrics: dict[str, str] = {}
         self.is_owner = False
@@ -267,11 +264,7 @@ class OpportunityView(widgets.VBox):
         """Re-read the deal from the database and redraw (optionally run ``on_refresh``)."""
         if run_callback and self.on_refresh is not None:
             self.on_refresh()
-        with self.kit.engine.connect() as conn:
-            self.deal = opportunity_values(conn, self.opportunity_id)
-            self.deal["step_id"] = conn.scalar(
-                select(opportunities.c.step_id).where(opportunities.c.id == self.opportunity_id)
-            )
+        self.deal = self.kit.workflow.deal(self.opportunity_id)
         self.is_owner = actions.is_owner(self.kit, self.opportunity_id)
         self.alerts = self.kit.alerts(opportunity=self.opportunity_id)
         if timeline:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 import pandas as pd
 
-from .flags import FLAGS, Thresholds, changes_since, review_frame
+from ..frames.review import FLAGS, Thresholds, changes_since, review_frame
 from .html import STYLE, esc, flags_html, money, table
 
 if TYPE_CHECKING:

@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import pandas as pd
-from sqlalchemy import select
 
-from ..db.schema import activity_people, people
+from ..frames.timeline import participants
 from .html import STYLE, esc
 
 if TYPE_CHECKING:
@@ -78,16 +77,7 @@ class TimelineView(widgets.VBox):
     def refresh(self) -> None:
         """Read the activities again (e.g. after a note was added) and redraw."""
         self.frame = self.kit.timeline(**self.scope, limit=self.limit)
-        ids = [int(i) for i in self.frame["id"]]
-        rows: list = []
-        if ids:
-            with self.kit.engine.connect() as conn:
-                rows = conn.execute(
-                    select(activity_people.c.activity_id, people.c.email, people.c.name)
-                    .join(people, people.c.id == activity_people.c.person_id)
-                    .where(activity_people.c.activity_id.in_(ids))
-                ).all()
-        self.participants = pd.DataFrame(rows, columns=["activity_id", "email", "name"])
+        self.participants = participants(self.kit, self.frame["id"].tolist())
         kinds = sorted(self.frame["kind"].dropna().unique())
         kind = self.kind_filter.value
         self.kind_filter.options = [ALL, *kinds]

@@ -305,7 +305,7 @@ def parse_definition(text: str, known_stages: dict[str, str] | None = None) -> D
     return definition
 
 
-def _reachable(starts: list[str], edges: dict[str, list[str]]) -> set[str]:
+def reachable_steps(starts: list[str], edges: dict[str, list[str]]) -> set[str]:
     seen, todo = set(starts), deque(starts)
     while todo:
         for nxt in edges.get(todo.popleft(), []):
@@ -329,14 +329,14 @@ def _graph_problems(definition: Definition, statuses: dict[str, str]) -> list[st
     ]
     problems = []
     if starts:
-        reachable = _reachable(starts, forward)
+        reachable = reachable_steps(starts, forward)
         problems += [
             f"step {n!r}: unreachable from any entry or follow-on"
             for n in names
             if n not in reachable
         ]
     closing = [s.name for s in definition.steps if statuses.get(s.stage) in CLOSED]
-    can_close = _reachable(closing, backward)
+    can_close = reachable_steps(closing, backward)
     problems += [
         f"step {s.name!r}: open, but no won or lost stage can be reached from it"
         for s in definition.steps

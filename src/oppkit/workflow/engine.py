@@ -46,6 +46,7 @@ from ..db.schema import (
     transitions,
     workflow_entries,
 )
+from ..scope import ScopeLike, scope_of
 from . import communications, definition
 from .model import (
     COLUMN_ATTRIBUTES,
@@ -60,7 +61,6 @@ from .model import (
 from .triggers import TriggerContext, get_trigger, json_safe
 
 if TYPE_CHECKING:
-    from ..kit import Kit
     from .graph import WorkflowGraph
 
 SOURCE = "oppkit"
@@ -208,11 +208,14 @@ def current_step_id(conn: Connection, row: Any) -> int | None:
 
 
 class Workflow:
-    """``kit.workflow``: the team's sales process, applied to the Kit's database and user."""
+    """``kit.workflow``: the team's sales process, applied to one scope's database and user.
 
-    def __init__(self, kit: Kit) -> None:
-        self.kit = kit
-        self.engine = kit.engine
+    ``Workflow(kit)`` or ``Workflow(scope)``; ``kit.workflow`` is the same thing.
+    """
+
+    def __init__(self, scope: ScopeLike) -> None:
+        self.scope = scope_of(scope)
+        self.engine = self.scope.engine
 
     # definitions
 
@@ -246,30 +249,6 @@ class Workflow:
         return text
 
     # helpers
-
-    def _opportunity(self, ref: Any) -> int:
-        """One visible opportunity's id; a private one the user may not see is not found."""
-        from ..kit import NotFoundError
-
-        ids = self.kit._opportunity_ids(ref)
-        with self.engine.connect() as conn:
-            found = conn.scalars(
-                select(opportunities.c.id).where(
-                    opportunities.c.id.in_(ids),
-                    opportunities.c.is_deleted.is_(False),
-                    self.kit._visible(),
-                )
-            ).all()
-        if not found:
-            raise NotFoundError(f"no opportunity matches {ref!r}")
-        if len(found) > 1:
-            raise NotFoundError(f"{len(found)} opportunities match {ref!r}; use the id")
-        return found[0]
-
-    def _by(self, by: str | None) -> int | None:
-        if by is None:
-            return self.kit._user_id
-        return self.kit._person_ids(by)[0]
 
     def _insert(
         self, conn: Connection, *, name: str, step_id: int, by_id: int | None,
@@ -311,13 +290,13 @@ class Workflow:
         """A new opportunity at the entry step for a new or an existing account; its id.
 
         An account is *existing* when it already has opportunities. ``owner`` (an email)
-        defaults to the Kit's user; other keywords are attributes (amount, close_date, ...).
+        defaults to the scope's user; other keywords are attributes (amount, close_date, ...).
 
         >>> kit.workflow.create("Acme pilot", account="acme-robotics.example", amount=50_000)
         """
-        account_id = self.kit._account_ids(account)[0] if account is not None else None
-        owner_id = self.kit._person_ids(owner)[0] if owner else self.kit._user_id
-        by_id = self._by(by)
+        account_id = self.scope.account_ids(account)[0] if account is not None else None
+        owner_id = self.scope.acting_person_id(owner)
+        by_id = self.scope.acting_person_id(by)
         with write_transaction(self.engine) as conn:
             existing = account_id is not None and conn.scalar(
                 select(func.count()).where(
@@ -344,13 +323,13 @@ class Workflow:
         Refuses with :class:`IncompleteTransition` (listing every missing attribute) when
         a required attribute is neither given nor set; with
         :class:`TransitionNotAvailable` when the transition does not leave the current
-        step. ``by`` (an email) defaults to the Kit's user. Messages are sent after the
+        step. ``by`` (an email) defaults to the scope's user. Messages are sent after the
         commit unless ``deliver=False`` (they stay queued for :meth:`deliver`).
 
         >>> kit.workflow.transition("Acme pilot", "Send proposal", amount=5000, close_date="2026-12-31")
         """
-        opportunity_id = self._opportunity(opportunity)
-        by_id = self._by(by)
+        opportunity_id = self.scope.opportunity_id(opportunity)
+        by_id = self.scope.acting_person_id(by)
         column_values, custom = split_values(values)
         with write_transaction(self.engine) as conn:
             row = conn.execute(
@@ -433,7 +412,7 @@ class Workflow:
         Columns: transition, to_step, to_stage, requires, missing, ready, triggers,
         communications (how many messages it sends).
         """
-        opportunity_id = self._opportunity(opportunity)
+        opportunity_id = self.scope.opportunity_id(opportunity)
         target = steps.alias("target")
         columns = ["transition", "to_step", "to_stage", "requires", "missing", "ready", "triggers",
                    "communications"]  # fmt: skip
@@ -456,8 +435,7 @@ class Workflow:
             rows.append([t["name"], t["to_step"], t["to_stage"], requires, missing, not missing,
                          list(t["triggers"] or []), len(t["communications"] or [])])  # fmt: skip
         df = pd.DataFrame(rows, columns=columns)
-        df.attrs["oppkit"] = {"kit": self.kit.token, "frame": "transitions"}
-        return df
+        return self.scope.tag(df, "transitions")
 
     def follow_on(
         self, parent: Any, follow_on: str, *, name: str | None = None, owner: str | None = None,
@@ -470,9 +448,9 @@ class Workflow:
 
         >>> kit.workflow.follow_on("Acme pilot", "Up-sell", name="Acme — fleet roll-out")
         """
-        parent_id = self._opportunity(parent)
-        owner_id = self.kit._person_ids(owner)[0] if owner else None
-        by_id = self._by(by)
+        parent_id = self.scope.opportunity_id(parent)
+        owner_id = self.scope.person_ids(owner)[0] if owner else None
+        by_id = self.scope.acting_person_id(by)
         with write_transaction(self.engine) as conn:
             step_id = conn.scalar(
                 select(follow_ons.c.step_id).where(func.lower(follow_ons.c.name) == follow_on.strip().lower())
@@ -518,7 +496,7 @@ class Workflow:
 
         Columns: relation (parent, self, child), id, name, stage, step, amount, close_date.
         """
-        opportunity_id = self._opportunity(opportunity)
+        opportunity_id = self.scope.opportunity_id(opportunity)
         with self.engine.connect() as conn:
             parent_id = conn.scalar(
                 select(opportunities.c.parent_id).where(opportunities.c.id == opportunity_id)
@@ -528,7 +506,7 @@ class Workflow:
                        opportunities.c.step, opportunities.c.amount, opportunities.c.close_date,
                        opportunities.c.parent_id)
                 .where(
-                    and_(opportunities.c.is_deleted.is_(False), self.kit._visible()),
+                    and_(opportunities.c.is_deleted.is_(False), self.scope.visible()),
                     (opportunities.c.id == opportunity_id)
                     | (opportunities.c.parent_id == opportunity_id)
                     | (opportunities.c.id == (parent_id if parent_id is not None else -1)),
@@ -548,19 +526,18 @@ class Workflow:
         df = pd.DataFrame(
             out, columns=["relation", "id", "name", "stage", "step", "amount", "close_date"]
         )
-        df.attrs["oppkit"] = {"kit": self.kit.token, "frame": "opportunities"}
-        return df
+        return self.scope.tag(df, "opportunities")
 
     def links(self, opportunity: Any) -> pd.DataFrame:
         """Records the deal's triggers created (invoices, registrations, tokens...)."""
-        opportunity_id = self._opportunity(opportunity)
+        opportunity_id = self.scope.opportunity_id(opportunity)
         stmt = (
             select(links.c.id, links.c.kind, links.c.reference, links.c.data, links.c.transition,
                    links.c.created_at)
             .where(links.c.opportunity_id == opportunity_id)
             .order_by(links.c.id)
         )  # fmt: skip
-        return self.kit._frame(stmt, "links")
+        return self.scope.frame(stmt, "links")
 
     def outbox(self, opportunity: Any = None) -> pd.DataFrame:
         """Messages queued by transitions and what became of them (status, attempts)."""
@@ -570,18 +547,52 @@ class Workflow:
             outbox.c.last_error, outbox.c.created_at, outbox.c.sent_at,
         ).order_by(outbox.c.id)  # fmt: skip
         if opportunity is not None:
-            stmt = stmt.where(outbox.c.opportunity_id == self._opportunity(opportunity))
+            stmt = stmt.where(outbox.c.opportunity_id == self.scope.opportunity_id(opportunity))
         else:
-            visible = select(opportunities.c.id).where(self.kit._visible())
+            visible = select(opportunities.c.id).where(self.scope.visible())
             stmt = stmt.where(outbox.c.opportunity_id.in_(visible))
-        return self.kit._frame(stmt, "outbox")
+        return self.scope.frame(stmt, "outbox")
 
     def deliver(self) -> pd.DataFrame:
         """Send what is still pending or failed in the outbox (with retries)."""
         return pd.DataFrame(communications.deliver(self.engine))
 
     def graph(self, opportunity: Any = None) -> WorkflowGraph:
-        """The workflow drawn (steps grouped by stage), offline; see :mod:`.graph`."""
-        from .graph import workflow_graph
+        """The workflow drawn (steps grouped by stage), offline; see :mod:`.graph`.
 
-        return workflow_graph(self, opportunity)
+        With ``opportunity``, its current step is marked and the transitions it can take
+        now are highlighted, with what each still needs.
+        """
+        from .graph import build_graph
+
+        drawn = self.definition()
+        if opportunity is None:
+            return build_graph(drawn)
+        opportunity_id = self.scope.opportunity_id(opportunity)
+        available = self.available(opportunity_id)
+        deal = self.deal(opportunity_id)
+        missing = dict(zip(available["transition"], available["missing"], strict=True))
+        return build_graph(drawn, deal["current_step"], missing, title=deal["name"])
+
+    def deal(self, opportunity: Any) -> dict[str, Any]:
+        """One visible deal as a flat dict (see :func:`opportunity_values`) and where it stands.
+
+        ``step_id`` is what oppkit recorded; ``current_step`` is the step the workflow
+        places it at (a synced deal without a step stands at its stage's only step).
+
+        >>> kit.workflow.deal("Acme pilot")["current_step"]
+        """
+        opportunity_id = self.scope.opportunity_id(opportunity)
+        with self.engine.connect() as conn:
+            values = opportunity_values(conn, opportunity_id)
+            row = conn.execute(
+                select(opportunities.c.step_id, opportunities.c.stage).where(
+                    opportunities.c.id == opportunity_id
+                )
+            ).mappings().one()  # fmt: skip
+            step_id = current_step_id(conn, row)
+            current = (
+                conn.scalar(select(steps.c.name).where(steps.c.id == step_id)) if step_id else None
+            )
+        values.update(step_id=row["step_id"], current_step=current)
+        return values

@@ -29,16 +29,13 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import networkx as nx
 from pyvis.network import Network
 
-from .definition import _reachable
+from .definition import reachable_steps
 from .model import Definition
-
-if TYPE_CHECKING:
-    from .engine import Workflow
 
 VIS = "templates/lib/vis-9.1.2"
 STATUS_COLORS = {
@@ -143,7 +140,7 @@ def build_graph(
                        triggers=list(t.triggers), communications=len(t.communications))  # fmt: skip
     reachable = None
     if current is not None:
-        reachable = _reachable([current], {n: list(graph.successors(n)) for n in graph})
+        reachable = reachable_steps([current], {n: list(graph.successors(n)) for n in graph})
 
     stage_order = [s.name for s in definition.stages]
     stage_order += sorted({s.stage for s in definition.steps} - set(stage_order))
@@ -202,31 +199,3 @@ def build_graph(
             ", ".join(options) or "nothing"
         )
     return WorkflowGraph(graph, net, _page(net, title, legend, height), height)
-
-
-def workflow_graph(workflow: Workflow, opportunity: Any = None) -> WorkflowGraph:
-    """The graph of ``workflow``'s definition, for ``opportunity`` when given (see module)."""
-    from sqlalchemy import select
-
-    from ..db.schema import opportunities
-    from .engine import current_step_id
-
-    definition = workflow.definition()
-    if opportunity is None:
-        return build_graph(definition)
-    opportunity_id = workflow._opportunity(opportunity)
-    available = workflow.available(opportunity_id)
-    with workflow.engine.connect() as conn:
-        row = (
-            conn.execute(select(opportunities).where(opportunities.c.id == opportunity_id))
-            .mappings()
-            .one()
-        )
-        step_id = current_step_id(conn, row)
-        from ..db.schema import steps
-
-        current = (
-            conn.scalar(select(steps.c.name).where(steps.c.id == step_id)) if step_id else None
-        )
-    missing = dict(zip(available["transition"], available["missing"], strict=True))
-    return build_graph(definition, current, missing, title=row["name"])

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, insert, select, update
@@ -50,10 +50,8 @@ from ..db.schema import (
     sync_state,
 )
 from ..identity import normalise_email
+from ..scope import ScopeLike, scope_of
 from .model import LIFECYCLE_KINDS, WorkflowError
-
-if TYPE_CHECKING:
-    from ..kit import Kit
 
 CURSOR = {"agent": "lifecycle", "source": "oppkit", "object": "activities"}
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
@@ -150,9 +148,9 @@ def _deal_events(conn: Connection) -> list[tuple[str, int, str, None]]:
 class Lifecycle:
     """``kit.lifecycle``: lifecycle stages of contacts and accounts, by rule or by hand."""
 
-    def __init__(self, kit: Kit) -> None:
-        self.kit = kit
-        self.engine = kit.engine
+    def __init__(self, scope: ScopeLike) -> None:
+        self.scope = scope_of(scope)
+        self.engine = self.scope.engine
 
     def stages(self, kind: str | None = None) -> pd.DataFrame:
         """The lifecycle stages in order: kind, name, category, external_status, locks."""
@@ -162,14 +160,14 @@ class Lifecycle:
         ).order_by(lifecycle_stages.c.kind.desc(), lifecycle_stages.c.sort_order)  # fmt: skip
         if kind is not None:
             stmt = stmt.where(lifecycle_stages.c.kind == kind)
-        return self.kit._frame(stmt, "lifecycle_stages")
+        return self.scope.frame(stmt, "lifecycle_stages")
 
     def _target(self, ref: Any, kind: str | None) -> tuple[str, int]:
         if kind is None:
             kind = "contact" if isinstance(ref, str) and "@" in ref else "account"
         if kind not in LIFECYCLE_KINDS:
             raise WorkflowError(f"kind must be one of {', '.join(LIFECYCLE_KINDS)}")
-        ids = self.kit._person_ids(ref) if kind == "contact" else self.kit._account_ids(ref)
+        ids = self.scope.person_ids(ref) if kind == "contact" else self.scope.account_ids(ref)
         return kind, ids[0]
 
     def set(
@@ -182,7 +180,7 @@ class Lifecycle:
         >>> kit.lifecycle.set("acme-robotics.example", "Churned", by="ava.patel@northwind.example")
         """
         kind, target_id = self._target(person_or_account, kind)
-        by_id = self.kit._person_ids(by)[0] if by else self.kit._user_id
+        by_id = self.scope.acting_person_id(by)
         table, key = _TABLES[kind]
         with write_transaction(self.engine) as conn:
             locks = conn.scalar(
@@ -329,6 +327,6 @@ class Lifecycle:
             stmt = stmt.where(
                 lifecycle_history.c[key] == target_id, lifecycle_history.c.kind == kind
             )
-        df = self.kit._frame(stmt, "lifecycle_history")
+        df = self.scope.frame(stmt, "lifecycle_history")
         df["changed_at"] = pd.to_datetime(df["changed_at"], utc=True)
         return df

@@ -1,5 +1,8 @@
 """The pipeline review's data: every deal with the flags a reviewer looks for, and what changed.
 
+Data beside the Kit, not in the widget: :class:`~oppkit.widgets.PipelineReview` only
+draws these frames and calls these functions, and a notebook can use them directly.
+
 Why a few set-wise queries: a review opens on the whole pipeline (tens of thousands of
 deals, millions of activities) and must draw in under a second. Each figure is one SQL
 aggregate over all deals (or a vectorised pandas step), never a query per deal:
@@ -26,7 +29,7 @@ stuck              the stage has not changed for ``stuck_days``
 
 Example::
 
-    from oppkit.widgets.flags import review_frame, changes_since
+    from oppkit.frames.review import review_frame, changes_since
     deals = review_frame(kit, stale_days=21)
     deals[deals["pushed"]][["name", "close_date", "close_date_pushes"]]
     changes_since(kit, "2026-11-01")
@@ -37,7 +40,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import String, and_, func, select, type_coerce
@@ -50,9 +53,8 @@ from ..db.schema import (
     stage_history,
     stages,
 )
-
-if TYPE_CHECKING:
-    from ..kit import Kit
+from ..scope import ScopeLike, scope_of
+from .deals import opportunities as opportunity_frame
 
 FLAGS = {
     "no_activity": "no activity",
@@ -77,7 +79,7 @@ def _rows(conn, stmt) -> list[tuple]:  # noqa: ANN001
     return [tuple(row) for row in conn.execute(stmt).fetchall()]
 
 
-def _history_figures(kit: Kit) -> pd.DataFrame:
+def _history_figures(scope: ScopeLike) -> pd.DataFrame:
     """Per deal: close-date pushes, amount changes, last stage move.
 
     The last stage move is one GROUP BY; pushes and amount changes compare old and new
@@ -101,7 +103,7 @@ def _history_figures(kit: Kit) -> pd.DataFrame:
         .where(stage_history.c.field == "stage", stage_history.c.is_deleted.is_(False))
         .group_by(stage_history.c.opportunity_id)
     )
-    with kit.engine.connect() as conn:
+    with scope_of(scope).engine.connect() as conn:
         history = pd.DataFrame(
             _rows(conn, values), columns=["opportunity_id", "field", "old_value", "new_value"]
         )
@@ -125,7 +127,7 @@ def _history_figures(kit: Kit) -> pd.DataFrame:
     return out.join(last.set_index("id"), how="outer")
 
 
-def _activity_figures(kit: Kit, since: datetime, now: datetime) -> pd.DataFrame:
+def _activity_figures(scope: ScopeLike, since: datetime, now: datetime) -> pd.DataFrame:
     """Per deal: the last activity (planned ones ahead do not count), and how many
     external people sent (or organised) its activities between ``since`` and ``now``."""
     newest = (
@@ -162,7 +164,7 @@ def _activity_figures(kit: Kit, since: datetime, now: datetime) -> pd.DataFrame:
         )
         .group_by(activities.c.opportunity_id)
     )
-    with kit.engine.connect() as conn:
+    with scope_of(scope).engine.connect() as conn:
         a = pd.DataFrame(_rows(conn, last), columns=["id", "last_activity", "campaign"])
         e = pd.DataFrame(_rows(conn, engaged), columns=["id", "engaged_contacts"])
     a["last_activity"] = pd.to_datetime(a["last_activity"], utc=True, format="mixed")
@@ -170,7 +172,11 @@ def _activity_figures(kit: Kit, since: datetime, now: datetime) -> pd.DataFrame:
 
 
 def review_frame(
-    kit: Kit, thresholds: Thresholds | None = None, *, now: datetime | None = None, **days: int
+    scope: ScopeLike,
+    thresholds: Thresholds | None = None,
+    *,
+    now: datetime | None = None,
+    **days: int,
 ) -> pd.DataFrame:
     """Every visible deal (``kit.opportunities()`` columns) with figures and flags.
 
@@ -188,9 +194,9 @@ def review_frame(
     today = now.date()
     # three independent reads; the database works on them at once (drivers release the GIL)
     with ThreadPoolExecutor(max_workers=3) as pool:
-        opps_f = pool.submit(kit.opportunities)
-        acts_f = pool.submit(_activity_figures, kit, now - timedelta(days=t.engaged_days), now)
-        hist_f = pool.submit(_history_figures, kit)
+        opps_f = pool.submit(opportunity_frame, scope)
+        acts_f = pool.submit(_activity_figures, scope, now - timedelta(days=t.engaged_days), now)
+        hist_f = pool.submit(_history_figures, scope)
         opps, acts, hist = opps_f.result(), acts_f.result(), hist_f.result()
     df = opps.join(acts, on="id").join(hist, on="id")
     for column in ("engaged_contacts", "close_date_pushes", "amount_changes"):
@@ -219,7 +225,7 @@ def review_frame(
     for column, label in FLAGS.items():
         text = text + df[column].map({True: label + ", ", False: ""}).astype(object)
     df["flags"] = text.str.rstrip(", ")
-    df.attrs["oppkit"] = {"kit": kit.token, "frame": "opportunities"}
+    scope_of(scope).tag(df, "opportunities")
     df.attrs["thresholds"] = t.__dict__
     return df
 
@@ -227,7 +233,7 @@ def review_frame(
 CHANGE_COLUMNS = ["changed_at", "opportunity_id", "opportunity", "change", "old", "new"]
 
 
-def changes_since(kit: Kit, since: Any, deals: pd.DataFrame | None = None) -> pd.DataFrame:
+def changes_since(scope: ScopeLike, since: Any, deals: pd.DataFrame | None = None) -> pd.DataFrame:
     """What moved since ``since`` (a date or timestamp), newest first.
 
     ``change`` is one of: new deal, stage, won, lost, amount, close date. Only visible
@@ -237,9 +243,9 @@ def changes_since(kit: Kit, since: Any, deals: pd.DataFrame | None = None) -> pd
     """
     stamp = pd.Timestamp(since)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    visible = deals if deals is not None else kit.opportunities()
+    visible = deals if deals is not None else opportunity_frame(scope)
     ids = [int(i) for i in visible["id"]]
-    with kit.engine.connect() as conn:
+    with scope_of(scope).engine.connect() as conn:
         rows = _rows(
             conn,
             select(

@@ -1,0 +1,23 @@
+"""Frames: the shared database as pandas DataFrames, as one user (a scope) may see it.
+
+Each function takes a :class:`~oppkit.scope.Scope` or a Kit first; the Kit's accessors
+(``kit.opportunities()``, ``kit.timeline()``...) are these functions with its scope bound.
+Features that need a frame (digests, the pipeline review) call them directly.
+"""
+
+from .deals import alerts, opportunities, pipeline, stage_history, stages
+from .people import accounts, people, suggested_people
+from .timeline import TIMELINE_COLUMNS, timeline
+
+__all__ = [
+    "TIMELINE_COLUMNS",
+    "accounts",
+    "alerts",
+    "opportunities",
+    "people",
+    "pipeline",
+    "stage_history",
+    "stages",
+    "suggested_people",
+    "timeline",
+]

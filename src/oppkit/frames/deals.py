@@ -1,0 +1,228 @@
+"""Deal frames: opportunities, the funnel, stage history and alerts, as one user sees them.
+
+Functions of a :class:`~oppkit.scope.Scope` (or a Kit); ``kit.opportunities()`` and its
+siblings are these with the Kit's scope bound. Every frame applies the scope's privacy.
+
+Example::
+
+    from oppkit.frames import deals
+    deals.opportunities(kit, open_only=True)[["name", "stage", "amount", "days_to_close"]]
+    deals.pipeline(kit)
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import func, literal, or_, select
+
+from ..db import schema as db
+from ..scope import ScopeLike, as_list, scope_of
+
+__all__ = ["alerts", "opportunities", "pipeline", "stage_history", "stages"]
+
+
+def opportunities(
+    scope: ScopeLike,
+    *,
+    stage: str | list[str] | None = None,
+    owner: str | None = None,
+    account: Any = None,
+    open_only: bool = False,
+) -> pd.DataFrame:
+    """One row per opportunity: stage, deal size, days to close, open alerts...
+
+    >>> kit.opportunities(open_only=True)[["name", "stage", "amount", "days_to_close"]]
+    """
+    scope = scope_of(scope)
+    owner_p = db.people.alias("owner")
+    open_alerts = (
+        select(db.alerts.c.opportunity_id, func.count().label("n"))
+        .where(db.alerts.c.status == "open", db.alerts.c.is_deleted.is_(False))
+        .group_by(db.alerts.c.opportunity_id)
+        .subquery()
+    )
+    stmt = (
+        select(
+            db.opportunities.c.id,
+            db.opportunities.c.name,
+            db.accounts.c.name.label("account"),
+            db.opportunities.c.account_id,
+            owner_p.c.name.label("owner"),
+            owner_p.c.email.label("owner_email"),
+            db.opportunities.c.stage,
+            func.coalesce(db.stages.c.status, literal("open")).label("stage_status"),
+            db.opportunities.c.step,
+            db.opportunities.c.amount,
+            db.opportunities.c.close_date,
+            db.opportunities.c.probability,
+            func.coalesce(open_alerts.c.n, 0).label("open_alerts"),
+            db.opportunities.c.is_private,
+            db.opportunities.c.parent_id,
+            db.opportunities.c.attributes,
+            db.opportunities.c.created_at,
+            db.opportunities.c.updated_at,
+            db.opportunities.c.source,
+            db.opportunities.c.source_id,
+        )
+        .select_from(
+            db.opportunities.outerjoin(
+                db.accounts, db.accounts.c.id == db.opportunities.c.account_id
+            )
+            .outerjoin(owner_p, owner_p.c.id == db.opportunities.c.owner_id)
+            .outerjoin(db.stages, db.stages.c.name == db.opportunities.c.stage)
+            .outerjoin(open_alerts, open_alerts.c.opportunity_id == db.opportunities.c.id)
+        )
+        .where(db.opportunities.c.is_deleted.is_(False), scope.visible())
+        .order_by(db.opportunities.c.close_date, db.opportunities.c.id)
+    )
+    if stage is not None:
+        stmt = stmt.where(db.opportunities.c.stage.in_(as_list(stage)))
+    if owner is not None:
+        who = owner.strip().lower()
+        stmt = stmt.where(
+            or_(func.lower(owner_p.c.email) == who, func.lower(owner_p.c.name) == who)
+        )
+    if account is not None:
+        stmt = stmt.where(db.opportunities.c.account_id.in_(scope.account_ids(account)))
+    if open_only:
+        stmt = stmt.where(func.coalesce(db.stages.c.status, literal("open")) == "open")
+    df = scope.frame(stmt, "opportunities")
+    _expand_attributes(df)
+    df["amount"] = df["amount"].astype("Float64")
+    df["close_date"] = pd.to_datetime(df["close_date"]).dt.date
+    today = datetime.now(UTC).date()
+    df["days_to_close"] = pd.array(
+        [
+            (d - today).days if isinstance(d, date) and not pd.isna(d) else None
+            for d in df["close_date"]
+        ],
+        dtype="Int64",
+    )
+    df["open_alerts"] = df["open_alerts"].astype("int64")
+    df["is_private"] = df["is_private"].astype(bool)
+    for column in ("created_at", "updated_at"):
+        df[column] = pd.to_datetime(df[column], utc=True)
+    return df
+
+
+def alerts(scope: ScopeLike, *, opportunity: Any = None, status: str | None = None) -> pd.DataFrame:
+    """Alerts and tasks, with the activity they came from and the rule that found them."""
+    scope = scope_of(scope)
+    stmt = (
+        select(
+            db.alerts.c.id,
+            db.alerts.c.kind,
+            db.alerts.c.text,
+            db.alerts.c.due_at,
+            db.alerts.c.status,
+            db.alerts.c.rule,
+            db.alerts.c.activity_id,
+            db.alerts.c.opportunity_id,
+            db.opportunities.c.name.label("opportunity"),
+            db.alerts.c.created_at,
+        )
+        .select_from(
+            db.alerts.outerjoin(
+                db.opportunities, db.opportunities.c.id == db.alerts.c.opportunity_id
+            )
+        )
+        .where(
+            db.alerts.c.is_deleted.is_(False),
+            or_(db.alerts.c.opportunity_id.is_(None), scope.visible()),
+        )
+        .order_by(db.alerts.c.created_at.desc())
+    )
+    if opportunity is not None:
+        stmt = stmt.where(db.alerts.c.opportunity_id.in_(scope.opportunity_ids(opportunity)))
+    if status is not None:
+        stmt = stmt.where(db.alerts.c.status == status)
+    df = scope.frame(stmt, "alerts")
+    for column in ("due_at", "created_at"):
+        df[column] = pd.to_datetime(df[column], utc=True)
+    return df
+
+
+def stages(scope: ScopeLike) -> pd.DataFrame:
+    """The workflow's stages: open ones in funnel order, then closed ones."""
+    scope = scope_of(scope)
+    stmt = select(
+        db.stages.c.name,
+        db.stages.c.status,
+        db.stages.c.sort_order,
+        db.stages.c.probability,
+        db.stages.c.is_active,
+    ).order_by(db.stages.c.sort_order, db.stages.c.name)
+    return scope.frame(stmt, "stages")
+
+
+def pipeline(scope: ScopeLike) -> pd.DataFrame:
+    """The funnel: open stages in their order with count, amount and weighted amount.
+
+    Opportunities in a stage the workflow does not know are shown after the known
+    ones, so nothing silently drops out of the total.
+    """
+    scope = scope_of(scope)
+    opps = opportunities(scope, open_only=True)
+    known = stages(scope)
+    order = known[known["status"] == "open"]["name"].tolist()
+    extra = sorted(set(opps["stage"].dropna()) - set(known["name"]))
+    rows = []
+    for position, stage in enumerate(order + extra, start=1):
+        in_stage = opps[opps["stage"] == stage]
+        weighted = (in_stage["amount"].fillna(0) * in_stage["probability"].fillna(0) / 100).sum()
+        rows.append(
+            {
+                "stage": stage,
+                "order": position,
+                "count": len(in_stage),
+                "amount": float(in_stage["amount"].fillna(0).sum()),
+                "weighted_amount": float(weighted),
+            }
+        )
+    df = pd.DataFrame(rows, columns=["stage", "order", "count", "amount", "weighted_amount"])
+    df.attrs["oppkit"] = {"kit": scope.token, "frame": "pipeline"}
+    return df
+
+
+def stage_history(scope: ScopeLike, *, opportunity: Any = None) -> pd.DataFrame:
+    """Every stage, amount and close-date change, newest first."""
+    scope = scope_of(scope)
+    by = db.people.alias("by")
+    stmt = (
+        select(
+            db.stage_history.c.opportunity_id,
+            db.opportunities.c.name.label("opportunity"),
+            db.stage_history.c.field,
+            db.stage_history.c.old_value,
+            db.stage_history.c.new_value,
+            db.stage_history.c.changed_at,
+            by.c.name.label("changed_by"),
+            db.stage_history.c.source,
+        )
+        .select_from(
+            db.stage_history.join(
+                db.opportunities, db.opportunities.c.id == db.stage_history.c.opportunity_id
+            ).outerjoin(by, by.c.id == db.stage_history.c.changed_by_id)
+        )
+        .where(scope.visible(), db.opportunities.c.is_deleted.is_(False))
+        .order_by(db.stage_history.c.changed_at.desc(), db.stage_history.c.id.desc())
+    )
+    if opportunity is not None:
+        stmt = stmt.where(db.stage_history.c.opportunity_id.in_(scope.opportunity_ids(opportunity)))
+    df = scope.frame(stmt, "stage_history")
+    df["changed_at"] = pd.to_datetime(df["changed_at"], utc=True)
+    return df
+
+
+def _expand_attributes(df: pd.DataFrame) -> None:
+    """Custom fields mapped in oppkit.toml become columns of their own (never shadowing ours)."""
+    attributes = df.pop("attributes")
+    if not attributes.notna().any():
+        return
+    extra = pd.DataFrame([a if isinstance(a, dict) else {} for a in attributes], index=df.index)
+    for column in extra.columns:
+        if column not in df.columns:
+            df[column] = extra[column]

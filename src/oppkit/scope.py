@@ -1,0 +1,210 @@
+"""Scope: who is looking, what they may see, and how a reference becomes rows.
+
+Why a module of its own: every reader of the shared database -- the Kit's frames,
+workflow, lifecycle, graphs, digests and actions -- needs the same three things, and
+they must agree on them or privacy leaks through the one that disagrees:
+
+* **who may see what**: a private opportunity (and what is linked to it) is visible
+  only to its owner and members; following a deal is no membership;
+* **resolving a reference**: a deal, account or person given by id, name, email,
+  domain or Salesforce id (or a list of them) becomes row ids, or
+  :class:`NotFoundError`;
+* **building a frame**: a SQL statement becomes a DataFrame tagged with where it came
+  from, so the pandas ``.oppkit`` accessor can find its way back.
+
+The Kit is the façade over this floor; features take a :class:`Scope` (or anything
+with a ``scope``, such as a Kit) and never reach into the Kit.
+
+Example::
+
+    from oppkit.scope import Scope
+    scope = Scope(engine, user="ava.patel@northwind.example")
+    ids = scope.opportunity_ids("Acme pilot")
+    deal_id = scope.opportunity_id("Acme pilot")      # exactly one deal this user may see
+    scope.frame(select(opportunities.c.name).where(scope.visible()), "opportunities")
+"""
+
+from __future__ import annotations
+
+import itertools
+import numbers
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Protocol
+
+import pandas as pd
+from sqlalchemy import ColumnElement, Engine, Table, exists, func, or_, select
+from sqlalchemy.sql import Select
+
+from .db.schema import accounts, opportunities, opportunity_people, people
+from .identity import normalise_email
+
+__all__ = [
+    "NotFoundError",
+    "Scope",
+    "ScopeLike",
+    "as_list",
+    "scope_of",
+    "to_utc",
+]
+
+_tokens = itertools.count(1)
+
+
+class NotFoundError(LookupError):
+    """Raised when a name, id or email given to an accessor matches nothing (or many)."""
+
+
+def as_list(value: Any) -> list:
+    """A reference given as one value or as a collection, always as a list."""
+    if isinstance(value, (list, tuple, set, pd.Series, pd.Index)):
+        return list(value)
+    return [value]
+
+
+def to_utc(value: datetime | str) -> datetime:
+    """A time given as text or datetime, as an aware UTC datetime (naive means UTC)."""
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime()
+
+
+class Scope:
+    """One user's view of the shared database (see the module docstring).
+
+    ``user`` is an email; without one, private opportunities are hidden.
+    """
+
+    def __init__(self, engine: Engine, user: str | None = None) -> None:
+        self.engine = engine
+        self.user = normalise_email(user) if user else None
+        self.token = f"kit-{next(_tokens)}"
+        self.user_id: int | None = None
+        if self.user:
+            with engine.connect() as conn:
+                self.user_id = conn.scalar(select(people.c.id).where(people.c.email == self.user))
+
+    def __repr__(self) -> str:
+        url = self.engine.url.render_as_string(hide_password=True)
+        return f"Scope({url!r}, user={self.user!r})"
+
+    @property
+    def scope(self) -> Scope:
+        """A scope is its own scope, so functions can take a Scope or a Kit alike."""
+        return self
+
+    # --- who may see what --------------------------------------------------------
+
+    def visible(self) -> ColumnElement[bool]:
+        """SQL condition: the row of ``opportunities`` may be seen by this user."""
+        if self.user_id is None:
+            return opportunities.c.is_private.is_(False)
+        member = exists().where(
+            opportunity_people.c.opportunity_id == opportunities.c.id,
+            opportunity_people.c.person_id == self.user_id,
+            opportunity_people.c.kind == "member",  # following a deal is no membership
+            opportunity_people.c.is_deleted.is_(False),
+        )
+        return or_(
+            opportunities.c.is_private.is_(False),
+            opportunities.c.owner_id == self.user_id,
+            member,
+        )
+
+    def visible_opportunities(self) -> Select:
+        """The ids of the opportunities this user may see, as a subquery to filter with."""
+        return select(opportunities.c.id).where(self.visible())
+
+    # --- resolving references ------------------------------------------------------
+
+    def opportunity_ids(self, ref: Any) -> list[int]:
+        """Ids of the deals named by id, Salesforce id or name (case-insensitive fallback)."""
+        return self._ids(opportunities, ref, ("source_id", "name"), "opportunity")
+
+    def account_ids(self, ref: Any) -> list[int]:
+        """Ids of the accounts named by id, email domain, Salesforce id or name."""
+        refs = [r.strip().lower() if isinstance(r, str) and "." in r else r for r in as_list(ref)]
+        return self._ids(accounts, refs, ("domain", "salesforce_id", "name"), "account")
+
+    def person_ids(self, ref: Any) -> list[int]:
+        """Ids of the people named by id, email (normalised) or Salesforce id."""
+        refs = [normalise_email(r) or r for r in as_list(ref)]
+        return self._ids(people, refs, ("email", "salesforce_id"), "person")
+
+    def opportunity_id(self, ref: Any) -> int:
+        """Exactly one deal this user may see; a private one they may not see is not found."""
+        ids = self.opportunity_ids(ref)
+        with self.engine.connect() as conn:
+            found = conn.scalars(
+                select(opportunities.c.id).where(
+                    opportunities.c.id.in_(ids),
+                    opportunities.c.is_deleted.is_(False),
+                    self.visible(),
+                )
+            ).all()
+        if not found:
+            raise NotFoundError(f"no opportunity matches {ref!r}")
+        if len(found) > 1:
+            raise NotFoundError(f"{len(found)} opportunities match {ref!r}; use the id")
+        return found[0]
+
+    def acting_person_id(self, by: str | None = None) -> int | None:
+        """Who does something: the person ``by`` names, else this scope's user (or None)."""
+        return self.person_ids(by)[0] if by else self.user_id
+
+    def _ids(self, table: Table, ref: Any, by: Iterable[str], what: str) -> list[int]:
+        """Ids for a reference given as an id, or a value of one of the ``by`` columns.
+
+        Exact matches use the columns' indexes; only names fall back to a case-insensitive
+        comparison (a scan) when nothing matches exactly.
+        """
+        found: list[int] = []
+        with self.engine.connect() as conn:
+            for item in as_list(ref):
+                if isinstance(item, numbers.Integral):
+                    found.append(int(item))
+                    continue
+                text = str(item).strip()
+                ids: list[int] = []
+                for column in by:
+                    ids = conn.scalars(select(table.c.id).where(table.c[column] == text)).all()
+                    if ids:
+                        break
+                if not ids and "name" in by:
+                    ids = conn.scalars(
+                        select(table.c.id).where(func.lower(table.c.name) == text.lower())
+                    ).all()
+                if not ids:
+                    raise NotFoundError(f"no {what} matches {text!r}")
+                found.extend(ids)
+        return found
+
+    # --- building frames -------------------------------------------------------------
+
+    def frame(self, stmt: Select, kind: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """Run ``stmt`` and return its rows as a DataFrame tagged as a frame of ``kind``."""
+        with self.engine.connect() as conn:
+            result = conn.execute(stmt)
+            rows = [tuple(row) for row in result.fetchall()]  # plain tuples: far faster in pandas
+            df = pd.DataFrame(rows, columns=columns or list(result.keys()))
+        return self.tag(df, kind)
+
+    def tag(self, df: pd.DataFrame, kind: str) -> pd.DataFrame:
+        """Mark a frame built another way as read through this scope."""
+        df.attrs["oppkit"] = {"kit": self.token, "frame": kind}
+        return df
+
+
+class Viewer(Protocol):
+    """Anything that carries a scope: a :class:`~oppkit.Kit`, or a Scope itself."""
+
+    @property
+    def scope(self) -> Scope: ...
+
+
+ScopeLike = Scope | Viewer
+
+
+def scope_of(viewer: ScopeLike) -> Scope:
+    """The scope of a Kit (or the Scope given): what features take as their reader."""
+    return viewer.scope
