@@ -2,8 +2,8 @@
 """Agent: email each follower a digest of their deals (daily or weekly), once per period.
 
 Usage: python agents/digest_agent.py --frequency daily [--once | --every 15m] [--db URL]
-SMTP: OPPKIT_SMTP_HOST, OPPKIT_SMTP_PORT, OPPKIT_SMTP_FROM, OPPKIT_SMTP_USER,
-OPPKIT_SMTP_STARTTLS; the password from OPPKIT_SMTP_PASSWORD.
+SMTP: [smtp] in oppkit.toml or OPPKIT_SMTP_HOST, _PORT, _FROM, _USER, _STARTTLS, _CA_FILE
+(587 with STARTTLS by default; see oppkit.mailout); the password from OPPKIT_SMTP_PASSWORD.
 """
 
 import sys

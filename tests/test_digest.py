@@ -69,6 +69,7 @@ def smtp(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
     monkeypatch.setenv("OPPKIT_SMTP_PORT", str(controller.port))
     monkeypatch.setenv("OPPKIT_SMTP_FROM", "oppkit <digest@northwind.example>")
     monkeypatch.delenv("OPPKIT_SMTP_PASSWORD", raising=False)
+    monkeypatch.setenv("OPPKIT_SMTP_STARTTLS", "0")  # a plain test server
     yield inbox
     controller.stop()
 

@@ -47,6 +47,7 @@ def smtp(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("OPPKIT_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("OPPKIT_SMTP_PORT", str(port))
     monkeypatch.setenv("OPPKIT_SMTP_FROM", "crm@northwind.example")
+    monkeypatch.setenv("OPPKIT_SMTP_STARTTLS", "0")  # a plain test server
     yield inbox
     controller.stop()
 

@@ -27,14 +27,7 @@ class Settings:
     database_url: str | None = None
     internal_domains: tuple[str, ...] = ()
     config_path: Path | None = None
-    extra: dict = field(default_factory=dict)
-    # follower digests over SMTP; the password only from OPPKIT_SMTP_PASSWORD (never here)
-    smtp_host: str | None = None
-    smtp_port: int | None = None
-    smtp_from: str | None = None
-    smtp_user: str | None = None
-    smtp_starttls: bool = False
-    smtp_ca_file: str | None = None  # a CA to trust for the server's certificate
+    extra: dict = field(default_factory=dict)  # the whole file; [smtp] is read by mailout
 
     @property
     def resolved_database_url(self) -> str:
@@ -78,27 +71,9 @@ def load_settings(database_url: str | None = None) -> Settings:
     section = data.get("oppkit", data)
     url = database_url or os.environ.get("OPPKIT_DATABASE_URL") or section.get("database_url")
     domains = os.environ.get("OPPKIT_INTERNAL_DOMAINS") or section.get("internal_domains")
-    smtp = section.get("smtp") or data.get("smtp") or {}
-    if not isinstance(smtp, dict):
-        raise ConfigError(f"{path}: [smtp] must be a table")
-
-    def setting(name: str):  # noqa: ANN202
-        return os.environ.get(f"OPPKIT_SMTP_{name.upper()}") or smtp.get(name)
-
-    port = setting("port")
-    try:
-        smtp_port = int(port) if port not in (None, "") else None
-    except ValueError as exc:
-        raise ConfigError(f"SMTP port is not a number: {port!r}") from exc
     return Settings(
         database_url=url,
         internal_domains=_split_domains(domains),
         config_path=path,
         extra=data,
-        smtp_host=setting("host"),
-        smtp_port=smtp_port,
-        smtp_from=setting("from"),
-        smtp_user=setting("user"),
-        smtp_starttls=str(setting("starttls") or "").strip().lower() in ("1", "true", "yes", "on"),
-        smtp_ca_file=setting("ca_file"),
     )

@@ -22,15 +22,12 @@ Example::
     from oppkit.digest import build_digests, send_digests
     for message in build_digests(kit, "daily"):
         print(message.to, message.subject)
-    send_digests(kit, "daily")        # SMTP settings from OPPKIT_SMTP_* (see config.py)
+    send_digests(kit, "daily")        # SMTP: oppkit.toml [smtp], OPPKIT_SMTP_* (mailout)
 """
 
 from __future__ import annotations
 
 import html
-import os
-import smtplib
-import ssl
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -49,6 +46,7 @@ from .errors import ConfigError, SourceError
 from .frames import alerts as alert_frame
 from .frames import stage_history, timeline
 from .identity import DomainRules, Resolver, normalise_email
+from .mailout import Mailer, SmtpSettings  # SmtpSettings stays importable from here
 from .scope import NotFoundError, Scope, ScopeLike, scope_of, to_utc
 
 FREQUENCIES = {"daily": timedelta(days=1), "weekly": timedelta(weeks=1)}
@@ -441,65 +439,6 @@ def render(message: DigestMessage) -> tuple[str, str, str]:
 # --- sending -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SmtpSettings:
-    host: str
-    port: int
-    sender: str
-    user: str | None = None
-    password: str | None = None
-    starttls: bool = False
-    ca_file: str | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SmtpSettings:
-        """From OPPKIT_SMTP_HOST / _PORT / _FROM / _USER / _STARTTLS / _CA_FILE (or
-        oppkit.toml [smtp]); the password only from the environment (OPPKIT_SMTP_PASSWORD)."""
-        if not settings.smtp_host or not settings.smtp_from:
-            raise ConfigError("sending digests needs OPPKIT_SMTP_HOST and OPPKIT_SMTP_FROM")
-        return cls(
-            host=settings.smtp_host,
-            port=settings.smtp_port or (587 if settings.smtp_starttls else 25),
-            sender=settings.smtp_from,
-            user=settings.smtp_user,
-            password=os.environ.get("OPPKIT_SMTP_PASSWORD"),
-            starttls=settings.smtp_starttls,
-            ca_file=settings.smtp_ca_file,
-        )
-
-
-class _Mailer:
-    """One SMTP connection for a run, opened on the first message."""
-
-    def __init__(self, smtp: SmtpSettings) -> None:
-        self.smtp = smtp
-        self.server: smtplib.SMTP | None = None
-
-    def send(self, msg: EmailMessage) -> None:
-        where = f"{self.smtp.host}:{self.smtp.port}"
-        try:
-            if self.server is None:
-                self.server = smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=30)
-                if self.smtp.starttls:
-                    context = ssl.create_default_context(cafile=self.smtp.ca_file)
-                    self.server.starttls(context=context)
-                if self.smtp.password is not None:
-                    self.server.login(self.smtp.user or self.smtp.sender, self.smtp.password)
-            self.server.send_message(msg)
-        except (smtplib.SMTPException, OSError) as exc:
-            self.close()
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SourceError(f"SMTP server {where} failed: {detail}") from exc
-
-    def close(self) -> None:
-        if self.server is not None:
-            try:
-                self.server.quit()
-            except (smtplib.SMTPException, OSError):
-                pass
-            self.server = None
-
-
 def _claim(engine: Engine, message: DigestMessage) -> bool:
     """Record the digest and take it for sending; False when sent or taken by another run."""
     p, clock = message.period, datetime.now(UTC)
@@ -586,9 +525,10 @@ def send_digests(
         return summary
     if not messages:
         return summary
-    smtp = smtp or SmtpSettings.from_settings(settings or load_settings())
-    mailer = _Mailer(smtp)
-    try:
+    smtp = smtp or SmtpSettings.from_settings(settings)
+    if not smtp.host or not smtp.sender:
+        raise ConfigError("sending digests needs OPPKIT_SMTP_HOST and OPPKIT_SMTP_FROM")
+    with Mailer(smtp) as mailer:
         for message in messages:
             if not _claim(engine, message):
                 summary.already_sent += 1
@@ -600,6 +540,4 @@ def send_digests(
                 raise
             _finish(engine, message)
             summary.sent += 1
-    finally:
-        mailer.close()
     return summary

@@ -12,10 +12,10 @@ Templates are ``str.format`` style with plain names only (``{name}``, ``{amount:
 templates every value is HTML-escaped; a placeholder without a value renders empty, and
 a message whose recipient renders empty is skipped.
 
-SMTP comes from the environment (``OPPKIT_SMTP_HOST``, ``OPPKIT_SMTP_PORT``,
-``OPPKIT_SMTP_FROM``, ``OPPKIT_SMTP_USER``, ``OPPKIT_SMTP_STARTTLS``) or ``[smtp]`` in
-oppkit.toml (host, port, from, user, starttls); the password only from
-``OPPKIT_SMTP_PASSWORD``. SMS (or another email route) plugs in by channel::
+Email goes through :mod:`oppkit.mailout` (``[smtp]`` in oppkit.toml, ``OPPKIT_SMTP_*``
+overriding it, the password only from ``OPPKIT_SMTP_PASSWORD``; port 587 with STARTTLS
+unless told otherwise), one connection per :func:`deliver` run. SMS (or another email
+route) plugs in by channel::
 
     from oppkit.workflow import register_sender
 
@@ -27,10 +27,9 @@ oppkit.toml (host, port, from, user, starttls); the password only from
 from __future__ import annotations
 
 import html as html_lib
-import os
-import smtplib
 import string
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -40,10 +39,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 from tenacity import Retrying, stop_after_attempt, wait_exponential
 
-from ..config import Settings, load_settings
+from ..config import Settings
 from ..db.engine import write_transaction
 from ..db.schema import outbox
-from ..errors import ConfigError
+from ..mailout import Mailer, SmtpSettings
 from .model import Communication
 
 _formatter = string.Formatter()
@@ -146,48 +145,12 @@ def queue(
     return ids
 
 
-@dataclass(frozen=True)
-class SmtpSettings:
-    host: str | None
-    port: int = 25
-    sender: str | None = None
-    user: str | None = None
-    password: str | None = None
-    starttls: bool = False
-    timeout: float = 30.0
-
-    @classmethod
-    def load(cls, settings: Settings | None = None) -> SmtpSettings:
-        """From the environment, then ``[smtp]`` in oppkit.toml; password from env only."""
-        settings = settings or load_settings()
-        section = (settings.extra or {}).get("smtp", {})
-        env = os.environ.get
-        port = env("OPPKIT_SMTP_PORT") or section.get("port") or 25
-        starttls = env("OPPKIT_SMTP_STARTTLS")
-        try:
-            port = int(port)
-        except ValueError as exc:
-            raise ConfigError(f"OPPKIT_SMTP_PORT is not a number: {port!r}") from exc
-        return cls(
-            host=env("OPPKIT_SMTP_HOST") or section.get("host"),
-            port=port,
-            sender=env("OPPKIT_SMTP_FROM") or section.get("from"),
-            user=env("OPPKIT_SMTP_USER") or section.get("user"),
-            password=env("OPPKIT_SMTP_PASSWORD"),
-            starttls=(starttls.lower() in ("1", "true", "yes"))
-            if starttls
-            else bool(section.get("starttls", False)),
-        )
-
-
-def smtp_sender(smtp: SmtpSettings) -> Sender:
-    """A sender for the ``email`` channel that speaks SMTP to ``smtp.host``."""
+def smtp_sender(mailer: Mailer) -> Sender:
+    """A sender for the ``email`` channel: each message as an email through ``mailer``."""
 
     def send(message: OutboxMessage) -> None:
-        if not smtp.host:
-            raise ConfigError("no SMTP server configured (set OPPKIT_SMTP_HOST)")
         mail = EmailMessage()
-        mail["From"] = smtp.sender or "oppkit@localhost"
+        mail["From"] = mailer.smtp.sender or "oppkit@localhost"
         mail["To"] = message.recipient
         mail["Subject"] = message.subject or ""
         mail["Date"] = formatdate(localtime=False)
@@ -195,12 +158,7 @@ def smtp_sender(smtp: SmtpSettings) -> Sender:
         mail.set_content(message.body)
         if message.html:
             mail.add_alternative(message.html, subtype="html")
-        with smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout) as client:
-            if smtp.starttls:
-                client.starttls()
-            if smtp.user and smtp.password is not None:
-                client.login(smtp.user, smtp.password)
-            client.send_message(mail)
+        mailer.send(mail)
 
     return send
 
@@ -225,42 +183,44 @@ def deliver(
     with engine.connect() as conn:
         rows = conn.execute(stmt).mappings().all()
     senders: dict[str, Sender] = {}
-    results = []
-    for row in rows:
-        channel = row["channel"]
-        if channel not in senders:
-            if channel in _SENDERS:
-                senders[channel] = _SENDERS[channel]
-            elif channel == "email":
-                senders[channel] = smtp_sender(SmtpSettings.load(settings))
-        message = OutboxMessage(
-            row["id"], channel, row["recipient"], row["subject"], row["body"], row["html"]
-        )
-        tried, error = 0, None
-        sender = senders.get(channel)
-        if sender is None:
-            error = f"no sender registered for channel {channel!r}"
-        else:
-            try:
-                for attempt in Retrying(
-                    stop=stop_after_attempt(max(1, attempts)),
-                    wait=wait_exponential(multiplier=wait_seconds, max=10 * wait_seconds),
-                    reraise=True,
-                ):
-                    with attempt:
-                        tried += 1
-                        sender(message)
-            except Exception as exc:  # noqa: BLE001 - recorded on the row, not raised
-                error = f"{type(exc).__name__}: {exc}"
-        values = {
-            "attempts": row["attempts"] + tried,
-            "status": "failed" if error else "sent",
-            "last_error": error,
-            "sent_at": None if error else datetime.now(UTC),
-        }
-        with write_transaction(engine) as conn:
-            conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(**values))
-        results.append(
-            {"id": row["id"], "channel": channel, "recipient": row["recipient"], **values}
-        )
+    with ExitStack() as run:  # the email channel keeps one SMTP connection for the run
+        results = []
+        for row in rows:
+            channel = row["channel"]
+            if channel not in senders:
+                if channel in _SENDERS:
+                    senders[channel] = _SENDERS[channel]
+                elif channel == "email":
+                    smtp = SmtpSettings.from_settings(settings)
+                    senders[channel] = smtp_sender(run.enter_context(Mailer(smtp)))
+            message = OutboxMessage(
+                row["id"], channel, row["recipient"], row["subject"], row["body"], row["html"]
+            )
+            tried, error = 0, None
+            sender = senders.get(channel)
+            if sender is None:
+                error = f"no sender registered for channel {channel!r}"
+            else:
+                try:
+                    for attempt in Retrying(
+                        stop=stop_after_attempt(max(1, attempts)),
+                        wait=wait_exponential(multiplier=wait_seconds, max=10 * wait_seconds),
+                        reraise=True,
+                    ):
+                        with attempt:
+                            tried += 1
+                            sender(message)
+                except Exception as exc:  # noqa: BLE001 - recorded on the row, not raised
+                    error = f"{type(exc).__name__}: {exc}"
+            values = {
+                "attempts": row["attempts"] + tried,
+                "status": "failed" if error else "sent",
+                "last_error": error,
+                "sent_at": None if error else datetime.now(UTC),
+            }
+            with write_transaction(engine) as conn:
+                conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(**values))
+            results.append(
+                {"id": row["id"], "channel": channel, "recipient": row["recipient"], **values}
+            )
     return results
