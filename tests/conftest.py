@@ -6,15 +6,17 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from email.message import EmailMessage
-from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, text
 
 from oppkit.config import Settings
 from oppkit.db.engine import connect_engine
+from tests.servers.net import free_port
+from tests.servers.smtp import Inbox
+from tests.support import write_salesforce_export
 
 PG_ADMIN_URL = os.environ.get(
     "OPPKIT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -83,48 +85,22 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
 
 
-def make_email(
-    *,
-    sender: str,
-    to: list[str],
-    subject: str,
-    body: str,
-    when,  # noqa: ANN001
-    message_id: str | None,
-    cc: list[str] | None = None,
-    in_reply_to: str | None = None,
-    html: str | None = None,
-) -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = ", ".join(to)
-    if cc:
-        msg["Cc"] = ", ".join(cc)
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime(when)
-    if message_id:
-        msg["Message-ID"] = f"<{message_id}>"
-    if in_reply_to:
-        msg["In-Reply-To"] = f"<{in_reply_to}>"
-        msg["References"] = f"<{in_reply_to}>"
-    if html and not body:
-        msg.set_content(html, subtype="html")
-    else:
-        msg.set_content(body)
-        if html:
-            msg.add_alternative(html, subtype="html")
-    return msg
+@pytest.fixture
+def export(tmp_path: Path) -> Path:
+    """A small Salesforce Data Export folder (see tests.support.write_salesforce_export)."""
+    return write_salesforce_export(tmp_path / "sf")
 
 
-def write_mbox(path: Path, messages: list[EmailMessage | bytes]) -> Path:
-    """Write messages as an mboxrd file (From_ lines, >From escaping)."""
-    with path.open("wb") as fh:
-        for msg in messages:
-            raw = msg if isinstance(msg, bytes) else msg.as_bytes()
-            fh.write(b"From sender@example.com Mon Jan  5 10:00:00 2026\n")
-            for line in raw.replace(b"\r\n", b"\n").split(b"\n"):
-                if line.lstrip(b">").startswith(b"From "):
-                    line = b">" + line
-                fh.write(line + b"\n")
-            fh.write(b"\n")
-    return path
+@pytest.fixture
+def smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
+    """A real SMTP server (aiosmtpd, plain: no STARTTLS); OPPKIT_SMTP_HOST/PORT point at it."""
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    inbox.port = controller.port
+    monkeypatch.setenv("OPPKIT_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("OPPKIT_SMTP_PORT", str(controller.port))
+    monkeypatch.setenv("OPPKIT_SMTP_STARTTLS", "0")
+    monkeypatch.delenv("OPPKIT_SMTP_PASSWORD", raising=False)
+    yield inbox
+    controller.stop()

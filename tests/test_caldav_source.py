@@ -23,7 +23,8 @@ from oppkit.sources.caldav_source import read_caldav
 from oppkit.sources.ics import read_calendars
 from oppkit.sources.records import ActivityRecord, Checkpoint, Deleted, Participant, Skipped
 from oppkit.sync import SyncRunner
-from tests.fakes.radicale_server import RadicaleServer, free_port
+from tests.fakes.radicale_server import RadicaleServer
+from tests.servers.net import free_port
 
 USER = "ava"
 PASSWORD = "caldav-test-secret"

@@ -17,7 +17,7 @@ import oppkit
 from oppkit.cli import main, parse_duration
 from oppkit.db.engine import create_oppkit_engine
 from oppkit.db.schema import activities, sync_state
-from tests.conftest import make_email, write_mbox
+from tests.support import make_email, write_mbox
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)

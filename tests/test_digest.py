@@ -4,14 +4,11 @@ daily and weekly windows, privacy, SMTP failures."""
 
 from __future__ import annotations
 
-import email
 import os
-import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.policy import default as default_policy
 from pathlib import Path
 
 import pytest
@@ -25,8 +22,9 @@ from oppkit.db.schema import digest_log, opportunities, opportunity_people, peop
 from oppkit.digest import build_digests, period_for
 from oppkit.sources.records import ActivityRecord, OpportunityChangeRecord, Participant
 from oppkit.sync import SyncRunner, sync_mail, sync_salesforce_export
-from tests.conftest import make_email, write_mbox
-from tests.test_salesforce_export_sync import export  # noqa: F401  (fixture)
+from tests.servers.net import free_port
+from tests.servers.smtp import Inbox
+from tests.support import make_email, write_mbox
 
 REPO = Path(__file__).resolve().parents[1]
 AVA, BEN = "ava.patel@northwind.example", "ben.okafor@northwind.example"
@@ -39,39 +37,10 @@ WEEKLY_NOW = "2026-03-09T07:00:00Z"  # the digest for Monday 2 March to Monday 9
 EVIL = "<script>alert(1)</script>"
 
 
-class Inbox:
-    """An aiosmtpd handler keeping what it received."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[list[str], EmailMessage]] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802
-        msg = email.message_from_bytes(envelope.original_content, policy=default_policy)
-        self.received.append((list(envelope.rcpt_tos), msg))
-        return "250 OK"
-
-    def to(self, address: str) -> list[EmailMessage]:
-        return [m for rcpt, m in self.received if address in rcpt]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def smtp(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    monkeypatch.setenv("OPPKIT_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("OPPKIT_SMTP_PORT", str(controller.port))
+def smtp(smtp_server: Inbox, monkeypatch: pytest.MonkeyPatch) -> Inbox:
     monkeypatch.setenv("OPPKIT_SMTP_FROM", "oppkit <digest@northwind.example>")
-    monkeypatch.delenv("OPPKIT_SMTP_PASSWORD", raising=False)
-    monkeypatch.setenv("OPPKIT_SMTP_STARTTLS", "0")  # a plain test server
-    yield inbox
-    controller.stop()
+    return smtp_server
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import oppkit
 from oppkit.errors import SourceError
 from oppkit.sources.exchange import ExchangeSettings
 from oppkit.sync import sync_exchange
-from tests.conftest import make_email
 from tests.fakes.ews import FakeEws, FakeMailbox
+from tests.support import make_email
 
 AVA, BEN = "ava.patel@northwind.example", "ben.okafor@northwind.example"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

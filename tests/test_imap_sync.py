@@ -14,8 +14,8 @@ import oppkit
 from oppkit.errors import SourceError
 from oppkit.sources.imap import ImapSettings
 from oppkit.sync import sync_imap
-from tests.conftest import make_email
 from tests.servers.dovecot import Dovecot
+from tests.support import make_email
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

@@ -12,8 +12,7 @@ import oppkit
 from oppkit.db.engine import connect_engine
 from oppkit.sources.records import ActivityRecord
 from oppkit.sync import SyncRunner, sync_mail, sync_salesforce_export
-from tests.conftest import make_email, write_mbox
-from tests.test_salesforce_export_sync import export  # noqa: F401  (fixture)
+from tests.support import make_email, write_mbox
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 

@@ -13,7 +13,7 @@ import oppkit
 from oppkit.db.engine import connect_engine
 from oppkit.db.schema import activities, activity_people, people
 from oppkit.sync import sync_mail
-from tests.conftest import make_email, write_mbox
+from tests.support import make_email, write_mbox
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 

@@ -16,7 +16,8 @@ from aiosmtpd.controller import Controller
 from oppkit.config import Settings, load_settings
 from oppkit.errors import ConfigError, SourceError
 from oppkit.mailout import Mailer, SmtpSettings
-from tests.test_digest import Inbox, free_port
+from tests.servers.net import free_port
+from tests.servers.smtp import Inbox
 
 NAMES = ("HOST", "PORT", "FROM", "USER", "PASSWORD", "STARTTLS", "CA_FILE")
 

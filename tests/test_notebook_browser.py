@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
+from tests.servers.net import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -35,12 +36,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def lab(tmp_path: Path):  # noqa: ANN201
     """JupyterLab on a folder holding one notebook, with a demo database; yields (url, token)."""
@@ -56,7 +51,7 @@ def lab(tmp_path: Path):  # noqa: ANN201
     book.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
     nbformat.write(book, folder / "apps.ipynb")
 
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = {
         **os.environ,
         "OPPKIT_DATABASE_URL": url,

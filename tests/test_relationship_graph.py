@@ -19,8 +19,7 @@ from oppkit.graphs import RelationshipGraph
 from oppkit.graphs.model import build_graph
 from oppkit.sources.records import ActivityRecord, Participant
 from oppkit.sync import SyncRunner, sync_calendar, sync_mail, sync_salesforce_export
-from tests.conftest import make_email, write_mbox
-from tests.test_salesforce_export_sync import export  # noqa: F401  (fixture)
+from tests.support import make_email, write_mbox
 
 NOW = datetime(2026, 3, 20, 12, tzinfo=UTC)
 AVA = "ava.patel@northwind.example"

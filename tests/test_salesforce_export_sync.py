@@ -3,75 +3,14 @@ matched to those opportunities. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import csv
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 import oppkit
 from oppkit.sync import sync_mail, sync_salesforce_export
-from tests.conftest import make_email, write_mbox
-
-TODAY = datetime.now(UTC).date()
-
-
-def write_csv(path: Path, header: str, rows: list[list[str]]) -> None:
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh, quoting=csv.QUOTE_ALL)
-        writer.writerow(header.split(","))
-        writer.writerows(rows)
-
-
-@pytest.fixture
-def export(tmp_path: Path) -> Path:
-    d = tmp_path / "sf"
-    d.mkdir()
-    write_csv(d / "OpportunityStage.csv", "Id,MasterLabel,IsActive,SortOrder,IsClosed,IsWon,DefaultProbability", [
-        ["01J000000000001AAA", "Prospecting", "true", "1", "false", "false", "10"],
-        ["01J000000000002AAA", "Proposal/Price Quote", "true", "2", "false", "false", "75"],
-        ["01J000000000003AAA", "Closed Won", "true", "3", "true", "true", "100"],
-        ["01J000000000004AAA", "Closed Lost", "true", "4", "true", "false", "0"],
-    ])  # fmt: skip
-    write_csv(d / "User.csv", "Id,Name,Email,Title,IsActive", [
-        ["005000000000001AAA", "Ava Patel", "Ava.Patel@northwind.example", "AE", "true"],
-        ["005000000000002AAA", "Ben Okafor", "ben.okafor@northwind.example", "AE", "true"],
-    ])  # fmt: skip
-    write_csv(d / "Account.csv", "Id,Name,Website,OwnerId,IsDeleted", [
-        ["001000000000001AAA", "Acme Robotics GmbH", "https://www.acme-robotics.example/", "005000000000001AAA", "false"],
-        ["001000000000002AAA", "Globex", "globex.example", "005000000000002AAA", "false"],
-    ])  # fmt: skip
-    write_csv(d / "Contact.csv", "Id,AccountId,Name,Email,Title", [
-        ["003000000000001AAA", "001000000000001AAA", "Jürgen Müller", "juergen.mueller@ACME-robotics.example", "CTO"],
-        ["003000000000002AAA", "001000000000002AAA", "Gina Globex", "gina@globex.example", "COO"],
-        ["003000000000003AAA", "001000000000002AAA", "Hank Globex", "hank@globex.example", "CFO"],
-        ["003000000000004AAA", "001000000000002AAA", "Free Mailer", "freemailer@gmail.com", "Advisor"],
-    ])  # fmt: skip
-    close = (TODAY + timedelta(days=30)).isoformat()
-    write_csv(d / "Opportunity.csv", "Id,Name,AccountId,OwnerId,StageName,Amount,CloseDate,Probability,IsPrivate,SystemModstamp", [
-        ["006000000000001AAA", "Acme pilot", "001000000000001AAA", "005000000000001AAA", "Proposal/Price Quote", "120000", close, "75", "false", "2026-01-01T00:00:00.000Z"],
-        ["006000000000002AAA", "Globex analytics", "001000000000002AAA", "005000000000002AAA", "Prospecting", "", close, "10", "false", "2026-01-01T00:00:00.000Z"],
-        ["006000000000003AAA", "Globex expansion", "001000000000002AAA", "005000000000002AAA", "Prospecting", "50000", close, "10", "false", "2026-01-01T00:00:00.000Z"],
-        ["006000000000004AAA", "Globex secret", "001000000000002AAA", "005000000000002AAA", "Closed Won", "9000", "2025-12-01", "100", "true", "2026-01-01T00:00:00.000Z"],
-    ])  # fmt: skip
-    write_csv(d / "OpportunityContactRole.csv", "Id,OpportunityId,ContactId,Role,IsPrimary", [
-        ["00K000000000001AAA", "006000000000001AAA", "003000000000001AAA", "Technical Buyer", "true"],
-        ["00K000000000002AAA", "006000000000003AAA", "003000000000003AAA", "Economic Buyer", "true"],
-    ])  # fmt: skip
-    write_csv(d / "OpportunityHistory.csv", "Id,OpportunityId,StageName,Amount,CloseDate,CreatedDate,CreatedById", [
-        ["008000000000001AAA", "006000000000001AAA", "Prospecting", "100000", "2026-02-01", "2026-01-01T10:00:00.000Z", "005000000000001AAA"],
-        ["008000000000002AAA", "006000000000001AAA", "Proposal/Price Quote", "120000", close, "2026-02-01T10:00:00.000Z", "005000000000001AAA"],
-    ])  # fmt: skip
-    write_csv(d / "Task.csv", "Id,WhoId,WhatId,AccountId,OwnerId,Subject,Description,ActivityDate,Status,IsClosed,TaskSubtype,CompletedDateTime,CreatedDate", [
-        ["00T000000000001AAA", "003000000000001AAA", "006000000000001AAA", "001000000000001AAA", "005000000000001AAA", "Call about pricing", "Discussed <b>pricing</b>", "2026-02-10", "Completed", "true", "Call", "2026-02-10T15:00:00.000Z", "2026-02-10T15:00:00.000Z"],
-        ["00T000000000002AAA", "003000000000001AAA", "006000000000001AAA", "001000000000001AAA", "005000000000001AAA", "Send contract", "", (TODAY + timedelta(days=3)).isoformat(), "Not Started", "false", "Task", "", "2026-02-11T09:00:00.000Z"],
-        ["00T000000000003AAA", "", "006000000000001AAA", "", "005000000000001AAA", "Bad date", "", "not-a-date", "Completed", "true", "Task", "", ""],
-    ])  # fmt: skip
-    write_csv(d / "Event.csv", "Id,WhoId,WhatId,AccountId,OwnerId,Subject,Location,StartDateTime,EndDateTime,DurationInMinutes", [
-        ["00U000000000001AAA", "003000000000001AAA", "006000000000001AAA", "001000000000001AAA", "005000000000001AAA", "Demo", "Berlin", "2026-02-12T09:00:00.000Z", "2026-02-12T10:00:00.000Z", "60"],
-    ])  # fmt: skip
-    return d
+from tests.support import TODAY, make_email, write_mbox
 
 
 def test_export_lands_as_opportunities_pipeline_and_timeline(db_url: str, settings, export: Path):

@@ -9,8 +9,7 @@ import pytest
 
 import oppkit
 from oppkit.sync import sync_mail, sync_salesforce_export
-from tests.conftest import make_email, write_mbox
-from tests.test_salesforce_export_sync import export  # noqa: F401  (fixture)
+from tests.support import make_email, write_mbox
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

@@ -3,53 +3,25 @@ transition sends after it commits; failures are retried and recorded in the outb
 
 from __future__ import annotations
 
-import socket
-from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
 import oppkit
 from oppkit.cli import main
 from oppkit.workflow import TriggerFailed, register_sender
 from oppkit.workflow.communications import unregister_sender
+from tests.servers.net import free_port
+from tests.servers.smtp import Inbox
 from tests.workflow_support import TEST_WORKFLOW, add_person
 
 AVA = "ava.patel@northwind.example"
 
 
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list = []
-        self.port = 0
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
-        self.messages.append(
-            (envelope.rcpt_tos, message_from_bytes(envelope.content, policy=policy.default))
-        )
-        return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def smtp(monkeypatch: pytest.MonkeyPatch):
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    inbox.port = port
-    monkeypatch.setenv("OPPKIT_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("OPPKIT_SMTP_PORT", str(port))
+def smtp(smtp_server: Inbox, monkeypatch: pytest.MonkeyPatch) -> Inbox:
     monkeypatch.setenv("OPPKIT_SMTP_FROM", "crm@northwind.example")
-    monkeypatch.setenv("OPPKIT_SMTP_STARTTLS", "0")  # a plain test server
-    yield inbox
-    controller.stop()
+    return smtp_server
 
 
 @pytest.fixture

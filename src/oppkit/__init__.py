@@ -8,8 +8,6 @@ Example::
     kit.timeline(opportunity="Acme Robotics — Predictive maintenance pilot")
 """
 
-from typing import Any
-
 from . import accessor as _accessor  # noqa: F401  (registers the .oppkit accessor)
 from .config import Settings, load_settings
 from .errors import ConfigError, DatabaseError, OppkitError, SourceError
@@ -33,7 +31,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """The notebook apps load ipywidgets and matplotlib only when first used."""
     if name in _WIDGETS:
         from . import widgets

@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -24,13 +23,9 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
+from tests.servers.net import free_port
+
 STARTUP_TIMEOUT = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class RadicaleServer:

@@ -20,13 +20,9 @@ from pathlib import Path
 
 import trustme
 
+from tests.servers.net import free_port
+
 PASSWORD = "secret"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _mail_user() -> tuple[str, str]:
@@ -97,7 +93,7 @@ class Dovecot:
         # The mail user must be able to reach the folder: pytest's tmp dirs are 0700.
         self.root = Path(tempfile.mkdtemp(prefix="oppkit-dovecot-", dir=root))
         os.chmod(self.root, 0o755)
-        self.port, self.tls_port = _free_port(), _free_port()
+        self.port, self.tls_port = free_port(), free_port()
         self.host = "127.0.0.1"
         self.password = PASSWORD
         self.proc: subprocess.Popen | None = None

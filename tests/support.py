@@ -1,0 +1,116 @@
+"""Plain helpers the tests share (fixtures live in conftest.py): mail to sync, a small
+Salesforce export, counting rows."""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+
+TODAY = datetime.now(UTC).date()
+
+
+def make_email(
+    *,
+    sender: str,
+    to: list[str],
+    subject: str,
+    body: str,
+    when,  # noqa: ANN001
+    message_id: str | None,
+    cc: list[str] | None = None,
+    in_reply_to: str | None = None,
+    html: str | None = None,
+) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = ", ".join(to)
+    if cc:
+        msg["Cc"] = ", ".join(cc)
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(when)
+    if message_id:
+        msg["Message-ID"] = f"<{message_id}>"
+    if in_reply_to:
+        msg["In-Reply-To"] = f"<{in_reply_to}>"
+        msg["References"] = f"<{in_reply_to}>"
+    if html and not body:
+        msg.set_content(html, subtype="html")
+    else:
+        msg.set_content(body)
+        if html:
+            msg.add_alternative(html, subtype="html")
+    return msg
+
+
+def write_mbox(path: Path, messages: list[EmailMessage | bytes]) -> Path:
+    """Write messages as an mboxrd file (From_ lines, >From escaping)."""
+    with path.open("wb") as fh:
+        for msg in messages:
+            raw = msg if isinstance(msg, bytes) else msg.as_bytes()
+            fh.write(b"From sender@example.com Mon Jan  5 10:00:00 2026\n")
+            for line in raw.replace(b"\r\n", b"\n").split(b"\n"):
+                if line.lstrip(b">").startswith(b"From "):
+                    line = b">" + line
+                fh.write(line + b"\n")
+            fh.write(b"\n")
+    return path
+
+
+def write_csv(path: Path, header: str, rows: list[list[str]]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, quoting=csv.QUOTE_ALL)
+        writer.writerow(header.split(","))
+        writer.writerows(rows)
+
+
+def write_salesforce_export(d: Path) -> Path:
+    """A small Salesforce Data Export in folder ``d``: two accounts, four deals (one
+    private), contacts, roles, history, tasks and an event."""
+    d.mkdir(parents=True, exist_ok=True)
+    write_csv(d / "OpportunityStage.csv", "Id,MasterLabel,IsActive,SortOrder,IsClosed,IsWon,DefaultProbability", [
+        ["01J000000000001AAA", "Prospecting", "true", "1", "false", "false", "10"],
+        ["01J000000000002AAA", "Proposal/Price Quote", "true", "2", "false", "false", "75"],
+        ["01J000000000003AAA", "Closed Won", "true", "3", "true", "true", "100"],
+        ["01J000000000004AAA", "Closed Lost", "true", "4", "true", "false", "0"],
+    ])  # fmt: skip
+    write_csv(d / "User.csv", "Id,Name,Email,Title,IsActive", [
+        ["005000000000001AAA", "Ava Patel", "Ava.Patel@northwind.example", "AE", "true"],
+        ["005000000000002AAA", "Ben Okafor", "ben.okafor@northwind.example", "AE", "true"],
+    ])  # fmt: skip
+    write_csv(d / "Account.csv", "Id,Name,Website,OwnerId,IsDeleted", [
+        ["001000000000001AAA", "Acme Robotics GmbH", "https://www.acme-robotics.example/", "005000000000001AAA", "false"],
+        ["001000000000002AAA", "Globex", "globex.example", "005000000000002AAA", "false"],
+    ])  # fmt: skip
+    write_csv(d / "Contact.csv", "Id,AccountId,Name,Email,Title", [
+        ["003000000000001AAA", "001000000000001AAA", "Jürgen Müller", "juergen.mueller@ACME-robotics.example", "CTO"],
+        ["003000000000002AAA", "001000000000002AAA", "Gina Globex", "gina@globex.example", "COO"],
+        ["003000000000003AAA", "001000000000002AAA", "Hank Globex", "hank@globex.example", "CFO"],
+        ["003000000000004AAA", "001000000000002AAA", "Free Mailer", "freemailer@gmail.com", "Advisor"],
+    ])  # fmt: skip
+    close = (TODAY + timedelta(days=30)).isoformat()
+    write_csv(d / "Opportunity.csv", "Id,Name,AccountId,OwnerId,StageName,Amount,CloseDate,Probability,IsPrivate,SystemModstamp", [
+        ["006000000000001AAA", "Acme pilot", "001000000000001AAA", "005000000000001AAA", "Proposal/Price Quote", "120000", close, "75", "false", "2026-01-01T00:00:00.000Z"],
+        ["006000000000002AAA", "Globex analytics", "001000000000002AAA", "005000000000002AAA", "Prospecting", "", close, "10", "false", "2026-01-01T00:00:00.000Z"],
+        ["006000000000003AAA", "Globex expansion", "001000000000002AAA", "005000000000002AAA", "Prospecting", "50000", close, "10", "false", "2026-01-01T00:00:00.000Z"],
+        ["006000000000004AAA", "Globex secret", "001000000000002AAA", "005000000000002AAA", "Closed Won", "9000", "2025-12-01", "100", "true", "2026-01-01T00:00:00.000Z"],
+    ])  # fmt: skip
+    write_csv(d / "OpportunityContactRole.csv", "Id,OpportunityId,ContactId,Role,IsPrimary", [
+        ["00K000000000001AAA", "006000000000001AAA", "003000000000001AAA", "Technical Buyer", "true"],
+        ["00K000000000002AAA", "006000000000003AAA", "003000000000003AAA", "Economic Buyer", "true"],
+    ])  # fmt: skip
+    write_csv(d / "OpportunityHistory.csv", "Id,OpportunityId,StageName,Amount,CloseDate,CreatedDate,CreatedById", [
+        ["008000000000001AAA", "006000000000001AAA", "Prospecting", "100000", "2026-02-01", "2026-01-01T10:00:00.000Z", "005000000000001AAA"],
+        ["008000000000002AAA", "006000000000001AAA", "Proposal/Price Quote", "120000", close, "2026-02-01T10:00:00.000Z", "005000000000001AAA"],
+    ])  # fmt: skip
+    write_csv(d / "Task.csv", "Id,WhoId,WhatId,AccountId,OwnerId,Subject,Description,ActivityDate,Status,IsClosed,TaskSubtype,CompletedDateTime,CreatedDate", [
+        ["00T000000000001AAA", "003000000000001AAA", "006000000000001AAA", "001000000000001AAA", "005000000000001AAA", "Call about pricing", "Discussed <b>pricing</b>", "2026-02-10", "Completed", "true", "Call", "2026-02-10T15:00:00.000Z", "2026-02-10T15:00:00.000Z"],
+        ["00T000000000002AAA", "003000000000001AAA", "006000000000001AAA", "001000000000001AAA", "005000000000001AAA", "Send contract", "", (TODAY + timedelta(days=3)).isoformat(), "Not Started", "false", "Task", "", "2026-02-11T09:00:00.000Z"],
+        ["00T000000000003AAA", "", "006000000000001AAA", "", "005000000000001AAA", "Bad date", "", "not-a-date", "Completed", "true", "Task", "", ""],
+    ])  # fmt: skip
+    write_csv(d / "Event.csv", "Id,WhoId,WhatId,AccountId,OwnerId,Subject,Location,StartDateTime,EndDateTime,DurationInMinutes", [
+        ["00U000000000001AAA", "003000000000001AAA", "006000000000001AAA", "001000000000001AAA", "005000000000001AAA", "Demo", "Berlin", "2026-02-12T09:00:00.000Z", "2026-02-12T10:00:00.000Z", "60"],
+    ])  # fmt: skip
+    return d
