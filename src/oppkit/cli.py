@@ -230,7 +230,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def agent_main(what: str, argv: Sequence[str] | None = None) -> int:
-    """Entry point of agents/*.py: one sync (or digest run), ``--once`` or ``--every DURATION``."""
+    """Entry point of agents/*.py: one sync (or digest run), ``--once`` or ``--every DURATION``.
+
+    ``what`` is an agent declared in :mod:`oppkit.sources.catalog` (its options and sources
+    come from there) or ``digest``. Example: ``sys.exit(agent_main("mail"))``.
+    """
     add_arguments, run, help_text = {**_syncs(), **AGENTS}[what]
     verb = "Send" if what in AGENTS else "Sync"
     parser = argparse.ArgumentParser(prog=f"{what}_agent", description=f"{verb} {help_text}.")

@@ -130,6 +130,12 @@ class Source:
     environment: tuple[str, ...] = ()
     after_run: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        if self.trigger is not None and self.trigger_option() is None:
+            raise ValueError(f"source {self.key}: trigger {self.trigger} is not one of its options")
+        if self.targets is None and self.trigger is None:
+            raise ValueError(f"source {self.key} needs targets= or a trigger")
+
     @property
     def key(self) -> str:
         """``agent/name``, unique among sources (``ews`` serves both mail and calendar)."""
@@ -153,10 +159,7 @@ class Source:
         """The targets these options name, one run each."""
         if self.targets is not None:
             return resolve(self.targets)(options, settings)
-        trigger = self.trigger_option()
-        if trigger is None:
-            raise TypeError(f"source {self.key} needs targets= or a trigger")
-        value = getattr(options, trigger.dest)
+        value = getattr(options, self.trigger_option().dest)
         return list(value) if isinstance(value, list | tuple) else [value]
 
     def checked(self, target: Any) -> Any:
