@@ -20,242 +20,30 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 from . import __version__
 from .config import load_settings
 from .errors import ConfigError, OppkitError
+from .sources.declaration import parse_duration
+
+__all__ = ["agent_main", "build_parser", "guarded", "main", "parse_duration"]
 
 log = logging.getLogger("oppkit")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in a duration such as ``15m``, ``1h30m`` or ``90s``."""
-    parts = _DURATION.findall(text.strip().lower())
-    if not parts or _DURATION.sub("", text.strip().lower()).strip():
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 15m, 1h, 30s)")
-    return sum(float(n) * _UNITS[u] for n, u in parts)
+# --- sync commands and agents (from oppkit.sources.catalog) ---------------------------
 
 
-# --- sync commands ----------------------------------------------------------------
+def _syncs() -> dict[str, tuple[Callable, Callable, str]]:
+    """The sync commands and agents, one per agent declared in oppkit.sources.catalog."""
+    from .sync_commands import sync_commands
 
-
-def _add_mail(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--mbox", action="append", type=Path, metavar="PATH",
-        help="an mbox file, an .eml file or a folder of them (repeatable)",
-    )  # fmt: skip
-    imap = parser.add_argument_group("IMAP (password from OPPKIT_IMAP_PASSWORD)")
-    imap.add_argument("--imap-host", help="IMAP server host")
-    imap.add_argument("--imap-port", type=int, help="default 993 (tls) or 143")
-    imap.add_argument("--imap-user", help="login name (default OPPKIT_IMAP_USER)")
-    imap.add_argument("--imap-security", choices=["tls", "starttls", "none"], default="tls")
-    imap.add_argument(
-        "--imap-folder", action="append", metavar="FOLDER",
-        help="folder to sync (repeatable; default INBOX and Sent)",
-    )  # fmt: skip
-    imap.add_argument("--imap-ca-file", help="CA file to trust for the server's certificate")
-    imap.add_argument("--exclude-sender", action="append", default=[], metavar="EMAIL",
-                      help="leave out mail from this sender (repeatable)")  # fmt: skip
-    imap.add_argument("--exclude-domain", action="append", default=[], metavar="DOMAIN",
-                      help="leave out mail to or from this domain (repeatable)")  # fmt: skip
-    _add_ews(parser)
-
-
-def _add_ews(parser: argparse.ArgumentParser) -> None:
-    ews = parser.add_argument_group(
-        "Exchange (password from OPPKIT_EWS_PASSWORD, OAuth secret from OPPKIT_EWS_CLIENT_SECRET)"
-    )
-    ews.add_argument(
-        "--ews-url", help="EWS endpoint, e.g. https://mail.example.com/EWS/Exchange.asmx"
-    )
-    ews.add_argument("--ews-mailbox", action="append", metavar="EMAIL", help="mailbox (repeatable)")
-    ews.add_argument("--ews-user", help="login (default OPPKIT_EWS_USER)")
-    ews.add_argument("--ews-auth", choices=["ntlm", "basic", "oauth2", "noauth"], default="ntlm")
-    ews.add_argument(
-        "--ews-impersonation", action="store_true", help="service account impersonation"
-    )
-    ews.add_argument(
-        "--ews-folder", action="append", metavar="FOLDER", help="default inbox and sent"
-    )
-    ews.add_argument("--ews-ca-file", help="CA file to trust for the server's certificate")
-
-
-def _ews_settings(args: argparse.Namespace):  # noqa: ANN202
-    import os
-
-    from .sources.exchange import ExchangeSettings
-
-    if not args.ews_mailbox:
-        raise ConfigError("--ews-url needs at least one --ews-mailbox")
-    return ExchangeSettings(
-        endpoint=args.ews_url, mailboxes=tuple(args.ews_mailbox),
-        username=args.ews_user or os.environ.get("OPPKIT_EWS_USER"),
-        password=os.environ.get("OPPKIT_EWS_PASSWORD"), auth=args.ews_auth,
-        client_id=os.environ.get("OPPKIT_EWS_CLIENT_ID"),
-        client_secret=os.environ.get("OPPKIT_EWS_CLIENT_SECRET"),
-        tenant_id=os.environ.get("OPPKIT_EWS_TENANT_ID"),
-        impersonation=args.ews_impersonation,
-        folders=tuple(args.ews_folder or ("inbox", "sent")), ca_file=args.ews_ca_file,
-    )  # fmt: skip
-
-
-def _add_calendar(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--ics", action="append", type=Path, metavar="PATH",
-        help="an .ics file or a folder of .ics files (repeatable)",
-    )  # fmt: skip
-    dav = parser.add_argument_group("CalDAV (password from OPPKIT_CALDAV_PASSWORD)")
-    dav.add_argument("--caldav-url", help="CalDAV server or principal URL")
-    dav.add_argument("--caldav-user", help="login (default OPPKIT_CALDAV_USER)")
-    dav.add_argument(
-        "--caldav-calendar", action="append", metavar="NAME", help="only these calendars"
-    )
-    dav.add_argument("--caldav-ca-file", help="CA file to trust for the server's certificate")
-    _add_ews(parser)
-
-
-def _add_salesforce_export(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "directory", type=Path, help="folder with Account.csv, Opportunity.csv, ..."
-    )
-
-
-def _add_salesforce(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--instance-url", help="org URL for an existing session (OPPKIT_SF_INSTANCE_URL)"
-    )
-    parser.add_argument(
-        "--session-id",
-        help="an existing session token; prefer OPPKIT_SF_SESSION_ID (not shown in ps)",
-    )
-    parser.add_argument(
-        "--objects", type=lambda v: [o.strip() for o in v.split(",") if o.strip()],
-        help="comma-separated objects to sync (default: all oppkit reads)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--overlap", type=parse_duration, metavar="DURATION",
-        help="re-read window before the last SystemModstamp (default 5m)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--wait", type=parse_duration, default=0.0, metavar="DURATION",
-        help="wait this long for another agent on the same org to finish (default: exit)",
-    )  # fmt: skip
-
-
-def _run_salesforce(args: argparse.Namespace) -> list:
-    from datetime import timedelta
-
-    from .sources.salesforce_client import SalesforceSettings
-    from .sync import sync_salesforce
-
-    settings = load_settings(args.db)
-    config = settings.extra.get("salesforce", {}) if settings.extra else {}
-    salesforce = SalesforceSettings.from_env(
-        config, instance_url=args.instance_url, session_id=args.session_id
-    )
-    overlap = timedelta(seconds=args.overlap) if args.overlap is not None else None
-    return [
-        sync_salesforce(
-            settings=settings,
-            salesforce=salesforce,
-            objects=args.objects,
-            overlap=overlap,
-            lock_wait=args.wait,
-            progress=args.progress,
-        )  # fmt: skip
-    ]
-
-
-def _run_mail(args: argparse.Namespace) -> list:
-    import os
-
-    from .sync import sync_imap, sync_mail
-
-    if not args.mbox and not args.imap_host and not args.ews_url:
-        raise ConfigError("give --mbox PATH, --imap-host HOST or --ews-url URL")
-    settings = load_settings(args.db)
-    summaries = [sync_mail(p, settings=settings, progress=args.progress) for p in args.mbox or []]
-    if args.imap_host:
-        from .sources.imap import ImapSettings
-
-        user = args.imap_user or os.environ.get("OPPKIT_IMAP_USER")
-        password = os.environ.get("OPPKIT_IMAP_PASSWORD")
-        if not user or password is None:
-            raise ConfigError(
-                "IMAP needs --imap-user (or OPPKIT_IMAP_USER) and OPPKIT_IMAP_PASSWORD"
-            )
-        server = ImapSettings(
-            host=args.imap_host, port=args.imap_port, username=user, password=password,
-            security=args.imap_security, folders=tuple(args.imap_folder or ("INBOX", "Sent")),
-            ca_file=args.imap_ca_file, exclude_senders=tuple(args.exclude_sender),
-            exclude_domains=tuple(args.exclude_domain),
-        )  # fmt: skip
-        summaries.append(sync_imap(server, settings=settings, progress=args.progress))
-    if args.ews_url:
-        from .sync import sync_exchange
-
-        summaries.append(
-            sync_exchange(_ews_settings(args), settings=settings, progress=args.progress)
-        )
-    return summaries
-
-
-def _run_calendar(args: argparse.Namespace) -> list:
-    import os
-
-    from .sync import sync_caldav, sync_calendar, sync_exchange
-
-    if not args.ics and not args.caldav_url and not args.ews_url:
-        raise ConfigError("give --ics PATH, --caldav-url URL or --ews-url URL")
-    settings = load_settings(args.db)
-    summaries = [
-        sync_calendar(p, settings=settings, progress=args.progress) for p in args.ics or []
-    ]
-    if args.caldav_url:
-        summaries.append(
-            sync_caldav(
-                args.caldav_url,
-                settings=settings,
-                progress=args.progress,
-                username=args.caldav_user or os.environ.get("OPPKIT_CALDAV_USER"),
-                password=os.environ.get("OPPKIT_CALDAV_PASSWORD"),
-                calendars=args.caldav_calendar,
-                ca_file=args.caldav_ca_file,
-            )  # fmt: skip
-        )
-    if args.ews_url:
-        summaries.append(
-            sync_exchange(
-                _ews_settings(args), settings=settings, calendar=True, progress=args.progress
-            )
-        )
-    return summaries
-
-
-def _run_salesforce_export(args: argparse.Namespace) -> list:
-    from .sync import sync_salesforce_export
-
-    settings = load_settings(args.db)
-    return [sync_salesforce_export(args.directory, settings=settings, progress=args.progress)]
-
-
-SYNCS: dict[str, tuple[Callable, Callable, str]] = {
-    "salesforce": (_add_salesforce, _run_salesforce, "a Salesforce org through its REST API"),
-    "mail": (_add_mail, _run_mail, "emails from mbox / .eml exports"),
-    "calendar": (_add_calendar, _run_calendar, "meetings from .ics calendars"),
-    "salesforce-export": (
-        _add_salesforce_export,
-        _run_salesforce_export,
-        "a Salesforce Data Export folder of CSV files",
-    ),
-}
+    return sync_commands()
 
 
 def _iso_time(text: str):  # noqa: ANN202
@@ -327,8 +115,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
-def _cmd_sync(args: argparse.Namespace) -> int:
-    return _print_summaries(SYNCS[args.what][1](args))
+def _cmd_sync(run: Callable[[argparse.Namespace], list], args: argparse.Namespace) -> int:
+    return _print_summaries(run(args))
 
 
 # --- parser and main --------------------------------------------------------------
@@ -368,10 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sync = commands.add_parser("sync", help="run one sync")
     what = sync.add_subparsers(dest="what", required=True, metavar="SOURCE")
-    for name, (add_arguments, _run, help_text) in SYNCS.items():
+    for name, (add_arguments, run, help_text) in _syncs().items():
         sub = what.add_parser(name, help=help_text)
         add_arguments(sub)
-        sub.set_defaults(func=_cmd_sync)
+        sub.set_defaults(func=partial(_cmd_sync, run))
     from .workflow.cli import add_commands
 
     more = add_commands(commands)
@@ -442,8 +230,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def agent_main(what: str, argv: Sequence[str] | None = None) -> int:
-    """Entry point of agents/*.py: one sync (or digest run), ``--once`` or ``--every DURATION``."""
-    add_arguments, run, help_text = {**SYNCS, **AGENTS}[what]
+    """Entry point of agents/*.py: one sync (or digest run), ``--once`` or ``--every DURATION``.
+
+    ``what`` is an agent declared in :mod:`oppkit.sources.catalog` (its options and sources
+    come from there) or ``digest``. Example: ``sys.exit(agent_main("mail"))``.
+    """
+    add_arguments, run, help_text = {**_syncs(), **AGENTS}[what]
     verb = "Send" if what in AGENTS else "Sync"
     parser = argparse.ArgumentParser(prog=f"{what}_agent", description=f"{verb} {help_text}.")
     _common(parser)

@@ -1,13 +1,15 @@
 """Settings from oppkit.toml and OPPKIT_* environment variables.
 
 Why: the same settings serve the CLI, the agents and notebooks. The environment wins
-over the file. Secrets are never read from the file into the database; sources read
-them from the environment themselves.
+over the file. Secrets are never read from the file into the database; every source
+reads them from the environment through :func:`env_setting`, the one way oppkit reads an
+``OPPKIT_*`` variable.
 
 Example::
 
     settings = load_settings()
     settings.internal_domains  # ['northwind.example']
+    env_setting("IMAP_PASSWORD")  # the value of OPPKIT_IMAP_PASSWORD, or None
 """
 
 from __future__ import annotations
@@ -34,6 +36,20 @@ class Settings:
         return self.database_url or default_database_url()
 
 
+def env_setting(name: str, default: str | None = None) -> str | None:
+    """The value of the environment variable ``OPPKIT_<name>``, or ``default`` when unset.
+
+    Why: sources, the CLI and settings all read credentials and overrides the same way, so
+    every variable keeps the ``OPPKIT_`` prefix and secrets never come from anywhere else.
+    An empty value is returned as it is (an empty password is still a password).
+
+    Example::
+
+        password = env_setting("CALDAV_PASSWORD")  # OPPKIT_CALDAV_PASSWORD
+    """
+    return os.environ.get(f"OPPKIT_{name}", default)
+
+
 def default_database_url() -> str:
     """An SQLite file in the user's data folder."""
     folder = Path(user_data_dir("oppkit", appauthor=False))
@@ -49,7 +65,7 @@ def _split_domains(value: str | list[str] | None) -> tuple[str, ...]:
 
 
 def _find_config_file() -> Path | None:
-    explicit = os.environ.get("OPPKIT_CONFIG")
+    explicit = env_setting("CONFIG")
     if explicit:
         path = Path(explicit)
         if not path.is_file():
@@ -69,8 +85,8 @@ def load_settings(database_url: str | None = None) -> Settings:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
     section = data.get("oppkit", data)
-    url = database_url or os.environ.get("OPPKIT_DATABASE_URL") or section.get("database_url")
-    domains = os.environ.get("OPPKIT_INTERNAL_DOMAINS") or section.get("internal_domains")
+    url = database_url or env_setting("DATABASE_URL") or section.get("database_url")
+    domains = env_setting("INTERNAL_DOMAINS") or section.get("internal_domains")
     return Settings(
         database_url=url,
         internal_domains=_split_domains(domains),

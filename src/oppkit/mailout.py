@@ -27,7 +27,6 @@ Example::
 
 from __future__ import annotations
 
-import os
 import smtplib
 import ssl
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from email.message import EmailMessage
 from types import TracebackType
 from typing import Any
 
-from .config import Settings, load_settings
+from .config import Settings, env_setting, load_settings
 from .errors import ConfigError, SourceError
 
 SUBMISSION_PORT = 587  # with STARTTLS
@@ -76,7 +75,7 @@ class SmtpSettings:
             raise ConfigError(f"{settings.config_path}: [smtp] must be a table")
 
         def setting(name: str) -> Any:  # noqa: ANN401 - TOML values or environment text
-            value = os.environ.get(f"OPPKIT_SMTP_{name.upper()}")
+            value = env_setting(f"SMTP_{name.upper()}")
             return value if value not in (None, "") else table.get(name)
 
         starttls = _flag(setting("starttls"), default=True)
@@ -85,7 +84,7 @@ class SmtpSettings:
             port=_port(setting("port"), default=SUBMISSION_PORT if starttls else PLAIN_PORT),
             sender=setting("from") or None,
             user=setting("user") or None,
-            password=os.environ.get("OPPKIT_SMTP_PASSWORD"),
+            password=env_setting("SMTP_PASSWORD"),
             starttls=starttls,
             ca_file=setting("ca_file") or None,
         )

@@ -34,7 +34,7 @@ checkpointed before stays committed and the next run carries on from there.
 Example::
 
     records = read_caldav("https://dav.example.com/", runner.cursors(),
-                          username="ava", password=os.environ["OPPKIT_CALDAV_PASSWORD"])
+                          username="ava", password=env_setting("CALDAV_PASSWORD"))
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -54,7 +55,9 @@ from caldav.lib import error as dav_error
 from caldav.lib.url import URL
 from icalendar import Calendar
 
+from oppkit.config import Settings, env_setting
 from oppkit.errors import ConfigError, SourceError
+from oppkit.sources.declaration import SourceOptions
 from oppkit.sources.ics import (
     SOURCE,
     WINDOW_FUTURE,
@@ -73,6 +76,49 @@ TIMEOUT = 60  # seconds per HTTP request
 
 _NETWORK_ERRORS = (dav_error.DAVError, OSError)  # niquests/requests errors are OSErrors
 _OCCURRENCE_KEY = "%Y%m%dT%H%M%SZ"  # how ics.occurrence_key spells an occurrence
+
+
+@dataclass(frozen=True)
+class CaldavAccount:
+    """One CalDAV login: the server, who, which calendars (default all), a CA to trust."""
+
+    url: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    calendars: tuple[str, ...] | None = None
+    ca_file: str | None = None
+
+    def describe(self) -> str:
+        """Which account, for messages and lock names; never includes the password."""
+        return f"{self.username or ''}@{self.url}"
+
+
+def caldav_accounts(options: SourceOptions, settings: Settings) -> list[CaldavAccount]:
+    """The account the ``--caldav-*`` options name; the password from OPPKIT_CALDAV_PASSWORD."""
+    calendars = tuple(options.caldav_calendar) if options.caldav_calendar else None
+    return [
+        CaldavAccount(
+            url=options.caldav_url,
+            username=options.caldav_user,
+            password=env_setting("CALDAV_PASSWORD"),
+            calendars=calendars,
+            ca_file=options.caldav_ca_file,
+        )
+    ]
+
+
+def read_caldav_account(
+    account: CaldavAccount, previous: Mapping[str, dict] | None = None
+) -> Iterator[Record]:
+    """:func:`read_caldav` for a :class:`CaldavAccount` (the shape every reader has)."""
+    return read_caldav(
+        account.url,
+        previous,
+        username=account.username,
+        password=account.password,
+        calendars=account.calendars,
+        session_verify=account.ca_file,
+    )
 
 
 def read_caldav(

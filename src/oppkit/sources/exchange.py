@@ -50,7 +50,9 @@ from exchangelib.errors import (
 from exchangelib.properties import FieldPath
 from exchangelib.services import SyncFolderItems
 
-from ..errors import SourceError
+from ..config import Settings, env_setting
+from ..errors import ConfigError, SourceError
+from .declaration import SourceOptions
 from .mail import parse_message
 from .page_ahead import one_ahead
 from .records import ActivityRecord, Checkpoint, Participant, Record, Skipped
@@ -81,6 +83,27 @@ class ExchangeSettings:
     version: tuple[int, int] | None = (15, 1)  # skips the version probe; None = probe
     max_wait: float = 300.0  # longest throttling back-off to sit out
     ca_file: str | None = None
+
+
+def exchange_servers(options: SourceOptions, settings: Settings) -> list[ExchangeSettings]:
+    """The endpoint and mailboxes the ``--ews-*`` options name; secrets from OPPKIT_EWS_*."""
+    if not options.ews_mailbox:
+        raise ConfigError("--ews-url needs at least one --ews-mailbox")
+    return [
+        ExchangeSettings(
+            endpoint=options.ews_url,
+            mailboxes=tuple(options.ews_mailbox),
+            username=options.ews_user,
+            password=env_setting("EWS_PASSWORD"),
+            auth=options.ews_auth,
+            client_id=env_setting("EWS_CLIENT_ID"),
+            client_secret=env_setting("EWS_CLIENT_SECRET"),
+            tenant_id=env_setting("EWS_TENANT_ID"),
+            impersonation=options.ews_impersonation,
+            folders=tuple(options.ews_folder or ("inbox", "sent")),
+            ca_file=options.ews_ca_file,
+        )
+    ]
 
 
 class _CaAdapter(requests.adapters.HTTPAdapter):
@@ -290,4 +313,4 @@ def read_exchange_calendar(
             ) from exc
 
 
-__all__ = ["ExchangeSettings", "read_exchange_calendar", "read_exchange_mail"]
+__all__ = ["ExchangeSettings", "exchange_servers", "read_exchange_calendar", "read_exchange_mail"]

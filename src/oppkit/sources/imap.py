@@ -22,7 +22,9 @@ import ssl
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import SourceError
+from ..config import Settings, env_setting
+from ..errors import ConfigError, SourceError
+from .declaration import SourceOptions
 from .mail import parse_message
 from .records import ActivityRecord, Checkpoint, Record, Skipped
 
@@ -45,6 +47,26 @@ class ImapSettings:
 
     def describe(self) -> str:
         return f"{self.username}@{self.host}"
+
+
+def imap_servers(options: SourceOptions, settings: Settings) -> list[ImapSettings]:
+    """The mailbox the ``--imap-*`` options name; the password from OPPKIT_IMAP_PASSWORD."""
+    password = env_setting("IMAP_PASSWORD")
+    if not options.imap_user or password is None:
+        raise ConfigError("IMAP needs --imap-user (or OPPKIT_IMAP_USER) and OPPKIT_IMAP_PASSWORD")
+    return [
+        ImapSettings(
+            host=options.imap_host,
+            port=options.imap_port,
+            username=options.imap_user,
+            password=password,
+            security=options.imap_security,
+            folders=tuple(options.imap_folder or ("INBOX", "Sent")),
+            ca_file=options.imap_ca_file,
+            exclude_senders=tuple(options.exclude_sender),
+            exclude_domains=tuple(options.exclude_domain),
+        )
+    ]
 
 
 def _connect(server: ImapSettings) -> imaplib.IMAP4:

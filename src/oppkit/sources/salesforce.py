@@ -23,11 +23,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ..config import Settings
+from .declaration import SourceOptions
 from .records import Checkpoint, Deleted, Record, Skipped
-from .salesforce_client import SalesforceClient
+from .salesforce_client import SalesforceClient, SalesforceSettings
 from .salesforce_fields import (
     BUILDERS,
     SOURCE,
@@ -216,6 +219,65 @@ def _snake(field: str) -> str:
 
 def _text_or_none(value: Any) -> str | None:
     return None if value is None else as_text(value)
+
+
+@dataclass(frozen=True)
+class SalesforceOrg:
+    """One run against an org: how to log in, which objects, the overlap, custom fields."""
+
+    login: SalesforceSettings
+    objects: tuple[str, ...] | None = None
+    overlap: timedelta = DEFAULT_OVERLAP
+    opportunity_attributes: Mapping[str, str] | None = None
+
+    def describe(self) -> str:
+        return self.login.describe()
+
+
+def salesforce_org(
+    settings: Settings,
+    login: SalesforceSettings | None = None,
+    *,
+    objects: Sequence[str] | None = None,
+    overlap: timedelta | None = None,
+    **login_overrides: Any,
+) -> SalesforceOrg:
+    """The org to sync: ``login`` or the OPPKIT_SF_* variables (``login_overrides`` first);
+    the overlap and ``[salesforce.opportunity_attributes]`` default from oppkit.toml."""
+    config = settings.extra.get("salesforce", {}) if settings.extra else {}
+    login = login or SalesforceSettings.from_env(config, **login_overrides)
+    if overlap is None:
+        minutes = config.get("overlap_minutes")
+        overlap = timedelta(minutes=float(minutes)) if minutes is not None else DEFAULT_OVERLAP
+    return SalesforceOrg(
+        login, tuple(objects) if objects else None, overlap, config.get("opportunity_attributes")
+    )
+
+
+def salesforce_orgs(options: SourceOptions, settings: Settings) -> list[SalesforceOrg]:
+    """The org the ``oppkit sync salesforce`` options and the environment name."""
+    overlap = timedelta(seconds=options.overlap) if options.overlap is not None else None
+    return [
+        salesforce_org(
+            settings,
+            objects=options.objects,
+            overlap=overlap,
+            instance_url=options.instance_url,
+            session_id=options.session_id,
+        )
+    ]
+
+
+def read_org(org: SalesforceOrg, previous: Mapping[str, dict] | None = None) -> Iterator[Record]:
+    """Log in now (a bad login fails before any read), then :func:`read_salesforce`."""
+    client = SalesforceClient.connect(org.login)
+    return read_salesforce(
+        client,
+        previous,
+        objects=org.objects,
+        overlap=org.overlap,
+        opportunity_attributes=org.opportunity_attributes,
+    )
 
 
 def read_salesforce(

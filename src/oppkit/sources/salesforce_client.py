@@ -15,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,14 +39,15 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from ..config import env_setting
 from ..errors import ConfigError, SourceError
 from .page_ahead import one_ahead
 
 log = logging.getLogger(__name__)
 API_VERSION = "59.0"
 TRANSIENT = (SalesforceGeneralError, requests.ConnectionError, requests.Timeout)
-RETRY_ATTEMPTS = int(os.environ.get("OPPKIT_SF_RETRIES", "5"))
-RETRY_MAX_WAIT = float(os.environ.get("OPPKIT_SF_RETRY_MAX_WAIT", "30"))
+RETRY_ATTEMPTS = int(env_setting("SF_RETRIES", "5"))
+RETRY_MAX_WAIT = float(env_setting("SF_RETRY_MAX_WAIT", "30"))
 
 
 @dataclass(frozen=True)
@@ -72,12 +72,11 @@ class SalesforceSettings:
     ) -> SalesforceSettings:
         """OPPKIT_SF_* variables; non-secret defaults from oppkit.toml's [salesforce]."""
         config = dict(config or {})
-        env = os.environ.get
 
         def pick(name: str, secret: bool = False) -> str | None:
             if overrides.get(name):
                 return overrides[name]
-            value = env(f"OPPKIT_SF_{name.upper()}")
+            value = env_setting(f"SF_{name.upper()}")
             return value if value or secret else config.get(name)
 
         return cls(

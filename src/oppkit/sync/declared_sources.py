@@ -1,0 +1,84 @@
+"""Run one target of one declared source: the single way every sync is run.
+
+Why: the CLI, the agents and the ``sync_*`` functions all end here, so a source declared
+in :mod:`oppkit.sources.catalog` runs the same way whoever starts it: the target is
+checked, the database opened (and migrated lazily), a :class:`SyncRunner` built from the
+declaration (agent, source label, lock, after-run hooks) and the reader's records written.
+
+Example::
+
+    from oppkit.sync.declared_sources import run_source
+    print(run_source("mail/file", "rep.mbox").line())
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from ..config import Settings, load_settings
+from ..db.engine import connect_engine
+from ..sources.catalog import find_source
+from ..sources.declaration import Source
+from .alert_writer import refresh_unanswered
+from .runner import RunSummary, SyncRunner
+
+# After-run hooks by the name a declaration uses: each runs in its own transaction.
+AFTER_RUN_HOOKS: dict[str, Callable[[Connection], Any]] = {
+    "refresh_unanswered": refresh_unanswered,
+}
+
+
+def engine_for(db: str | Engine | None, settings: Settings) -> Engine:
+    """``db`` itself when it is an engine, else an engine for the URL (or the settings')."""
+    if isinstance(db, Engine):
+        return db
+    return connect_engine(db or settings.resolved_database_url)
+
+
+def after_run_of(source: Source) -> Callable[[Connection], None] | None:
+    """The source's after-run hooks as one callable, or None when it names none."""
+    try:
+        hooks = [AFTER_RUN_HOOKS[name] for name in source.after_run]
+    except KeyError as exc:
+        raise ValueError(f"source {source.key}: no after-run hook {exc.args[0]!r}") from None
+    if not hooks:
+        return None
+
+    def after_run(conn: Connection) -> None:
+        for hook in hooks:
+            hook(conn)
+
+    return after_run
+
+
+def run_source(
+    source: str | Source,
+    target: Any,
+    db: str | Engine | None = None,
+    settings: Settings | None = None,
+    *,
+    progress: bool | None = None,
+    lock_wait: float = 0.0,
+) -> RunSummary:
+    """Sync one target (a path, a server, an org) of a source declared as ``agent/name``.
+
+    ``db`` is a URL or an engine (default: the settings' database); ``lock_wait`` is how
+    long to wait for another agent holding the source's lock before giving up.
+    """
+    declared = find_source(source) if isinstance(source, str) else source
+    target = declared.checked(target)
+    settings = settings or load_settings()
+    runner = SyncRunner(
+        engine_for(db, settings),
+        settings,
+        agent=declared.agent,
+        source=declared.name,
+        progress=progress,
+        lock=declared.lock_key(target),
+        lock_wait=lock_wait,
+        after_run=after_run_of(declared),
+    )
+    return runner.run(declared.read(target, runner.cursors()))
