@@ -16,12 +16,11 @@ from oppkit.config import Settings
 from oppkit.db.engine import connect_engine
 from tests.servers.net import free_port
 from tests.servers.smtp import Inbox
-from tests.support import write_salesforce_export
+from tests.support import INTERNAL, write_salesforce_export
 
 PG_ADMIN_URL = os.environ.get(
     "OPPKIT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-INTERNAL = ("northwind.example",)
 
 
 @pytest.fixture(scope="session")

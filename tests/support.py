@@ -4,12 +4,19 @@ Salesforce export, counting rows."""
 from __future__ import annotations
 
 import csv
+import subprocess
+import time
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 
+from sqlalchemy import create_engine, func, select
+
+from oppkit.db.schema import activities, sync_state
+
 TODAY = datetime.now(UTC).date()
+INTERNAL = ("northwind.example",)  # the company's own domains in every test
 
 
 def make_email(
@@ -114,3 +121,30 @@ def write_salesforce_export(d: Path) -> Path:
         ["00U000000000001AAA", "003000000000001AAA", "006000000000001AAA", "001000000000001AAA", "005000000000001AAA", "Demo", "Berlin", "2026-02-12T09:00:00.000Z", "2026-02-12T10:00:00.000Z", "60"],
     ])  # fmt: skip
     return d
+
+
+def count(url: str, table=activities) -> int:  # noqa: ANN001
+    """Rows in ``table`` (default: the timeline) of the database at ``url``."""
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        n = conn.scalar(select(func.count()).select_from(table))
+    engine.dispose()
+    return n
+
+
+def wait_for_checkpoint(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait (with a deadline) until a sync in ``proc`` has committed its first checkpoint."""
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                with engine.connect() as conn:
+                    if conn.scalar(select(func.count()).select_from(sync_state)):
+                        return
+            except Exception:  # the schema may not exist yet
+                pass
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+    raise AssertionError("the sync never committed a checkpoint")

@@ -11,13 +11,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, text
 
 import oppkit
 from oppkit.cli import main, parse_duration
 from oppkit.db.engine import create_oppkit_engine
-from oppkit.db.schema import activities, sync_state
-from tests.support import make_email, write_mbox
+from tests.support import count, make_email, wait_for_checkpoint, write_mbox
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -40,14 +39,6 @@ def run_cli(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedPr
         [sys.executable, "-m", "oppkit.cli", *args],
         capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300, **kw,
     )  # fmt: skip
-
-
-def count(url: str, table=activities) -> int:  # noqa: ANN001
-    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.connect() as conn:
-        n = conn.scalar(select(func.count()).select_from(table))
-    engine.dispose()
-    return n
 
 
 def test_init_creates_the_schema_at_the_url_given(sqlite_url: str, capsys):
@@ -151,23 +142,6 @@ def test_parse_duration():
         parse_duration("soon")
 
 
-def _wait_for_checkpoint(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    deadline = time.time() + timeout
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                with engine.connect() as conn:
-                    if conn.scalar(select(func.count()).select_from(sync_state)):
-                        return
-            except Exception:  # the schema may not exist yet
-                pass
-            time.sleep(0.05)
-    finally:
-        engine.dispose()
-    raise AssertionError("the sync never committed a checkpoint")
-
-
 def test_killed_sync_resumes_without_loss_or_duplicates(db_url: str, tmp_path: Path):
     n = 12_000  # several seconds of work: the sync commits (every 2 s) well before the end
     mbox = big_mbox(tmp_path / "big.mbox", n)
@@ -175,7 +149,7 @@ def test_killed_sync_resumes_without_loss_or_duplicates(db_url: str, tmp_path: P
         [sys.executable, "-m", "oppkit.cli", "--db", db_url, "sync", "mail", "--mbox", str(mbox)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
-    _wait_for_checkpoint(db_url, proc)
+    wait_for_checkpoint(db_url, proc)
     proc.kill()  # SIGKILL: no clean-up runs
     proc.wait()
     done_before = count(db_url)

@@ -121,9 +121,9 @@ def test_server_dies_half_way_and_the_rerun_completes(sqlite_url, tmp_path):
             env={**os.environ, "OPPKIT_IMAP_PASSWORD": server.password},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        from tests.test_cli import _wait_for_checkpoint, count
+        from tests.support import count, wait_for_checkpoint
 
-        _wait_for_checkpoint(sqlite_url, proc)
+        wait_for_checkpoint(sqlite_url, proc)
         server.stop()  # the server goes away mid-sync
         _out, err = proc.communicate(timeout=120)
         if proc.returncode != 0:

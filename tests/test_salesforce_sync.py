@@ -403,13 +403,13 @@ def test_agent_killed_half_way_resumes_without_loss(db_url, org):
             [sys.executable, "agents/salesforce_agent.py", "--db", db_url, "--once", "--objects", "User,Account,Opportunity,Task"],
             env=sf_env(fake), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        from tests.test_cli import _wait_for_checkpoint, count
+        from tests.support import count, wait_for_checkpoint
 
         deadline = datetime.now() + timedelta(seconds=120)
         while datetime.now() < deadline and proc.poll() is None:
             if fake.call_count("/queryAll/01g") >= 3:  # a few Task pages in
                 break
-        _wait_for_checkpoint(db_url, proc)
+        wait_for_checkpoint(db_url, proc)
         proc.kill()
         proc.wait()
         from oppkit.db.schema import activities

@@ -17,7 +17,7 @@ from oppkit.db.schema import activities
 from oppkit.sources.catalog import agents, find_source, register, sources_of, unregister
 from oppkit.sources.declaration import Source, cli_option, existing_path, resolve
 from oppkit.sync import run_source
-from tests.conftest import INTERNAL
+from tests.support import INTERNAL
 
 TOY = Source(
     name="txt",

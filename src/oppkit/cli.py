@@ -1,6 +1,6 @@
 """The ``oppkit`` command and the agents' shared entry point.
 
-Exit codes (ARCHITECTURE.md): 0 done; 1 a source or the database failed; 2 bad
+Exit codes (docs/ARCHITECTURE.md): 0 done; 1 a source or the database failed; 2 bad
 arguments or configuration. Errors are one line on stderr; ``--debug`` shows the
 traceback.
 

@@ -63,7 +63,7 @@ from oppkit.sources.ics import (
     WINDOW_FUTURE,
     WINDOW_PAST,
     Window,
-    _calendar_activities,
+    calendar_activities,
 )
 from oppkit.sources.records import ActivityRecord, Checkpoint, Deleted, Record, Skipped
 
@@ -409,7 +409,7 @@ def _object_records(data: str, href: str, window: Window, now: datetime) -> list
     records: list[Record] = []
     for calendar in calendars:
         # ics names the file in Skipped.where; here the member's href takes its place
-        records.extend(_calendar_activities(calendar, href, window, now))  # type: ignore[arg-type]
+        records.extend(calendar_activities(calendar, href, window, now))  # type: ignore[arg-type]
     return records
 
 

@@ -81,11 +81,11 @@ def _read_file(
         if not calendars:
             yield Skipped(reason="no calendar data in file", where=str(file))
         for calendar in calendars:
-            yield from _calendar_activities(calendar, file, window, now)
+            yield from calendar_activities(calendar, file, window, now)
     yield checkpoint
 
 
-def _calendar_activities(
+def calendar_activities(
     calendar: Component, file: Path, window: Window, now: datetime
 ) -> Iterator[Record]:
     """Group a calendar's events by UID and turn each series into activities."""
