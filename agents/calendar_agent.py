@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Agent: sync meetings from .ics calendars into the shared database.
+"""Agent: sync meetings from .ics files, a CalDAV account or Exchange calendars.
 
-Usage: python agents/calendar_agent.py --ics PATH [--once | --every 15m] [--db URL]
+Usage: python agents/calendar_agent.py (--ics PATH | --caldav-url URL | --ews-url URL ...)
+       [--once | --every 15m] [--db URL]       (options: --help; secrets: OPPKIT_* env)
 """
 
 import sys

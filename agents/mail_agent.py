@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Agent: sync emails from mbox / .eml exports into the shared database.
+"""Agent: sync emails from mbox / .eml exports, an IMAP mailbox or Exchange mailboxes.
 
-Usage: python agents/mail_agent.py --mbox PATH [--once | --every 15m] [--db URL]
+Usage: python agents/mail_agent.py (--mbox PATH | --imap-host HOST | --ews-url URL ...)
+       [--once | --every 15m] [--db URL]       (options: --help; secrets: OPPKIT_* env)
 """
 
 import sys

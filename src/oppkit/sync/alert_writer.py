@@ -16,7 +16,6 @@ messages it writes. Two kinds:
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, exists, select, update
 
+from ..config import env_setting
 from ..db.schema import activities, alerts
 from ..db.upsert import insert_ignore
 
@@ -33,7 +33,7 @@ _QUESTION = re.compile(r"\?\s*(?:$|\n|[A-Z])")
 
 
 def unanswered_days() -> float:
-    return float(os.environ.get("OPPKIT_UNANSWERED_DAYS", "3"))
+    return float(env_setting("UNANSWERED_DAYS", "3") or 3)
 
 
 def asks_question(text: str | None) -> bool:
