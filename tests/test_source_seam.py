@@ -9,15 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select
 
 from oppkit.cli import agent_main, main
 from oppkit.config import Settings
-from oppkit.db.schema import activities
 from oppkit.sources.catalog import agents, find_source, register, sources_of, unregister
 from oppkit.sources.declaration import Source, cli_option, existing_path, resolve
 from oppkit.sync import run_source
-from tests.support import INTERNAL
+from tests.support import INTERNAL, count
 
 TOY = Source(
     name="txt",
@@ -48,19 +46,11 @@ def notes(tmp_path: Path) -> Path:
     return path
 
 
-def rows(url: str) -> int:
-    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.connect() as conn:
-        n = conn.scalar(select(func.count()).select_from(activities))
-    engine.dispose()
-    return n
-
-
 def test_a_declared_source_is_a_sync_command(toy, notes, db_url, capsys):
     assert main(["sync", "toy", "--toy-file", str(notes), "--db", db_url]) == 0
     (line,) = capsys.readouterr().out.splitlines()
     assert line.startswith("toy: read 2, written 2, skipped 0, errors 0")
-    assert rows(db_url) == 2
+    assert count(db_url) == 2
 
 
 def test_a_declared_source_is_an_agent(toy, notes, db_url, capsys):
@@ -70,7 +60,7 @@ def test_a_declared_source_is_an_agent(toy, notes, db_url, capsys):
     first, again = capsys.readouterr().out.splitlines()
     assert first.startswith("toy: read 2, written 2")
     assert again.startswith("toy: read 0, written 0")
-    assert rows(db_url) == 2
+    assert count(db_url) == 2
 
 
 def test_run_source_writes_and_resumes_without_duplicates(toy, notes, db_url):
@@ -80,7 +70,7 @@ def test_run_source_writes_and_resumes_without_duplicates(toy, notes, db_url):
     with notes.open("a") as fh:
         fh.write("n3 bob.buyer@acme-robotics.example Follow-up\n")
     assert run_source("toy/txt", notes, settings=settings).read == 1
-    assert rows(db_url) == 3
+    assert count(db_url) == 3
 
 
 def test_the_command_asks_for_its_trigger_and_checks_the_target(toy, sqlite_url, capsys):
