@@ -11,6 +11,7 @@ Example::
     task = oppkit.actions.add_task(kit, "Acme pilot", "Send the pricing sheet", due="2026-12-04")
     oppkit.actions.set_alert_status(kit, task, "done")
     oppkit.actions.add_member(kit, "Acme pilot", "mei.tanaka@acme-robotics.example")
+    oppkit.actions.remove_member(kit, "Acme pilot", "mei.tanaka@acme-robotics.example")
     oppkit.actions.set_private(kit, "Acme pilot", True)     # only the owner may
 """
 
@@ -165,6 +166,71 @@ def add_member(kit: ScopeLike, opportunity: Any, person: Any, *, role: str | Non
         ).scalar_one()
 
 
+def _owned_deal(kit: ScopeLike, opportunity: Any, what: str) -> int:
+    """The deal's id when the scope's user owns it; :class:`NotAllowed` otherwise."""
+    opportunity_id = scope_of(kit).opportunity_id(opportunity)
+    if not is_owner(kit, opportunity_id):
+        raise NotAllowed(f"only the deal's owner can {what}")
+    return opportunity_id
+
+
+def _memberships(opportunity_id: int, person_id: int, kind: str):  # noqa: ANN202
+    return (
+        opportunity_people.c.opportunity_id == opportunity_id,
+        opportunity_people.c.person_id == person_id,
+        opportunity_people.c.kind == kind,
+        opportunity_people.c.is_deleted.is_(False),
+    )
+
+
+def remove_member(kit: ScopeLike, opportunity: Any, person: Any) -> int:
+    """Take a person off the deal (owner only); how many memberships were removed.
+
+    On a private deal this withdraws their access at once: they no longer see it
+    anywhere, and their following of it ends too, so no digest (even one due now)
+    carries it. The deal's owner cannot be removed.
+
+    >>> remove_member(kit, "Acme pilot", "mei.tanaka@acme-robotics.example")
+    """
+    opportunity_id = _owned_deal(kit, opportunity, "remove its members")
+    person_id = scope_of(kit).person_ids(person)[0]
+    if person_id == scope_of(kit).user_id:
+        raise NotAllowed("the owner cannot remove themselves from their deal")
+    with write_transaction(kit.engine) as conn:
+        removed = conn.execute(
+            update(opportunity_people)
+            .where(*_memberships(opportunity_id, person_id, "member"))
+            .values(is_deleted=True)
+        ).rowcount
+        private = conn.scalar(
+            select(opportunities.c.is_private).where(opportunities.c.id == opportunity_id)
+        )
+        if private:
+            conn.execute(
+                update(opportunity_people)
+                .where(*_memberships(opportunity_id, person_id, "follower"))
+                .values(is_deleted=True)
+            )
+    return removed
+
+
+def set_member_role(kit: ScopeLike, opportunity: Any, person: Any, role: str | None) -> None:
+    """Change a member's role on the deal (owner only), e.g. "Decision maker".
+
+    >>> set_member_role(kit, "Acme pilot", "mei.tanaka@acme-robotics.example", "Buyer")
+    """
+    opportunity_id = _owned_deal(kit, opportunity, "change its members' roles")
+    person_id = scope_of(kit).person_ids(person)[0]
+    with write_transaction(kit.engine) as conn:
+        changed = conn.execute(
+            update(opportunity_people)
+            .where(*_memberships(opportunity_id, person_id, "member"))
+            .values(role=role or None)
+        ).rowcount
+    if not changed:
+        raise NotFoundError(f"{person!r} is not a member of this deal")
+
+
 def is_owner(kit: ScopeLike, opportunity: Any) -> bool:
     """Whether the Kit's user owns the deal (only the owner edits its settings)."""
     opportunity_id = scope_of(kit).opportunity_id(opportunity)
@@ -184,9 +250,7 @@ def set_private(kit: ScopeLike, opportunity: Any, private: bool) -> None:
 
     >>> set_private(oppkit.connect(user="ava.patel@northwind.example"), "Acme pilot", True)
     """
-    opportunity_id = scope_of(kit).opportunity_id(opportunity)
-    if not is_owner(kit, opportunity_id):
-        raise NotAllowed("only the deal's owner can change its privacy")
+    opportunity_id = _owned_deal(kit, opportunity, "change its privacy")
     with write_transaction(kit.engine) as conn:
         conn.execute(
             update(opportunities)

@@ -36,7 +36,7 @@ from email.utils import formataddr
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, and_, select, update
+from sqlalchemy import Engine, and_, or_, select, update
 
 from .config import Settings, load_settings
 from .db.engine import write_transaction
@@ -53,6 +53,7 @@ FREQUENCIES = {"daily": timedelta(days=1), "weekly": timedelta(weeks=1)}
 MAX_PERIODS_BACK = 30
 STALE_CLAIM = timedelta(minutes=10)
 MAX_ACTIVITIES = 50  # per opportunity in one digest; the rest is counted
+INVITED = "invited by owner"  # the role of an outside follower the owner invited
 
 
 @dataclass(frozen=True)
@@ -174,11 +175,22 @@ def _one_opportunity(scope: Scope, opportunity: Any) -> tuple[int, bool, int | N
     return row[0], bool(row[1]), row[2]
 
 
-def follow(scope: ScopeLike, opportunity: Any, person_email: str, frequency: str = "daily") -> None:
+def follow(
+    scope: ScopeLike,
+    opportunity: Any,
+    person_email: str,
+    frequency: str = "daily",
+    *,
+    external: bool = False,
+) -> None:
     """Make ``person_email`` a follower of ``opportunity`` with a daily or weekly digest.
 
-    Following again changes the frequency. A private deal can only be followed by its
-    owner and members (following never opens a deal to anyone).
+    Following again changes the frequency. Someone (``connect(user=...)``) must be
+    adding the follower, and may add only people who may see the deal: a private deal
+    can be followed by its owner and members only (following never opens a deal to
+    anyone). Digests carry internal notes and tasks, so they go to the company's own
+    people; an outside address (a customer's) follows only when the deal's owner invites
+    it explicitly with ``external=True``.
 
     >>> follow(kit, "Acme pilot", "ben.okafor@northwind.example", "weekly")
     """
@@ -188,10 +200,18 @@ def follow(scope: ScopeLike, opportunity: Any, person_email: str, frequency: str
     if not email:
         raise ValueError(f"not an email address: {person_email!r}")
     scope = scope_of(scope)
+    if scope.user_id is None:
+        raise PermissionError("adding a follower needs a user: connect(user=...)")
     opp_id, is_private, owner_id = _one_opportunity(scope, opportunity)
     rules = DomainRules(load_settings().internal_domains)
     with write_transaction(scope.engine) as conn:
-        person_id = Resolver(rules).people_for_emails(conn, {email: None})[email].id
+        person = Resolver(rules).people_for_emails(conn, {email: None})[email]
+        person_id = person.id
+        if not person.is_internal and not (external and scope.user_id == owner_id):
+            raise PermissionError(
+                f"{email} is outside the company: digests carry internal notes, so only "
+                "the deal's owner can invite an outside follower (external=True)"
+            )
         if is_private and person_id != owner_id:
             member = conn.scalar(
                 select(opportunity_people.c.id).where(
@@ -209,6 +229,7 @@ def follow(scope: ScopeLike, opportunity: Any, person_email: str, frequency: str
             "opportunity_id": opp_id,
             "person_id": person_id,
             "kind": "follower",
+            "role": None if person.is_internal else INVITED,
             "digest_frequency": frequency,
             "source": "local",
             "source_id": _follow_key(opp_id, person_id),
@@ -219,7 +240,7 @@ def follow(scope: ScopeLike, opportunity: Any, person_email: str, frequency: str
             opportunity_people,
             [row],
             ["source", "source_id"],
-            ["digest_frequency", "is_deleted"],
+            ["role", "digest_frequency", "is_deleted"],
         )
 
 
@@ -262,6 +283,8 @@ def _followers(engine: Engine, frequency: str) -> dict[tuple[int, str, str | Non
         .where(
             opportunity_people.c.kind == "follower",
             opportunity_people.c.digest_frequency == frequency,
+            # internal notes and tasks go to our own people, and to invited guests only
+            or_(people.c.is_internal.is_(True), opportunity_people.c.role == INVITED),
             opportunity_people.c.is_deleted.is_(False),
             people.c.is_deleted.is_(False),
             people.c.email.is_not(None),

@@ -150,14 +150,20 @@ class Kit:
             self.scope, account=account, opportunity=opportunity, pairs=pairs, **kwargs
         )
 
-    def follow(self, opportunity: Any, person_email: str, frequency: str = "daily") -> None:
+    def follow(
+        self, opportunity: Any, person_email: str, frequency: str = "daily", *,
+        external: bool = False,
+    ) -> None:  # fmt: skip
         """Send ``person_email`` a daily or weekly digest of what happens on the deal.
+
+        Colleagues who may see the deal can be added by anyone who sees it; an outside
+        address only by the deal's owner, with ``external=True`` (see oppkit.digest.follow).
 
         >>> kit.follow("Acme pilot", "ben.okafor@northwind.example", frequency="weekly")
         """
         from .digest import follow
 
-        follow(self.scope, opportunity, person_email, frequency)
+        follow(self.scope, opportunity, person_email, frequency, external=external)
 
     def unfollow(self, opportunity: Any, person_email: str) -> None:
         """Stop the digests of ``opportunity`` for ``person_email``."""

@@ -33,7 +33,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Engine, Table, exists, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, Table, exists, or_, select
 from sqlalchemy.sql import Select
 
 from .db.schema import accounts, opportunities, opportunity_people, people
@@ -118,8 +118,12 @@ class Scope:
     # --- resolving references ------------------------------------------------------
 
     def opportunity_ids(self, ref: Any) -> list[int]:
-        """Ids of the deals named by id, Salesforce id or name (case-insensitive fallback)."""
-        return self._ids(opportunities, ref, ("source_id", "name"), "opportunity")
+        """Ids of the deals this user may see, named by id, Salesforce id or name.
+
+        A private deal the user may not see is not found, exactly like a name that does
+        not exist: guessing a name (or an id) tells nothing.
+        """
+        return self._ids(opportunities, ref, ("source_id", "name"), "opportunity", self.visible())
 
     def account_ids(self, ref: Any) -> list[int]:
         """Ids of the accounts named by id, email domain, Salesforce id or name."""
@@ -152,32 +156,58 @@ class Scope:
         """Who does something: the person ``by`` names, else this scope's user (or None)."""
         return self.person_ids(by)[0] if by else self.user_id
 
-    def _ids(self, table: Table, ref: Any, by: Iterable[str], what: str) -> list[int]:
+    def _ids(
+        self, table: Table, ref: Any, by: Iterable[str], what: str,
+        shown: ColumnElement[bool] | None = None,
+    ) -> list[int]:  # fmt: skip
         """Ids for a reference given as an id, or a value of one of the ``by`` columns.
 
         Exact matches use the columns' indexes; only names fall back to a case-insensitive
-        comparison (a scan) when nothing matches exactly.
+        comparison when nothing matches exactly (Unicode case folding, done here rather
+        than by the database: SQLite's ``lower`` folds ASCII only). ``shown`` limits what
+        may be found; anything else is not found, like a name that does not exist.
         """
+        items = as_list(ref)
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, (numbers.Integral, str)):
+                raise NotFoundError(f"no {what} matches {item!r} (give an id or a name)")
+        where = [shown] if shown is not None else []
+        numbers_given = list(dict.fromkeys(int(i) for i in items if not isinstance(i, str)))
         found: list[int] = []
         with self.engine.connect() as conn:
-            for item in as_list(ref):
-                if isinstance(item, numbers.Integral):
+            if numbers_given:
+                known = set()
+                for start in range(0, len(numbers_given), 5000):
+                    chunk = numbers_given[start : start + 5000]
+                    known.update(
+                        conn.scalars(select(table.c.id).where(table.c.id.in_(chunk), *where))
+                    )
+                missing = [i for i in numbers_given if i not in known]
+                if missing:
+                    raise NotFoundError(f"no {what} matches {missing[0]!r}")
+            for item in items:
+                if not isinstance(item, str):
                     found.append(int(item))
                     continue
-                text = str(item).strip()
-                ids: list[int] = []
-                for column in by:
-                    ids = conn.scalars(select(table.c.id).where(table.c[column] == text)).all()
-                    if ids:
-                        break
-                if not ids and "name" in by:
-                    ids = conn.scalars(
-                        select(table.c.id).where(func.lower(table.c.name) == text.lower())
-                    ).all()
+                ids = self._ids_by_text(conn, table, item.strip(), by, where)
                 if not ids:
-                    raise NotFoundError(f"no {what} matches {text!r}")
+                    raise NotFoundError(f"no {what} matches {item!r}")
                 found.extend(ids)
         return found
+
+    @staticmethod
+    def _ids_by_text(
+        conn: Connection, table: Table, text: str, by: Iterable[str], where: list
+    ) -> list[int]:
+        for column in by:
+            ids = conn.scalars(select(table.c.id).where(table.c[column] == text, *where)).all()
+            if ids:
+                return list(ids)
+        if "name" not in by:
+            return []
+        folded = text.casefold()
+        rows = conn.execute(select(table.c.id, table.c.name).where(*where)).all()
+        return [i for i, name in rows if name is not None and name.casefold() == folded]
 
     # --- building frames -------------------------------------------------------------
 

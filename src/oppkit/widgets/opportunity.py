@@ -210,10 +210,23 @@ class OpportunityView(widgets.VBox):
         self.suggested_list = widgets.VBox()
         self.followers_html = widgets.HTML()
         self.people_message = widgets.HTML()
+        # the owner manages members: change a role, or take someone off the deal
+        self.member_picker = widgets.Dropdown(description="Member", options=[])
+        self.role_text = widgets.Text(placeholder="role, e.g. Decision maker")
+        self.set_role_button = widgets.Button(description="Set role", icon="id-badge")
+        self.remove_member_button = widgets.Button(
+            description="Remove", icon="user-times", button_style="warning"
+        )
+        self.set_role_button.on_click(lambda _b: self._manage(self.set_member_role))
+        self.remove_member_button.on_click(lambda _b: self._manage(self.remove_member))
+        self.member_admin = widgets.HBox(
+            [self.member_picker, self.role_text, self.set_role_button, self.remove_member_button]
+        )
         people_tab = widgets.VBox(
             [
                 widgets.HTML("<b>Members</b>"),
                 self.members_html,
+                self.member_admin,
                 widgets.HTML("<b>Suggested people</b> (on the threads, not on the deal)"),
                 self.suggested_list,
                 self.people_message,
@@ -358,6 +371,11 @@ class OpportunityView(widgets.VBox):
         self.followers_html.value = table(
             self.followers, ["name", "email"], empty="Nobody follows this deal."
         )
+        self.member_picker.options = [
+            (f"{p.name or p.email} <{p.email}>", p.email)
+            for p in self.members.itertuples(index=False)
+        ]
+        self.member_admin.layout.display = "flex" if self.is_owner else "none"
         rows = []
         self.add_buttons = {}
         for p in self.suggested.head(10).itertuples(index=False):
@@ -435,6 +453,27 @@ class OpportunityView(widgets.VBox):
         actions.add_member(self.kit, self.opportunity_id, person, role=role)
         self.load_people()
         self.people_message.value = _ok(f"{person} added.")
+
+    def remove_member(self, person: str) -> None:
+        """Take a person off the deal (owner only; on a private deal their access ends)."""
+        actions.remove_member(self.kit, self.opportunity_id, person)
+        self.load_people()
+        self.people_message.value = _ok(f"{person} removed.")
+
+    def set_member_role(self, person: str, role: str | None = None) -> None:
+        """Change a member's role (owner only); the role typed in the People tab by default."""
+        role = self.role_text.value.strip() if role is None else role
+        actions.set_member_role(self.kit, self.opportunity_id, person, role)
+        self.load_people()
+        self.people_message.value = _ok(f"{person}: role set.")
+
+    def _manage(self, act: Any) -> None:  # noqa: ANN401 - one of the two methods above
+        if not self.member_picker.value:
+            return
+        try:
+            act(self.member_picker.value)
+        except (OppkitError, LookupError) as exc:
+            self.people_message.value = _error(str(exc))
 
     def set_private(self, private: bool) -> None:
         """Change the deal's privacy (owner only: raises :class:`oppkit.actions.NotAllowed`)."""

@@ -298,9 +298,12 @@ class Workflow:
         owner_id = self.scope.acting_person_id(owner)
         by_id = self.scope.acting_person_id(by)
         with write_transaction(self.engine) as conn:
+            # existing for this user: a private deal they may not see must not show through
             existing = account_id is not None and conn.scalar(
                 select(func.count()).where(
-                    opportunities.c.account_id == account_id, opportunities.c.is_deleted.is_(False)
+                    opportunities.c.account_id == account_id,
+                    opportunities.c.is_deleted.is_(False),
+                    self.scope.visible(),
                 )
             )
             kind = "existing_account" if existing else "new_account"

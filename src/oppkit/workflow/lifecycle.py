@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, or_, select, update
 
 from ..db.engine import write_transaction
 from ..db.schema import (
@@ -318,6 +318,18 @@ class Lifecycle:
                 lifecycle_history.outerjoin(who, who.c.id == lifecycle_history.c.person_id)
                 .outerjoin(accounts, accounts.c.id == lifecycle_history.c.account_id)
                 .outerjoin(by, by.c.id == lifecycle_history.c.changed_by_id)
+            )
+            .where(
+                # an event from an activity of a deal this user may not see is not shown
+                or_(
+                    lifecycle_history.c.activity_id.is_(None),
+                    lifecycle_history.c.activity_id.not_in(
+                        select(activities.c.id).where(
+                            activities.c.opportunity_id.is_not(None),
+                            activities.c.opportunity_id.not_in(self.scope.visible_opportunities()),
+                        )
+                    ),
+                )
             )
             .order_by(lifecycle_history.c.changed_at.desc(), lifecycle_history.c.id.desc())
         )
