@@ -33,10 +33,17 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, Engine, Table, exists, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, Table, exists, not_, or_, select
 from sqlalchemy.sql import Select
 
-from .db.schema import accounts, opportunities, opportunity_people, people
+from .db.schema import (
+    accounts,
+    activities,
+    activity_people,
+    opportunities,
+    opportunity_people,
+    people,
+)
 from .identity import normalise_email
 
 __all__ = [
@@ -114,6 +121,47 @@ class Scope:
     def visible_opportunities(self) -> Select:
         """The ids of the opportunities this user may see, as a subquery to filter with."""
         return select(opportunities.c.id).where(self.visible())
+
+    def hidden_opportunities(self) -> Select:
+        """The ids of the deals this user may not see (private, not theirs)."""
+        return select(opportunities.c.id).where(not_(self.visible()))
+
+    def visible_activity(self) -> ColumnElement[bool]:
+        """SQL condition: the row of ``activities`` is on no deal, or on a visible one."""
+        return or_(
+            activities.c.opportunity_id.is_(None),
+            activities.c.opportunity_id.not_in(self.hidden_opportunities()),
+        )
+
+    def hidden_people(self) -> Select:
+        """People known only from deals this user may not see: every trace of them (an
+        activity they took part in, a membership) is on such a deal, so even that they
+        exist would tell something. Someone with no trace at all is not hidden."""
+        hidden_deals = self.hidden_opportunities()
+        on_hidden = select(activity_people.c.person_id).join(
+            activities, activities.c.id == activity_people.c.activity_id
+        ).where(activities.c.opportunity_id.in_(hidden_deals))  # fmt: skip
+        member_of_hidden = select(opportunity_people.c.person_id).where(
+            opportunity_people.c.opportunity_id.in_(hidden_deals),
+            opportunity_people.c.kind == "member",
+            opportunity_people.c.is_deleted.is_(False),
+        )
+        seen = activity_people.alias("seen")
+        shown_activity = exists().where(
+            seen.c.person_id == people.c.id,
+            seen.c.activity_id == activities.c.id,
+            self.visible_activity(),
+        )
+        shown_membership = exists().where(
+            opportunity_people.c.person_id == people.c.id,
+            opportunity_people.c.opportunity_id.not_in(hidden_deals),
+            opportunity_people.c.is_deleted.is_(False),
+        )
+        return select(people.c.id).where(
+            people.c.id.in_(on_hidden.union(member_of_hidden)),
+            not_(shown_activity),
+            not_(shown_membership),
+        )
 
     # --- resolving references ------------------------------------------------------
 

@@ -132,6 +132,15 @@ def alerts(scope: ScopeLike, *, opportunity: Any = None, status: str | None = No
         .where(
             db.alerts.c.is_deleted.is_(False),
             or_(db.alerts.c.opportunity_id.is_(None), scope.visible()),
+            # and never an alert from an activity on a deal this user may not see
+            or_(
+                db.alerts.c.activity_id.is_(None),
+                db.alerts.c.activity_id.not_in(
+                    select(db.activities.c.id).where(
+                        db.activities.c.opportunity_id.in_(scope.hidden_opportunities())
+                    )
+                ),
+            ),
         )
         .order_by(db.alerts.c.created_at.desc())
     )

@@ -52,7 +52,7 @@ def people(
                 ),
             )
         )
-        .where(db.people.c.is_deleted.is_(False))
+        .where(db.people.c.is_deleted.is_(False), db.people.c.id.not_in(scope.hidden_people()))
         .order_by(db.people.c.email)
     )
     if account is not None:
@@ -102,10 +102,12 @@ def suggested_people(scope: ScopeLike, opportunity: Any) -> pd.DataFrame:
     threads = select(db.activities.c.thread_id).where(
         db.activities.c.thread_id.is_not(None),
         or_(db.activities.c.opportunity_id.in_(visible), db.activities.c.id.in_(member_activities)),
+        scope.visible_activity(),  # a member's thread on a deal this user may not see stays out
     )
     on_threads = select(db.activities.c.id).where(
         db.activities.c.is_deleted.is_(False),
         or_(db.activities.c.opportunity_id.in_(visible), db.activities.c.thread_id.in_(threads)),
+        scope.visible_activity(),
     )
     stmt = (
         select(
