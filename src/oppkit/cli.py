@@ -14,6 +14,7 @@ Examples::
     oppkit demo --no-lab
     oppkit workflow load our_workflow.toml
     oppkit lifecycle apply
+    oppkit team grant ava ava.patel@northwind.example --create   # PostgreSQL
 """
 
 from __future__ import annotations
@@ -106,6 +107,22 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_team(args: argparse.Namespace) -> int:
+    from .db.engine import connect_engine
+    from .team import grant, revoke
+
+    engine = connect_engine(load_settings(args.db).resolved_database_url)
+    if args.action == "grant":
+        if not args.email:
+            raise ConfigError("team grant needs ROLE and EMAIL")
+        grant(engine, args.role, args.email, create=args.create)
+        print(f"database role {args.role} is {args.email}: it sees what they may see")
+    else:
+        revoke(engine, args.role)
+        print(f"database role {args.role} has no access to oppkit's tables any more")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -150,6 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     demo.set_defaults(func=_cmd_demo)
 
+    team = commands.add_parser(
+        "team", help="PostgreSQL: each person connects as their own role (row-level security)"
+    )
+    team.add_argument("action", choices=["grant", "revoke"])
+    team.add_argument("role", help="the PostgreSQL login role")
+    team.add_argument("email", nargs="?", help="the person the role is (grant)")
+    team.add_argument("--create", action="store_true", help="create the role (LOGIN) if missing")
+    team.set_defaults(func=_cmd_team)
+
     digest = commands.add_parser("digest", help="email followers what moved on their deals")
     _add_digest(digest)
     digest.set_defaults(func=lambda args: _print_summaries(_run_digest(args)))
@@ -164,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     more = add_commands(commands)
     # options may also follow the subcommand: `oppkit sync mail --mbox X --db URL`
-    for sub in [init, demo, digest, sync, *what.choices.values(), *more]:
+    for sub in [init, demo, team, digest, sync, *what.choices.values(), *more]:
         _common_suppressed(sub)
     return parser
 

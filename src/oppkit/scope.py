@@ -33,13 +33,24 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, Engine, Table, exists, not_, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    exists,
+    literal_column,
+    not_,
+    or_,
+    select,
+)
 from sqlalchemy.sql import Select
 
 from .db.schema import (
     accounts,
     activities,
     activity_people,
+    database_users,
     opportunities,
     opportunity_people,
     people,
@@ -87,8 +98,16 @@ class Scope:
         self.user = normalise_email(user) if user else None
         self.token = f"kit-{next(_tokens)}"
         self.user_id: int | None = None
-        if self.user:
-            with engine.connect() as conn:
+        with engine.connect() as conn:
+            role_is = _person_of_role(conn)
+            if role_is is not None:  # a team's PostgreSQL: the login decides who this is
+                if self.user and self.user != role_is:
+                    raise PermissionError(
+                        f"connected as the database role of {role_is}: user= cannot name "
+                        f"{self.user} (connect with their role instead)"
+                    )
+                self.user = role_is
+            if self.user:
                 self.user_id = conn.scalar(select(people.c.id).where(people.c.email == self.user))
 
     def __repr__(self) -> str:
@@ -271,6 +290,17 @@ class Scope:
         """Mark a frame built another way as read through this scope."""
         df.attrs["oppkit"] = {"kit": self.token, "frame": kind}
         return df
+
+
+def _person_of_role(conn: Connection) -> str | None:
+    """On PostgreSQL, the person the connected login role is (oppkit.team); else None."""
+    if conn.dialect.name != "postgresql":
+        return None
+    return conn.scalar(
+        select(people.c.email)
+        .join(database_users, database_users.c.person_id == people.c.id)
+        .where(database_users.c.role_name == literal_column("current_user"))
+    )
 
 
 class Viewer(Protocol):

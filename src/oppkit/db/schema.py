@@ -468,3 +468,14 @@ digest_log = Table(
     Column("created_at", UTCDateTime, default=_now),
     UniqueConstraint("person_id", "frequency", "period"),
 )
+
+# Who a PostgreSQL login role is: on a team database each person connects as their own
+# role, and row-level security (migration 0008) shows each role only what that person
+# may see. The table owner (the agents' role) is not listed and sees everything.
+database_users = Table(
+    "database_users",
+    metadata,
+    Column("role_name", String(63), primary_key=True),
+    Column("person_id", Integer, ForeignKey("people.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UTCDateTime, default=_now),
+)
