@@ -478,9 +478,7 @@ def _build_org(seed: int, today: date) -> _Org:
     opp_ids = {o.key: ids("006") for o in OPPORTUNITIES}
     campaign_ids = [ids("701") for _ in CAMPAIGNS]
     rng = random.Random(seed)
-    return _Org(
-        today, rng, ids, users, contacts, extras, account_ids, opp_ids, campaign_ids, seed
-    )
+    return _Org(today, rng, ids, users, contacts, extras, account_ids, opp_ids, campaign_ids, seed)
 
 
 # --------------------------------------------------------------------------- mail
@@ -1247,14 +1245,27 @@ class _Truth:
         roles = Counter(org.contacts[o.account][c].email for o in OPPORTUNITIES for c in o.contacts)
         self.two_deal_people = {email for email, n in roles.items() if n > 1}
 
-    def _event(self, key: object, kind: str, when: datetime, subject: str, deal: str | None,
-               account: int | None, tags: list[str], people: set[str], record: dict) -> None:
+    def _event(
+        self,
+        key: object,
+        kind: str,
+        when: datetime,
+        subject: str,
+        deal: str | None,
+        account: int | None,
+        tags: list[str],
+        people: set[str],
+        record: dict,
+    ) -> None:
         if deal is not None:
             account = _OPP[deal].account
         tags = list(tags)
         if people & self.two_deal_people:
             tags.append("person on two deals")
-        if account is not None and len(_live_deals(account, (when.date() - self.org.today).days)) > 1:
+        if (
+            account is not None
+            and len(_live_deals(account, (when.date() - self.org.today).days)) > 1
+        ):
             tags.append("several live deals")
         self._by[key] = {
             "kind": kind,
@@ -1289,8 +1300,17 @@ class _Truth:
             self._event(("meeting", m.uid, start), "meeting", utc, m.summary, m.opp.key,
                         m.opp.account, tags, people, record)  # fmt: skip
 
-    def salesforce(self, obj: str, sf_id: str, kind: str, when: datetime, subject: str,
-                   deal: str | None, account: int | None, tags: list[str]) -> None:
+    def salesforce(
+        self,
+        obj: str,
+        sf_id: str,
+        kind: str,
+        when: datetime,
+        subject: str,
+        deal: str | None,
+        account: int | None,
+        tags: list[str],
+    ) -> None:
         record = {"source": "salesforce", "source_id": sf_id, "object": obj}
         self._event((obj, sf_id), kind, when, subject, deal, account, tags, set(), record)
 
@@ -1321,12 +1341,20 @@ class _Truth:
             "today": org.today.isoformat(),
             "grace_days": GRACE_DAYS,
             "users": [u.email for u in org.users],
-            "accounts": [{"id": org.account_ids[i], "name": a.name, "domain": a.domain}
-                         for i, a in enumerate(_ACCOUNTS)],  # fmt: skip
+            "accounts": [
+                {"id": org.account_ids[i], "name": a.name, "domain": a.domain}
+                for i, a in enumerate(_ACCOUNTS)
+            ],  # fmt: skip
             "opportunities": [
-                {"id": org.opp_ids[o.key], "key": o.key, "name": f"{_ACCOUNTS[o.account].name} — "
-                 f"{o.topic}", "account_id": org.account_ids[o.account], "stage": o.stage,
-                 "created": org.day(o.created).isoformat(), "close_date": org.day(o.close).isoformat()}
+                {
+                    "id": org.opp_ids[o.key],
+                    "key": o.key,
+                    "name": f"{_ACCOUNTS[o.account].name} — {o.topic}",
+                    "account_id": org.account_ids[o.account],
+                    "stage": o.stage,
+                    "created": org.day(o.created).isoformat(),
+                    "close_date": org.day(o.close).isoformat(),
+                }
                 for o in OPPORTUNITIES
             ],  # fmt: skip
             "events": [{"event": e.pop("event"), **e} for e in events],
@@ -1369,7 +1397,9 @@ def write_demo_files(out_dir: Path, *, seed: int = 7, today: date | None = None)
     truth = _Truth(org)
     for mail in mails:
         boxes = [f"{u.email.split('@')[0]}.mbox" for u in (org.users[i] for i in MAILBOX_USERS)]
-        truth.mail(mail, [b for b in boxes if b.removesuffix(".mbox") + "@" + DOMAIN in mail.people])
+        truth.mail(
+            mail, [b for b in boxes if b.removesuffix(".mbox") + "@" + DOMAIN in mail.people]
+        )
     for m in meetings:
         people = {p.email for p, _, _ in m.attendees}
         cals = [u.email.split("@")[0] + ".ics" for u in (org.users[i] for i in CALENDAR_USERS)]

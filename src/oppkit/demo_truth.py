@@ -152,8 +152,10 @@ class Score:
         targets = TARGETS if targets is None else targets
         figures, failed = self.figures(), []
         for name, target in targets.items():
-            ok = figures[name] >= target if name in ("precision", "recall") else (
-                figures[name] <= target
+            ok = (
+                figures[name] >= target
+                if name in ("precision", "recall")
+                else (figures[name] <= target)
             )
             if not ok:
                 failed.append(name)
