@@ -9,6 +9,16 @@ purpose: RFC 2047 names, an upper-case address, a message without Message-ID, HT
 mail, an auto-reply, a bounce, a PDF, messages in both mailboxes, cc'd people who are no
 contact, a weekly meeting with an EXDATE, a cancelled meeting, a deleted Task.
 
+Real life for matching and merging is there too: accounts with two open deals, each with
+its own people and threads, and people on two deals; mail after a deal closed (within a
+short grace it is still that deal's; long after, an old thread revived for another deal
+or for account business); a customer forwarding our proposal to a colleague on the
+account's other deal, and an internal forward; meetings both in a calendar and in
+Salesforce (an Event with WhatId, one for an occurrence of the weekly series); emails
+both in a mailbox and logged to Salesforce as Tasks ("Email: <subject>", one of them on
+the account). ``truth.json`` beside the files says where each of them belongs (see
+:mod:`oppkit.demo_truth`).
+
 Output is deterministic for a given ``(seed, today)``; all dates are relative to ``today``.
 """
 
