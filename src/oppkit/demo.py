@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 from platformdirs import user_data_dir
@@ -35,15 +36,20 @@ def demo_folder() -> Path:
 
 
 def build_demo(
-    out: Path, db: str | None = None, seed: int = 7, progress: bool | None = False
+    out: Path,
+    db: str | None = None,
+    seed: int = 7,
+    progress: bool | None = False,
+    today: date | None = None,
 ) -> tuple[DemoFiles, str, list[RunSummary]]:
     """Write the demo files under ``out`` and sync them; returns (files, database URL, summaries).
 
     The Salesforce export goes first so that mail and meetings can be matched to the
-    opportunities and contacts it brings.
+    opportunities and contacts it brings. ``out/files/truth.json`` says where every
+    record belongs (``benchmarks/matching_eval.py`` scores the database against it).
     """
     out.mkdir(parents=True, exist_ok=True)
-    files = write_demo_files(out / "files", seed=seed)
+    files = write_demo_files(out / "files", seed=seed, today=today)
     url = db or f"sqlite:///{(out / 'oppkit-demo.sqlite').resolve()}"
     settings = Settings(database_url=url, internal_domains=tuple(files.internal_domains))
     summaries = [

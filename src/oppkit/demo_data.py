@@ -9,6 +9,16 @@ purpose: RFC 2047 names, an upper-case address, a message without Message-ID, HT
 mail, an auto-reply, a bounce, a PDF, messages in both mailboxes, cc'd people who are no
 contact, a weekly meeting with an EXDATE, a cancelled meeting, a deleted Task.
 
+Real life for matching and merging is there too: accounts with two open deals, each with
+its own people and threads, and people on two deals; mail after a deal closed (within a
+short grace it is still that deal's; long after, an old thread revived for another deal
+or for account business); a customer forwarding our proposal to a colleague on the
+account's other deal, and an internal forward; meetings both in a calendar and in
+Salesforce (an Event with WhatId, one for an occurrence of the weekly series); emails
+both in a mailbox and logged to Salesforce as Tasks ("Email: <subject>", one of them on
+the account). ``truth.json`` beside the files says where each of them belongs (see
+:mod:`oppkit.demo_truth`).
+
 Output is deterministic for a given ``(seed, today)``; all dates are relative to ``today``.
 """
 
@@ -17,10 +27,12 @@ from __future__ import annotations
 import csv
 import html
 import io
+import json
 import random
 import re
 import textwrap
-from dataclasses import dataclass, replace
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -30,6 +42,8 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event, vCalAddress
+
+from .demo_truth import TRUTH_FILE, TRUTH_FORMAT
 
 
 def _table(text: str) -> list[list[str]]:
@@ -242,6 +256,12 @@ _LOST_REASONS = {
 }
 _CC_OTHER_REP = {("acme-pm", "security"), ("acme-pm", "proposal"), ("cyber-grid", "contract")}
 _CC_NON_CONTACT = {"discovery", "data", "security"}
+# Mail also logged to Salesforce as an Email Task: the first message of these threads on
+# Ben's deals (he logs his outgoing mail), and of two threads on Anna's.
+_LOGGED_THREADS = {"intro", "proposal"}
+_LOGGED_EXTRA = {("acme-pm", "proposal"), ("cyber-grid", "contract")}
+# Days a closed deal's mail still belongs to it (signatures, hand-over, last questions).
+GRACE_DAYS = 14
 
 # Internal mail. "== days | subject", then "sender > to; cc | body" with first names.
 INTERNAL = _sections(r"""
@@ -263,6 +283,11 @@ Ben > Carla | Hi Carla,\n\nCyberdyne is asking for 15% off the first year of the
     detection deal. They can sign this quarter.\n\nBen
 Carla > Ben | Approved up to 15% if they sign this quarter.\n\nCarla
 """)
+# Where internal mail belongs (subject: opportunity key, account #); the rest: nowhere.
+_INTERNAL_TRUTH = {
+    "Cover for Acme Robotics while I'm out": (None, 0),  # the account, not one deal
+    "Discount approval: Cyberdyne Energy": ("cyber-grid", 8),
+}
 
 # Meetings, organised by the account owner. Flags: all (every contact of the account and the
 # non-contact), se (the solutions engineer), rep2 (the other account executive), onsite,
@@ -276,7 +301,7 @@ acme-fleet      | intro call              | -20  | 9  | 30  |
 globex-energy   | discovery workshop      | -115 | 16 | 90  | all sf
 globex-energy   | technical deep dive     | -70  | 15 | 60  | se
 globex-energy   | commercial negotiation  | -12  | 17 | 60  |
-globex-energy   | weekly project sync     | -35  | 16 | 30  | weekly
+globex-energy   | weekly project sync     | -35  | 16 | 30  | weekly sf
 globex-dw       | implementation kickoff  | -40  | 15 | 60  |
 initech-tps     | discovery call          | -50  | 10 | 45  | all sf
 initech-tps     | requirements workshop   | -18  | 13 | 90  | se
@@ -436,6 +461,7 @@ class _Org:
     account_ids: list[str]
     opp_ids: dict[str, str]
     campaign_ids: list[str]
+    seed: int = 7
 
     def at(self, days: float, hour: float = 0.0) -> datetime:
         """UTC time ``days`` from today at ``hour`` (UTC), to the minute."""
@@ -462,7 +488,7 @@ def _build_org(seed: int, today: date) -> _Org:
     opp_ids = {o.key: ids("006") for o in OPPORTUNITIES}
     campaign_ids = [ids("701") for _ in CAMPAIGNS]
     rng = random.Random(seed)
-    return _Org(today, rng, ids, users, contacts, extras, account_ids, opp_ids, campaign_ids)
+    return _Org(today, rng, ids, users, contacts, extras, account_ids, opp_ids, campaign_ids, seed)
 
 
 # --------------------------------------------------------------------------- mail
@@ -476,7 +502,14 @@ class _Mail:
     raw: bytes
     text: str  # the plain-text body, as a reply quotes it
     msg_id: str | None
-    tag: str = ""
+    tag: str = ""  # "<opportunity key>:<thread name>": the deal's scripted thread it is in
+    to: list[_Person] = field(default_factory=list)
+    cc: list[_Person] = field(default_factory=list)
+    deal: str | None = None  # truth: the opportunity key it belongs to
+    account: int | None = None  # truth: the account it belongs to
+    tags: list[str] = field(default_factory=list)  # truth: the awkward cases it shows
+    subject: str = ""
+    logged: str = ""  # "deal" or "account": also logged to Salesforce as an Email Task
 
 
 def _wrap(text: str) -> str:
@@ -556,7 +589,9 @@ class _Mailer:
         for i, part in enumerate(p for p in msg.walk() if p.is_multipart()):
             part.set_boundary(f"=_nw{self.count:04d}.{i}")
         people = {p.email.lower() for p in (sender, *to, *cc)}
-        return _Mail(when, sender, people, msg.as_bytes(), text, msg_id, tag)
+        mail = _Mail(when, sender, people, msg.as_bytes(), text, msg_id, tag, list(to), list(cc))
+        mail.subject = subject
+        return mail
 
     def thread(
         self, subject: str, steps: list[_Step], start: datetime, **options: str
@@ -633,7 +668,10 @@ def _opportunity_mail(mailer: _Mailer, org: _Org, opp: _Opp) -> list[_Mail]:
         options = {"tag": f"{opp.key}:{name}"}
         if (opp.key, name) == ("acme-pm", "proposal"):
             options["pdf"] = "Northwind-Proposal-Acme-Robotics.pdf"
-        out += mailer.thread(subject.format(**fmt), steps, start, **options)
+        thread = mailer.thread(subject.format(**fmt), steps, start, **options)
+        for mail in thread:
+            mail.deal, mail.account, mail.tags = opp.key, opp.account, ["thread"]
+        out += thread
     return out
 
 
@@ -647,8 +685,12 @@ def _internal_mail(mailer: _Mailer, org: _Org) -> list[_Mail]:
             to, cc = (rest + ";").split(";")[:2]
             to, cc = ([by_name[n.strip()] for n in p.split(",") if n.strip()] for p in (to, cc))
             steps.append((by_name[sender.strip()], to, cc, body, "text"))
+        deal, account = _INTERNAL_TRUTH.get(subject, (None, None))
         for day in days.split():
-            out += mailer.thread(subject, steps, org.at(int(day), 7 + org.rng.uniform(0, 8)))
+            thread = mailer.thread(subject, steps, org.at(int(day), 7 + org.rng.uniform(0, 8)))
+            for mail in thread:
+                mail.deal, mail.account, mail.tags = deal, account, ["internal"]
+            out += thread
     return out
 
 
@@ -681,7 +723,14 @@ def _special_mail(mailer: _Mailer, org: _Org, mails: list[_Mail]) -> list[_Mail]
     gone = c[5][3]
     text = f"Hi {gone.first},\n\nare you still looking at category analytics for next year?\n\nBen"
     sent = send(ben, [gone], [], "Checking in: category analytics", text, at(-70, 16))
-    return [visit, reply, notes, no_id, ooo, sent, _bounce(mailer, ben, gone, sent)]
+    bounce = _bounce(mailer, ben, gone, sent)
+    truth = [(visit, "acme-pm", 0, "mixed-case address"), (reply, "acme-pm", 0, ""),
+             (notes, "stark-route", 4, ""), (no_id, "cyber-grid", 8, "no Message-ID"),
+             (ooo, "tyrell-lab", 7, "auto-reply"), (sent, None, 5, "account only"),
+             (bounce, None, 5, "bounce")]  # fmt: skip
+    for mail, deal, account, tag in truth:
+        mail.deal, mail.account, mail.tags = deal, account, [tag] if tag else []
+    return [visit, reply, notes, no_id, ooo, sent, bounce]
 
 
 def _bounce(mailer: _Mailer, rep: _Person, gone: _Person, sent: _Mail) -> _Mail:
@@ -731,12 +780,155 @@ Content-Type: text/rfc822-headers
     return _Mail(when, daemon, {rep.email}, raw.encode("ascii"), "", msg_id)
 
 
-def write_mail(mail_dir: Path, org: _Org) -> None:
-    """One mbox per mailbox user, holding every message they sent or received."""
+def _forwarded(original: _Mail) -> str:
+    """The forwarded part of a message, as mail clients write it below the sender's note."""
+    local = original.when.astimezone(ZoneInfo(original.sender.tz))
+    stamp = f"{_DAY[local.weekday()]}, {local.day} {_MON[local.month - 1]} {local.year}"
+    lines = ["---------- Forwarded message ---------",
+             f"From: {original.sender.name} <{original.sender.email}>",
+             f"Date: {stamp} at {local:%H:%M}", f"Subject: {original.subject}",
+             "To: " + ", ".join(f"{p.name} <{p.email}>" for p in original.to)]  # fmt: skip
+    if original.cc:
+        lines.append("Cc: " + ", ".join(f"{p.name} <{p.email}>" for p in original.cc))
+    return "\n".join(lines) + "\n\n" + original.text
+
+
+def _harder_mail(mailer: _Mailer, org: _Org, mails: list[_Mail]) -> list[_Mail]:
+    """Real life around the scripted threads; each message knows where it truly belongs.
+
+    Mail after a deal closed (within the grace, it is still that deal's; long after, on an
+    old thread, it is about another deal or the account), a customer forwarding our
+    proposal to a colleague on the account's other deal, and an internal forward.
+    """
+    anna, ben, david, c = org.users[0], org.users[1], org.users[SOLUTIONS_ENGINEER], org.contacts
+    rng, out = mailer.rng, []
+
+    def thread(tag: str) -> list[_Mail]:
+        return [m for m in mails + out if m.tag == tag]
+
+    def reply(
+        prev: _Mail, chain: list[_Mail], sender: _Person, to: list[_Person], cc: list[_Person],
+        own: str, when: datetime, deal: str | None, account: int, tags: list[str],
+    ) -> _Mail:  # fmt: skip
+        subject = prev.subject if prev.subject.startswith("Re: ") else f"Re: {prev.subject}"
+        refs = [m.msg_id for m in chain if m.msg_id]
+        style = _ACCOUNTS[account].style if sender.email.endswith(_ACCOUNTS[account].domain) else ""
+        mail = mailer.message(sender, to, cc, subject, own, when, prev, refs, style=style or "text")
+        mail.tag, mail.deal, mail.account, mail.tags = prev.tag, deal, account, tags
+        out.append(mail)
+        return mail
+
+    def later(prev: _Mail, day: int | None = None, hour: float = 0) -> datetime:
+        """A while after ``prev``, and not before ``day`` at ``hour`` (UTC) when given."""
+        soon = prev.when + timedelta(minutes=rng.randint(60, 300))
+        return soon if day is None else max(soon, org.at(day, hour))
+
+    # Globex's warehouse deal closed won; the signature and hand-over follow within days.
+    dw, sara, hank = _OPP["globex-dw"], c[1][1], c[1][0]
+    chain = thread("globex-dw:contract")
+    grace = ["after close, in grace"]
+    text = (f"Hi {anna.first},\n\nthe countersigned contract is with our procurement team; you "
+            "will have it tomorrow. Who leads the implementation on your side?\n\nKind regards,"
+            f"\n{sara.first}")  # fmt: skip
+    m = reply(chain[-1], chain, sara, [anna], [], text, later(chain[-1], dw.close + 2, 14),
+              "globex-dw", 1, grace)  # fmt: skip
+    text = (f"Hi {sara.first},\n\nthank you, great news! {david.name} leads the implementation; "
+            f"the kickoff invite follows.\n\nBest,\n{anna.first}")  # fmt: skip
+    reply(m, [*chain, m], anna, [sara], [david], text, later(m, dw.close + 3, 9), "globex-dw", 1,
+          grace)  # fmt: skip
+    # Months later Sara revives the warehouse proposal thread, about the forecasting deal.
+    chain = thread("globex-dw:proposal")
+    revived = ["after close, long after", "old thread, other deal"]
+    text = (f"Hi {anna.first},\n\nthe warehouse has run smoothly since go-live. A question for "
+            "the forecasting project: could the forecasting platform read its inputs straight "
+            "from the new warehouse instead of the ERP exports?\n\nKind regards,\n"
+            f"{sara.first}")  # fmt: skip
+    m = reply(chain[-1], chain, sara, [anna], [], text, later(chain[-1], -6, 15),
+              "globex-energy", 1, revived)  # fmt: skip
+    text = (f"Hi {sara.first},\n\nyes, it can read straight from the warehouse. I have copied "
+            f"{hank.first} and will add it to the scope of the forecasting platform.\n\nBest,"
+            f"\n{anna.first}")  # fmt: skip
+    reply(m, [*chain, m], anna, [sara], [hank], text, later(m, -5, 8), "globex-energy", 1,
+          revived)  # fmt: skip
+    # Stark said no to the warehouse deal; Anna asks one more question a few days later.
+    wh, jurgen = _OPP["stark-wh"], c[4][0]
+    chain = thread("stark-wh:lost")
+    text = (f"Hi {jurgen.first},\n\none last question for our records: was it mainly price, or "
+            f"the features?\n\nBest,\n{anna.first}")  # fmt: skip
+    m = reply(chain[-1], chain, anna, [jurgen], [], text, later(chain[-1], wh.close + 4, 8),
+              "stark-wh", 4, grace)  # fmt: skip
+    text = (f"Hi {anna.first},\n\nmainly that our current vendor already has sensors in all our "
+            f"warehouses.\n\nViele Grüße\n{jurgen.first}")  # fmt: skip
+    reply(m, [*chain, m], jurgen, [anna], [], text, later(m, wh.close + 5, 10), "stark-wh", 4,
+          grace)  # fmt: skip
+    # Wayne's board pack closed long ago; its contract thread comes back with account news.
+    luke = c[5][1]
+    chain = thread("wayne-board:contract")
+    revived = ["after close, long after", "account only"]
+    text = (f"Hi {ben.first},\n\nfor your records: from next month our invoices go to our new "
+            f"shared service centre. Nothing else changes.\n\nThanks,\n{luke.first}")  # fmt: skip
+    m = reply(chain[-1], chain, luke, [ben], [], text, later(chain[-1], -4, 14), None, 5,
+              revived)  # fmt: skip
+    text = (f"Hi {luke.first},\n\nnoted, I have passed it on to our billing team.\n\nBest,"
+            f"\n{ben.first}")  # fmt: skip
+    m = reply(m, [*chain, m], ben, [luke], [], text, later(m, -3, 13), None, 5, revived)
+    m.logged = "account"  # Ben logs it to the account in Salesforce
+    # Bob forwards our Acme proposal to Mei, who works on Acme's other deal; she replies all.
+    bob, mei = c[0][0], c[0][3]
+    original = thread("acme-pm:proposal")[0]
+    forward = ["forward", "person on the other deal"]
+    text = (f"Hi {mei.first},\n\nfor your procurement review, Northwind's proposal below. Could "
+            f"you check the payment terms?\n\n{bob.first}\n\n{_forwarded(original)}")  # fmt: skip
+    fwd = mailer.message(bob, [mei], [anna], f"Fwd: {original.subject}", text,
+                         original.when + timedelta(hours=rng.randint(20, 30)))  # fmt: skip
+    fwd.deal, fwd.account, fwd.tags = "acme-pm", 0, forward
+    out.append(fwd)
+    text = (f"Hi {anna.first},\n\nI handle procurement for this. Is the price fixed for the "
+            f"first year?\n\nBest regards,\n{mei.first}")  # fmt: skip
+    m = reply(fwd, [fwd], mei, [anna], [bob], text, later(fwd), "acme-pm", 0, forward)
+    text = (f"Hi {mei.first},\n\nyes, the price is fixed for twelve months.\n\nBest,"
+            f"\n{anna.first}")  # fmt: skip
+    reply(m, [fwd, m], anna, [mei], [bob], text, later(m), "acme-pm", 0, forward)
+    # Anna forwards Globex's security request to David, inside the company only.
+    original = thread("globex-energy:security")[0]
+    inside = ["forward", "internal"]
+    text = (f"Hi {david.first},\n\ncould you take the security questionnaire for Globex? They "
+            f"want it before the end of next week.\n\nThanks,\n{anna.first}\n\n"
+            f"{_forwarded(original)}")  # fmt: skip
+    fwd = mailer.message(anna, [david], [], f"Fwd: {original.subject}", text,
+                         original.when + timedelta(minutes=rng.randint(20, 120)))  # fmt: skip
+    fwd.deal, fwd.account, fwd.tags = "globex-energy", 1, inside
+    out.append(fwd)
+    text = f"Hi {anna.first},\n\non it; you will have a draft by Wednesday.\n\n{david.first}"
+    reply(fwd, [fwd], david, [anna], [], text, later(fwd), "globex-energy", 1, inside)
+    return out
+
+
+def _all_mail(org: _Org) -> list[_Mail]:
+    """Every message, each knowing the deal and account it belongs to."""
     mailer = _Mailer(org.rng)
     mails = [m for opp in OPPORTUNITIES for m in _opportunity_mail(mailer, org, opp)]
     mails += _internal_mail(mailer, org)
     mails += _special_mail(mailer, org, mails)
+    # The harder cases draw on a random stream of their own, so what came before stays as it
+    # was, and so do the calendars and the Salesforce export, which draw on org.rng after this.
+    harder = _Mailer(random.Random(org.seed * 7919 + 1))
+    harder.count = mailer.count
+    mails += _harder_mail(harder, org, mails)
+    firsts: dict[str, _Mail] = {}
+    for mail in mails:
+        if mail.tag:
+            firsts.setdefault(mail.tag, mail)
+    for tag, mail in firsts.items():
+        key, name = tag.split(":")
+        if (_OPP[key].owner == 1 and name in _LOGGED_THREADS) or (key, name) in _LOGGED_EXTRA:
+            mail.logged = "deal"
+    return mails
+
+
+def write_mail(mail_dir: Path, org: _Org, mails: list[_Mail] | None = None) -> None:
+    """One mbox per mailbox user, holding every message they sent or received."""
+    mails = _all_mail(org) if mails is None else mails
     for user in (org.users[u] for u in MAILBOX_USERS):
         out = bytearray()
         for m in sorted((m for m in mails if user.email in m.people), key=lambda m: m.when):
@@ -836,6 +1028,10 @@ def write_calendars(calendar_dir: Path, org: _Org, meetings: list[_Meeting]) -> 
         for m in sorted(mine, key=lambda m: m.start):
             cal.add_component(_vevent(m, stamp))
         cal.add_missing_timezones(org.day(-200), org.day(200))
+        # icalendar adds them in set order, which differs between processes: sort them
+        zones = [c for c in cal.subcomponents if c.name == "VTIMEZONE"]
+        rest = [c for c in cal.subcomponents if c.name != "VTIMEZONE"]
+        cal.subcomponents[:] = sorted(zones, key=lambda c: str(c["TZID"])) + rest
         (calendar_dir / f"{user.email.split('@')[0]}.ics").write_bytes(cal.to_ical())
 
 
@@ -945,8 +1141,40 @@ def _write_deals(sf_dir: Path, org: _Org) -> None:
     _write_csv(sf_dir, "OpportunityHistory", history)
 
 
-def _write_activities(sf_dir: Path, org: _Org, meetings: list[_Meeting]) -> None:
-    """Tasks (calls, emails, to-dos) and Events, all on opportunities."""
+def _logged_email_task(org: _Org, mail: _Mail, delay: int) -> list[object]:
+    """An Email Task as Salesforce's Outlook integration logs a message ("Email: <subject>")."""
+    acct = _ACCOUNTS[mail.account or 0]
+    rep = org.users[acct.owner]
+    outbound = mail.sender.email.endswith("@" + DOMAIN)
+    who = (mail.to[0] if outbound else mail.sender).sf_id
+    what = org.opp_ids[mail.deal] if mail.logged == "deal" and mail.deal else ""
+    what = what or org.account_ids[mail.account or 0]
+    done = mail.when + timedelta(minutes=delay)
+    description = "\n".join([
+        "To: " + "; ".join(p.email for p in mail.to),
+        "CC: " + "; ".join(p.email for p in mail.cc),
+        "BCC: ",
+        "Attachment: " + ("Northwind-Proposal-Acme-Robotics.pdf" if mail.tag == "acme-pm:proposal"
+                          and mail.subject.startswith("Proposal") else ""),
+        "",
+        f"Subject: {mail.subject}",
+        "Body:",
+        mail.text,
+    ])  # fmt: skip
+    return [org.ids("00T"), who, what, org.account_ids[mail.account or 0], rep.sf_id,
+            f"Email: {mail.subject}", description, done.date(), "Completed", "Normal", "true",
+            "Email", "", "", _dt(done), _dt(done), _dt(done), "false"]  # fmt: skip
+
+
+def _write_activities(
+    sf_dir: Path, org: _Org, meetings: list[_Meeting], mails: list[_Mail], truth: _Truth
+) -> None:
+    """Tasks (calls, emails, to-dos) and Events, on opportunities (one email on an account).
+
+    Some Tasks log a message that is also in a mailbox, some Events a meeting that is also
+    in a calendar: ``truth`` records them as one real-world event with the message or
+    meeting.
+    """
     ids, rng, at = org.ids, org.rng, org.at
     tasks = []
     for o in OPPORTUNITIES:
@@ -973,45 +1201,219 @@ def _write_activities(sf_dir: Path, org: _Org, meetings: list[_Meeting]) -> None
             tasks.append([ids("00T"), who.sf_id, oid, aid, org.users[o.owner].sf_id, subject,
                           notes, done.date(), "Completed", "Normal", "true", subtype, call_type,
                           seconds, _dt(done), _dt(done), _dt(done), "false"])  # fmt: skip
+            kind = "call" if subtype == "Call" else "email"
+            truth.salesforce("Task", tasks[-1][0], kind, done, subject, o.key, o.account,
+                             ["salesforce only"])  # fmt: skip
     for key, subject, day in OPEN_TASKS:
         o, created = _OPP[key], _dt(at(-3, 10))
         who = org.contacts[o.account][o.contacts[0]].sf_id
         tasks.append([ids("00T"), who, org.opp_ids[key], org.account_ids[o.account],
                       org.users[o.owner].sf_id, subject, "", org.day(day), "Not Started", "High",
                       "false", "Task", "", "", "", created, created, "false"])  # fmt: skip
-    tasks.append([ids("00T"), *tasks[0][1:-1], "true"])  # a duplicate call someone deleted
+        truth.salesforce("Task", tasks[-1][0], "task", at(day), subject, key, o.account,
+                         ["salesforce only", "planned"])  # fmt: skip
+    # a duplicate call someone deleted: the same call as the first Task
+    tasks.append([ids("00T"), *tasks[0][1:-1], "true"])
+    truth.also(truth.get(("Task", tasks[0][0])), "Task", tasks[-1][0], deleted=True)
+    delays = random.Random(org.seed * 7919 + 2)  # its own stream: org.rng stays as it was
+    for mail in (m for m in mails if m.logged):
+        tasks.append(_logged_email_task(org, mail, delays.choice((0, 0, 1, 2, 3, 95))))
+        truth.also(truth.get(("mail", id(mail))), "Task", tasks[-1][0])
     _write_csv(sf_dir, "Task", tasks)
 
-    events = [(m.attendees[0][0], m.opp, m.summary, m.start, m.minutes, m.location)
+    events = [(m.attendees[0][0], m.opp, m.summary, m.start, m.minutes, m.location, m)
               for m in meetings if "sf" in m.flags]  # fmt: skip
     for u, key, subject, day, hour, minutes in SF_ONLY_EVENTS:
         place = "" if minutes else "Messe Berlin"
-        events.append((org.users[u], _OPP[key], subject, at(day, hour), minutes or 1440, place))
+        start = at(day, hour)
+        events.append((org.users[u], _OPP[key], subject, start, minutes or 1440, place, None))
     rows = []
-    for owner, o, subject, start, minutes, location in events:
+    for owner, o, subject, start, minutes, location, meeting in events:
         created = _dt(min(at(-1, 8), start - timedelta(days=7)))
         end = _dt(start + timedelta(minutes=minutes))
         rows.append([ids("00U"), org.contacts[o.account][o.contacts[0]].sf_id, org.opp_ids[o.key],
                      org.account_ids[o.account], owner.sf_id, subject, f"Meeting about: {o.topic}",
                      location, _dt(start), end, minutes, _dt(start), _b(minutes == 1440), created,
                      created, "false"])  # fmt: skip
+        if meeting is None:
+            truth.salesforce("Event", rows[-1][0], "meeting", start, subject, o.key, o.account,
+                             ["salesforce only"])  # fmt: skip
+        else:  # the meeting's first occurrence, logged in Salesforce
+            truth.also(truth.get(("meeting", meeting.uid, start)), "Event", rows[-1][0])
     _write_csv(sf_dir, "Event", rows)
+
+
+# --------------------------------------------------------------------------- the truth
+
+
+class _Truth:
+    """Which deal every exported record belongs to, and which records are one event."""
+
+    def __init__(self, org: _Org) -> None:
+        self.org, self.events, self._by = org, [], {}
+        # the contacts with a role on two or more deals
+        roles = Counter(org.contacts[o.account][c].email for o in OPPORTUNITIES for c in o.contacts)
+        self.two_deal_people = {email for email, n in roles.items() if n > 1}
+
+    def _event(
+        self,
+        key: object,
+        kind: str,
+        when: datetime,
+        subject: str,
+        deal: str | None,
+        account: int | None,
+        tags: list[str],
+        people: set[str],
+        record: dict,
+    ) -> None:
+        if deal is not None:
+            account = _OPP[deal].account
+        tags = list(tags)
+        if people & self.two_deal_people:
+            tags.append("person on two deals")
+        if (
+            account is not None
+            and len(_live_deals(account, (when.date() - self.org.today).days)) > 1
+        ):
+            tags.append("several live deals")
+        self._by[key] = {
+            "kind": kind,
+            "occurred_at": _dt(when),
+            "subject": subject,
+            "opportunity_id": self.org.opp_ids[deal] if deal else None,
+            "opportunity": deal,
+            "account_id": None if account is None else self.org.account_ids[account],
+            "tags": tags,
+            "records": [record],
+        }
+        self.events.append(self._by[key])
+
+    def mail(self, mail: _Mail, mailboxes: list[str]) -> None:
+        record = {"source": "mail", "source_id": (mail.msg_id or "").strip("<>") or None,
+                  "message_id": mail.msg_id, "mailboxes": mailboxes}  # fmt: skip
+        self._event(("mail", id(mail)), "email", mail.when, mail.subject, mail.deal,
+                    mail.account, mail.tags, mail.people, record)  # fmt: skip
+
+    def meeting(self, m: _Meeting, calendars: list[str]) -> None:
+        starts = [m.start]
+        if "weekly" in m.flags:  # RRULE COUNT=8 and the third one excepted (EXDATE)
+            starts = [m.start + timedelta(weeks=k) for k in range(8) if k != 2]
+        tags = ["meeting"] + (["recurring"] if "weekly" in m.flags else [])
+        tags += ["cancelled"] if "cancelled" in m.flags else []
+        people = {p.email for p, _, _ in m.attendees}
+        for start in starts:
+            utc = start.astimezone(UTC)
+            key = f"{m.uid}/{utc:%Y%m%dT%H%M%SZ}" if "weekly" in m.flags else m.uid
+            record = {"source": "calendar", "source_id": key, "uid": m.uid,
+                      "start": _dt(utc), "calendars": calendars}  # fmt: skip
+            self._event(("meeting", m.uid, start), "meeting", utc, m.summary, m.opp.key,
+                        m.opp.account, tags, people, record)  # fmt: skip
+
+    def salesforce(
+        self,
+        obj: str,
+        sf_id: str,
+        kind: str,
+        when: datetime,
+        subject: str,
+        deal: str | None,
+        account: int | None,
+        tags: list[str],
+    ) -> None:
+        record = {"source": "salesforce", "source_id": sf_id, "object": obj}
+        self._event((obj, sf_id), kind, when, subject, deal, account, tags, set(), record)
+
+    def get(self, key: object) -> dict:
+        return self._by[key]
+
+    def also(self, event: dict, obj: str, sf_id: str, deleted: bool = False) -> None:
+        """Another Salesforce record of the same real-world event."""
+        record = {"source": "salesforce", "source_id": sf_id, "object": obj}
+        event["records"].append(record | ({"is_deleted": True} if deleted else {}))
+        tag = "deleted copy" if deleted else "in Salesforce too"
+        if tag not in event["tags"] and (deleted or event["records"][0]["source"] != "salesforce"):
+            event["tags"].append(tag)
+
+    def as_json(self, seed: int) -> dict:
+        org = self.org
+        events = sorted(self.events, key=lambda e: (e["occurred_at"], e["records"][0]["source"],
+                                                    str(e["records"][0]["source_id"])))  # fmt: skip
+        for n, event in enumerate(events, 1):
+            event["event"] = f"e{n:04d}"
+        return {
+            "format": TRUTH_FORMAT,
+            "about": "Where every exported email, meeting and Salesforce Task/Event belongs: "
+            "one entry per real-world event, with every record (mail Message-ID, calendar "
+            "UID + start, Salesforce Id) that reports it and the Salesforce Opportunity Id "
+            "of its deal (null: the account only, or nothing).",
+            "seed": seed,
+            "today": org.today.isoformat(),
+            "grace_days": GRACE_DAYS,
+            "users": [u.email for u in org.users],
+            "accounts": [
+                {"id": org.account_ids[i], "name": a.name, "domain": a.domain}
+                for i, a in enumerate(_ACCOUNTS)
+            ],  # fmt: skip
+            "opportunities": [
+                {
+                    "id": org.opp_ids[o.key],
+                    "key": o.key,
+                    "name": f"{_ACCOUNTS[o.account].name} — {o.topic}",
+                    "account_id": org.account_ids[o.account],
+                    "stage": o.stage,
+                    "created": org.day(o.created).isoformat(),
+                    "close_date": org.day(o.close).isoformat(),
+                }
+                for o in OPPORTUNITIES
+            ],  # fmt: skip
+            "events": [{"event": e.pop("event"), **e} for e in events],
+        }
+
+
+def _live_deals(account: int, day: int) -> list[str]:
+    """The account's deals created by ``day`` and not closed before it."""
+    return [o.key for o in OPPORTUNITIES if o.account == account and o.created <= day
+            and (STAGES[_STAGE[o.stage]][2] == "open" or day <= o.close)]  # fmt: skip
+
+
+def write_truth(out_dir: Path, org: _Org, truth: _Truth) -> Path:
+    path = out_dir / TRUTH_FILE
+    text = json.dumps(truth.as_json(org.seed), ensure_ascii=False, indent=1)
+    path.write_bytes((text + "\n").encode("utf-8"))
+    return path
 
 
 # --------------------------------------------------------------------------- entry point
 
 
 def write_demo_files(out_dir: Path, *, seed: int = 7, today: date | None = None) -> DemoFiles:
-    """Write a deterministic synthetic organisation as export files under out_dir."""
+    """Write a deterministic synthetic organisation as export files under out_dir.
+
+    Beside them, ``truth.json`` says where every message, meeting and Salesforce Task or
+    Event belongs (see :mod:`oppkit.demo_truth`).
+    """
     out_dir = Path(out_dir)
     mail_dir, calendar_dir, sf_dir = out_dir / "mail", out_dir / "calendar", out_dir / "salesforce"
     for folder in (mail_dir, calendar_dir, sf_dir):
         folder.mkdir(parents=True, exist_ok=True)
     org = _build_org(seed, today or date.today())
     meetings = _meetings(org)
-    write_mail(mail_dir, org)
+    mails = _all_mail(org)
+    write_mail(mail_dir, org, mails)
     write_calendars(calendar_dir, org, meetings)
     _write_people(sf_dir, org)
     _write_deals(sf_dir, org)
-    _write_activities(sf_dir, org, meetings)
+    truth = _Truth(org)
+    for mail in mails:
+        boxes = [f"{u.email.split('@')[0]}.mbox" for u in (org.users[i] for i in MAILBOX_USERS)]
+        truth.mail(
+            mail, [b for b in boxes if b.removesuffix(".mbox") + "@" + DOMAIN in mail.people]
+        )
+    for m in meetings:
+        people = {p.email for p, _, _ in m.attendees}
+        cals = [u.email.split("@")[0] + ".ics" for u in (org.users[i] for i in CALENDAR_USERS)]
+        truth.meeting(m, [c for c in cals if c.removesuffix(".ics") + "@" + DOMAIN in people])
+    _write_activities(sf_dir, org, meetings, mails, truth)
+    write_truth(out_dir, org, truth)
     return DemoFiles(out_dir, mail_dir, calendar_dir, sf_dir, [DOMAIN], COMPANY)
