@@ -94,6 +94,15 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
+def head_revision() -> str:
+    """The newest schema revision this oppkit ships (what :func:`migrate` brings a database to)."""
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
 def migrate(engine: Engine) -> str | None:
     """Create or upgrade the schema to the newest revision; returns the revision."""
     try:
