@@ -480,3 +480,24 @@ def test_wrong_password_is_a_clear_message(sqlite_url, fake):
     assert result.returncode == 1
     assert "Salesforce login failed" in result.stderr and "Traceback" not in result.stderr
     assert "wrong" not in result.stderr
+
+
+@pytest.mark.parametrize(("deals", "accounts", "private"), [
+    ("None", "Edit", True),  # org-wide default Private: each deal is its owner's
+    ("ControlledByParent", "None", True),  # deals follow accounts, which are Private
+    ("Read", "Read", False),  # public read: each deal's IsPrivate decides
+])  # fmt: skip
+def test_deals_private_in_salesforce_arrive_private(
+    db_url, settings, fake, org, deals, accounts, private
+):
+    org.define_object(
+        "Organization", "00D",
+        "Name:string DefaultOpportunityAccess:picklist~ DefaultAccountAccess:picklist~",
+    )  # fmt: skip
+    org.add("Organization", Name="Northwind", DefaultOpportunityAccess=deals,
+            DefaultAccountAccess=accounts)  # fmt: skip
+    run(db_url, settings, fake)
+    anyone = oppkit.connect(db_url)
+    owner = oppkit.connect(db_url, user="ava.patel@northwind.example")
+    assert len(owner.opportunities()) == 2
+    assert (len(anyone.opportunities()) == 0) is private

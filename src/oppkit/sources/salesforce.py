@@ -109,6 +109,7 @@ class _ObjectReader:
         self.since = parse_datetime(cursor.get("modstamp")) if cursor.get("modstamp") else None
         self.overlap = overlap
         self.attributes = attributes  # custom field -> attribute name (Opportunity only)
+        self.owner_only = False  # the org's sharing keeps every deal to its owner
         self.object_key = f"salesforce:{name}"
 
     def soql(self) -> str:
@@ -151,6 +152,8 @@ class _ObjectReader:
                 continue
             if self.attributes and hasattr(record, "attributes"):
                 record.attributes = {a: raw.get(f) for f, a in self.attributes.items() if f in raw}
+            if self.owner_only and self.name == "Opportunity":
+                record.is_private = True  # the org shares deals with their owners only
             yield record
 
     def _history(self, page: list[dict[str, Any]]) -> Iterator[Record]:
@@ -295,6 +298,7 @@ def read_salesforce(
     """
     previous = previous or {}
     attributes = dict(opportunity_attributes or {})
+    owner_only = "Opportunity" in (objects or WANTED) and deals_are_owner_only(client)
     for name in objects or WANTED:
         available = client.readable_fields(name)
         if available is None:
@@ -314,4 +318,26 @@ def read_salesforce(
             client, name, fields, previous.get(f"salesforce:{name}", {}), overlap,
             attributes if name == "Opportunity" else {},
         )  # fmt: skip
+        reader.owner_only = owner_only
         yield from reader.read()
+
+
+def deals_are_owner_only(client: SalesforceClient) -> bool:
+    """Whether the org's sharing settings keep each opportunity to its owner.
+
+    Salesforce says so in ``Organization.DefaultOpportunityAccess`` ("None" is Private;
+    "ControlledByParent" follows ``DefaultAccountAccess``). Then every deal arrives
+    private in oppkit: visible to its owner and members only. Where the org does not
+    expose the setting, each deal's own ``IsPrivate`` decides.
+    """
+    available = client.readable_fields("Organization") or set()
+    fields = [f for f in ("DefaultOpportunityAccess", "DefaultAccountAccess") if f in available]
+    if "DefaultOpportunityAccess" not in fields:
+        return False
+    soql = f"SELECT {', '.join(fields)} FROM Organization"  # noqa: S608 (names from describe)
+    for page in client.query_pages(soql, include_deleted=False):
+        for row in page:
+            deals, accounts = row.get("DefaultOpportunityAccess"), row.get("DefaultAccountAccess")
+            if deals == "None" or (deals == "ControlledByParent" and accounts == "None"):
+                return True
+    return False
