@@ -46,7 +46,7 @@ def test_init_creates_the_schema_at_the_url_given(sqlite_url: str, capsys):
     assert "database ready" in capsys.readouterr().out
     engine = create_engine(sqlite_url)
     with engine.connect() as conn:
-        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0005"
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0006_match_link"
         assert conn.scalar(text("PRAGMA journal_mode")) == "wal"
     with create_oppkit_engine(sqlite_url).connect() as conn:
         assert conn.scalar(text("PRAGMA foreign_keys")) == 1
