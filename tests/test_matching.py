@@ -259,7 +259,7 @@ def test_the_grace_period_is_a_setting(
     assert deal_of(kit, "invoice question") is None
 
 
-def test_one_live_deal_takes_its_accounts_mail_unless_its_people_are_known_and_absent(
+def test_one_live_deal_takes_its_accounts_mail_unless_its_people_belong_to_another_deal(
     org: str, settings, tmp_path
 ):
     when = datetime(2026, 3, 4, 9, tzinfo=UTC)
@@ -268,11 +268,16 @@ def test_one_live_deal_takes_its_accounts_mail_unless_its_people_are_known_and_a
         mail(KIM, AVA, "from a colleague", when),
         mail(PAT, AVA, "initech", when),
         mail(PAT, AVA, "initech before", datetime(2025, 9, 1, tzinfo=UTC)),
+        mail(LUCIUS, AVA, "pilot again", when),
+        mail("selina@wayne-foods.example", AVA, "renewal colleague", when),
     ])  # fmt: skip
     assert deal_of(kit, "from the contact") == "Acme pilot"
-    assert deal_of(kit, "from a colleague") is None  # Acme pilot's contact is Jo, not Kim
-    assert deal_of(kit, "initech") == "Initech rollout"  # nobody known on it: the one deal
+    assert deal_of(kit, "from a colleague") == "Acme pilot"  # the one deal in flight
+    assert deal_of(kit, "initech") == "Initech rollout"  # no contact roles: still the one deal
     assert deal_of(kit, "initech before") is None  # before the deal was created
+    # only the renewal is live at Wayne Foods now, but Lucius is the lost pilot's man
+    assert deal_of(kit, "pilot again") is None
+    assert deal_of(kit, "renewal colleague") == "Wayne renewal"
 
 
 def test_mail_synced_before_its_deal_follows_it_with_its_alert(

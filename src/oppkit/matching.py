@@ -27,10 +27,10 @@ The rule, for an activity of account A at time t with participants P:
      to another deal, and the live one is a guess;
    * else our own people decide alone when exactly one live deal has an internal member
      in P (a rep on one deal of the account only);
-   * else, if exactly one deal is live and nobody is known on it as a contact, it is
-     that deal (the account has one deal in flight and nothing says otherwise);
-   * else the account only: the one live deal has contacts and none of them took part,
-     or several deals are live and nothing tells them apart.
+   * else, if exactly one deal is live, it is that deal: the account has one deal in
+     flight and nobody on the activity belongs to another (a colleague of its contact
+     writes; the deal has no contact roles yet);
+   * else the account only: several deals are live and nothing tells them apart.
 
 Re-matching: when deals, members or windows change, :func:`rematch_opportunities` (or
 :func:`rematch` with the affected accounts and time spans) matches the activities of the
@@ -143,9 +143,7 @@ def choose(deals: Iterable[DealWindow], at: datetime, people_ids: Iterable[int])
     by_team = [d for d in live if d.team & taking_part]
     if by_team:
         return by_team[0].id if len(by_team) == 1 else None
-    if len(live) == 1 and not live[0].contacts:
-        return live[0].id
-    return None
+    return live[0].id if len(live) == 1 else None
 
 
 def _chunks(items: Iterable[Any], size: int = CHUNK) -> Iterable[list[Any]]:
