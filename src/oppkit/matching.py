@@ -302,15 +302,6 @@ def rematch(
         activities.c.opportunity_link == MATCHED_LINK,
         and_(activities.c.opportunity_link.is_(None), activities.c.opportunity_id.is_(None)),
     )
-    conditions = []
-    for account_id, (lo, hi) in spans.items():
-        cond = [activities.c.account_id == account_id]
-        if lo is not None:
-            cond.append(activities.c.occurred_at >= lo)
-        if hi is not None:
-            cond.append(activities.c.occurred_at <= hi)
-        conditions.append(and_(*cond))
-    deal_ids = list(set(opportunity_ids))
     found: dict[int, Any] = {}
     columns = (
         activities.c.id,
@@ -318,9 +309,18 @@ def rematch(
         activities.c.occurred_at,
         activities.c.opportunity_id,
     )
-    for part in _chunks(conditions, 100):
-        for row in conn.execute(select(*columns).where(rematchable, or_(*part))):
-            found[row.id] = row
+    # one plain query per chunk of accounts (an OR of thousands of spans compiles slowly);
+    # each account's own span is applied here
+    for part in _chunks(spans):
+        starts = [spans[a][0] for a in part]
+        stmt = select(*columns).where(rematchable, activities.c.account_id.in_(part))
+        if None not in starts:
+            stmt = stmt.where(activities.c.occurred_at >= min(starts))
+        for row in conn.execute(stmt):
+            lo, hi = spans[row.account_id]
+            if (lo is None or row.occurred_at >= lo) and (hi is None or row.occurred_at <= hi):
+                found[row.id] = row
+    deal_ids = list(set(opportunity_ids))
     for part in _chunks(deal_ids):
         for row in conn.execute(
             select(*columns).where(
