@@ -290,3 +290,19 @@ def test_mail_synced_before_its_deal_follows_it_with_its_alert(
     sync_salesforce_export(write_org(tmp_path / "sf"), settings=settings)
     assert deal_of(kit, "questionnaire") == "Acme pilot"
     assert list(kit.alerts(opportunity="Acme pilot")["kind"]) == ["request"]
+
+
+def test_a_deal_closed_by_a_workflow_transition_lets_go_of_later_mail(org: str, settings, tmp_path):
+    kit = oppkit.connect(org, user=AVA)
+    kit.workflow.load()
+    kit.workflow.create("Initech add-on", account="initech.example")
+    add_member(kit, "Initech add-on", PAT)
+    later = datetime.now(UTC) + timedelta(days=30)
+    sync(org, settings, tmp_path, [mail(PAT, AVA, "add-on scope", later)])
+    assert deal_of(kit, "add-on scope") == "Initech add-on"
+
+    kit.workflow.transition("Initech add-on", "Start discovery")
+    kit.workflow.transition("Initech add-on", "Close lost", loss_reason="budget")
+
+    # closed today: a month from now is past its grace period, and Pat is its contact
+    assert deal_of(kit, "add-on scope") is None
