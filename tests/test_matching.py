@@ -3,7 +3,8 @@ was live when they happened and whose people took part, else to the account only
 again, incrementally, when deals or members change. On SQLite and PostgreSQL.
 
 The org: Wayne Foods has a lost pilot (autumn 2025), a private board-reporting deal won
-on 2 Feb 2026 and a public renewal open since August 2025; Globex has two open deals;
+on 2 Feb 2026 and a public renewal open since August 2025; Globex has two open deals,
+"analytics" and "expansion" (Hank is the expansion's decision maker, Gina is on both);
 Acme one open deal with a contact; Initech one open deal without any.
 """
 
@@ -28,7 +29,7 @@ BRUCE = "bruce@wayne-foods.example"  # the board deal's decision maker
 ALFRED = "alfred@wayne-foods.example"  # the renewal's contact
 LUCIUS = "lucius@wayne-foods.example"  # the lost pilot's contact
 HANK = "hank@globex.example"  # decision maker of "Globex expansion"
-GINA = "gina@globex.example"  # contact of "Globex analytics"
+GINA = "gina@globex.example"  # contact of both Globex deals
 IVY = "ivy@globex.example"  # on no deal (yet)
 JO = "jo@acme.example"  # contact of "Acme pilot"
 KIM = "kim@acme.example"  # Jo's colleague, on no deal
@@ -87,6 +88,7 @@ def write_org(d: Path, tasks: list[list[str]] | None = None) -> Path:
         ["00K000000000003AAA", "006000000000001AAA", "003000000000003AAA", "Technical Buyer", "true"],
         ["00K000000000004AAA", "006000000000005AAA", "003000000000004AAA", "Decision Maker", "true"],
         ["00K000000000005AAA", "006000000000004AAA", "003000000000005AAA", "Evaluator", "true"],
+        ["00K000000000007AAA", "006000000000005AAA", "003000000000005AAA", "Evaluator", "false"],
         ["00K000000000006AAA", "006000000000006AAA", "003000000000007AAA", "Technical Buyer", "true"],
     ])  # fmt: skip
     write_csv(d / "OpportunityHistory.csv", "Id,OpportunityId,StageName,Amount,CloseDate,CreatedDate,CreatedById", [
@@ -99,9 +101,11 @@ def write_org(d: Path, tasks: list[list[str]] | None = None) -> Path:
     return d
 
 
-def mail(sender: str, to: str, subject: str, when: datetime, body: str = "Hello.") -> object:
+def mail(
+    sender: str, to: str, subject: str, when: datetime, body: str = "Hello.", cc: str | None = None
+) -> object:
     return make_email(sender=sender, to=[to], subject=subject, body=body, when=when,
-                      message_id=f"{subject.replace(' ', '-')}@test")  # fmt: skip
+                      message_id=f"{subject.replace(' ', '-')}@test", cc=[cc] if cc else None)  # fmt: skip
 
 
 def sync(db_url: str, settings, tmp_path: Path, mails: list, name: str = "m") -> oppkit.Kit:  # noqa: ANN001
@@ -156,13 +160,16 @@ def test_two_open_deals_the_decision_makers_mail_goes_to_hers_nobodys_to_the_acc
     add_member(oppkit.connect(org), "Globex expansion", AVA)
     when = datetime(2026, 3, 2, 9, tzinfo=UTC)
     kit = sync(org, settings, tmp_path, [
-        mail(HANK, AVA, "proposal questions", when),
+        mail(HANK, AVA, "proposal questions", when, cc=GINA),
         mail(AVA, HANK, "Re: proposal questions", when + timedelta(hours=2)),
         mail(IVY, AVA, "general inquiry", when),
+        mail(GINA, AVA, "data questions", when),
     ])  # fmt: skip
+    # Hank is on the expansion only; Gina, in copy, is on both
     assert deal_of(kit, "proposal questions") == "Globex expansion"
     assert deal_of(kit, "Re: proposal questions") == "Globex expansion"
     assert deal_of(kit, "general inquiry") is None  # neither deal's people: the account only
+    assert deal_of(kit, "data questions") is None  # on both deals: not a guess
     assert kit.timeline(kind="email").set_index("subject").loc["general inquiry", "account"] == (
         "Globex"
     )

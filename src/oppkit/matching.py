@@ -18,8 +18,11 @@ The rule, for an activity of account A at time t with participants P:
    (``[matching] grace_days`` in oppkit.toml, ``OPPKIT_MATCH_GRACE_DAYS`` wins).
 3. **Their contacts decide**: the members (``opportunity_people``, kind ``member``, not
    deleted; contact roles are members) who are not internal. If exactly one live deal has
-   a contact in P, it is that deal. If several have, our own people break the tie only
-   when exactly one of those deals has an internal member in P; else the account only.
+   a contact in P, it is that deal. If several have, the contacts in P who are on only
+   one of them decide, when they all point at the same deal (the decision maker of one
+   deal writes, with a colleague on both in copy); when there are none (only people on
+   both took part), our own people break the tie if exactly one of those deals has an
+   internal member in P; else the account only.
 4. **No live deal's contact took part**:
 
    * if someone in P is a contact of a deal of A that is *not* live at t (an earlier,
@@ -136,6 +139,16 @@ def choose(deals: Iterable[DealWindow], at: datetime, people_ids: Iterable[int])
     if by_contact:
         if len(by_contact) == 1:
             return by_contact[0].id
+        own = [
+            d
+            for d in by_contact
+            if any(
+                not any(p in other.contacts for other in by_contact if other is not d)
+                for p in d.contacts & taking_part
+            )
+        ]  # deals with someone in P who is on none of the other candidates
+        if own:
+            return own[0].id if len(own) == 1 else None
         by_team = [d for d in by_contact if d.team & taking_part]
         return by_team[0].id if len(by_team) == 1 else None
     if any(d.contacts & taking_part for d in deals):  # people of a deal that is not live
