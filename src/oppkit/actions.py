@@ -26,6 +26,7 @@ from sqlalchemy import insert, select, update
 from .db.engine import write_transaction
 from .db.schema import activities, activity_people, alerts, opportunities, opportunity_people
 from .errors import OppkitError
+from .matching import SOURCE_LINK, rematch_opportunities
 from .scope import NotFoundError, ScopeLike, scope_of, to_utc
 
 SOURCE = "oppkit"
@@ -65,6 +66,7 @@ def add_note(kit: ScopeLike, opportunity: Any, text: str, *, by: str | None = No
                 direction="internal",
                 account_id=account_id,
                 opportunity_id=opportunity_id,
+                opportunity_link=SOURCE_LINK,  # written on the deal: never matched again
                 sender_id=by_id,
                 owner_id=by_id,
                 source=SOURCE,
@@ -136,6 +138,8 @@ def add_member(kit: ScopeLike, opportunity: Any, person: Any, *, role: str | Non
     """Make a person (an email or id) a member of the deal; the membership row's id.
 
     Adding someone who is already a member changes nothing and returns their row.
+    The account's activities within the deal's window are matched again
+    (:mod:`oppkit.matching`): the new member's mail may now point at this deal.
 
     >>> add_member(kit, "Acme pilot", "mei.tanaka@acme-robotics.example", role="Buyer")
     """
@@ -152,7 +156,7 @@ def add_member(kit: ScopeLike, opportunity: Any, person: Any, *, role: str | Non
         )
         if existing is not None:
             return existing
-        return conn.execute(
+        member_id = conn.execute(
             insert(opportunity_people)
             .values(
                 opportunity_id=opportunity_id,
@@ -164,6 +168,8 @@ def add_member(kit: ScopeLike, opportunity: Any, person: Any, *, role: str | Non
             )
             .returning(opportunity_people.c.id)
         ).scalar_one()
+        rematch_opportunities(conn, [opportunity_id], members_only=True)
+    return member_id
 
 
 def _owned_deal(kit: ScopeLike, opportunity: Any, what: str) -> int:

@@ -212,6 +212,9 @@ activities = Table(
     Column("thread_id", String(255)),
     Column("account_id", Integer, ForeignKey("accounts.id")),
     Column("opportunity_id", Integer, ForeignKey("opportunities.id")),
+    # where opportunity_id came from: 'source' (a WhatId, a note on a deal; kept),
+    # 'matched' (oppkit.matching; matched again when deals change), NULL (no deal)
+    Column("opportunity_link", String(10)),  # migration 0006_match_link
     Column("sender_id", Integer, ForeignKey("people.id")),
     Column("owner_id", Integer, ForeignKey("people.id")),
     Column("location", Text),
@@ -254,6 +257,7 @@ alerts = Table(
     *_synced(),
     UniqueConstraint("source", "source_id"),
     Index(None, "opportunity_id", "status"),
+    Index(None, "activity_id"),  # migration 0006_match_link: alerts follow their activity
 )
 
 stage_history = Table(

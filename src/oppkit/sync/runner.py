@@ -33,6 +33,7 @@ from ..db.schema import sync_runs, sync_state
 from ..db.upsert import upsert
 from ..errors import DatabaseError
 from ..identity import DomainRules, Resolver
+from ..matching import Matcher, grace_period
 from ..sources.records import (
     AccountRecord,
     ActivityRecord,
@@ -53,6 +54,7 @@ from .reader_thread import read_ahead
 from .writer import (
     WriteContext,
     WriteResult,
+    rematch_touched,
     write_accounts,
     write_activities,
     write_campaign_members,
@@ -158,7 +160,9 @@ class SyncRunner:
         self.lock = lock
         self.lock_wait = lock_wait
         self.after_run = after_run  # e.g. refresh derived alerts, in its own transaction
-        self.context = WriteContext(Resolver(DomainRules(settings.internal_domains)))
+        self.context = WriteContext(
+            Resolver(DomainRules(settings.internal_domains)), Matcher(grace_period(settings))
+        )
 
     def cursors(self) -> dict[str, dict[str, Any]]:
         """The last committed cursor of every object this agent synced."""
@@ -305,6 +309,7 @@ class SyncRunner:
                 batch = by_type.get(record_type, [])
             if batch:
                 results.append(writer(conn, self.context, batch))
+        rematch_touched(conn, self.context)  # activities follow the deals written above
         return results
 
     def _write_one_by_one(

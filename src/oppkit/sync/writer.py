@@ -29,6 +29,7 @@ from ..db.schema import (
 )
 from ..db.upsert import insert_ignore, lookup, upsert
 from ..identity import Resolver, domain_of, normalise_email
+from ..matching import MATCHED_LINK, SOURCE_LINK, Matcher, follow_activities, rematch_opportunities
 from ..sources.records import (
     AccountRecord,
     ActivityRecord,
@@ -43,7 +44,6 @@ from ..sources.records import (
     StageRecord,
 )
 from .alert_writer import asks_question, rule_alerts, write_rule_alerts
-from .matching import OpportunityMatcher
 
 SENDER_ROLES = ("from", "organizer")
 
@@ -56,15 +56,24 @@ class WriteContext:
     """What one run remembers between batches; :meth:`forget` after a rollback."""
 
     resolver: Resolver
-    matcher: OpportunityMatcher = field(default_factory=OpportunityMatcher)
+    matcher: Matcher = field(default_factory=Matcher)
     # (table, key column) -> upstream id -> row id; rows never change their upstream id
     known: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+    # deals written in this transaction -> whether their window may have changed (True)
+    # or only their members (False); see rematch_touched
+    touched: dict[int, bool] = field(default_factory=dict)
 
     def forget(self) -> None:
         """Drop everything cached: after a rollback, cached row ids may not exist."""
         self.resolver.forget()
         self.matcher.invalidate()
         self.known.clear()
+        self.touched.clear()
+
+    def touch(self, opportunity_ids, window: bool) -> None:  # noqa: ANN001
+        for opp_id in opportunity_ids:
+            if opp_id is not None:
+                self.touched[opp_id] = self.touched.get(opp_id, False) or window
 
 
 @dataclass
@@ -260,6 +269,10 @@ def _columns_of(record: Any, table: Table) -> dict[str, Any]:
     return {name: getattr(record, name) for name in _shared_fields(type(record), table)}
 
 
+# the columns of a deal that decide when it was live and to which account it belongs
+WINDOW_COLUMNS = ("account_id", "created_at", "stage", "close_date", "is_deleted")
+
+
 def write_opportunities(
     conn: Connection, ctx: WriteContext, records: Sequence[OpportunityRecord]
 ) -> WriteResult:
@@ -275,6 +288,8 @@ def write_opportunities(
             campaign_id=campaign_ids.get(r.campaign_ref),
         )
         rows.append(row)
+    keys = [(row["source"], row["source_id"]) for row in rows]
+    before = lookup(conn, opportunities, ("source", "source_id"), keys, "id", *WINDOW_COLUMNS)
     upsert(
         conn,
         opportunities,
@@ -282,6 +297,17 @@ def write_opportunities(
         ["source", "source_id"],
         [k for k in rows[0] if k not in ("source", "source_id")],
     )
+    # a deal whose account, stage, dates or deletion changed may change what matches it
+    moved = [
+        (key, before[key][0] if key in before else None)
+        for key, row in zip(keys, rows, strict=True)
+        if key not in before or tuple(before[key][1:]) != tuple(row[c] for c in WINDOW_COLUMNS)
+    ]
+    if moved:
+        new = lookup(
+            conn, opportunities, ("source", "source_id"), [k for k, i in moved if i is None]
+        )
+        ctx.touch([i if i is not None else new.get(k) for k, i in moved], window=True)
     ctx.matcher.invalidate()
     return WriteResult(written=len(rows))
 
@@ -310,6 +336,11 @@ def write_members(
                 "is_deleted": r.is_deleted,
             }
         )
+    before = lookup(
+        conn, opportunity_people, ("source", "source_id"),
+        [(row["source"], row["source_id"]) for row in rows],
+        "opportunity_id", "person_id", "is_deleted",
+    )  # fmt: skip
     upsert(
         conn,
         opportunity_people,
@@ -317,6 +348,14 @@ def write_members(
         ["source", "source_id"],
         ["opportunity_id", "person_id", "role", "is_primary", "is_deleted"],
     )
+    for row in rows:
+        old = before.get((row["source"], row["source_id"]))
+        if old is None or tuple(old) != (
+            row["opportunity_id"],
+            row["person_id"],
+            row["is_deleted"],
+        ):
+            ctx.touch([row["opportunity_id"], old[0] if old else None], window=False)
     ctx.matcher.invalidate()
     result.written = len(rows)
     return result
@@ -346,6 +385,10 @@ def write_changes(
                 "source_id": r.source_id,
             }
         )
+    before = lookup(
+        conn, stage_history, ("source", "source_id"),
+        [(row["source"], row["source_id"]) for row in rows], "new_value", "changed_at",
+    )  # fmt: skip
     upsert(
         conn,
         stage_history,
@@ -353,6 +396,17 @@ def write_changes(
         ["source", "source_id"],
         ["old_value", "new_value", "changed_at", "changed_by_id"],
     )
+    ctx.touch(
+        [
+            row["opportunity_id"]
+            for row in rows
+            if row["field"] == "stage"
+            and before.get((row["source"], row["source_id"]))
+            not in [(row["new_value"], row["changed_at"])]
+        ],
+        window=True,
+    )  # a stage change may close (or reopen) a deal
+    ctx.matcher.invalidate()
     result.written = len(rows)
     return result
 
@@ -409,6 +463,14 @@ DELETABLE = {
 def write_deletions(conn: Connection, ctx: WriteContext, records: Sequence[Deleted]) -> WriteResult:
     """Mark deleted upstream records; rows stay (history keeps pointing at them) but hide."""
     result = WriteResult()
+    for object_name, table, column, window in (
+        ("Opportunity", opportunities, "id", True),
+        ("OpportunityContactRole", opportunity_people, "opportunity_id", False),
+    ):
+        keys = [(r.source, r.source_id) for r in records if r.object == object_name]
+        if keys:
+            found = lookup(conn, table, ("source", "source_id"), keys, column)
+            ctx.touch(found.values(), window=window)
     for r in records:
         target = DELETABLE.get(r.object)
         if target is None:
@@ -462,7 +524,7 @@ def write_activities(
     sf_people = _people_by_sfid(conn, ctx, [x for r in sf for x in (*r.person_refs, r.owner_ref)])
     sf_people_info: dict[int, tuple] | None = None  # read once, if a record lacks its account
 
-    rows, links = [], {}
+    rows, links, parts = [], {}, []
     for r in records:
         takes_part = []  # (person_id, role, response)
         senders, others = [], []
@@ -490,9 +552,18 @@ def write_activities(
                 if acc and not internal:
                     account_id = acc
                     break
-        opportunity_id = opp_ids.get(r.opportunity_ref) or ctx.matcher.match(
-            conn, account_id, [pid for pid, _, _ in takes_part]
-        )
+        parts.append((takes_part, senders, others, owner_id, account_id))
+    ctx.matcher.prepare(
+        conn,
+        {p[4] for r, p in zip(records, parts, strict=True) if not opp_ids.get(r.opportunity_ref)},
+    )
+    for r, (takes_part, senders, others, owner_id, account_id) in zip(records, parts, strict=True):
+        opportunity_id, link = opp_ids.get(r.opportunity_ref), SOURCE_LINK
+        if opportunity_id is None:
+            opportunity_id = ctx.matcher.match(
+                conn, account_id, r.occurred_at, [pid for pid, _, _ in takes_part]
+            )
+            link = MATCHED_LINK if opportunity_id is not None else None
         if r.source == "salesforce":
             direction = "outbound" if owner_id else None
         else:
@@ -508,6 +579,7 @@ def write_activities(
                 "thread_id": r.thread_id,
                 "account_id": account_id,
                 "opportunity_id": opportunity_id,
+                "opportunity_link": link,
                 "sender_id": senders[0].id if senders else owner_id,
                 "owner_id": owner_id,
                 "location": r.location,
@@ -547,13 +619,31 @@ def write_activities(
             for alert in rule_alerts(row, ids[key], texts[key])
         ),
     )
+    follow_activities(conn, ids.values())  # alerts stored before their activity had a deal
     result.written = len(rows)
     return result
+
+
+def rematch_touched(conn: Connection, ctx: WriteContext) -> int:
+    """After a batch: match again the activities the deals written in it may affect.
+
+    Runs in the batch's transaction, after every writer, so the deals, their members and
+    their stage history are all written; the batch's own activities were matched against
+    them already. Returns how many activities moved.
+    """
+    if not ctx.touched:
+        return 0
+    windows = [opp_id for opp_id, window in ctx.touched.items() if window]
+    members = [opp_id for opp_id, window in ctx.touched.items() if not window]
+    ctx.touched.clear()
+    moved = rematch_opportunities(conn, windows, matcher=ctx.matcher)
+    return moved + rematch_opportunities(conn, members, members_only=True, matcher=ctx.matcher)
 
 
 __all__ = [
     "WriteContext",
     "WriteResult",
+    "rematch_touched",
     "write_accounts",
     "write_activities",
     "write_campaign_members",

@@ -46,6 +46,7 @@ from ..db.schema import (
     transitions,
     workflow_entries,
 )
+from ..matching import rematch_opportunities
 from ..scope import ScopeLike, scope_of
 from . import communications, definition
 from .model import (
@@ -279,6 +280,7 @@ class Workflow:
         _history(
             conn, opportunity_id, by_id, [("step", None, step.name), ("stage", None, step.stage)]
         )
+        rematch_opportunities(conn, [opportunity_id])  # a new deal: live from now on
         return opportunity_id
 
     # actions
@@ -392,6 +394,8 @@ class Workflow:
                         f"transition {chosen['name']!r} rolled back: trigger {trigger_name!r} "
                         f"failed: {exc}"
                     ) from exc
+            # the deal may have closed, reopened, got an account or members: activities follow
+            rematch_opportunities(conn, [opportunity_id])
             values_now = opportunity_values(conn, opportunity_id)
             by_name = (
                 conn.scalar(select(people.c.name).where(people.c.id == by_id)) if by_id else None
@@ -492,6 +496,7 @@ class Workflow:
                         source_id=f"member:{uuid.uuid4().hex}",
                     )  # fmt: skip
                 )
+            rematch_opportunities(conn, [child_id])
         return child_id
 
     def family(self, opportunity: Any) -> pd.DataFrame:

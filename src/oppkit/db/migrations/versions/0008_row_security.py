@@ -11,7 +11,7 @@ The hidden deals are computed once per query by SECURITY DEFINER functions (they
 as the owner, so the policies never recurse into each other).
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0006_match_link
 """
 
 import sqlalchemy as sa
@@ -20,7 +20,7 @@ from alembic import op
 import oppkit.db.schema
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0006_match_link"
 branch_labels = None
 depends_on = None
 
