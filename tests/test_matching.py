@@ -313,3 +313,18 @@ def test_a_deal_closed_by_a_workflow_transition_lets_go_of_later_mail(org: str, 
 
     # closed today: a month from now is past its grace period, and Pat is its contact
     assert deal_of(kit, "add-on scope") is None
+
+
+def test_when_people_leave_two_deals_possible_a_subject_naming_one_decides(
+    org: str, settings, tmp_path
+):
+    # Gina is a contact of both Globex deals; only the subject tells which one she means
+    when = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    kit = sync(org, settings, tmp_path, [
+        mail(GINA, AVA, "Fwd: Globex expansion rollout dates", when),
+        mail(GINA, AVA, "data questions", when),
+        mail(GINA, AVA, "Globex expansion vs Globex analytics?", when),
+    ])  # fmt: skip
+    assert deal_of(kit, "Fwd: Globex expansion rollout dates") == "Globex expansion"
+    assert deal_of(kit, "data questions") is None  # nothing tells them apart
+    assert deal_of(kit, "Globex expansion vs Globex analytics?") is None  # names both

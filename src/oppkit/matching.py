@@ -34,6 +34,10 @@ The rule, for an activity of account A at time t with participants P:
      flight and nobody on the activity belongs to another (a colleague of its contact
      writes; the deal has no contact roles yet);
    * else the account only: several deals are live and nothing tells them apart.
+5. **Where step 3 or 4 leaves several deals possible, the subject may decide**: when it
+   names the topic of exactly one of them (the deal's name without the account's, e.g.
+   "Predictive maintenance pilot" in "Fwd: Proposal: Predictive maintenance pilot"),
+   it is that deal; else the account only. The subject never overrides people.
 
 Re-matching: when deals, members or windows change, :func:`rematch_opportunities` (or
 :func:`rematch` with the affected accounts and time spans) matches the activities of the
@@ -60,6 +64,7 @@ from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
 from .config import Settings, env_setting, load_settings
 from .db.schema import (
+    accounts,
     activities,
     activity_people,
     alerts,
@@ -76,6 +81,7 @@ SOURCE_LINK = "source"  # activities.opportunity_link: the record's own link (a 
 MATCHED_LINK = "matched"  # set by this module; may be matched again
 CHUNK = 500  # ids per IN list
 ACCOUNT_LIMIT = 50_000  # accounts a Matcher remembers before it starts over
+MIN_TOPIC = 8  # characters a deal's topic needs before a subject naming it may decide
 
 Span = tuple[datetime | None, datetime | None]  # (from, to); None: unbounded
 
@@ -116,6 +122,7 @@ class DealWindow:
     end: datetime | None  # closed + grace; None: open (or closed at an unknown time)
     contacts: frozenset[int]  # members who are not internal
     team: frozenset[int]  # internal members
+    topic: str = ""  # what the deal is about: its name without the account's, folded
 
     def live_at(self, at: datetime) -> bool:
         return (self.start is None or self.start <= at) and (self.end is None or at <= self.end)
@@ -125,10 +132,12 @@ class DealWindow:
         return self.start, self.end
 
 
-def choose(deals: Iterable[DealWindow], at: datetime, people_ids: Iterable[int]) -> int | None:
+def choose(
+    deals: Iterable[DealWindow], at: datetime, people_ids: Iterable[int], subject: str | None = None
+) -> int | None:
     """The deal (of one account) an activity at ``at`` with ``people_ids`` belongs to, or None.
 
-    The rule is the module's docstring, steps 2 to 4.
+    The rule is the module's docstring, steps 2 to 5.
     """
     deals = list(deals)
     taking_part = set(people_ids)
@@ -148,15 +157,40 @@ def choose(deals: Iterable[DealWindow], at: datetime, people_ids: Iterable[int])
             )
         ]  # deals with someone in P who is on none of the other candidates
         if own:
-            return own[0].id if len(own) == 1 else None
+            return own[0].id if len(own) == 1 else _named(own, subject)
         by_team = [d for d in by_contact if d.team & taking_part]
-        return by_team[0].id if len(by_team) == 1 else None
+        if len(by_team) == 1:
+            return by_team[0].id
+        return _named(by_team or by_contact, subject)
     if any(d.contacts & taking_part for d in deals):  # people of a deal that is not live
         return None
     by_team = [d for d in live if d.team & taking_part]
     if by_team:
-        return by_team[0].id if len(by_team) == 1 else None
-    return live[0].id if len(live) == 1 else None
+        return by_team[0].id if len(by_team) == 1 else _named(by_team, subject)
+    return live[0].id if len(live) == 1 else _named(live, subject)
+
+
+def _named(candidates: list[DealWindow], subject: str | None) -> int | None:
+    """Step 5: of deals that remain possible, the one whose topic the subject names."""
+    if not subject:
+        return None
+    said = _fold(subject)
+    named = [d for d in candidates if len(d.topic) >= MIN_TOPIC and d.topic in said]
+    return named[0].id if len(named) == 1 else None
+
+
+def _fold(text: str) -> str:
+    return " ".join("".join(c if c.isalnum() else " " for c in text.casefold()).split())
+
+
+def deal_topic(deal_name: str | None, account_name: str | None) -> str:
+    """What a deal is about, as a subject would say it: "Acme Robotics — Predictive
+    maintenance pilot" is "predictive maintenance pilot" (folded: lower case, words only)."""
+    name = _fold(deal_name or "")
+    account = _fold(account_name or "")
+    if account and name.startswith(account + " "):
+        name = name[len(account) + 1 :]
+    return name
 
 
 def _chunks(items: Iterable[Any], size: int = CHUNK) -> Iterable[list[Any]]:
@@ -188,6 +222,8 @@ def deal_windows(
         opportunities.c.created_at,
         opportunities.c.stage,
         opportunities.c.close_date,
+        opportunities.c.name,
+        accounts.c.name.label("account_name"),
     )
     rows = []
     for column, ids in (
@@ -196,7 +232,9 @@ def deal_windows(
     ):
         for part in _chunks(set(ids) - {None}):
             rows += conn.execute(
-                select(*columns).where(
+                select(*columns)
+                .outerjoin(accounts, accounts.c.id == opportunities.c.account_id)
+                .where(
                     column.in_(part),
                     opportunities.c.is_deleted.is_(False),
                     opportunities.c.account_id.is_not(None),
@@ -240,7 +278,14 @@ def deal_windows(
             close = closed_at.get(r.id) or (_end_of(r.close_date) if r.close_date else None)
             end = close + grace if close is not None else None
         by_account[r.account_id].append(
-            DealWindow(r.id, r.created_at, end, frozenset(contacts[r.id]), frozenset(team[r.id]))
+            DealWindow(
+                r.id,
+                r.created_at,
+                end,
+                frozenset(contacts[r.id]),
+                frozenset(team[r.id]),
+                deal_topic(r.name, r.account_name),
+            )  # fmt: skip
         )
     return by_account
 
@@ -276,13 +321,14 @@ class Matcher:
             self._by_account[account_id] = found.get(account_id, [])
 
     def match(
-        self, conn: Connection, account_id: int | None, at: datetime, people_ids: Iterable[int]
-    ) -> int | None:
-        """The one deal this account, time and people point at, or None (account only)."""
+        self, conn: Connection, account_id: int | None, at: datetime, people_ids: Iterable[int],
+        subject: str | None = None,
+    ) -> int | None:  # fmt: skip
+        """The one deal this account, time, people (and subject) point at, or None."""
         if account_id is None or at is None:
             return None
         self.prepare(conn, [account_id])
-        return choose(self._by_account[account_id], at, people_ids)
+        return choose(self._by_account[account_id], at, people_ids, subject)
 
 
 def _merge(into: dict[int, Span], account_id: int, span: Span) -> None:
@@ -321,6 +367,7 @@ def rematch(
         activities.c.account_id,
         activities.c.occurred_at,
         activities.c.opportunity_id,
+        activities.c.subject,
     )
     # one plain query per chunk of accounts (an OR of thousands of spans compiles slowly);
     # each account's own span is applied here
@@ -355,7 +402,9 @@ def rematch(
     matcher.prepare(conn, {row.account_id for row in found.values()})
     moves = []
     for row in found.values():
-        deal = matcher.match(conn, row.account_id, row.occurred_at, taking_part[row.id])
+        deal = matcher.match(
+            conn, row.account_id, row.occurred_at, taking_part[row.id], row.subject
+        )
         if deal != row.opportunity_id:
             moves.append({"_id": row.id, "_deal": deal, "_link": MATCHED_LINK if deal else None})
     if moves:

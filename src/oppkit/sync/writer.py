@@ -561,7 +561,7 @@ def write_activities(
         opportunity_id, link = opp_ids.get(r.opportunity_ref), SOURCE_LINK
         if opportunity_id is None:
             opportunity_id = ctx.matcher.match(
-                conn, account_id, r.occurred_at, [pid for pid, _, _ in takes_part]
+                conn, account_id, r.occurred_at, [pid for pid, _, _ in takes_part], r.subject
             )
             link = MATCHED_LINK if opportunity_id is not None else None
         if r.source == "salesforce":
