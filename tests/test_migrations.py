@@ -25,7 +25,7 @@ def test_upgrade_from_the_first_schema_keeps_rows(sqlite_url: str):
         )
     assert "sync_locks" not in inspect(engine).get_table_names()
 
-    assert migrate(engine) == "0005"
+    assert migrate(engine) == "0007_activity_sources"
     assert "sync_locks" in inspect(engine).get_table_names()
     assert "attributes" in {c["name"] for c in inspect(engine).get_columns("opportunities")}
     with engine.connect() as conn:
@@ -56,7 +56,7 @@ def test_workflow_migration_keeps_opportunities_and_their_members(sqlite_url: st
                 "INSERT INTO opportunity_people (opportunity_id, person_id, kind, source, source_id) VALUES (1, 1, 'member', 'oppkit', 'm')"
             )
         )
-    assert migrate(engine) == "0005"  # the head; 0004 is the one under test
+    assert migrate(engine) == "0007_activity_sources"  # the head; 0004 is the one under test
     with engine.connect() as conn:
         assert conn.execute(text("SELECT name, step_id FROM opportunities")).all() == [
             ("Deal", None)
