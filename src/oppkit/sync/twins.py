@@ -41,6 +41,11 @@ EMAIL_SLACK = timedelta(minutes=5)  # logged email vs the message's Date header
 CHUNK = 400  # values (or ranges) per query
 # Salesforce's kind -> the source that reports the same thing
 _CRM_PARTNER = {"meeting": "calendar", "email": "mail"}
+# source -> the sources whose records it may share an activity with
+PARTNERS = {
+    SALESFORCE: tuple(_CRM_PARTNER.values()),
+    **{s: (SALESFORCE,) for s in _CRM_PARTNER.values()},
+}
 _PREFIX = re.compile(
     r"^\s*(?:(?:re|aw|sv|fw|fwd|wg|tr|email|e-mail|mail|meeting|event|invitation|updated invitation)"
     r"\s*(?:\[\d+\])?\s*:\s*)+",
@@ -151,10 +156,11 @@ def _candidates(
     """Activities of ``kind`` that ``partner`` reports (and ``own`` does not) near the
     seekers' times, with the people who took part."""
     a, s = activities, activity_sources
-    base = (
-        select(a.c.id, a.c.occurred_at, a.c.subject, a.c.thread_id, a.c.sender_id)
-        .join(s, s.c.activity_id == a.c.id)
-        .where(s.c.source == partner, a.c.kind == kind)
+    # EXISTS, not a join: the time index drives, each hit probes its sources (a join
+    # may start from every activity of the partner source instead)
+    reported = select(s.c.activity_id).where(s.c.activity_id == a.c.id, s.c.source == partner)
+    base = select(a.c.id, a.c.occurred_at, a.c.subject, a.c.thread_id, a.c.sender_id).where(
+        a.c.kind == kind, reported.exists()
     )
     if kind == "meeting":
         conditions = [
@@ -243,4 +249,12 @@ def _score(kind: str, own: str, seeker: Seeker, c: _Candidate) -> tuple | None:
     return None
 
 
-__all__ = ["EMAIL_SLACK", "Seeker", "find_twins", "partner_of", "similar_subjects", "subject_words"]
+__all__ = [
+    "EMAIL_SLACK",
+    "PARTNERS",
+    "Seeker",
+    "find_twins",
+    "partner_of",
+    "similar_subjects",
+    "subject_words",
+]

@@ -45,7 +45,7 @@ from ..sources.records import (
 )
 from .alert_writer import asks_question, rule_alerts, write_rule_alerts
 from .matching import OpportunityMatcher
-from .twins import SALESFORCE, Seeker, find_twins, partner_of
+from .twins import PARTNERS, SALESFORCE, Seeker, find_twins, partner_of
 
 SENDER_ROLES = ("from", "organizer")
 
@@ -61,15 +61,15 @@ class WriteContext:
     matcher: OpportunityMatcher = field(default_factory=OpportunityMatcher)
     # (table, key column) -> upstream id -> row id; rows never change their upstream id
     known: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
-    # sides (Salesforce: True, the others: False) whose records met the other side's
-    sides_met: set[bool] = field(default_factory=set)
+    # sources found in activity_sources that may share an activity with this run's
+    partners_met: set[str] = field(default_factory=set)
 
     def forget(self) -> None:
         """Drop everything cached: after a rollback, cached row ids may not exist."""
         self.resolver.forget()
         self.matcher.invalidate()
         self.known.clear()
-        self.sides_met.clear()
+        self.partners_met.clear()
 
 
 @dataclass
@@ -484,18 +484,23 @@ CRM_COLUMNS = ("account_id", "opportunity_id", "owner_id")
 
 
 def _other_side_exists(conn: Connection, ctx: WriteContext, sources: set[str]) -> bool:
-    """Does the database hold activities of a source on the other side of ``sources``
-    (Salesforce vs everything else)? Only then can a record of this batch share an
-    activity with another source. One index probe per side; a yes is remembered."""
-    for crm in {s == SALESFORCE for s in sources}:
-        if crm in ctx.sides_met:
-            return True
-        source = activity_sources.c.source
-        other = source != SALESFORCE if crm else source == SALESFORCE
-        if conn.execute(select(literal(1)).where(other).limit(1)).first() is not None:
-            ctx.sides_met.add(crm)
-            return True
-    return False
+    """Does the database hold activities of a partner of ``sources`` (Salesforce for a
+    calendar or mailbox; a calendar or mailbox for Salesforce)? Only then can a record
+    of this batch share an activity with another source. An index seek per batch; a yes
+    is remembered for the run."""
+    partners = {p for s in sources for p in PARTNERS.get(s, ())}
+    if not partners:
+        return False
+    if partners & ctx.partners_met:
+        return True
+    found = conn.execute(
+        select(activity_sources.c.source)
+        .where(activity_sources.c.source.in_(sorted(partners)))
+        .limit(1)
+    ).first()
+    if found is not None:
+        ctx.partners_met.add(found[0])
+    return found is not None
 
 
 def _sources_of(conn: Connection, ids: set[int]) -> dict[int, list[tuple[str, str]]]:
