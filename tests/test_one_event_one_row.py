@@ -18,6 +18,7 @@ import oppkit
 from oppkit.db.schema import activity_sources
 from oppkit.frames.timeline import participants
 from oppkit.sync import sync_caldav, sync_calendar, sync_mail, sync_salesforce_export
+from oppkit.sync.twins import similar_subjects
 from tests.fakes.radicale_server import RadicaleServer
 from tests.support import make_email, write_mbox
 
@@ -28,8 +29,8 @@ START = datetime(2026, 2, 12, 9, tzinfo=UTC)  # the export's Event "Demo"
 MEETING = """BEGIN:VEVENT
 UID:{uid}
 DTSTAMP:20260201T080000Z
-DTSTART:20260212T090000Z
-DTEND:20260212T103000Z
+DTSTART:{day}T090000Z
+DTEND:{day}T103000Z
 SUMMARY:{summary}
 DESCRIPTION:{description}
 LOCATION:Zoom
@@ -38,11 +39,12 @@ ORGANIZER;CN=Organizer:mailto:{organizer}
 """
 
 
-def _vevent(uid: str, summary: str, organizer: str, attendees: list[str], description="") -> str:
+def _vevent(
+    uid: str, summary: str, organizer: str, attendees: list[str], description="", day="20260212"
+) -> str:
     lines = "".join(f"ATTENDEE;PARTSTAT=ACCEPTED:mailto:{a}\n" for a in attendees)
-    return MEETING.format(
-        uid=uid, summary=summary, organizer=organizer, attendees=lines, description=description
-    )
+    return MEETING.format(uid=uid, summary=summary, organizer=organizer, attendees=lines,
+                          description=description, day=day)  # fmt: skip
 
 
 def _calendar(*events: str) -> str:
@@ -276,3 +278,46 @@ def test_deleted_on_one_side_stays_while_the_other_has_it(
     salesforce_sync("false")  # restored in Salesforce: back, one row
     assert list(demo()["sources"]) == ["salesforce"]
     assert len(_rows(db_url, "meeting")) == 1
+
+
+def test_the_same_ical_uid_is_the_same_meeting_and_different_uids_never_are(
+    db_url: str, settings, export: Path, tmp_path: Path
+):
+    _set_event(export, Subject="Acme sync", ICalUId="demo-1@northwind.example")
+    event = dict(zip(["Id", "WhoId", "WhatId", "AccountId", "OwnerId"], [
+        "00U000000000002AAA", "003000000000001AAA", "006000000000001AAA", "001000000000001AAA",
+        "005000000000001AAA"], strict=True))  # fmt: skip
+    event.update(Subject="Kickoff", StartDateTime="2026-02-13T09:00:00.000Z",
+                 DurationInMinutes="90", ICalUId="kickoff-sf@northwind.example")  # fmt: skip
+    _edit_csv(export / "Event.csv", add=[event])
+    (tmp_path / "cal").mkdir()
+    (tmp_path / "cal" / "ava.ics").write_text(
+        _calendar(
+            # the Event's UID: the same meeting, though subject and people differ
+            _vevent(
+                "demo-1@northwind.example",
+                "Demo",
+                "ben.okafor@northwind.example",
+                ["zed@initech.example"],
+            ),
+            # same start, subject and people as the Event "Kickoff", another UID: not it
+            _vevent("kickoff-cal@northwind.example", "Kickoff", AVA, [JUERGEN], day="20260213"),
+        ),  # fmt: skip
+        encoding="utf-8",
+    )
+    assert sync_calendar(tmp_path / "cal", settings=settings).errors == 0
+    assert sync_salesforce_export(export, settings=settings).errors == 0
+    meetings = _rows(db_url, "meeting").set_index("source_id")
+    assert meetings.loc["demo-1@northwind.example", "sources"] == "calendar,salesforce"
+    assert meetings.loc["demo-1@northwind.example", "subject"] == "Demo"
+    assert meetings.loc["kickoff-cal@northwind.example", "sources"] == "calendar"
+    assert meetings.loc["00U000000000002AAA", "sources"] == "salesforce"
+    assert len(meetings) == 3
+
+
+def test_subjects_are_similar_without_prefixes_and_punctuation():
+    assert similar_subjects("Email: Pricing for the pilot", "RE: Pricing for the pilot")
+    assert similar_subjects("Acme Robotics — discovery workshop", "Discovery workshop")
+    assert not similar_subjects("Demo", "Acme Robotics — Demo")  # one word is too little
+    assert not similar_subjects("Board meeting", "Demo")
+    assert not similar_subjects(None, "Demo")

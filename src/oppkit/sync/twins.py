@@ -28,6 +28,7 @@ candidates; never a query per record.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -196,20 +197,14 @@ def _candidates(
 def _pair(
     kind: str, own: str, group: list[Seeker], candidates: dict[int, _Candidate]
 ) -> dict[tuple[str, str], int]:
-    by_time: dict[datetime, list[_Candidate]] = {}
-    for c in candidates.values():
-        by_time.setdefault(c.occurred_at, []).append(c)
+    ordered = sorted(candidates.values(), key=lambda c: c.occurred_at)
+    times = [c.occurred_at for c in ordered]
+    slack = timedelta(0) if kind == "meeting" else EMAIL_SLACK
     options = []  # (score, seeker position, candidate id)
     for position, seeker in enumerate(group):
-        if kind == "meeting":
-            near = by_time.get(seeker.occurred_at, [])
-        else:
-            near = [
-                c
-                for c in candidates.values()
-                if abs(c.occurred_at - seeker.occurred_at) <= EMAIL_SLACK
-            ]
-        for c in near:
+        lo = bisect_left(times, seeker.occurred_at - slack)
+        hi = bisect_right(times, seeker.occurred_at + slack)
+        for c in ordered[lo:hi]:
             score = _score(kind, own, seeker, c)
             if score is not None:
                 options.append((score, position, c.id))

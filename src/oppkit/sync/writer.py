@@ -450,7 +450,7 @@ def write_deletions(conn: Connection, ctx: WriteContext, records: Sequence[Delet
                 .values(is_deleted=True),
                 [{"_source": source, "_source_id": source_id} for source, source_id in found],
             )
-            refresh_deleted(conn, set(found.values()))
+            _refresh_deleted(conn, set(found.values()))
         result.written += len(found)
     ctx.matcher.invalidate()
     return result
@@ -483,7 +483,7 @@ def _account_of(senders: list, others: list) -> int | None:  # noqa: ANN001
 CRM_COLUMNS = ("account_id", "opportunity_id", "owner_id")
 
 
-def _other_side_exists(conn: Connection, ctx: WriteContext, sources: set[str]) -> bool:
+def _partners_exist(conn: Connection, ctx: WriteContext, sources: set[str]) -> bool:
     """Does the database hold activities of a partner of ``sources`` (Salesforce for a
     calendar or mailbox; a calendar or mailbox for Salesforce)? Only then can a record
     of this batch share an activity with another source. An index seek per batch; a yes
@@ -538,7 +538,7 @@ def _update_by_id(crm: bool | None, columns: tuple[str, ...]):  # noqa: ANN202
     return update(activities).where(activities.c.id == bindparam("_id")).values(values)
 
 
-def refresh_deleted(conn: Connection, ids: set[int]) -> None:
+def _refresh_deleted(conn: Connection, ids: set[int]) -> None:
     """An activity is deleted when every source that reported it has deleted it."""
     alive = (
         select(literal(1))
@@ -573,7 +573,7 @@ def _write_rows(
     """
     keys = [(row["source"], row["source_id"]) for row in rows]
     columns = [k for k in rows[0] if k not in ("source", "source_id")]
-    if not _other_side_exists(conn, ctx, {key[0] for key in keys}):
+    if not _partners_exist(conn, ctx, {key[0] for key in keys}):
         upsert(conn, activities, rows, ["source", "source_id"], columns)
         ids = lookup(conn, activities, ("source", "source_id"), keys)
         _write_sources(conn, rows, ids)
@@ -607,9 +607,9 @@ def _write_rows(
         merged.append((crm, values))
     if fresh or own:
         upsert(conn, activities, fresh + own, ["source", "source_id"], columns)
-        targets.update(lookup(conn, activities, ("source", "source_id"), [
-            (row["source"], row["source_id"]) for row in fresh + own
-        ]))  # fmt: skip
+    if fresh:
+        new_keys = [(row["source"], row["source_id"]) for row in fresh]
+        targets.update(lookup(conn, activities, ("source", "source_id"), new_keys))
     groups: dict[bool | None, list[dict]] = {}
     for crm, values in merged:
         groups.setdefault(crm, []).append(values)
@@ -617,7 +617,7 @@ def _write_rows(
         conn.execute(_update_by_id(crm, tuple(columns)), group)
     _write_sources(conn, rows, targets)
     if shared:
-        refresh_deleted(conn, shared)
+        _refresh_deleted(conn, shared)
     return targets
 
 
