@@ -118,7 +118,7 @@ def timeline(
         df[column] = df[column].astype("Int64")
     df["duration_minutes"] = df["duration_minutes"].astype("Float64")
     df["sources"] = [
-        ",".join(sorted(set(found.split(",")))) if found else source
+        ",".join(sorted(set(found.split(",")))) if isinstance(found, str) else source
         for found, source in zip(df["sources"], df["source"], strict=True)
     ]
     return df
