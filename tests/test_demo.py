@@ -27,6 +27,11 @@ def test_demo_builds_a_database_a_notebook_can_use(tmp_path: Path, capsys):
     emails = timeline[timeline["kind"] == "email"]
     assert emails["opportunity"].notna().mean() > 0.5  # most mail found its deal
     assert set(emails["direction"]) == {"inbound", "outbound", "internal"}
+    meetings = kit.timeline(kind="meeting")
+    # the 13 meetings also logged as Salesforce Events show once, with both sources
+    assert not meetings.duplicated(["occurred_at", "subject"]).any()
+    assert (meetings["sources"] == "calendar,salesforce").sum() == 13
+    assert set(meetings["sources"]) == {"calendar", "salesforce", "calendar,salesforce"}
     people = kit.people()
     assert people["email"].is_unique
     assert (people["email"] == people["email"].str.lower()).all()

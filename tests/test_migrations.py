@@ -12,7 +12,7 @@ from oppkit.db.engine import (
     migrate,
     write_transaction,
 )
-from oppkit.db.schema import accounts
+from oppkit.db.schema import accounts, activity_sources
 
 
 def test_upgrade_from_the_first_schema_keeps_rows(sqlite_url: str):
@@ -72,3 +72,31 @@ def test_workflow_migration_keeps_opportunities_and_their_members(sqlite_url: st
     assert {"steps", "transitions", "links", "outbox", "lifecycle_history"} <= set(
         inspect(engine).get_table_names()
     )
+
+
+def test_every_existing_activity_gets_its_own_source_row(sqlite_url: str):
+    engine = create_engine_at(sqlite_url, "0005")
+    with write_transaction(engine) as conn:
+        conn.execute(
+            text(
+                "INSERT INTO activities (id, kind, occurred_at, source, source_id, is_deleted)"
+                " VALUES (1, 'meeting', '2026-01-05 10:00:00.000000', 'calendar', 'u1', false),"
+                " (2, 'task', '2026-01-06 10:00:00.000000', 'salesforce', '00T1', true)"
+            )
+        )
+    assert migrate(engine) == head_revision()
+    with engine.connect() as conn:
+        rows = conn.execute(select(activity_sources).order_by(activity_sources.c.activity_id))
+        assert [tuple(r) for r in rows] == [
+            ("calendar", "u1", 1, False),
+            ("salesforce", "00T1", 2, True),
+        ]
+
+
+def create_engine_at(url: str, revision: str):  # noqa: ANN201
+    engine = create_oppkit_engine(url)
+    with write_transaction(engine) as conn:
+        config = alembic_config(engine)
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+    return engine

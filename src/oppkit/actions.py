@@ -24,7 +24,14 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from .db.engine import write_transaction
-from .db.schema import activities, activity_people, alerts, opportunities, opportunity_people
+from .db.schema import (
+    activities,
+    activity_people,
+    activity_sources,
+    alerts,
+    opportunities,
+    opportunity_people,
+)
 from .errors import OppkitError
 from .matching import SOURCE_LINK, rematch_opportunities
 from .scope import NotFoundError, ScopeLike, scope_of, to_utc
@@ -51,7 +58,7 @@ def add_note(kit: ScopeLike, opportunity: Any, text: str, *, by: str | None = No
         raise OppkitError("a note needs some text")
     opportunity_id = scope_of(kit).opportunity_id(opportunity)
     by_id = scope_of(kit).acting_person_id(by)
-    now = datetime.now(UTC)
+    now, note_id = datetime.now(UTC), f"note:{uuid.uuid4().hex}"
     with write_transaction(kit.engine) as conn:
         account_id = conn.scalar(
             select(opportunities.c.account_id).where(opportunities.c.id == opportunity_id)
@@ -70,12 +77,17 @@ def add_note(kit: ScopeLike, opportunity: Any, text: str, *, by: str | None = No
                 sender_id=by_id,
                 owner_id=by_id,
                 source=SOURCE,
-                source_id=f"note:{uuid.uuid4().hex}",
+                source_id=note_id,
                 created_at=now,
                 updated_at=now,
             )
             .returning(activities.c.id)
         ).scalar_one()
+        conn.execute(
+            insert(activity_sources).values(
+                source=SOURCE, source_id=note_id, activity_id=activity_id
+            )
+        )
         if by_id is not None:
             conn.execute(
                 insert(activity_people).values(

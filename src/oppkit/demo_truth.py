@@ -104,8 +104,10 @@ def activity_keys(row: Any) -> list[str]:
                 keys.append(f"{item['source']}:{item['source_id']}")
             else:
                 keys.append(f"{item[0]}:{item[1]}")
-    if not keys and not _is_missing(row.get("source_id")):
-        keys = [f"{row['source']}:{row['source_id']}"]
+    keys = [k for k in keys if ":" in k]  # bare source names ("calendar,salesforce") say no id
+    if not _is_missing(row.get("source_id")):
+        own = f"{row['source']}:{row['source_id']}"
+        keys = keys if own in keys else [own, *keys]
     return keys
 
 

@@ -243,6 +243,21 @@ activity_people = Table(
     Index(None, "person_id", "activity_id"),
 )
 
+# Every source that reports an activity: one real-world meeting or email is one
+# ``activities`` row, whichever sources report it (a calendar and Salesforce, a mailbox
+# and a Salesforce Task). ``activities.source/source_id`` stay the first source's; a
+# source's row is marked deleted when that source deletes it, and the activity hides
+# only when all its sources have.
+activity_sources = Table(
+    "activity_sources",
+    metadata,
+    Column("source", String(40), primary_key=True),
+    Column("source_id", String(255), primary_key=True),
+    Column("activity_id", Integer, ForeignKey("activities.id", ondelete="CASCADE"), nullable=False),
+    Column("is_deleted", Boolean, nullable=False, default=False, server_default="0"),
+    Index(None, "activity_id"),
+)
+
 alerts = Table(
     "alerts",
     metadata,

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import case, or_, select
+from sqlalchemy import case, func, or_, select
 
 from ..db import schema as db
 from ..scope import ScopeLike, as_list, scope_of, to_utc
@@ -22,7 +22,7 @@ __all__ = ["TIMELINE_COLUMNS", "participants", "timeline"]
 TIMELINE_COLUMNS = [
     "id", "occurred_at", "kind", "subject", "snippet", "direction", "sender", "sender_name",
     "thread_id", "account", "account_id", "opportunity", "opportunity_id", "duration_minutes",
-    "is_planned", "status", "is_auto", "source", "source_id",
+    "is_planned", "status", "is_auto", "source", "source_id", "sources",
 ]  # fmt: skip
 
 
@@ -46,6 +46,15 @@ def timeline(
     """
     scope = scope_of(scope)
     sender = db.people.alias("sender")
+    # every source that still reports it (a calendar and Salesforce: one row, two sources)
+    sources = (
+        select(func.aggregate_strings(db.activity_sources.c.source, ","))
+        .where(
+            db.activity_sources.c.activity_id == db.activities.c.id,
+            db.activity_sources.c.is_deleted.is_(False),
+        )
+        .scalar_subquery()
+    )
     stmt = (
         select(
             db.activities.c.id,
@@ -67,6 +76,7 @@ def timeline(
             db.activities.c.is_auto,
             db.activities.c.source,
             db.activities.c.source_id,
+            sources,
         )
         .select_from(
             db.activities.outerjoin(db.accounts, db.accounts.c.id == db.activities.c.account_id)
@@ -107,6 +117,10 @@ def timeline(
     for column in ("account_id", "opportunity_id"):
         df[column] = df[column].astype("Int64")
     df["duration_minutes"] = df["duration_minutes"].astype("Float64")
+    df["sources"] = [
+        ",".join(sorted(set(found.split(",")))) if isinstance(found, str) else source
+        for found, source in zip(df["sources"], df["source"], strict=True)
+    ]
     return df
 
 

@@ -77,7 +77,8 @@ WANTED: dict[str, tuple[str, ...]] = {
              "IsDeleted"),
     "Event": ("Id", "WhoId", "WhatId", "AccountId", "OwnerId", "Subject", "Description",
               "Location", "StartDateTime", "EndDateTime", "DurationInMinutes", "ActivityDateTime",
-              "ActivityDate", "IsAllDayEvent", "CreatedDate", "SystemModstamp", "IsDeleted"),
+              "ActivityDate", "IsAllDayEvent", "CreatedDate", "SystemModstamp", "IsDeleted",
+              "ICalUId"),
 }  # fmt: skip
 # Field history covers what OpportunityHistory does not (it already gives stage, amount and
 # close date); those three are left out here so a change is never counted twice.

@@ -373,6 +373,9 @@ def _event(row: SalesforceRow) -> ActivityRecord:
         snippet=make_snippet(row.text("Description")),
         duration_minutes=duration,
         location=row.text("Location"),
+        # the iCalendar UID of the calendar meeting it records, where the org has it:
+        # a calendar's meetings carry their UID as thread_id, so the two find each other
+        thread_id=row.text("ICalUId"),
         is_planned=start > datetime.now(UTC),
         is_deleted=row.as_bool("IsDeleted"),
         **_activity_refs(row),

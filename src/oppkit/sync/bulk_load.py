@@ -1,8 +1,8 @@
 """A first load into an empty timeline builds its secondary indexes once, at the end.
 
 Why: a first Salesforce sync writes hundreds of thousands of activities and their
-participants. Keeping four secondary indexes of ``activities`` (and one of
-``activity_people``) sorted row by row costs more than inserting the rows themselves,
+participants. Keeping four secondary indexes of ``activities`` (and one each of
+``activity_people`` and ``activity_sources``) sorted row by row costs more than inserting the rows themselves,
 while building an index over the finished table is one sort. So when a run starts and
 one of these tables is empty, its secondary indexes are dropped and built again when the
 run ends, whether it ends well or not. Unique constraints stay: upserts and the
@@ -29,11 +29,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateIndex, DropIndex
 
 from ..db.engine import SQLITE_CACHE_KIB, write_transaction
-from ..db.schema import activities, activity_people
+from ..db.schema import activities, activity_people, activity_sources
 
 log = logging.getLogger(__name__)
 
-DEFERRABLE: tuple[Table, ...] = (activities, activity_people)
+DEFERRABLE: tuple[Table, ...] = (activities, activity_people, activity_sources)
 INDEX_BUILD_CACHE_KIB = 8_192
 
 

@@ -13,12 +13,13 @@ from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, update
+from sqlalchemy import Connection, Table, bindparam, func, literal, select, update
 
 from ..db.schema import (
     accounts,
     activities,
     activity_people,
+    activity_sources,
     campaign_members,
     campaigns,
     opportunities,
@@ -44,6 +45,7 @@ from ..sources.records import (
     StageRecord,
 )
 from .alert_writer import asks_question, rule_alerts, write_rule_alerts
+from .twins import PARTNERS, SALESFORCE, Seeker, find_twins, partner_of
 
 SENDER_ROLES = ("from", "organizer")
 
@@ -62,6 +64,8 @@ class WriteContext:
     # deals written in this transaction -> whether their window may have changed (True)
     # or only their members (False); see rematch_touched
     touched: dict[int, bool] = field(default_factory=dict)
+    # sources found in activity_sources that may share an activity with this run's
+    partners_met: set[str] = field(default_factory=set)
 
     def forget(self) -> None:
         """Drop everything cached: after a rollback, cached row ids may not exist."""
@@ -69,6 +73,7 @@ class WriteContext:
         self.matcher.invalidate()
         self.known.clear()
         self.touched.clear()
+        self.partners_met.clear()
 
     def touch(self, opportunity_ids, window: bool) -> None:  # noqa: ANN001
         for opp_id in opportunity_ids:
@@ -446,7 +451,8 @@ def write_campaign_members(
     return result
 
 
-# Upstream object -> (table, column holding its id): where a deletion lands.
+# Upstream object -> (table, column holding its id): where a deletion lands. Activities
+# (Task, Event) are deleted per source: see write_deletions.
 DELETABLE = {
     "Account": (accounts, "salesforce_id"),
     "Contact": (people, "salesforce_id"),
@@ -455,13 +461,18 @@ DELETABLE = {
     "OpportunityContactRole": (opportunity_people, "source_id"),
     "Campaign": (campaigns, "source_id"),
     "CampaignMember": (campaign_members, "source_id"),
-    "Task": (activities, "source_id"),
-    "Event": (activities, "source_id"),
+    "Task": (activity_sources, "source_id"),
+    "Event": (activity_sources, "source_id"),
 }
 
 
 def write_deletions(conn: Connection, ctx: WriteContext, records: Sequence[Deleted]) -> WriteResult:
-    """Mark deleted upstream records; rows stay (history keeps pointing at them) but hide."""
+    """Mark deleted upstream records; rows stay (history keeps pointing at them) but hide.
+
+    An activity deleted by one source stays while another source still reports it:
+    only that source's ``activity_sources`` row is marked, and the activity hides when
+    all of its sources are deleted (it comes back when one reports it again).
+    """
     result = WriteResult()
     for object_name, table, column, window in (
         ("Opportunity", opportunities, "id", True),
@@ -471,6 +482,7 @@ def write_deletions(conn: Connection, ctx: WriteContext, records: Sequence[Delet
         if keys:
             found = lookup(conn, table, ("source", "source_id"), keys, column)
             ctx.touch(found.values(), window=window)
+    activity_keys = []
     for r in records:
         target = DELETABLE.get(r.object)
         if target is None:
@@ -479,10 +491,29 @@ def write_deletions(conn: Connection, ctx: WriteContext, records: Sequence[Delet
             )
             continue
         table, column = target
+        if table is activity_sources:
+            activity_keys.append((r.source, r.source_id))
+            continue
         cond = table.c[column] == r.source_id
         if column == "source_id":
             cond = cond & (table.c.source == r.source)
         result.written += conn.execute(update(table).where(cond).values(is_deleted=True)).rowcount
+    if activity_keys:
+        found = lookup(
+            conn, activity_sources, ("source", "source_id"), activity_keys, "activity_id"
+        )
+        if found:
+            conn.execute(
+                update(activity_sources)
+                .where(
+                    activity_sources.c.source == bindparam("_source"),
+                    activity_sources.c.source_id == bindparam("_source_id"),
+                )
+                .values(is_deleted=True),
+                [{"_source": source, "_source_id": source_id} for source, source_id in found],
+            )
+            _refresh_deleted(conn, set(found.values()))
+        result.written += len(found)
     ctx.matcher.invalidate()
     return result
 
@@ -505,12 +536,186 @@ def _account_of(senders: list, others: list) -> int | None:  # noqa: ANN001
     return counts.most_common(1)[0][0] if counts else None
 
 
+# Who owns which column of an activity that Salesforce and a calendar or a mailbox both
+# report (see docs/ARCHITECTURE.md, "Who owns what"). Salesforce owns the deal link and
+# the account and owner of its record: its values win where it has them (a WhatId, an
+# AccountId, an OwnerId). The calendar or mailbox owns everything else (kind, subject,
+# body, times, direction, thread, sender, place, status) and fills the deal link and
+# account only where Salesforce left them empty. Participants of both are kept.
+# Salesforce owns these of an activity both sides report; opportunity_link says whose the
+# deal link is (its WhatId: source; else what matching found), so it goes with the link
+CRM_COLUMNS = ("account_id", "opportunity_id", "opportunity_link", "owner_id")
+
+
+def _partners_exist(conn: Connection, ctx: WriteContext, sources: set[str]) -> bool:
+    """Does the database hold activities of a partner of ``sources`` (Salesforce for a
+    calendar or mailbox; a calendar or mailbox for Salesforce)? Only then can a record
+    of this batch share an activity with another source. An index seek per batch; a yes
+    is remembered for the run."""
+    partners = {p for s in sources for p in PARTNERS.get(s, ())}
+    if not partners:
+        return False
+    if partners & ctx.partners_met:
+        return True
+    found = conn.execute(
+        select(activity_sources.c.source)
+        .where(activity_sources.c.source.in_(sorted(partners)))
+        .limit(1)
+    ).first()
+    if found is not None:
+        ctx.partners_met.add(found[0])
+    return found is not None
+
+
+def _sources_of(conn: Connection, ids: set[int]) -> dict[int, list[tuple[str, str]]]:
+    """Activity id -> its sources' (source, source_id)."""
+    found: dict[int, list[tuple[str, str]]] = {}
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), 500):
+        stmt = select(
+            activity_sources.c.activity_id, activity_sources.c.source, activity_sources.c.source_id
+        ).where(activity_sources.c.activity_id.in_(ordered[start : start + 500]))
+        for activity_id, source, source_id in conn.execute(stmt):
+            found.setdefault(activity_id, []).append((source, source_id))
+    return found
+
+
+@lru_cache(maxsize=16)
+def _update_by_id(crm: bool | None, columns: tuple[str, ...]):  # noqa: ANN202
+    """UPDATE of one activity by id (parameters ``_id`` and ``v_<column>``).
+
+    ``crm`` None: every column. Else the activity is reported by both sides and the
+    writer is a Salesforce record (True) or a calendar or mailbox one (False): it
+    writes only what it owns (see CRM_COLUMNS); is_deleted follows from its sources.
+    """
+    values = {}
+    for name in columns:
+        column, new = activities.c[name], bindparam(f"v_{name}")
+        if crm is None:
+            values[name] = new
+        elif name == "is_deleted":
+            continue
+        elif name in CRM_COLUMNS:
+            values[name] = func.coalesce(new, column) if crm else func.coalesce(column, new)
+        elif not crm:
+            values[name] = new
+    return update(activities).where(activities.c.id == bindparam("_id")).values(values)
+
+
+def _refresh_deleted(conn: Connection, ids: set[int]) -> None:
+    """An activity is deleted when every source that reported it has deleted it."""
+    alive = (
+        select(literal(1))
+        .where(
+            activity_sources.c.activity_id == activities.c.id,
+            activity_sources.c.is_deleted.is_(False),
+        )
+        .exists()
+    )
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), 500):
+        conn.execute(
+            update(activities)
+            .where(activities.c.id.in_(ordered[start : start + 500]))
+            .values(is_deleted=~alive)
+        )
+
+
+def _write_rows(
+    conn: Connection,
+    ctx: WriteContext,
+    rows: list[dict],
+    crm_links: dict[tuple[str, str], tuple[int | None, int | None]],
+    seekers: dict[tuple[str, str], Seeker],
+) -> dict[tuple[str, str], int]:
+    """Write the activity rows; returns (source, source_id) -> activity id.
+
+    One source per activity (no other side in the database): upsert on (source,
+    source_id) as ever. Otherwise a record already known goes to its activity, a new
+    meeting or email joins its twin (:mod:`oppkit.sync.twins`), anything else is a new
+    activity; where two sides meet, each writes only the columns it owns.
+    """
+    keys = [(row["source"], row["source_id"]) for row in rows]
+    columns = [k for k in rows[0] if k not in ("source", "source_id")]
+    if not _partners_exist(conn, ctx, {key[0] for key in keys}):
+        upsert(conn, activities, rows, ["source", "source_id"], columns)
+        ids = lookup(conn, activities, ("source", "source_id"), keys)
+        _write_sources(conn, rows, ids)
+        return ids
+
+    targets = lookup(conn, activity_sources, ("source", "source_id"), keys, "activity_id")
+    wanted = [s for key, s in seekers.items() if key not in targets]
+    if wanted:
+        targets.update(find_twins(conn, wanted))
+    held = _sources_of(conn, set(targets.values())) if targets else {}
+    fresh, own, merged, shared = [], [], [], set()
+    for row, key in zip(rows, keys, strict=True):
+        activity_id = targets.get(key)
+        if activity_id is None:
+            fresh.append(row)
+            continue
+        others = [k for k in held.get(activity_id, []) if k != key]
+        if not others:  # its own activity, as the only source: it writes everything
+            own.append(row)
+            continue
+        shared.add(activity_id)
+        crm = key[0] == SALESFORCE
+        if crm and not any(k[0] != SALESFORCE for k in others):
+            crm = None  # only Salesforce reports it: all columns are Salesforce's
+        elif not crm and not any(k[0] == SALESFORCE for k in others):
+            crm = None
+        values = {f"v_{c}": row[c] for c in columns}
+        values["_id"] = activity_id
+        if crm:
+            values["v_opportunity_id"], values["v_account_id"] = crm_links[key]
+            values["v_opportunity_link"] = SOURCE_LINK if crm_links[key][0] else None
+        merged.append((crm, values))
+    if fresh or own:
+        upsert(conn, activities, fresh + own, ["source", "source_id"], columns)
+    if fresh:
+        new_keys = [(row["source"], row["source_id"]) for row in fresh]
+        targets.update(lookup(conn, activities, ("source", "source_id"), new_keys))
+    groups: dict[bool | None, list[dict]] = {}
+    for crm, values in merged:
+        groups.setdefault(crm, []).append(values)
+    for crm, group in groups.items():
+        conn.execute(_update_by_id(crm, tuple(columns)), group)
+    _write_sources(conn, rows, targets)
+    if shared:
+        _refresh_deleted(conn, shared)
+    return targets
+
+
+def _write_sources(conn: Connection, rows: list[dict], ids: dict[tuple[str, str], int]) -> None:
+    """Each record's own (source, source_id) row, with whether that source deleted it."""
+    upsert(
+        conn,
+        activity_sources,
+        [
+            {
+                "source": row["source"],
+                "source_id": row["source_id"],
+                "activity_id": ids[key],
+                "is_deleted": row["is_deleted"],
+            }
+            for row in rows
+            if (key := (row["source"], row["source_id"])) in ids
+        ],
+        ["source", "source_id"],
+        ["is_deleted"],
+    )
+
+
 def write_activities(
     conn: Connection, ctx: WriteContext, records: Sequence[ActivityRecord]
 ) -> WriteResult:
-    """Timeline rows plus who took part; one row per (source, source_id) across mailboxes."""
+    """Timeline rows plus who took part; one row per real-world event, whichever sources
+    report it (one per (source, source_id) across mailboxes; a Salesforce Event and the
+    calendar meeting it records, a logged email and the message: see _write_rows)."""
     result = WriteResult()
     records = list({(r.source, r.source_id): r for r in records}.values())
+    if not records:
+        return result
     named: dict[str, str | None] = {}
     for r in records:
         for p in r.participants:
@@ -518,13 +723,13 @@ def write_activities(
             if email and not named.get(email):
                 named[email] = p.name
     persons = ctx.resolver.people_for_emails(conn, named) if named else {}
-    sf = [r for r in records if r.source == "salesforce"]
+    sf = [r for r in records if r.source == SALESFORCE]
     opp_ids = _ids(conn, ctx, opportunities, [r.opportunity_ref for r in sf])
     sf_accounts = _ids(conn, ctx, accounts, [r.account_ref for r in sf])
     sf_people = _people_by_sfid(conn, ctx, [x for r in sf for x in (*r.person_refs, r.owner_ref)])
     sf_people_info: dict[int, tuple] | None = None  # read once, if a record lacks its account
 
-    rows, links, parts = [], {}, []
+    rows, links, parts, crm_links, seekers = [], {}, [], {}, {}
     for r in records:
         takes_part = []  # (person_id, role, response)
         senders, others = [], []
@@ -564,10 +769,19 @@ def write_activities(
                 conn, account_id, r.occurred_at, [pid for pid, _, _ in takes_part], r.subject
             )
             link = MATCHED_LINK if opportunity_id is not None else None
-        if r.source == "salesforce":
+        key = (r.source, r.source_id)
+        if r.source == SALESFORCE:
             direction = "outbound" if owner_id else None
+            crm_links[key] = (opp_ids.get(r.opportunity_ref), sf_accounts.get(r.account_ref))
         else:
             direction = _direction(senders, others)
+        if not r.is_deleted and partner_of(r.source, r.kind):
+            seekers[key] = Seeker(
+                r.source, r.source_id, r.kind, r.occurred_at, r.subject,
+                r.thread_id if r.kind == "meeting" else None,
+                frozenset(pid for pid, _, _ in takes_part),
+                senders[0].id if senders else None,
+            )  # fmt: skip
         rows.append(
             {
                 "kind": r.kind,
@@ -593,15 +807,8 @@ def write_activities(
                 "is_deleted": r.is_deleted,
             }
         )
-        links[(r.source, r.source_id)] = takes_part
-    upsert(
-        conn,
-        activities,
-        rows,
-        ["source", "source_id"],
-        [k for k in rows[0] if k not in ("source", "source_id")] if rows else [],
-    )
-    ids = lookup(conn, activities, ("source", "source_id"), list(links))
+        links[key] = takes_part
+    ids = _write_rows(conn, ctx, rows, crm_links, seekers)
     ap_rows = [
         {"activity_id": ids[key], "person_id": pid, "role": role, "response": response}
         for key, parts in links.items()

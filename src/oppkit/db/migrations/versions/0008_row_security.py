@@ -11,7 +11,7 @@ The hidden deals are computed once per query by SECURITY DEFINER functions (they
 as the owner, so the policies never recurse into each other).
 
 Revision ID: 0008
-Revises: 0006_match_link
+Revises: 0007_activity_sources
 """
 
 import sqlalchemy as sa
@@ -20,11 +20,12 @@ from alembic import op
 import oppkit.db.schema
 
 revision = "0008"
-down_revision = "0006_match_link"
+down_revision = "0007_activity_sources"
 branch_labels = None
 depends_on = None
 
 ON_A_DEAL = ("activities", "alerts", "stage_history", "links", "outbox")
+ON_AN_ACTIVITY = ("activity_people", "activity_sources")
 FUNCTIONS = """
 CREATE OR REPLACE FUNCTION oppkit_viewer(viewer text) RETURNS integer
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
@@ -79,17 +80,17 @@ def upgrade() -> None:
     op.execute(_policy("opportunity_people", f"opportunity_id NOT IN {HIDDEN}"))
     for table in ON_A_DEAL:
         op.execute(_policy(table, f"opportunity_id IS NULL OR opportunity_id NOT IN {HIDDEN}"))
-    op.execute(
-        _policy(
-            "activity_people",
-            "activity_id NOT IN (SELECT oppkit_hidden_activities(current_user::text))",
+    for table in ON_AN_ACTIVITY:
+        op.execute(
+            _policy(
+                table, "activity_id NOT IN (SELECT oppkit_hidden_activities(current_user::text))"
+            )
         )
-    )
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        for table in ("opportunities", "opportunity_people", "activity_people", *ON_A_DEAL):
+        for table in ("opportunities", "opportunity_people", *ON_AN_ACTIVITY, *ON_A_DEAL):
             op.execute(f"DROP POLICY IF EXISTS oppkit_private ON {table}")
             op.execute(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")
         for name in ("oppkit_hidden_activities", "oppkit_hidden_deals", "oppkit_viewer"):
