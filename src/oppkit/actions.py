@@ -34,7 +34,7 @@ from .db.schema import (
 )
 from .errors import OppkitError
 from .matching import SOURCE_LINK, rematch_opportunities
-from .scope import NotFoundError, ScopeLike, scope_of, to_utc
+from .scope import NotFoundError, Scope, ScopeLike, scope_of, to_utc
 
 SOURCE = "oppkit"
 ALERT_STATUSES = ("open", "done", "dismissed")
@@ -186,10 +186,18 @@ def add_member(kit: ScopeLike, opportunity: Any, person: Any, *, role: str | Non
 
 def _owned_deal(kit: ScopeLike, opportunity: Any, what: str) -> int:
     """The deal's id when the scope's user owns it; :class:`NotAllowed` otherwise."""
-    opportunity_id = scope_of(kit).opportunity_id(opportunity)
-    if not is_owner(kit, opportunity_id):
+    scope = scope_of(kit)
+    opportunity_id = scope.opportunity_id(opportunity)
+    if scope.user_id is None or _owner_of(scope, opportunity_id) != scope.user_id:
         raise NotAllowed(f"only the deal's owner can {what}")
     return opportunity_id
+
+
+def _owner_of(scope: Scope, opportunity_id: int) -> int | None:
+    with scope.engine.connect() as conn:
+        return conn.scalar(
+            select(opportunities.c.owner_id).where(opportunities.c.id == opportunity_id)
+        )
 
 
 def _memberships(opportunity_id: int, person_id: int, kind: str):  # noqa: ANN202
@@ -251,14 +259,9 @@ def set_member_role(kit: ScopeLike, opportunity: Any, person: Any, role: str | N
 
 def is_owner(kit: ScopeLike, opportunity: Any) -> bool:
     """Whether the Kit's user owns the deal (only the owner edits its settings)."""
-    opportunity_id = scope_of(kit).opportunity_id(opportunity)
-    if scope_of(kit).user_id is None:
-        return False
-    with kit.engine.connect() as conn:
-        owner = conn.scalar(
-            select(opportunities.c.owner_id).where(opportunities.c.id == opportunity_id)
-        )
-    return owner == scope_of(kit).user_id
+    scope = scope_of(kit)
+    opportunity_id = scope.opportunity_id(opportunity)
+    return scope.user_id is not None and _owner_of(scope, opportunity_id) == scope.user_id
 
 
 def set_private(kit: ScopeLike, opportunity: Any, private: bool) -> None:

@@ -98,6 +98,8 @@ class Scope:
         self.user = normalise_email(user) if user else None
         self.token = f"kit-{next(_tokens)}"
         self.user_id: int | None = None
+        if not self.user and engine.dialect.name != "postgresql":
+            return  # nobody stated, and no login that could say who this is
         with engine.connect() as conn:
             role_is = _person_of_role(conn)
             if role_is is not None:  # a team's PostgreSQL: the login decides who this is
