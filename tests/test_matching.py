@@ -18,8 +18,10 @@ import pytest
 from sqlalchemy import create_engine, select
 
 import oppkit
-from oppkit.actions import add_member
+from oppkit.actions import NotAllowed, add_member, link_activity, set_private
 from oppkit.db.schema import activities
+from oppkit.errors import OppkitError
+from oppkit.scope import NotFoundError
 from oppkit.sync import sync_mail, sync_salesforce_export
 from tests.support import make_email, write_csv, write_mbox
 
@@ -328,3 +330,83 @@ def test_when_people_leave_two_deals_possible_a_subject_naming_one_decides(
     assert deal_of(kit, "Fwd: Globex expansion rollout dates") == "Globex expansion"
     assert deal_of(kit, "data questions") is None  # nothing tells them apart
     assert deal_of(kit, "Globex expansion vs Globex analytics?") is None  # names both
+
+
+# --- what matching leaves to a person: the choice offered, and the choice kept ---------
+
+WHEN = datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+
+def _gina_on_both(org: str, settings, tmp_path) -> oppkit.Kit:  # noqa: ANN001
+    """Gina (on both Globex deals) asks a question that names neither deal."""
+    return sync(org, settings, tmp_path, [
+        mail(GINA, AVA, "data questions", WHEN,
+             body="Could you send us the pricing? We need it by Friday."),
+    ])  # fmt: skip
+
+
+def test_an_activity_two_deals_may_own_is_offered_with_both(org, settings, tmp_path):
+    kit = _gina_on_both(org, settings, tmp_path)
+    offered = oppkit.connect(org, user=AVA).possible_deals()
+    assert list(offered["subject"]) == ["data questions", "data questions"]
+    assert sorted(offered["opportunity"]) == ["Globex analytics", "Globex expansion"]
+    assert set(offered["account"]) == {"Globex"}
+    assert links(org)["data questions"] == (None, None)
+    assert kit.possible_deals(account="Acme").empty
+
+
+def test_a_persons_choice_is_kept_through_resync_and_rematch(org, settings, tmp_path):
+    _gina_on_both(org, settings, tmp_path)
+    ava = oppkit.connect(org, user=AVA)
+    activity_id = int(ava.possible_deals()["activity_id"].iloc[0])
+    link_activity(ava, activity_id, "Globex expansion")
+    assert ava.possible_deals().empty
+    assert list(ava.timeline(opportunity="Globex expansion")["subject"]) == ["data questions"]
+    # the alert found in the email (a request with a deadline) follows it
+    assert "Globex expansion" in set(ava.alerts()["opportunity"])
+    # the same mailbox synced again, and a member change that re-matches the account
+    sync(org, settings, tmp_path, [
+        mail(GINA, AVA, "data questions", WHEN,
+             body="Could you send us the pricing? We need it by Friday."),
+    ], name="again")  # fmt: skip
+    add_member(ava, "Globex analytics", AVA)
+    expansion = ava.opportunities().set_index("name").loc["Globex expansion", "id"]
+    assert links(org)["data questions"] == (expansion, "person")
+    # "the account only" is a choice too: kept, never matched again
+    link_activity(ava, activity_id, None)
+    add_member(ava, "Globex expansion", AVA)
+    assert links(org)["data questions"] == (None, "person")
+    assert ava.possible_deals().empty
+
+
+def test_a_choice_involving_a_private_deal_is_offered_to_its_members_only(
+    org,
+    settings,
+    tmp_path,
+):
+    _gina_on_both(org, settings, tmp_path)
+    set_private(oppkit.connect(org, user=AVA), "Globex expansion", True)
+    assert len(oppkit.connect(org, user=AVA).possible_deals()) == 2  # Ava owns both
+    # Ben sees Globex analytics, but the choice would reveal the private deal
+    assert oppkit.connect(org, user=BEN).possible_deals().empty
+    activity_id = int(oppkit.connect(org, user=AVA).possible_deals()["activity_id"].iloc[0])
+    with pytest.raises(NotFoundError):
+        link_activity(oppkit.connect(org, user=BEN), activity_id, "Globex expansion")
+
+
+def test_a_link_salesforce_owns_is_changed_in_salesforce(org, settings, tmp_path):
+    task = ["00T000000000001AAA", "003000000000005AAA", "006000000000004AAA",
+            "001000000000002AAA", "005000000000001AAA", "Call Gina", "", "2026-03-02",
+            "Completed", "true", "Call", "2026-03-02T10:00:00.000Z", "2026-03-02T10:00:00.000Z"]  # fmt: skip
+    sync_salesforce_export(write_org(tmp_path / "sf2", tasks=[task]), settings=settings)
+    ava = oppkit.connect(org, user=AVA)
+    call = int(ava.timeline().set_index("subject").loc["Call Gina", "id"])
+    with pytest.raises(NotAllowed, match="change it there"):
+        link_activity(ava, call, "Globex expansion")
+    with pytest.raises(OppkitError, match="another account"):
+        link_activity(ava, _any_acme_activity(org, settings, tmp_path), "Globex expansion")
+
+
+def _any_acme_activity(org: str, settings, tmp_path) -> int:  # noqa: ANN001
+    kit = sync(org, settings, tmp_path, [mail("jo@acme.example", AVA, "acme hello", WHEN)], "acme")
+    return int(kit.timeline().set_index("subject").loc["acme hello", "id"])

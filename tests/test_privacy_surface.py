@@ -41,7 +41,7 @@ NOW = datetime.now(UTC)
 DIGEST_NOW = NOW + timedelta(days=7)  # the weekly digest due then covers the activities
 DEAL_PARAMETERS = ("opportunity", "parent")
 WRITES = {"follow", "unfollow", "load", "create", "transition", "follow_on", "set",
-          "apply_rules", "deliver"}  # fmt: skip
+          "apply_rules", "deliver", "link_activity"}  # fmt: skip
 
 
 @pytest.fixture
@@ -117,7 +117,7 @@ def _arguments(method: Any, where: str) -> dict[str, Any] | None:
     known = {"opportunity": PUBLIC_DEAL, "parent": PUBLIC_DEAL, "account": "globex.example",
              "person": "hank@globex.example", "person_or_account": "globex.example",
              "person_email": AVA, "name": "Win", "follow_on": "Up-sell",
-             "stage": "Churned"}  # fmt: skip
+             "stage": "Churned", "activity_id": 1}  # fmt: skip
     kwargs = {}
     for name, param in inspect.signature(method).parameters.items():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):

@@ -13,6 +13,7 @@ Example::
     oppkit.actions.add_member(kit, "Acme pilot", "mei.tanaka@acme-robotics.example")
     oppkit.actions.remove_member(kit, "Acme pilot", "mei.tanaka@acme-robotics.example")
     oppkit.actions.set_private(kit, "Acme pilot", True)     # only the owner may
+    oppkit.actions.link_activity(kit, 4711, "Acme pilot")  # matching was not sure
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from .db.schema import (
     opportunity_people,
 )
 from .errors import OppkitError
-from .matching import SOURCE_LINK, rematch_opportunities
+from .matching import PERSON_LINK, SOURCE_LINK, follow_activities, rematch_opportunities
 from .scope import NotFoundError, Scope, ScopeLike, scope_of, to_utc
 
 SOURCE = "oppkit"
@@ -278,3 +279,56 @@ def set_private(kit: ScopeLike, opportunity: Any, private: bool) -> None:
             .where(opportunities.c.id == opportunity_id)
             .values(is_private=bool(private), updated_at=datetime.now(UTC))
         )
+
+
+def link_activity(kit: ScopeLike, activity_id: int, opportunity: Any | None) -> None:
+    """Put an activity on the deal a person knows it belongs to (None: the account only).
+
+    Matching leaves an activity on its account when two deals remain possible
+    (``kit.possible_deals()`` lists them); a person who knows settles it here. The choice
+    is kept: no sync and no re-matching changes it. A deal link Salesforce owns (a
+    Task's or Event's WhatId) is changed in Salesforce, not here.
+
+    >>> link_activity(kit, 4711, "Acme Robotics — Fleet analytics expansion")
+    """
+    scope = scope_of(kit)
+    deal_id = None if opportunity is None else scope.opportunity_id(opportunity)
+    with write_transaction(kit.engine) as conn:
+        row = conn.execute(
+            select(activities.c.account_id, activities.c.opportunity_link).where(
+                activities.c.id == int(activity_id),
+                activities.c.is_deleted.is_(False),
+                scope.visible_activity(),
+            )
+        ).first()
+        if row is None:
+            raise NotFoundError(f"no activity with id {activity_id}")
+        from_salesforce = conn.scalar(
+            select(activity_sources.c.source).where(
+                activity_sources.c.activity_id == int(activity_id),
+                activity_sources.c.source == "salesforce",
+            )
+        )
+        if row.opportunity_link == SOURCE_LINK and from_salesforce:
+            raise NotAllowed(
+                "Salesforce sets this activity's deal (its Related To); change it there"
+            )
+        account_id = row.account_id
+        if deal_id is not None:
+            deal_account = conn.scalar(
+                select(opportunities.c.account_id).where(opportunities.c.id == deal_id)
+            )
+            if account_id is not None and deal_account not in (None, account_id):
+                raise OppkitError("that deal is of another account than the activity")
+            account_id = account_id if account_id is not None else deal_account
+        conn.execute(
+            update(activities)
+            .where(activities.c.id == int(activity_id))
+            .values(
+                opportunity_id=deal_id,
+                opportunity_link=PERSON_LINK,
+                account_id=account_id,
+                updated_at=datetime.now(UTC),
+            )
+        )
+        follow_activities(conn, [int(activity_id)])

@@ -114,6 +114,7 @@ class Kit:
 
     opportunities = _reads(frames.opportunities)
     timeline = _reads(frames.timeline)
+    possible_deals = _reads(frames.possible_deals)
     people = _reads(frames.people)
     suggested_people = _reads(frames.suggested_people)
     accounts = _reads(frames.accounts)
@@ -164,6 +165,15 @@ class Kit:
         from .digest import follow
 
         follow(self.scope, opportunity, person_email, frequency, external=external)
+
+    def link_activity(self, activity_id: int, opportunity: Any | None) -> None:
+        """Settle which deal an activity belongs to (None: the account only); kept for good.
+
+        >>> kit.link_activity(4711, "Acme Robotics — Fleet analytics expansion")
+        """
+        from .actions import link_activity
+
+        link_activity(self.scope, activity_id, opportunity)
 
     def unfollow(self, opportunity: Any, person_email: str) -> None:
         """Stop the digests of ``opportunity`` for ``person_email``."""

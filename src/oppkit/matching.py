@@ -8,7 +8,9 @@ The rule, for an activity of account A at time t with participants P:
 
 1. **The source's own link wins.** A Salesforce Task/Event's WhatId (a record's
    ``opportunity_ref``) or a note written on a deal is kept as it is
-   (``activities.opportunity_link = 'source'``) and never matched again.
+   (``activities.opportunity_link = 'source'``) and never matched again; so is the
+   deal a person chose (``'person'``, :func:`oppkit.actions.link_activity`, from the
+   choices :func:`possible_deals` offers where step 3 to 5 leave several).
 2. **Only deals live at t count**: every deal of A, open or closed (privacy plays no
    part), from its creation (``created_at``, Salesforce's CreatedDate; unknown: since
    ever) to its close plus a grace period. The close is the time the deal entered a
@@ -63,6 +65,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
 from .config import Settings, env_setting, load_settings
+from .db.ownership import PERSON_LINK  # a person chose the deal (or none): kept
 from .db.schema import (
     accounts,
     activities,
@@ -139,15 +142,28 @@ def choose(
 
     The rule is the module's docstring, steps 2 to 5.
     """
+    remaining = possible(deals, at, people_ids, subject)
+    return remaining[0] if len(remaining) == 1 else None
+
+
+def possible(
+    deals: Iterable[DealWindow], at: datetime, people_ids: Iterable[int], subject: str | None = None
+) -> list[int]:
+    """The deals an activity may belong to after steps 2 to 5: one is the match; several
+    are what a person may choose between (:func:`possible_deals`); none: the account's.
+
+    Empty where the evidence points away from every live deal (its people are on a deal
+    that is not live): offering the live ones would be offering a guess.
+    """
     deals = list(deals)
     taking_part = set(people_ids)
     live = [d for d in deals if d.live_at(at)]
     if not live:
-        return None
+        return []
     by_contact = [d for d in live if d.contacts & taking_part]
     if by_contact:
         if len(by_contact) == 1:
-            return by_contact[0].id
+            return [by_contact[0].id]
         own = [
             d
             for d in by_contact
@@ -157,26 +173,24 @@ def choose(
             )
         ]  # deals with someone in P who is on none of the other candidates
         if own:
-            return own[0].id if len(own) == 1 else _named(own, subject)
+            return _named(own, subject)
         by_team = [d for d in by_contact if d.team & taking_part]
-        if len(by_team) == 1:
-            return by_team[0].id
         return _named(by_team or by_contact, subject)
     if any(d.contacts & taking_part for d in deals):  # people of a deal that is not live
-        return None
+        return []
     by_team = [d for d in live if d.team & taking_part]
-    if by_team:
-        return by_team[0].id if len(by_team) == 1 else _named(by_team, subject)
-    return live[0].id if len(live) == 1 else _named(live, subject)
+    return _named(by_team or live, subject)
 
 
-def _named(candidates: list[DealWindow], subject: str | None) -> int | None:
-    """Step 5: of deals that remain possible, the one whose topic the subject names."""
-    if not subject:
-        return None
-    said = _fold(subject)
-    named = [d for d in candidates if len(d.topic) >= MIN_TOPIC and d.topic in said]
-    return named[0].id if len(named) == 1 else None
+def _named(candidates: list[DealWindow], subject: str | None) -> list[int]:
+    """Step 5: of several deals that remain possible, the one whose topic the subject
+    names; else all of them (one candidate is returned as it is)."""
+    if len(candidates) > 1 and subject:
+        said = _fold(subject)
+        named = [d for d in candidates if len(d.topic) >= MIN_TOPIC and d.topic in said]
+        if len(named) == 1:
+            return [named[0].id]
+    return [d.id for d in candidates]
 
 
 def _fold(text: str) -> str:
@@ -340,6 +354,19 @@ def _merge(into: dict[int, Span], account_id: int, span: Span) -> None:
     into[account_id] = span
 
 
+def _taking_part(conn: Connection, activity_ids: Iterable[int]) -> dict[int, list[int]]:
+    """Activity id -> the people who took part in it."""
+    taking_part: dict[int, list[int]] = defaultdict(list)
+    for part in _chunks(activity_ids):
+        for activity_id, person_id in conn.execute(
+            select(activity_people.c.activity_id, activity_people.c.person_id).where(
+                activity_people.c.activity_id.in_(part)
+            )
+        ):
+            taking_part[activity_id].append(person_id)
+    return taking_part
+
+
 def rematch(
     conn: Connection,
     spans: Mapping[int, Span],
@@ -391,14 +418,7 @@ def rematch(
             found[row.id] = row
     if not found:
         return 0
-    taking_part: dict[int, list[int]] = defaultdict(list)
-    for part in _chunks(found):
-        for activity_id, person_id in conn.execute(
-            select(activity_people.c.activity_id, activity_people.c.person_id).where(
-                activity_people.c.activity_id.in_(part)
-            )
-        ):
-            taking_part[activity_id].append(person_id)
+    taking_part = _taking_part(conn, found)
     matcher.prepare(conn, {row.account_id for row in found.values()})
     moves = []
     for row in found.values():
@@ -457,6 +477,41 @@ def rematch_opportunities(
     return rematch(conn, spans, opportunity_ids=ids, matcher=matcher)
 
 
+def possible_deals(conn: Connection, activity_ids: Iterable[int]) -> dict[int, list[int]]:
+    """The deals each activity left on its account could belong to (two or more), for a
+    person to choose between (:func:`oppkit.actions.link_activity`).
+
+    Only activities matching left without a deal count; those a person or a source
+    decided, or with a deal, are not in the result, nor those with fewer than two deals.
+    """
+    wanted = {}
+    for part in _chunks(set(activity_ids)):
+        for row in conn.execute(
+            select(
+                activities.c.id, activities.c.account_id, activities.c.occurred_at,
+                activities.c.subject,
+            ).where(
+                activities.c.id.in_(part), activities.c.opportunity_id.is_(None),
+                activities.c.opportunity_link.is_(None), activities.c.account_id.is_not(None),
+            )
+        ):  # fmt: skip
+            wanted[row.id] = row
+    if not wanted:
+        return {}
+    taking_part = _taking_part(conn, wanted)
+    windows = deal_windows(
+        conn, grace_period(), account_ids={r.account_id for r in wanted.values()}
+    )
+    found = {}
+    for row in wanted.values():
+        remaining = possible(
+            windows.get(row.account_id, []), row.occurred_at, taking_part[row.id], row.subject
+        )
+        if len(remaining) > 1:
+            found[row.id] = remaining
+    return found
+
+
 def follow_activities(conn: Connection, activity_ids: Iterable[int]) -> None:
     """Alerts found in these activities take their activity's deal (after a re-sync linked
     an activity whose alerts were stored before it had a deal)."""
@@ -478,6 +533,7 @@ def follow_activities(conn: Connection, activity_ids: Iterable[int]) -> None:
 __all__ = [
     "DEFAULT_GRACE_DAYS",
     "MATCHED_LINK",
+    "PERSON_LINK",
     "SOURCE_LINK",
     "DealWindow",
     "Matcher",
@@ -485,6 +541,8 @@ __all__ = [
     "deal_windows",
     "follow_activities",
     "grace_period",
+    "possible",
+    "possible_deals",
     "rematch",
     "rematch_opportunities",
 ]

@@ -21,9 +21,11 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Boolean, Connection, String, Table, and_, bindparam, select
+from sqlalchemy import Boolean, Connection, String, Table, and_, bindparam, case, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+
+from .ownership import kept
 
 CHUNK = 512  # values per IN (...) of a lookup
 ROWS_PER_CALL = 2000  # rows per executemany
@@ -65,8 +67,15 @@ def _prepared(
     if key is None:
         stmt = stmt.on_conflict_do_nothing()
     elif update:
+        held, held_columns = kept(table.name) or (None, frozenset())
         stmt = stmt.on_conflict_do_update(
-            index_elements=list(key), set_={c: stmt.excluded[c] for c in update}
+            index_elements=list(key),
+            set_={
+                c: case((held, table.c[c]), else_=stmt.excluded[c])
+                if c in held_columns
+                else stmt.excluded[c]
+                for c in update
+            },
         )
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
@@ -168,6 +177,9 @@ def upsert(
     update: Iterable[str] | None = None,
 ) -> None:
     """Insert ``rows``; on a conflict on ``key`` update the ``update`` columns (or skip).
+
+    Columns a person settled stay (:func:`oppkit.db.ownership.kept`: an activity whose
+    deal a person chose keeps its deal whatever a re-sync reports).
 
     Strings longer than their column are cut to fit, so one long value never fails a
     batch. Rows are sorted by key so that concurrent writers lock rows in the same order.

@@ -7,7 +7,7 @@ Features that need a frame (digests, the pipeline review) call them directly.
 
 from .deals import alerts, opportunities, pipeline, stage_history, stages
 from .people import accounts, people, suggested_people
-from .timeline import TIMELINE_COLUMNS, timeline
+from .timeline import TIMELINE_COLUMNS, possible_deals, timeline
 
 __all__ = [
     "TIMELINE_COLUMNS",
@@ -16,6 +16,7 @@ __all__ = [
     "opportunities",
     "people",
     "pipeline",
+    "possible_deals",
     "stage_history",
     "stages",
     "suggested_people",

@@ -15,9 +15,10 @@ import pandas as pd
 from sqlalchemy import case, func, or_, select
 
 from ..db import schema as db
+from ..matching import possible_deals as _possible
 from ..scope import ScopeLike, as_list, scope_of, to_utc
 
-__all__ = ["TIMELINE_COLUMNS", "participants", "timeline"]
+__all__ = ["TIMELINE_COLUMNS", "participants", "possible_deals", "timeline"]
 
 TIMELINE_COLUMNS = [
     "id", "occurred_at", "kind", "subject", "snippet", "direction", "sender", "sender_name",
@@ -145,3 +146,73 @@ def participants(scope: ScopeLike, activity_ids: list[int]) -> pd.DataFrame:
         .where(db.activity_people.c.activity_id.in_(shown))
     )
     return scope.frame(stmt, "participants", ["activity_id", "email", "name"])
+
+
+POSSIBLE_COLUMNS = [
+    "activity_id", "occurred_at", "kind", "subject", "account", "account_id",
+    "opportunity", "opportunity_id",
+]  # fmt: skip
+
+
+def possible_deals(scope: ScopeLike, *, account: Any = None) -> pd.DataFrame:
+    """Activities matching left on their account because two or more deals were possible,
+    one row per (activity, deal it may belong to), newest first.
+
+    Settle one with ``oppkit.actions.link_activity(kit, activity_id, deal)`` (or
+    ``kit.link_activity``). An activity shows only when the user may see every deal it
+    may belong to: a choice between a visible and a private deal would reveal the latter.
+
+    >>> kit.possible_deals(account="acme-robotics.example")
+    """
+    scope = scope_of(scope)
+    stmt = select(db.activities.c.id).where(
+        db.activities.c.is_deleted.is_(False),
+        db.activities.c.opportunity_id.is_(None),
+        db.activities.c.opportunity_link.is_(None),
+        db.activities.c.account_id.is_not(None),
+    )
+    if account is not None:
+        stmt = stmt.where(db.activities.c.account_id.in_(scope.account_ids(account)))
+    with scope.engine.connect() as conn:
+        found = _possible(conn, conn.scalars(stmt).all())
+        visible = set(
+            conn.scalars(
+                select(db.opportunities.c.id).where(
+                    db.opportunities.c.id.in_({d for deals in found.values() for d in deals}),
+                    scope.visible(),
+                )
+            )
+        ) if found else set()  # fmt: skip
+    pairs = [
+        (activity_id, deal_id)
+        for activity_id, deals in found.items()
+        if set(deals) <= visible
+        for deal_id in deals
+    ]
+    pairs_frame = pd.DataFrame(pairs, columns=["activity_id", "opportunity_id"])
+    stmt = (
+        select(
+            db.activities.c.id, db.activities.c.occurred_at, db.activities.c.kind,
+            db.activities.c.subject, db.accounts.c.name, db.activities.c.account_id,
+        )
+        .select_from(
+            db.activities.outerjoin(db.accounts, db.accounts.c.id == db.activities.c.account_id)
+        )
+        .where(db.activities.c.id.in_(pairs_frame["activity_id"].unique().tolist()))
+    )  # fmt: skip
+    rows = scope.frame(
+        stmt, "possible_deals",
+        ["activity_id", "occurred_at", "kind", "subject", "account", "account_id"],
+    )  # fmt: skip
+    names = scope.frame(
+        select(db.opportunities.c.id, db.opportunities.c.name).where(
+            db.opportunities.c.id.in_(pairs_frame["opportunity_id"].unique().tolist())
+        ),
+        "possible_deals", ["opportunity_id", "opportunity"],
+    )  # fmt: skip
+    df = rows.merge(pairs_frame, on="activity_id").merge(names, on="opportunity_id")
+    df["occurred_at"] = pd.to_datetime(df["occurred_at"], utc=True)
+    df = df.sort_values(
+        ["occurred_at", "activity_id", "opportunity"], ascending=[False, True, True]
+    )
+    return scope.tag(df[POSSIBLE_COLUMNS].reset_index(drop=True), "possible_deals")

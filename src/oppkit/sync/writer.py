@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, func, literal, select, update
+from sqlalchemy import Connection, Table, bindparam, case, func, literal, select, update
 
+from ..db.ownership import kept, synced_columns
 from ..db.schema import (
     accounts,
     activities,
@@ -295,12 +296,12 @@ def write_opportunities(
         rows.append(row)
     keys = [(row["source"], row["source_id"]) for row in rows]
     before = lookup(conn, opportunities, ("source", "source_id"), keys, "id", *WINDOW_COLUMNS)
-    upsert(
+    upsert(  # privacy and the workflow step are oppkit's: set on insert, never updated
         conn,
         opportunities,
         rows,
         ["source", "source_id"],
-        [k for k in rows[0] if k not in ("source", "source_id")],
+        synced_columns("opportunities", [k for k in rows[0] if k not in ("source", "source_id")]),
     )
     # a deal whose account, stage, dates or deletion changed may change what matches it
     moved = [
@@ -589,6 +590,7 @@ def _update_by_id(crm: bool | None, columns: tuple[str, ...]):  # noqa: ANN202
     writes only what it owns (see CRM_COLUMNS); is_deleted follows from its sources.
     """
     values = {}
+    held, held_columns = kept("activities") or (None, frozenset())
     for name in columns:
         column, new = activities.c[name], bindparam(f"v_{name}")
         if crm is None:
@@ -599,6 +601,8 @@ def _update_by_id(crm: bool | None, columns: tuple[str, ...]):  # noqa: ANN202
             values[name] = func.coalesce(new, column) if crm else func.coalesce(column, new)
         elif not crm:
             values[name] = new
+        if name in held_columns and name in values and not crm:  # a person's choice stays
+            values[name] = case((held, column), else_=values[name])
     return update(activities).where(activities.c.id == bindparam("_id")).values(values)
 
 

@@ -1,0 +1,81 @@
+"""Who owns each column of a synced row: the one rule between a sync and a person.
+
+A row that a source syncs (a Salesforce Opportunity, a mailbox's message) is also a row
+people work on in oppkit. Without a rule the next sync silently undoes their work. The
+rule: every column has one owner. A sync writes only the columns its source owns; the
+columns oppkit owns it writes when it creates the row (a first value, e.g. a deal that
+is private in Salesforce arrives private) and never again. The sync writer
+(:mod:`oppkit.sync.writer`) and the Kit (which says what is pending, what may be
+edited) both read this module; nothing else decides it.
+
+Salesforce owns what it syncs of a deal (name, stage, amount, close date, probability,
+owner, account, campaign, type, lead source, its custom fields); a change to one of
+those made in oppkit goes back to Salesforce (write-back) or is refused.
+
+Example::
+
+    from oppkit.db.ownership import synced_columns
+    synced_columns("opportunities", ["name", "amount", "is_private"])  # ["name", "amount"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import ColumnElement, literal_column
+
+from .schema import activities
+
+PERSON_LINK = "person"  # activities.opportunity_link: a person chose the deal (or none)
+
+# Columns of synced tables that oppkit owns: a sync sets them on insert, never after.
+OPPKIT_OWNED: dict[str, frozenset[str]] = {
+    # privacy (oppkit.actions.set_private), the workflow step (oppkit.workflow)
+    "opportunities": frozenset({"is_private", "step", "step_id"}),
+    # the lifecycle stage and its manual lock (oppkit.workflow.lifecycle)
+    "accounts": frozenset({"lifecycle_stage", "stage_locked"}),
+    "people": frozenset({"lifecycle_stage", "stage_locked"}),
+}
+
+# Fields of a Salesforce Opportunity a person may change in oppkit, and the Salesforce
+# field each goes to: with write-back on they are pushed, else refused (never kept
+# locally only to be overwritten by the next sync).
+SALESFORCE_EDITABLE: dict[str, str] = {
+    "name": "Name",
+    "stage": "StageName",
+    "amount": "Amount",
+    "close_date": "CloseDate",
+    "probability": "Probability",
+    "next_step": "NextStep",
+}
+
+# Rows a person settled in oppkit keep these columns whatever a sync reports: an
+# activity whose deal a person chose (oppkit.actions.link_activity).
+KEPT_WHILE: dict[str, tuple[ColumnElement[bool], frozenset[str]]] = {
+    "activities": (
+        # a constant in the SQL (not a parameter): the bulk upsert binds row values only
+        activities.c.opportunity_link == literal_column(f"'{PERSON_LINK}'"),
+        frozenset({"account_id", "opportunity_id", "opportunity_link"}),
+    ),
+}
+
+
+def synced_columns(table: str, columns: Iterable[str]) -> list[str]:
+    """Of ``columns``, those a sync may update on an existing row of ``table``."""
+    owned = OPPKIT_OWNED.get(table, frozenset())
+    return [c for c in columns if c not in owned]
+
+
+def kept(table: str) -> tuple[ColumnElement[bool], frozenset[str]] | None:
+    """(condition on the stored row, columns) a sync leaves as they are while it holds."""
+    return KEPT_WHILE.get(table)
+
+
+__all__ = [
+    "KEPT_WHILE",
+    "OPPKIT_OWNED",
+    "PERSON_LINK",
+    "SALESFORCE_EDITABLE",
+    "kept",
+    "synced_columns",
+]
