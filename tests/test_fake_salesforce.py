@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 import requests
@@ -449,3 +450,268 @@ def test_versions_and_other_api_versions(fake):
     assert connect(fake).sf_version == "59.0"  # simple-salesforce's default
     assert sf.query("SELECT Id FROM OpportunityStage")["totalSize"] == 10  # the standard stages
     assert fake.requests[-1][1].startswith("/services/data/v62.0/query/")
+
+
+# -- updates: PATCH /services/data/vXX.X/sobjects/{Object}/{Id} ---------------------------------
+
+
+def http_date(value: datetime) -> str:
+    """An HTTP date (RFC 7231), as the If-Unmodified-Since header takes it."""
+    return format_datetime(value.astimezone(UTC), usegmt=True)
+
+
+def stamp_of(sf: Salesforce, deal: str) -> datetime:
+    soql = f"SELECT SystemModstamp FROM Opportunity WHERE Id = '{deal}'"  # noqa: S608
+    value = sf.query(soql)["records"][0]["SystemModstamp"]
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+def test_update_sets_the_fields_moves_the_audit_fields_and_answers_204(fake, org):
+    deal = opportunity(org, "Big deal", Amount=100, NextStep="call")
+    other = opportunity(org, "Other deal")
+    org.advance(minutes=5)
+    sf = connect(fake)
+    since = http_date(stamp_of(sf, deal))
+    change = {"Amount": 5, "stagename": "Closed Won", "CloseDate": "2026-02-01", "NextStep": None}
+
+    response = sf.Opportunity.update(
+        deal, change, raw_response=True, headers={"If-Unmodified-Since": since}
+    )
+    fields = "Amount, StageName, IsWon, IsClosed, Probability, CloseDate, NextStep, "
+    fields += "SystemModstamp, LastModifiedDate, LastModifiedById"
+    soql = f"SELECT {fields} FROM Opportunity WHERE Id = '{deal}'"  # noqa: S608
+    record = sf.query(soql)["records"][0]
+
+    assert response.status_code == 204 and response.content == b""
+    assert "Content-Type" not in response.headers
+    assert {k: v for k, v in record.items() if k != "attributes"} == {
+        "Amount": 5.0,
+        "StageName": "Closed Won",
+        "IsWon": True,  # derived from the stage, as Salesforce does
+        "IsClosed": True,
+        "Probability": 100.0,
+        "CloseDate": "2026-02-01",
+        "NextStep": None,
+        "SystemModstamp": "2026-01-01T10:05:00.000+0000",
+        "LastModifiedDate": "2026-01-01T10:05:00.000+0000",
+        "LastModifiedById": org.user_id,
+    }
+    assert org.get("Opportunity", other)["SystemModstamp"] == T0
+    assert ("PATCH", f"/services/data/v59.0/sobjects/Opportunity/{deal}") in fake.requests
+    (patch,) = fake.patches
+    assert (patch.id, patch.body) == (deal, change)
+    assert since == "Thu, 01 Jan 2026 10:00:00 GMT"
+    assert patch.headers["if-unmodified-since"] == since  # any case
+    assert patch.headers["Content-Type"] == "application/json"
+
+    org.advance(minutes=1)  # getUpdated covers whole minutes up to now
+    updated = sf.Opportunity.updated(T0 + timedelta(minutes=1), org.now())
+    incremental = sf.query_all(
+        "SELECT Id FROM Opportunity WHERE SystemModstamp > 2026-01-01T10:00:00Z"
+    )["records"]
+    assert updated["ids"] == [deal]
+    assert [r["Id"] for r in incremental] == [deal]
+
+
+def test_a_stale_if_unmodified_since_is_412_and_changes_nothing(fake, org):
+    deal = opportunity(org, "deal", Amount=100)
+    colleague = org.add("User", Username="c@example.com", LastName="Colleague", Email="c@x.org")
+    sf = connect(fake)
+    since = http_date(stamp_of(sf, deal))  # read at 10:00:00
+    org.advance(seconds=1)
+    org.update("Opportunity", deal, Amount=200, LastModifiedById=colleague)  # upstream
+    before = org.get("Opportunity", deal)
+
+    with pytest.raises(SalesforceGeneralError) as err:
+        sf.Opportunity.update(deal, {"Amount": 5}, headers={"If-Unmodified-Since": since})
+
+    assert err.value.status == 412
+    assert err.value.content == [
+        {
+            "message": f"The requested resource has been modified since {since}",
+            "errorCode": "PRECONDITION_FAILED",
+        }
+    ]
+    assert org.get("Opportunity", deal) == before
+    assert (before["Amount"], before["LastModifiedById"]) == (200.0, colleague)
+    assert before["SystemModstamp"] == T0 + timedelta(seconds=1)
+
+    fresh = http_date(stamp_of(sf, deal))  # re-read, then the update goes through
+    assert sf.Opportunity.update(deal, {"Amount": 5}, headers={"If-Unmodified-Since": fresh}) == 204
+    after = org.get("Opportunity", deal)
+    assert (after["Amount"], after["LastModifiedById"]) == (5.0, org.user_id)
+    with pytest.raises(SalesforceMalformedRequest) as err:  # documented: an invalid value is a 400
+        sf.Opportunity.update(deal, {"Amount": 6}, headers={"If-Unmodified-Since": "2026-01-01"})
+    assert err.value.content[0]["errorCode"] == "INVALID_HEADER_VALUE"
+    assert org.get("Opportunity", deal) == after
+
+
+def test_if_unmodified_since_compares_whole_seconds(fake, org):
+    deal = opportunity(org, "deal")
+    org.update("Opportunity", deal, SystemModstamp=T0 + timedelta(milliseconds=400))
+    sf = connect(fake)
+    header = {"If-Unmodified-Since": http_date(T0)}
+
+    assert sf.Opportunity.update(deal, {"Amount": 1}, headers=header) == 204  # the same second
+    org.advance(seconds=1)
+    org.update("Opportunity", deal, Amount=2)
+    with pytest.raises(SalesforceGeneralError) as err:
+        sf.Opportunity.update(deal, {"Amount": 3}, headers=header)
+    assert err.value.status == 412
+    assert sf.Opportunity.update(deal, {"Amount": 4}) == 204  # unconditional
+    assert org.get("Opportunity", deal)["Amount"] == 4.0
+
+
+def _rule_on_amount(fake, deal):
+    fake.add_validation_rule(
+        "Opportunity", lambda r: r["Amount"] is not None and r["Amount"] < 0,
+        "Amount cannot be negative", field="amount",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("setup", "change", "code", "message", "fields"),
+    [
+        pytest.param(
+            None, {"Amount": 5, "Nope__c": 1}, "INVALID_FIELD",
+            "No such column 'Nope__c' on sobject of type Opportunity", None,
+            id="unknown field",
+        ),
+        pytest.param(
+            None, {"Amount": 5, "IsWon": True, "systemmodstamp": "2026-01-01T11:00:00Z"},
+            "INVALID_FIELD_FOR_INSERT_UPDATE",
+            "Unable to create/update fields: IsWon, SystemModstamp. Please check the security "
+            "settings of this field and verify that it is read/write for your profile or "
+            "permission set.", ["IsWon", "SystemModstamp"],
+            id="read-only fields",
+        ),
+        pytest.param(
+            _rule_on_amount, {"Amount": -1, "NextStep": "call"},
+            "FIELD_CUSTOM_VALIDATION_EXCEPTION", "Amount cannot be negative", ["Amount"],
+            id="validation rule",
+        ),
+        pytest.param(
+            lambda fake, deal: fake.lock_record("Opportunity", deal), {"Amount": 5},
+            "ENTITY_IS_LOCKED", "This record is locked. If you need to edit it, contact your "
+            "admin.", [],
+            id="locked record",
+        ),
+        pytest.param(
+            None, {"Amount": 5, "Name": None}, "REQUIRED_FIELD_MISSING",
+            "Required fields are missing: [Name]", ["Name"],
+            id="required field",
+        ),
+        pytest.param(
+            None, {"Amount": 5, "CloseDate": "next week"}, "JSON_PARSER_ERROR",
+            'Cannot deserialize instance of date from VALUE_STRING value "next week" or request '
+            "may be missing a required field", None,
+            id="value of the wrong type",
+        ),
+    ],
+)  # fmt: skip
+def test_documented_update_errors_are_400s_that_change_nothing(
+    fake, org, setup, change, code, message, fields
+):
+    deal = opportunity(org, "deal", Amount=100)
+    org.advance(minutes=1)
+    if setup:
+        setup(fake, deal)
+    before = org.get("Opportunity", deal)
+    sf = connect(fake)
+
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        sf.Opportunity.update(deal, change, headers={"If-Unmodified-Since": http_date(T0)})
+
+    error = {"message": message, "errorCode": code} | ({} if fields is None else {"fields": fields})
+    assert err.value.status == 400 and err.value.content == [error]
+    assert org.get("Opportunity", deal) == before
+    assert fake.patches[-1].body == change
+
+
+def test_validation_rules_see_the_record_after_the_update_and_every_failing_rule_reports(fake, org):
+    deal = opportunity(org, "deal")
+    fake.add_validation_rule(
+        "Opportunity", lambda r: r["IsWon"] and not r["Amount"], "A won deal needs an amount"
+    )
+    fake.add_validation_rule(
+        "Opportunity", lambda r: r["IsClosed"] and not r["NextStep"], "Say why", field="NextStep"
+    )
+    sf = connect(fake)
+
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        sf.Opportunity.update(deal, {"StageName": "Closed Won"})
+
+    code = "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    assert err.value.content == [
+        {"message": "A won deal needs an amount", "errorCode": code, "fields": []},
+        {"message": "Say why", "errorCode": code, "fields": ["NextStep"]},
+    ]
+    assert org.get("Opportunity", deal)["StageName"] == "Prospecting"
+    assert sf.Opportunity.update(deal, {"StageName": "Closed Lost", "NextStep": "lost"}) == 204
+    assert org.get("Opportunity", deal)["IsClosed"] is True
+    org.update("Opportunity", deal, StageName="Closed Won")  # upstream: no rules apply
+    fake.lock_record("Opportunity", deal)
+    with pytest.raises(SalesforceMalformedRequest):
+        sf.Opportunity.update(deal, {"Amount": 1})
+    fake.unlock_record("Opportunity", deal)
+    assert sf.Opportunity.update(deal, {"Amount": 1}) == 204
+
+
+def test_updating_a_missing_or_deleted_record_is_not_found(fake, org):
+    gone = opportunity(org, "gone")
+    org.delete("Opportunity", gone)
+    sf = connect(fake)
+
+    absent = "The requested resource does not exist"
+    cases = [
+        (sf.Opportunity, to18("006Fk0000099999"), absent),
+        (sf.Opportunity, "not-an-id",
+         "Provided external ID field does not exist or is not accessible: not-an-id"),
+        (sf.Nope__c, to18("a01Fk0000000001"), absent),  # no such object
+    ]  # fmt: skip
+    for sobject, record_id, message in cases:
+        with pytest.raises(SalesforceResourceNotFound) as err:
+            sobject.update(record_id, {"Name": "x"})
+        assert err.value.status == 404
+        assert err.value.content == [{"message": message, "errorCode": "NOT_FOUND"}]
+    with pytest.raises(SalesforceResourceNotFound) as err:
+        sf.Opportunity.update(gone, {"Name": "x"})
+    assert err.value.content == [
+        {"message": "entity is deleted", "errorCode": "ENTITY_IS_DELETED", "fields": []}
+    ]
+    assert org.get("Opportunity", gone)["Name"] == "gone"
+
+
+def test_describe_marks_system_and_derived_fields_read_only(fake):
+    fields = {f["name"]: f for f in connect(fake).Opportunity.describe()["fields"]}
+
+    read_only = ["Id", "IsDeleted", "CreatedDate", "CreatedById", "LastModifiedDate"]
+    read_only += ["LastModifiedById", "SystemModstamp", "IsWon", "IsClosed", "ExpectedRevenue"]
+    assert [n for n in read_only if fields[n]["updateable"]] == []
+    writable = ["Name", "StageName", "Amount", "CloseDate", "NextStep", "OwnerId", "AccountId"]
+    assert [n for n in writable if not fields[n]["updateable"]] == []
+
+
+def test_faults_hit_updates_too_and_leave_the_record_alone(fake, org):
+    deal = opportunity(org, "deal", Amount=100)
+    org.advance(minutes=1)
+    sf = connect(fake)
+    header = {"If-Unmodified-Since": http_date(T0)}
+    fake.fail_next(503, path_contains=f"/sobjects/Opportunity/{deal}")
+    fake.drop_next(path_contains="/sobjects/Opportunity/")
+
+    with pytest.raises(SalesforceGeneralError) as err:
+        sf.Opportunity.update(deal, {"Amount": 5}, headers=header)
+    assert err.value.status == 503
+    assert err.value.content[0]["errorCode"] == "SERVER_UNAVAILABLE"
+    with pytest.raises(requests.exceptions.ConnectionError):
+        sf.Opportunity.update(deal, {"Amount": 5}, headers=header)
+    assert org.get("Opportunity", deal)["Amount"] == 100.0
+    assert org.get("Opportunity", deal)["SystemModstamp"] == T0
+
+    assert sf.Opportunity.update(deal, {"Amount": 5}, headers=header) == 204  # the retry
+    assert org.get("Opportunity", deal)["Amount"] == 5.0
+    assert [p.headers["If-Unmodified-Since"] for p in fake.patches] == [
+        header["If-Unmodified-Since"]
+    ] * 3
+    assert fake.call_count(f"/sobjects/Opportunity/{deal}") == 3

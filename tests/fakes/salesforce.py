@@ -3,7 +3,8 @@
 The real ``simple_salesforce.Salesforce`` client talks to it over HTTPS on 127.0.0.1; a trustme CA
 signs the certificate (``session.verify = fake.ca_path``). It serves the documented paths and JSON:
 versions, limits, describeGlobal, describe, query / queryAll paged through
-``nextRecordsUrl``, getDeleted, getUpdated, the OAuth2 token endpoint and the SOAP login.
+``nextRecordsUrl``, getDeleted, getUpdated, record updates (PATCH on sObject Rows, with
+``If-Unmodified-Since``), the OAuth2 token endpoint and the SOAP login.
 
 simple-salesforce sends logins to ``https://{domain}.salesforce.com``; they reach the fake through
 its CONNECT tunnel: ``session.proxies = fake.proxies`` (the certificate covers ``*.salesforce.com``).
@@ -29,12 +30,15 @@ import traceback
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, time, timedelta
+from email.utils import parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
 import trustme
+from requests.structures import CaseInsensitiveDict
 
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # ascending in ASCII
 _TEXT = {"string", "picklist", "textarea", "email", "phone", "url", "combobox"}
@@ -96,6 +100,28 @@ def _json_value(value):
 
 
 _TO_JSON = {"datetime": sf_datetime, "date": date.isoformat, "anyType": _json_value}
+_JSON_TOKENS = {bool: "VALUE_TRUE", int: "VALUE_NUMBER_INT", float: "VALUE_NUMBER_FLOAT"}
+_JSON_TOKENS |= {str: "VALUE_STRING", dict: "START_OBJECT", list: "START_ARRAY"}
+
+
+def _from_json(ftype: str, value):
+    """A JSON value of a request body as the field type's stored value; ValueError if it does
+    not fit (Salesforce answers JSON_PARSER_ERROR). A checkbox set to null turns false."""
+    if ftype == "boolean":
+        if value is None or isinstance(value, bool):
+            return bool(value)
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ValueError(value)
+    if value is None:
+        return None
+    if isinstance(value, dict | list) or (isinstance(value, bool) and ftype != "anyType"):
+        raise ValueError(value)
+    if ftype in ("datetime", "date") and not isinstance(value, str):
+        raise ValueError(value)
+    if ftype in _NUMBER | {"datetime", "date"}:
+        return _coerce(ftype, value)  # ValueError for text that is not one
+    return value if ftype == "anyType" or isinstance(value, str) else str(value)
 
 
 # -- describe metadata ------------------------------------------------------------------------
@@ -352,15 +378,32 @@ class FakeOrg:
 
 
 class SalesforceFault(Exception):
-    """An error answer: HTTP status and ``[{"message": ..., "errorCode": ...}]``."""
+    """An error answer: HTTP status and ``[{"message": ..., "errorCode": ...}]``; a DML error
+    (one about the record written) also names its ``fields``; ``more``: further errors."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, fields: list[str] | None = None, more=()
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        error = {"message": message, "errorCode": code}
+        self.errors = [error if fields is None else error | {"fields": fields}, *more]
 
 
 def _malformed(message: str) -> SalesforceFault:
     return SalesforceFault(400, "MALFORMED_QUERY", message)
+
+
+def _if_unmodified_since(value: str | None) -> datetime | None:
+    """The header's HTTP date (RFC 7231: ``Wed, 02 Dec 2026 10:00:00 GMT``; whole seconds).
+    Salesforce documents a 400 for an invalid value on PATCH (not which error code)."""
+    if value is None:
+        return None
+    try:
+        return _utc(parsedate_to_datetime(value))
+    except (TypeError, ValueError, IndexError) as e:
+        message = f"Invalid If-Unmodified-Since header value: {value}"
+        raise SalesforceFault(400, "INVALID_HEADER_VALUE", message) from e
 
 
 _TOKEN = re.compile(
@@ -620,6 +663,7 @@ _ROUTES = [  # method, path, handler, is an authenticated (and counted) API call
     ("GET", _V + r"/sobjects/(?P<obj>\w+)/(?P<kind>deleted|updated)/?", "replication", True),
     ("GET", _V + r"/(?P<ep>query|queryAll)/?", "query", True),
     ("GET", _V + r"/(?P<ep>query|queryAll)/(?P<loc>\w+-\d+)/?", "query_more", True),
+    ("PATCH", _V + r"/sobjects/(?P<obj>\w+)/(?P<rid>[^/]+)/?", "update", True),
     ("POST", r"/services/oauth2/token", "oauth_token", False),
     ("POST", r"/services/Soap/u/(?P<v>\d+\.\d)(?:/.*)?", "soap_login", False),
 ]
@@ -651,14 +695,17 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PATCH = do_PUT = do_DELETE = do_GET
 
     def reply(self, status: int, body, content_type: str | None, usage: str) -> None:
+        """Send an answer; a 204 (body None) has neither body nor Content-Type/Length."""
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
-        self.send_header("Content-Type", content_type or "application/json;charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
+        if status != 204:
+            self.send_header("Content-Type", content_type or "application/json;charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
         if usage:
             self.send_header("Sforce-Limit-Info", usage)
         self.end_headers()
-        self.wfile.write(data)
+        if status != 204:
+            self.wfile.write(data)
 
 
 class _HttpsServer(ThreadingHTTPServer):
@@ -708,6 +755,15 @@ class _TunnelHandler(socketserver.BaseRequestHandler):
                         key.data.sendall(data)
 
 
+class Patch(NamedTuple):
+    """A PATCH request as it arrived: the record Id of its path, the decoded JSON body (the raw
+    bytes if it was not JSON) and the request headers (a case-insensitive dict)."""
+
+    id: str
+    body: object
+    headers: CaseInsensitiveDict
+
+
 class FakeSalesforce:
     """HTTPS server on 127.0.0.1 (threaded) speaking the Salesforce REST API; a context manager."""
 
@@ -731,6 +787,9 @@ class FakeSalesforce:
         self.consumer_key, self.consumer_secret = consumer_key, consumer_secret
         self.daily_api_max, self.api_used = daily_api_max, 0
         self.requests: list[tuple[str, str]] = []  # (method, path+query) of every request
+        self.patches: list[Patch] = []  # every PATCH, faulted ones too
+        self._rules: dict[str, list[tuple[Callable[[dict], bool], str, str | None]]] = {}
+        self._locked: set[str] = set()  # Ids of records locked (e.g. by an approval process)
         self.tunnels: list[str] = []  # CONNECT targets seen by the proxy
         self._sessions = {session_id}
         self._faults: list[list] = []  # [times, path_contains, status or None (= drop), code, msg]
@@ -809,11 +868,48 @@ class FakeSalesforce:
     def call_count(self, path_contains: str) -> int:
         return sum(path_contains in path for _, path in self.requests)
 
+    def add_validation_rule(
+        self,
+        sobject: str,
+        error_condition: Callable[[dict], bool],
+        message: str,
+        field: str | None = None,
+    ) -> None:
+        """A validation rule on updates through the API (not on ``org.add`` / ``org.update``):
+        ``error_condition(record)`` sees the record as the update would leave it (a dict of
+        every described field's stored Python value, None if unset; derived fields recomputed)
+        and returns True to reject it, as a Salesforce error condition formula does. The answer
+        is 400 FIELD_CUSTOM_VALIDATION_EXCEPTION with ``message`` shown at ``field`` (None: at
+        the top of the page, ``fields: []``); every failing rule adds its error to the answer."""
+        obj, _, lower = self.org._types(sobject)
+        name = None if field is None else lower.get(field.lower())
+        if field is not None and name is None:
+            raise KeyError(f"{obj} has no field {field!r}")
+        with self._lock:
+            self._rules.setdefault(obj, []).append((error_condition, message, name))
+
+    def lock_record(self, sobject: str, id: str) -> None:
+        """Lock a record, as an approval process does: API updates answer ENTITY_IS_LOCKED."""
+        rid = to18(id)
+        if rid not in self.org.records[self.org._types(sobject)[0]]:
+            raise KeyError(f"no {sobject} {id}")
+        self._locked.add(rid)
+
+    def unlock_record(self, sobject: str, id: str) -> None:
+        self._locked.discard(to18(id))
+
     # -- dispatch --
     def _dispatch(self, h: _Handler) -> None:
         self.requests.append((h.command, h.path))
         path, query = urlsplit(h.path)[2:4]
         body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+        if h.command == "PATCH":
+            try:
+                sent = json.loads(body)
+            except ValueError:
+                sent = body
+            headers = CaseInsensitiveDict(h.headers.items())
+            self.patches.append(Patch(path.rstrip("/").rpartition("/")[2], sent, headers))
         with self._lock:
             fault = next((f for f in self._faults if f[1] in h.path), None)
             if fault:
@@ -841,7 +937,7 @@ class FakeSalesforce:
                 clock.sleep(self.latency)
             status, out, ctype = getattr(self, "_" + name)(h, params, body, **match.groupdict())
         except SalesforceFault as e:
-            status, out, ctype = e.status, [{"message": e.message, "errorCode": e.code}], None
+            status, out, ctype = e.status, e.errors, None
         except Exception as e:  # a bug in the fake: answer as Salesforce would, show the traceback
             traceback.print_exc()
             status, out, ctype = 500, [{"message": repr(e), "errorCode": "UNKNOWN_EXCEPTION"}], None
@@ -988,6 +1084,90 @@ class FakeSalesforce:
             },
             None,
         )
+
+    def _update(self, h, params, body, v, obj, rid):
+        """sObject Rows PATCH: set the body's fields as the API user, 204 without a body; the
+        documented errors change nothing. The audit fields move to now, as on any update."""
+        obj = self._object(obj)
+        try:
+            values = json.loads(body)
+        except ValueError as e:
+            raise SalesforceFault(400, "JSON_PARSER_ERROR", f"Unexpected character: {e}") from e
+        if not isinstance(values, dict):
+            token = _JSON_TOKENS.get(type(values), "VALUE_NULL")
+            message = f"Cannot deserialize instance of {obj} from {token} value"
+            raise SalesforceFault(400, "JSON_PARSER_ERROR", message)
+        metas = {f["name"].lower(): f for f in self.org.fields[obj]}
+        given: dict[str, tuple[dict, object]] = {}
+        for key, value in values.items():
+            if key == "attributes":  # {"type": ...}, as in a query result: allowed, unused
+                continue
+            if (meta := metas.get(key.lower())) is None:
+                message = f"No such column '{key}' on sobject of type {obj}"
+                raise SalesforceFault(400, "INVALID_FIELD", message)
+            given[meta["name"]] = meta, value
+        since = _if_unmodified_since(h.headers.get("If-Unmodified-Since"))
+        with self.org.lock:  # the precondition and the write are one step
+            rec = self.org.records[obj].get(to18(rid))
+            if rec is None:
+                ok = rid.isalnum() and (len(rid) == 15 or (len(rid) == 18 and to18(rid) == rid))
+                message = "The requested resource does not exist"
+                if not ok:  # not an Id: Salesforce takes it for an external ID field's name
+                    message = (
+                        f"Provided external ID field does not exist or is not accessible: {rid}"
+                    )
+                raise SalesforceFault(404, "NOT_FOUND", message)
+            if rec.get("IsDeleted"):
+                raise SalesforceFault(404, "ENTITY_IS_DELETED", "entity is deleted", [])
+            modified = rec.get("SystemModstamp") or rec.get("CreatedDate")  # field history: none
+            if since and modified and modified.replace(microsecond=0) > since:  # whole seconds
+                stamp = h.headers["If-Unmodified-Since"]
+                message = f"The requested resource has been modified since {stamp}"
+                raise SalesforceFault(412, "PRECONDITION_FAILED", message)
+            if readonly := [name for name, (meta, _) in given.items() if not meta["updateable"]]:
+                message = (
+                    f"Unable to create/update fields: {', '.join(readonly)}. Please check the "
+                    "security settings of this field and verify that it is read/write for your "
+                    "profile or permission set."
+                )
+                raise SalesforceFault(400, "INVALID_FIELD_FOR_INSERT_UPDATE", message, readonly)
+            if rec["Id"] in self._locked:
+                message = "This record is locked. If you need to edit it, contact your admin."
+                raise SalesforceFault(400, "ENTITY_IS_LOCKED", message, [])
+            changes = {}
+            for name, (meta, value) in given.items():
+                try:
+                    changes[name] = _from_json(meta["type"], value)
+                except (ValueError, TypeError, OverflowError) as e:
+                    token = _JSON_TOKENS.get(type(value), "VALUE_NULL")
+                    message = (
+                        f"Cannot deserialize instance of {meta['type']} from {token} value "
+                        f"{json.dumps(value)} or request may be missing a required field"
+                    )
+                    raise SalesforceFault(400, "JSON_PARSER_ERROR", message) from e
+            required = {n for n, (meta, _) in given.items() if not meta["nillable"]}
+            if missing := [n for n, x in changes.items() if x is None and n in required]:
+                message = f"Required fields are missing: [{', '.join(missing)}]"
+                raise SalesforceFault(400, "REQUIRED_FIELD_MISSING", message, missing)
+            now = self.org.now()
+            audit = {"LastModifiedDate": now, "SystemModstamp": now}
+            audit["LastModifiedById"] = self.org.user_id  # the API user: every session's
+            after = rec | {k: x for k, x in audit.items() if k.lower() in metas} | changes
+            stages = self.org._stages() if obj == "Opportunity" else {}
+            self.org._derive(obj, after, changes, stages)
+            with self._lock:
+                rules = list(self._rules.get(obj, ()))
+            code = "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+            record = {meta["name"]: after.get(meta["name"]) for meta in metas.values()}
+            if errors := [
+                {"message": message, "errorCode": code, "fields": [field] if field else []}
+                for error_condition, message, field in rules
+                if error_condition(dict(record))
+            ]:
+                first, *more = errors
+                raise SalesforceFault(400, code, first["message"], first["fields"], more)
+            rec |= after
+        return 204, None, None
 
     def _token_response(self) -> dict:
         return {
