@@ -41,7 +41,8 @@ NOW = datetime.now(UTC)
 DIGEST_NOW = NOW + timedelta(days=7)  # the weekly digest due then covers the activities
 DEAL_PARAMETERS = ("opportunity", "parent")
 WRITES = {"follow", "unfollow", "load", "create", "transition", "follow_on", "set",
-          "apply_rules", "deliver", "link_activity"}  # fmt: skip
+          "apply_rules", "deliver", "link_activity", "update_opportunity",
+          "resolve_conflict", "discard_change"}  # fmt: skip
 
 
 @pytest.fixture
@@ -83,6 +84,11 @@ def org(db_url: str, settings, export: Path) -> tuple[str, int]:
     owner.follow(PUBLIC_DEAL, AVA, frequency="weekly")
     owner.follow("Globex secret", BEN, frequency="weekly")
     oppkit.connect(db_url).lifecycle.apply_rules()
+    # a change of the secret deal's amount waiting for Salesforce (write-back)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("OPPKIT_SALESFORCE_WRITE_BACK", "1")
+        owner.update_opportunity("Globex secret", amount=7313)
+    assert len(owner.changes()) == 1
     return db_url, secret_row_id
 
 
@@ -117,7 +123,8 @@ def _arguments(method: Any, where: str) -> dict[str, Any] | None:
     known = {"opportunity": PUBLIC_DEAL, "parent": PUBLIC_DEAL, "account": "globex.example",
              "person": "hank@globex.example", "person_or_account": "globex.example",
              "person_email": AVA, "name": "Win", "follow_on": "Up-sell",
-             "stage": "Churned", "activity_id": 1}  # fmt: skip
+             "stage": "Churned", "activity_id": 1, "change_id": 1, "field": "amount",
+             "keep": "mine"}  # fmt: skip
     kwargs = {}
     for name, param in inspect.signature(method).parameters.items():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):

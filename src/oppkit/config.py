@@ -18,6 +18,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from platformdirs import user_data_dir
 
@@ -93,3 +94,27 @@ def load_settings(database_url: str | None = None) -> Settings:
         config_path=path,
         extra=data,
     )
+
+
+def write_back_enabled(settings: Settings | None = None) -> bool:
+    """Whether changes to Salesforce-owned fields are pushed (else refused); default off.
+
+    ``OPPKIT_SALESFORCE_WRITE_BACK`` (1/0, true/false) wins over ``[salesforce]
+    write_back`` in oppkit.toml.
+    """
+    value: Any = env_setting("SALESFORCE_WRITE_BACK")
+    where = "OPPKIT_SALESFORCE_WRITE_BACK"
+    if value in (None, ""):
+        settings = settings or load_settings()
+        table = (settings.extra or {}).get("salesforce") or {}
+        if not isinstance(table, dict):
+            raise ConfigError(f"{settings.config_path}: [salesforce] must be a table")
+        value, where = table.get("write_back", False), "[salesforce] write_back"
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{where} must be true or false, not {value!r}")

@@ -175,6 +175,48 @@ class Kit:
 
         link_activity(self.scope, activity_id, opportunity)
 
+    # --- changes to deals (oppkit.writeback) -------------------------------------------
+
+    def update_opportunity(
+        self, opportunity: Any, *, by: str | None = None, **fields: Any
+    ) -> list[int]:
+        """Change a deal's name, stage, amount, close date or probability.
+
+        A Salesforce deal's change goes to Salesforce (write-back on: pending until the
+        agent pushes it) or is refused saying where to change it (off; the default).
+
+        >>> kit.update_opportunity("Acme pilot", amount=55_000, close_date="2027-01-31")
+        """
+        from .writeback import update_opportunity
+
+        return update_opportunity(self.scope, opportunity, by=by, **fields)
+
+    def changes(
+        self, opportunity: Any = None, *, status: str | list[str] | None = None
+    ) -> pd.DataFrame:
+        """Changes made here to fields Salesforce owns: pending, pushed, in conflict.
+
+        >>> kit.changes(status="conflict")
+        """
+        from .writeback import changes
+
+        return changes(self.scope, opportunity, status=status)
+
+    def resolve_conflict(self, opportunity: Any, field: str, keep: str) -> None:
+        """Settle a write-back conflict: ``keep="theirs"`` (Salesforce's) or ``"mine"``.
+
+        >>> kit.resolve_conflict("Acme pilot", "amount", keep="mine")
+        """
+        from .writeback import resolve_conflict
+
+        resolve_conflict(self.scope, opportunity, field, keep)
+
+    def discard_change(self, change_id: int) -> None:
+        """Withdraw a change still pending or in conflict (Salesforce's value stays)."""
+        from .writeback import discard_change
+
+        discard_change(self.scope, change_id)
+
     def unfollow(self, opportunity: Any, person_email: str) -> None:
         """Stop the digests of ``opportunity`` for ``person_email``."""
         from .digest import unfollow

@@ -24,9 +24,13 @@ from collections.abc import Iterable
 
 from sqlalchemy import ColumnElement, literal_column
 
-from .schema import activities
+from .schema import activities, stages
 
 PERSON_LINK = "person"  # activities.opportunity_link: a person chose the deal (or none)
+
+# outbound_changes.status: a change to a Salesforce-owned field on its way there
+PENDING, CONFLICT, PUSHED, DROPPED = "pending", "conflict", "pushed", "dropped"
+WAITING = (PENDING, CONFLICT)  # not in Salesforce yet: shown beside Salesforce's value
 
 # Columns of synced tables that oppkit owns: a sync sets them on insert, never after.
 OPPKIT_OWNED: dict[str, frozenset[str]] = {
@@ -35,6 +39,9 @@ OPPKIT_OWNED: dict[str, frozenset[str]] = {
     # the lifecycle stage and its manual lock (oppkit.workflow.lifecycle)
     "accounts": frozenset({"lifecycle_stage", "stage_locked"}),
     "people": frozenset({"lifecycle_stage", "stage_locked"}),
+    # a stage's place in the one funnel (oppkit.funnel numbers it; Salesforce's own
+    # order is source_order)
+    "stages": frozenset({"sort_order"}),
 }
 
 # Fields of a Salesforce Opportunity a person may change in oppkit, and the Salesforce
@@ -57,6 +64,12 @@ KEPT_WHILE: dict[str, tuple[ColumnElement[bool], frozenset[str]]] = {
         activities.c.opportunity_link == literal_column(f"'{PERSON_LINK}'"),
         frozenset({"account_id", "opportunity_id", "opportunity_link"}),
     ),
+    # a stage the workflow defines (it may share its name with a Salesforce stage): what
+    # it is (open, won...) and its probability are the workflow's
+    "stages": (
+        stages.c.source == literal_column("'workflow'"),
+        frozenset({"status", "probability", "source"}),
+    ),
 }
 
 
@@ -72,6 +85,11 @@ def kept(table: str) -> tuple[ColumnElement[bool], frozenset[str]] | None:
 
 
 __all__ = [
+    "CONFLICT",
+    "DROPPED",
+    "PENDING",
+    "PUSHED",
+    "WAITING",
     "KEPT_WHILE",
     "OPPKIT_OWNED",
     "PERSON_LINK",

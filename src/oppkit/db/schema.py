@@ -134,10 +134,11 @@ stages = Table(
     Column("id", Integer, primary_key=True),
     Column("name", String(120), nullable=False, unique=True),
     Column("status", String(20), nullable=False, default="open"),  # open/archived/lost/won
-    Column("sort_order", Integer),
+    Column("sort_order", Integer),  # the funnel's place: oppkit's (oppkit.funnel)
     Column("probability", Float),
     Column("is_active", Boolean, nullable=False, default=True, server_default="1"),
     Column("source", String(40), nullable=False, default="local"),
+    Column("source_order", Integer),  # the source's own order (SortOrder); migration 0009
 )
 
 campaigns = Table(
@@ -173,6 +174,9 @@ opportunities = Table(
     Column("opportunity_type", String(120)),
     Column("lead_source", String(120)),
     Column("attributes", JSON(none_as_null=True)),  # custom fields mapped in oppkit.toml
+    # the source's own last-modified stamp as last synced (Salesforce's SystemModstamp):
+    # what a write-back's If-Unmodified-Since says the user saw (migration 0009)
+    Column("source_modstamp", UTCDateTime),
     *_synced(),
     UniqueConstraint("source", "source_id"),
     Index(None, "account_id"),
@@ -290,6 +294,8 @@ stage_history = Table(
     Column("new_value", String(255)),
     Column("changed_at", UTCDateTime, nullable=False),
     Column("changed_by_id", Integer, ForeignKey("people.id")),
+    # where the change came from: sync, create, transition, edit, conflict (migration 0009)
+    Column("origin", String(20)),
     *_synced(),
     UniqueConstraint("source", "source_id"),
     Index(None, "opportunity_id", "changed_at"),
@@ -371,6 +377,15 @@ transitions = Table(
     Column("communications", JSON(none_as_null=True)),
     Column("sort_order", Integer),
     UniqueConstraint("from_step_id", "name"),
+)
+
+# Where a deal that arrives in a stage from Salesforce stands in the workflow: a
+# Salesforce stage name (the workflow's own stages and those it maps onto them) -> step.
+stage_arrivals = Table(
+    "stage_arrivals",
+    metadata,
+    Column("stage_name", String(120), primary_key=True),
+    Column("step_id", Integer, ForeignKey("steps.id", ondelete="CASCADE"), nullable=False),
 )
 
 workflow_entries = Table(
@@ -497,4 +512,36 @@ database_users = Table(
     Column("role_name", String(63), primary_key=True),
     Column("person_id", Integer, ForeignKey("people.id", ondelete="CASCADE"), nullable=False),
     Column("created_at", UTCDateTime, default=_now),
+)
+
+# Changes a person made in oppkit to fields Salesforce owns, on their way to Salesforce
+# (write-back, oppkit.writeback; migration 0009). Committed with the edit or transition
+# that made them; the Salesforce agent pushes them before it pulls.
+outbound_changes = Table(
+    "outbound_changes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "opportunity_id",
+        Integer,
+        ForeignKey("opportunities.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("field", String(40), nullable=False),  # oppkit's column: stage amount close_date
+    Column("old_value", JSON(none_as_null=True)),  # what the person saw
+    Column("new_value", JSON(none_as_null=True)),  # what they want
+    Column("seen_modstamp", UTCDateTime),  # the SystemModstamp of the record they saw
+    # pending -> pushed; pending -> conflict -> pending (push mine) or dropped (keep theirs)
+    Column("status", String(12), nullable=False, default="pending"),
+    Column("origin", String(20), nullable=False),  # edit / transition
+    Column("requested_by_id", Integer, ForeignKey("people.id")),
+    Column("requested_at", UTCDateTime, nullable=False, default=_now),
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("last_error", Text),
+    Column("pushed_at", UTCDateTime),
+    Column("their_value", JSON(none_as_null=True)),  # a conflict: Salesforce's value now
+    Column("their_modstamp", UTCDateTime),
+    Column("their_by", String(255)),  # who changed it in Salesforce
+    Index(None, "status"),
+    Index(None, "opportunity_id"),
 )

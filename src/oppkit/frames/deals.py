@@ -19,9 +19,12 @@ import pandas as pd
 from sqlalchemy import func, literal, or_, select
 
 from ..db import schema as db
+from ..db.ownership import CONFLICT, PENDING, WAITING
 from ..scope import ScopeLike, as_list, scope_of
 
-__all__ = ["alerts", "opportunities", "pipeline", "stage_history", "stages"]
+__all__ = [
+    "alerts", "opportunities", "pipeline", "stage_history", "stages", "waiting_changes",
+]  # fmt: skip
 
 
 def opportunities(
@@ -33,6 +36,10 @@ def opportunities(
     open_only: bool = False,
 ) -> pd.DataFrame:
     """One row per opportunity: stage, deal size, days to close, open alerts...
+
+    ``pending`` holds the changes made in oppkit that Salesforce does not have yet
+    ({field: value}, or None), ``conflicts`` those Salesforce changed in between
+    (write-back, see ``kit.changes()``); the other columns are what Salesforce confirmed.
 
     >>> kit.opportunities(open_only=True)[["name", "stage", "amount", "days_to_close"]]
     """
@@ -105,7 +112,34 @@ def opportunities(
     df["is_private"] = df["is_private"].astype(bool)
     for column in ("created_at", "updated_at"):
         df[column] = pd.to_datetime(df[column], utc=True)
+    waiting = waiting_changes(scope, df["id"].tolist())
+    df["pending"] = [waiting.get(i, {}).get(PENDING) for i in df["id"]]
+    df["conflicts"] = [waiting.get(i, {}).get(CONFLICT) for i in df["id"]]
     return df
+
+
+def waiting_changes(scope: ScopeLike, opportunity_ids: list[int]) -> dict[int, dict[str, dict]]:
+    """Deal id -> status (pending, conflict) -> field -> the value a person set in oppkit
+    that Salesforce does not have yet (``kit.changes()`` has the details). The deal's own
+    columns keep Salesforce's value until Salesforce confirms."""
+    scope = scope_of(scope)
+    found: dict[int, dict[str, dict]] = {}
+    if not opportunity_ids:
+        return found
+    with scope.engine.connect() as conn:
+        for start in range(0, len(opportunity_ids), 500):
+            part = [int(i) for i in opportunity_ids[start : start + 500]]
+            for opp_id, field, value, status in conn.execute(
+                select(
+                    db.outbound_changes.c.opportunity_id, db.outbound_changes.c.field,
+                    db.outbound_changes.c.new_value, db.outbound_changes.c.status,
+                ).where(
+                    db.outbound_changes.c.opportunity_id.in_(part),
+                    db.outbound_changes.c.status.in_(WAITING),
+                )
+            ):  # fmt: skip
+                found.setdefault(opp_id, {}).setdefault(status, {})[field] = value
+    return found
 
 
 def alerts(scope: ScopeLike, *, opportunity: Any = None, status: str | None = None) -> pd.DataFrame:

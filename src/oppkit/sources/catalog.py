@@ -70,6 +70,7 @@ SALESFORCE_API = Source(
     lock=lambda org: f"salesforce:{org.describe()}",
     lock_wait_from="wait",
     environment=_SF_CREDENTIALS,
+    before_run=("push_salesforce_changes",),  # write-back: push before the pull
 )
 
 MAIL_FILES = Source(

@@ -115,6 +115,8 @@ class Source:
       credentials, shown in the command's help.
     * ``after_run`` -- names of hooks the sync package runs after a run (sources know no
       SQL, so they name them; :mod:`oppkit.sync.declared_sources` resolves them).
+    * ``before_run`` -- names of hooks run first, under the run's lock, with (engine,
+      target, settings): Salesforce's pushes the changes people made before it pulls.
     """
 
     name: str
@@ -129,6 +131,7 @@ class Source:
     lock_wait_from: str | None = None
     environment: tuple[str, ...] = ()
     after_run: tuple[str, ...] = ()
+    before_run: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.trigger is not None and self.trigger_option() is None:

@@ -15,9 +15,11 @@ Example::
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 
 import orjson
@@ -28,6 +30,7 @@ from simple_salesforce.exceptions import (
     SalesforceError,
     SalesforceExpiredSession,
     SalesforceGeneralError,
+    SalesforceMalformedRequest,
     SalesforceRefusedRequest,
     SalesforceResourceNotFound,
 )
@@ -244,3 +247,55 @@ class SalesforceClient:
             log.info("%s: no deleted-records answer (%s)", sobject, _explain(exc))
             return []
         return [d["id"] for d in answer.get("deletedRecords", [])]
+
+
+class RecordRefused(SourceError):
+    """Salesforce refused to change a record: a validation rule, a field this user may not
+    write, a locked or deleted record. The message is Salesforce's."""
+
+
+RECORD_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
+CHANGED, DONE = "changed", "done"
+
+
+def update_record(
+    client: SalesforceClient, sobject: str, record_id: str, fields: Mapping[str, Any],
+    unmodified_since: datetime,
+) -> str:  # fmt: skip
+    """PATCH a record only if Salesforce has not changed it since ``unmodified_since``.
+
+    Returns ``"done"``, or ``"changed"`` when Salesforce answered 412 (someone changed
+    the record in between: nothing was written). Raises :class:`RecordRefused` for a
+    refusal (400, 404) and SourceError when Salesforce cannot be reached.
+    """
+    headers = {
+        "If-Unmodified-Since": format_datetime(unmodified_since.astimezone(UTC), usegmt=True)
+    }
+
+    def attempt() -> str:
+        try:
+            getattr(client.sf, sobject).update(record_id, dict(fields), headers=headers)
+        except SalesforceGeneralError as exc:
+            if getattr(exc, "status", None) == 412:
+                return CHANGED
+            raise
+        except (SalesforceMalformedRequest, SalesforceResourceNotFound) as exc:
+            raise RecordRefused(_explain(exc)) from exc
+        return DONE
+
+    return client.call(attempt)
+
+
+def current_record(
+    client: SalesforceClient, sobject: str, record_id: str, fields: list[str]
+) -> dict[str, Any] | None:
+    """The record's ``fields`` (plus SystemModstamp, LastModifiedById) as Salesforce has
+    them now; None when it is gone. The Id is checked, never formatted unchecked."""
+    names = [record_id, sobject, *fields]  # SOQL binds nothing: only checked names go in
+    if not RECORD_ID.fullmatch(record_id) or not all(n.replace("_", "").isalnum() for n in names):
+        raise ValueError(f"not a Salesforce Id or field list: {record_id!r} {fields!r}")
+    wanted = ", ".join(dict.fromkeys([*fields, "SystemModstamp", "LastModifiedById"]))
+    soql = f"SELECT {wanted} FROM {sobject} WHERE Id = '{record_id}'"  # noqa: S608 (checked above)
+    result = client.call(client.sf.query, soql)
+    records = result.get("records") or []
+    return records[0] if records else None

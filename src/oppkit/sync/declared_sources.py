@@ -24,10 +24,16 @@ from ..sources.catalog import find_source
 from ..sources.declaration import Source
 from .alert_writer import refresh_unanswered
 from .runner import RunSummary, SyncRunner
+from .salesforce_push import push_before_pull
 
 # After-run hooks by the name a declaration uses: each runs in its own transaction.
 AFTER_RUN_HOOKS: dict[str, Callable[[Connection], Any]] = {
     "refresh_unanswered": refresh_unanswered,
+}
+# Before-run hooks, run under the run's lock with (engine, target, settings); what one
+# returns (an object with ``line()``, or None) joins the run's summary line.
+BEFORE_RUN_HOOKS: dict[str, Callable[[Engine, Any, Settings], Any]] = {
+    "push_salesforce_changes": push_before_pull,
 }
 
 
@@ -71,8 +77,13 @@ def run_source(
     declared = find_source(source) if isinstance(source, str) else source
     target = declared.checked(target)
     settings = settings or load_settings()
+    engine = engine_for(db, settings)
+    try:
+        hooks = [BEFORE_RUN_HOOKS[name] for name in declared.before_run]
+    except KeyError as exc:
+        raise ValueError(f"source {declared.key}: no before-run hook {exc.args[0]!r}") from None
     runner = SyncRunner(
-        engine_for(db, settings),
+        engine,
         settings,
         agent=declared.agent,
         source=declared.name,
@@ -80,5 +91,6 @@ def run_source(
         lock=declared.lock_key(target),
         lock_wait=lock_wait,
         after_run=after_run_of(declared),
+        before_run=[lambda hook=hook: hook(engine, target, settings) for hook in hooks],
     )
     return runner.run(declared.read(target, runner.cursors()))

@@ -117,12 +117,15 @@ class RunSummary:
     errors: int = 0
     seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
+    before: list[str] = field(default_factory=list)  # what before-run hooks did
 
     def line(self) -> str:
         text = (
             f"{self.agent}: read {self.read}, written {self.written}, "
             f"skipped {self.skipped}, errors {self.errors} ({self.seconds:.1f}s)"
         )
+        if self.before:
+            text += "; " + "; ".join(self.before)
         if self.reasons:
             top = sorted(self.reasons.items(), key=lambda kv: -kv[1])[:3]
             text += "; " + ", ".join(f"{n} {reason}" for reason, n in top)
@@ -150,6 +153,7 @@ class SyncRunner:
         lock: str | None = None,
         lock_wait: float = 0.0,
         after_run: Callable[[Any], None] | None = None,
+        before_run: Sequence[Callable[[], Any]] = (),
     ) -> None:
         self.engine = engine
         self.agent = agent
@@ -160,6 +164,7 @@ class SyncRunner:
         self.lock = lock
         self.lock_wait = lock_wait
         self.after_run = after_run  # e.g. refresh derived alerts, in its own transaction
+        self.before_run = list(before_run)  # e.g. push write-back changes, under the lock
         self.context = WriteContext(
             Resolver(DomainRules(settings.internal_domains)), Matcher(grace_period(settings))
         )
@@ -191,6 +196,10 @@ class SyncRunner:
         batch = _Batch()
         status, message = "failed", None
         try:
+            for hook in self.before_run:
+                done = hook()
+                if done is not None:
+                    summary.before.append(done.line() if hasattr(done, "line") else str(done))
             with indexes_deferred(self.engine):
                 self._consume(records, total, batch, summary)
             if self.after_run is not None:

@@ -30,6 +30,7 @@ from ..db.schema import (
     stages,
 )
 from ..db.upsert import insert_ignore, lookup, upsert
+from ..funnel import place_deals, renumber
 from ..identity import Resolver, domain_of, normalise_email
 from ..matching import MATCHED_LINK, SOURCE_LINK, Matcher, follow_activities, rematch_opportunities
 from ..sources.records import (
@@ -122,11 +123,14 @@ def _people_by_sfid(conn: Connection, ctx: WriteContext, refs) -> dict[str, int]
 def write_stages(
     conn: Connection, ctx: WriteContext, records: Sequence[StageRecord]
 ) -> WriteResult:
+    """Stages; a workflow stage of the same name keeps what the workflow says of it, and
+    the funnel is numbered again (:func:`oppkit.funnel.renumber`)."""
     rows = [
         {
             "name": r.name,
             "status": r.status,
             "sort_order": r.sort_order,
+            "source_order": r.sort_order,
             "probability": r.probability,
             "is_active": r.is_active,
             "source": r.source,
@@ -134,8 +138,9 @@ def write_stages(
         for r in records
     ]
     upsert(
-        conn, stages, rows, ["name"], ["status", "sort_order", "probability", "is_active", "source"]
+        conn, stages, rows, ["name"], synced_columns("stages", [k for k in rows[0] if k != "name"])
     )
+    renumber(conn)
     ctx.matcher.invalidate()
     return WriteResult(written=len(rows))
 
@@ -292,6 +297,7 @@ def write_opportunities(
             account_id=account_ids.get(r.account_ref),
             owner_id=owners.get(r.owner_ref),
             campaign_id=campaign_ids.get(r.campaign_ref),
+            source_modstamp=r.updated_at,
         )
         rows.append(row)
     keys = [(row["source"], row["source_id"]) for row in rows]
@@ -313,7 +319,9 @@ def write_opportunities(
         new = lookup(
             conn, opportunities, ("source", "source_id"), [k for k, i in moved if i is None]
         )
-        ctx.touch([i if i is not None else new.get(k) for k, i in moved], window=True)
+        ids = [i if i is not None else new.get(k) for k, i in moved]
+        ctx.touch(ids, window=True)
+        place_deals(conn, ids, origin="sync")  # a new stage: the workflow step follows
     ctx.matcher.invalidate()
     return WriteResult(written=len(rows))
 
@@ -387,6 +395,7 @@ def write_changes(
                 "new_value": r.new_value,
                 "changed_at": r.changed_at,
                 "changed_by_id": changed_by.get(r.changed_by_ref),
+                "origin": "sync",
                 "source": r.source,
                 "source_id": r.source_id,
             }

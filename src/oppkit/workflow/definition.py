@@ -11,6 +11,8 @@ Format (see ``default_workflow.toml`` in this package for a complete one)::
     name = "Qualification"
     status = "open"
     probability = 20
+    salesforce = ["Needs Analysis"]   # Salesforce stages that are this stage too
+    arrive_at = "Discovery"           # where a deal arriving in them from Salesforce stands
 
     [[steps]]
     name = "Discovery"
@@ -46,6 +48,10 @@ Format (see ``default_workflow.toml`` in this package for a complete one)::
     stage = "Engaged"
 
 A step may also name a stage that is already in the database (synced from Salesforce).
+A stage without ``arrive_at`` places arriving deals at its first step. Loading places
+every synced deal (:func:`oppkit.funnel.place_deals`) and numbers one funnel
+(:func:`oppkit.funnel.renumber`): the workflow's order, each stage followed by the
+Salesforce stages mapped onto it, then the Salesforce stages it does not know.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ from ..db.schema import (
     lifecycle_rules,
     lifecycle_stages,
     opportunities,
+    stage_arrivals,
     stages,
     steps,
     transitions,
@@ -226,8 +233,17 @@ def parse_definition(text: str, known_stages: dict[str, str] | None = None) -> D
             problems.append(f"stage {name!r}: probability must be a number")
             probability = None
         probability = None if probability is None else float(probability)
-        definition.stages.append(Stage(name, status, probability))
+        mapped = _names(item.get("salesforce"), f"stage {name!r} salesforce", problems)
+        definition.stages.append(
+            Stage(name, status, probability, mapped, _text(item, "arrive_at") or None)
+        )
     statuses = {**(known_stages or {}), **{s.name: s.status for s in definition.stages}}
+    mapped_by: dict[str, str] = {}
+    for stage in definition.stages:
+        for other in stage.salesforce:
+            if other in mapped_by or (other != stage.name and definition.stage(other)):
+                problems.append(f"stage {stage.name!r}: Salesforce stage {other!r} is mapped twice")
+            mapped_by[other] = stage.name
 
     for i, item in enumerate(_tables(data, "steps", problems), start=1):
         name = _text(item, "name")
@@ -246,6 +262,18 @@ def parse_definition(text: str, known_stages: dict[str, str] | None = None) -> D
                  item.get("description"))
         )  # fmt: skip
     step_names = {s.name for s in definition.steps}
+    for stage in definition.stages:
+        if stage.arrive_at is None:
+            continue
+        step = definition.step(stage.arrive_at)
+        if step is None:
+            problems.append(
+                f"stage {stage.name!r}: arrive_at names missing step {stage.arrive_at!r}"
+            )
+        elif step.stage != stage.name:
+            problems.append(
+                f"stage {stage.name!r}: arrive_at step {stage.arrive_at!r} is of stage {step.stage!r}"
+            )
 
     for i, item in enumerate(_tables(data, "transitions", problems), start=1):
         name = _text(item, "name")
@@ -302,7 +330,25 @@ def parse_definition(text: str, known_stages: dict[str, str] | None = None) -> D
     problems.extend(_graph_problems(definition, statuses))
     if problems:
         raise InvalidWorkflow(problems)
+    for stage in definition.stages:  # said once, as a load gives it back
+        stage.arrive_at = arrival_steps(definition).get(stage.name)
     return definition
+
+
+def arrival_steps(definition: Definition) -> dict[str, str]:
+    """Salesforce stage name -> the step a deal arriving in it is placed at: each stage
+    with steps (its ``arrive_at``, else its first step) for its own name and its
+    ``salesforce`` names."""
+    found: dict[str, str] = {}
+    for stage in definition.stages:
+        step = stage.arrive_at or next(
+            (s.name for s in definition.steps if s.stage == stage.name), None
+        )
+        if step is None:
+            continue
+        for name in dict.fromkeys([stage.name, *stage.salesforce]):
+            found.setdefault(name, step)
+    return found
 
 
 def reachable_steps(starts: list[str], edges: dict[str, list[str]]) -> set[str]:
@@ -325,8 +371,11 @@ def _graph_problems(definition: Definition, statuses: dict[str, str]) -> list[st
             forward.setdefault(t.from_step, []).append(t.to_step)
             backward.setdefault(t.to_step, []).append(t.from_step)
     starts = [
-        s for s in [*definition.entries.values(), *definition.follow_ons.values()] if s in names
-    ]
+        s
+        for s in [*definition.entries.values(), *definition.follow_ons.values(),
+                  *(stage.arrive_at for stage in definition.stages if stage.arrive_at)]
+        if s in names
+    ]  # fmt: skip
     problems = []
     if starts:
         reachable = reachable_steps(starts, forward)
@@ -421,6 +470,9 @@ def save(conn: Connection, definition: Definition) -> None:
         conn.execute(insert(workflow_entries).values(kind=kind, step_id=step_ids[step]))
     for name, step in definition.follow_ons.items():
         conn.execute(insert(follow_ons).values(name=name, step_id=step_ids[step]))
+    conn.execute(delete(stage_arrivals))
+    for name, step in arrival_steps(definition).items():
+        conn.execute(insert(stage_arrivals).values(stage_name=name, step_id=step_ids[step]))
 
     conn.execute(delete(lifecycle_rules))
     conn.execute(delete(lifecycle_stages))
@@ -458,6 +510,20 @@ def load(conn: Connection) -> Definition:
     ):
         if r.source == STAGE_SOURCE or r.name in used:
             definition.stages.append(Stage(r.name, r.status, r.probability))
+    arrivals = conn.execute(
+        select(stage_arrivals.c.stage_name, steps.c.name, stages.c.name)
+        .join(steps, steps.c.id == stage_arrivals.c.step_id)
+        .join(stages, stages.c.id == steps.c.stage_id)
+        .order_by(stage_arrivals.c.stage_name)
+    ).all()
+    source_order = dict(conn.execute(select(stages.c.name, stages.c.source_order)).all())
+    for stage in definition.stages:
+        mine = [(name, step) for name, step, owner in arrivals if owner == stage.name]
+        stage.arrive_at = next((step for _name, step in mine), None)
+        stage.salesforce = sorted(
+            (name for name, _step in mine if name != stage.name),
+            key=lambda n: (source_order.get(n) is None, source_order.get(n) or 0, n),
+        )
     definition.stages.sort(key=lambda s: s.status != "open")  # stable: funnel order first
     for r in step_rows:
         definition.steps.append(Step(r.name, r.stage, list(r.attributes or []), r.description))
@@ -517,8 +583,10 @@ def export_text(definition: Definition) -> str:
     out = ["# oppkit workflow: load with `oppkit workflow load FILE`", ""]
     for s in definition.stages:
         out += _table(
-            "[[stages]]", {"name": s.name, "status": s.status, "probability": s.probability}
-        )
+            "[[stages]]",
+            {"name": s.name, "status": s.status, "probability": s.probability,
+             "salesforce": s.salesforce, "arrive_at": s.arrive_at},
+        )  # fmt: skip
     for s in definition.steps:
         out += _table("[[steps]]", {"name": s.name, "stage": s.stage, "attributes": s.attributes,
                                     "description": s.description})  # fmt: skip

@@ -40,14 +40,17 @@ from ..db.schema import (
     opportunity_people,
     outbox,
     people,
-    stage_history,
+    stage_arrivals,
     stages,
     steps,
     transitions,
     workflow_entries,
 )
+from ..funnel import place_deals, renumber
+from ..history import record_history
 from ..matching import rematch_opportunities
 from ..scope import ScopeLike, scope_of
+from ..writeback import owned_by_salesforce, queue_changes
 from . import communications, definition
 from .model import (
     COLUMN_ATTRIBUTES,
@@ -164,23 +167,16 @@ def opportunity_values(conn: Connection, opportunity_id: int) -> dict[str, Any]:
     return values
 
 
-def _history(conn: Connection, opportunity_id: int, by_id: int | None, changes: list) -> None:
-    now = datetime.now(UTC)
-    for field_name, old, new in changes:
-        if old == new:
-            continue
-        conn.execute(
-            insert(stage_history).values(
-                opportunity_id=opportunity_id,
-                field=field_name,
-                old_value=None if old is None else str(old),
-                new_value=None if new is None else str(new),
-                changed_at=now,
-                changed_by_id=by_id,
-                source=SOURCE,
-                source_id=f"{field_name}:{uuid.uuid4().hex}",
-            )  # fmt: skip
-        )
+def _workflow_stage(conn: Connection, stage_name: str | None) -> str | None:
+    """The workflow stage a Salesforce stage is (``stage_arrivals``), else the stage itself."""
+    found = conn.scalar(
+        select(stages.c.name)
+        .select_from(stage_arrivals)
+        .join(steps, steps.c.id == stage_arrivals.c.step_id)
+        .join(stages, stages.c.id == steps.c.stage_id)
+        .where(stage_arrivals.c.stage_name == stage_name)
+    )
+    return found or stage_name
 
 
 def _step(conn: Connection, step_id: int) -> Any:
@@ -224,7 +220,9 @@ class Workflow:
         """Validate a workflow file (default: the one oppkit ships) and make it the workflow.
 
         Raises :class:`~oppkit.workflow.model.InvalidWorkflow` listing every problem;
-        then nothing is written.
+        then nothing is written. Every deal synced from Salesforce is placed at the step
+        its stage arrives at; ``.unplaced`` of the result lists the open deals whose stage
+        the workflow does not map (they take no transition until it does).
         """
         with write_transaction(self.engine) as conn:
             known = dict(conn.execute(select(stages.c.name, stages.c.status)).all())
@@ -235,6 +233,8 @@ class Workflow:
             )
             parsed = definition.parse_definition(text, known)
             definition.save(conn, parsed)
+            renumber(conn)
+            parsed.unplaced = place_deals(conn, origin="sync").unplaced
         return parsed
 
     def definition(self) -> Definition:
@@ -277,9 +277,10 @@ class Workflow:
             )  # fmt: skip
             .returning(opportunities.c.id)
         ).scalar_one()
-        _history(
-            conn, opportunity_id, by_id, [("step", None, step.name), ("stage", None, step.stage)]
-        )
+        record_history(
+            conn, opportunity_id, [("step", None, step.name), ("stage", None, step.stage)],
+            origin="create", by_id=by_id,
+        )  # fmt: skip
         rematch_opportunities(conn, [opportunity_id])  # a new deal: live from now on
         return opportunity_id
 
@@ -365,25 +366,36 @@ class Workflow:
             if missing:
                 raise IncompleteTransition(chosen["name"], missing)
             target = _step(conn, chosen["to_step_id"])
-            if target.probability is not None:
-                column_values.setdefault("probability", target.probability)
             attributes = {**(row["attributes"] or {}), **custom}
+            pushed: dict[str, Any] = {}
+            if owned_by_salesforce(row):
+                # stage, amount, close date... are Salesforce's: queued for it (write-back
+                # on) or the whole transition is refused; the step is oppkit's
+                pushed = dict(column_values)
+                if _workflow_stage(conn, row["stage"]) != target.stage:
+                    pushed["stage"] = target.stage
+                queue_changes(conn, row, pushed, origin="transition", by_id=by_id)
+                column_values = {}
+            else:
+                if target.probability is not None:
+                    column_values.setdefault("probability", target.probability)
+                column_values["stage"] = target.stage
             conn.execute(
                 update(opportunities)
                 .where(opportunities.c.id == opportunity_id)
                 .values(
                     step_id=target.id,
                     step=target.name,
-                    stage=target.stage,
                     attributes=attributes or None,
                     updated_at=datetime.now(UTC),
                     **column_values,
                 )  # fmt: skip
             )
-            _history(conn, opportunity_id, by_id, [
-                ("step", current.name, target.name), ("stage", row["stage"], target.stage),
-                *[(f, row[f], column_values[f]) for f in ("amount", "close_date") if f in column_values],
-            ])  # fmt: skip
+            record_history(conn, opportunity_id, [
+                ("step", current.name, target.name),
+                *[(f, row[f], column_values[f]) for f in ("stage", "amount", "close_date")
+                  if f in column_values],
+            ], origin="transition", by_id=by_id)  # fmt: skip
             snapshot = opportunity_values(conn, opportunity_id)
             context = TriggerContext(conn, snapshot, chosen["name"], by_id)
             for trigger_name in chosen["triggers"] or []:
@@ -396,7 +408,7 @@ class Workflow:
                     ) from exc
             # the deal may have closed, reopened, got an account or members: activities follow
             rematch_opportunities(conn, [opportunity_id])
-            values_now = opportunity_values(conn, opportunity_id)
+            values_now = {**opportunity_values(conn, opportunity_id), **pushed}  # as it will be
             by_name = (
                 conn.scalar(select(people.c.name).where(people.c.id == by_id)) if by_id else None
             )

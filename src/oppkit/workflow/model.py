@@ -78,6 +78,10 @@ class Stage:
     name: str
     status: str = "open"
     probability: float | None = None
+    # Salesforce stages that are this stage too ("Needs Analysis" is Qualification), and
+    # the step where a deal arriving in any of them from Salesforce is placed
+    salesforce: list[str] = field(default_factory=list)
+    arrive_at: str | None = None
 
 
 @dataclass
@@ -139,6 +143,8 @@ class Definition:
     follow_ons: dict[str, str] = field(default_factory=dict)  # name -> step
     lifecycle_stages: list[LifecycleStage] = field(default_factory=list)
     lifecycle_rules: list[LifecycleRule] = field(default_factory=list)
+    # after a load: open deals it could not place at a step (id, name, stage)
+    unplaced: list[tuple[int, str, str | None]] = field(default_factory=list)
 
     def stage(self, name: str) -> Stage | None:
         return next((s for s in self.stages if s.name == name), None)

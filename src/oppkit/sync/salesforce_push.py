@@ -1,0 +1,236 @@
+"""Write-back: push the changes people made in oppkit to Salesforce, before the pull.
+
+Why here: the Salesforce agent is the one writer of what Salesforce owns. A change a
+person made (``oppkit.writeback``) waits in ``outbound_changes``; this pushes it with
+``sf.Opportunity.update`` and If-Unmodified-Since the SystemModstamp the person saw, so
+Salesforce itself refuses (412) when someone changed the record in between:
+
+* accepted: the change is ``pushed``; the deal takes the value and a stage_history row
+  (origin: the edit or transition that made it);
+* 412: Salesforce's values are read. A field that already holds the pushed value was
+  pushed before (an agent killed between the PATCH and its commit): ``pushed``, never
+  sent twice. A field Salesforce left as the person saw it is pushed again, over the new
+  stamp. Any other is a ``conflict`` with their value, who and when, for the person to
+  resolve (``oppkit.writeback.resolve_conflict``): never a silent overwrite either way;
+* refused (a validation rule, a field not writeable, a locked record) or unreachable:
+  the change stays ``pending`` with Salesforce's message, tried again next run.
+
+Example::
+
+    result = push_changes(engine, client)
+    print(result.line())   # "pushed 2, conflicts 1, waiting 0"
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+
+from ..config import Settings, write_back_enabled
+from ..db.engine import write_transaction
+from ..db.ownership import CONFLICT, PENDING, PUSHED, SALESFORCE_EDITABLE
+from ..db.schema import opportunities, outbound_changes, people
+from ..errors import SourceError
+from ..history import record_history, same_value
+from ..sources.salesforce_client import (
+    DONE,
+    RecordRefused,
+    SalesforceClient,
+    current_record,
+    update_record,
+)
+
+log = logging.getLogger(__name__)
+SOBJECT = "Opportunity"
+
+
+@dataclass
+class PushResult:
+    """What a push did; part of the Salesforce agent's summary line."""
+
+    pushed: int = 0
+    conflicts: int = 0
+    waiting: int = 0  # still pending: refused, unreachable, or write-back off
+
+    def line(self) -> str:
+        return f"pushed {self.pushed}, conflicts {self.conflicts}, waiting {self.waiting}"
+
+
+def waiting_changes(engine: Engine) -> list[dict[str, Any]]:
+    """Pending changes of Salesforce deals, oldest first, with the deal's Salesforce Id."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(outbound_changes, opportunities.c.source_id.label("record_id"))
+            .join(opportunities, opportunities.c.id == outbound_changes.c.opportunity_id)
+            .where(
+                outbound_changes.c.status == PENDING,
+                opportunities.c.source == "salesforce",
+                opportunities.c.is_deleted.is_(False),
+            )
+            .order_by(outbound_changes.c.id)
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+def _to_salesforce(field: str, value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date | datetime) else value
+
+
+def _from_salesforce(field: str, value: Any) -> Any:
+    if field == "close_date" and isinstance(value, str):
+        return value[:10]
+    return value
+
+
+def _stamp(value: Any) -> datetime | None:
+    if not value:
+        return None
+    text = str(value).replace("Z", "+00:00")
+    if text[-5] in "+-" and text[-3] != ":":  # 2026-01-01T10:00:00.000+0000
+        text = text[:-2] + ":" + text[-2:]
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def _groups(changes: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """One PATCH per deal and per record version the person saw."""
+    grouped: dict[tuple, list[dict[str, Any]]] = {}
+    for change in changes:
+        grouped.setdefault((change["opportunity_id"], change["seen_modstamp"]), []).append(change)
+    return list(grouped.values())
+
+
+def _mark(engine: Engine, changes: list[dict[str, Any]], **values: Any) -> None:
+    with write_transaction(engine) as conn:
+        conn.execute(
+            update(outbound_changes)
+            .where(outbound_changes.c.id.in_([c["id"] for c in changes]))
+            .values(attempts=outbound_changes.c.attempts + 1, **values)
+        )
+
+
+def _pushed(engine: Engine, changes: list[dict[str, Any]]) -> None:
+    """Salesforce has these values now: the deal takes them, each with its history row."""
+    with write_transaction(engine) as conn:
+        for change in changes:
+            field = change["field"]
+            old = conn.scalar(
+                select(opportunities.c[field]).where(opportunities.c.id == change["opportunity_id"])
+            )
+            value = change["new_value"]
+            if field == "close_date" and value is not None:
+                value = date.fromisoformat(value)
+            conn.execute(
+                update(opportunities)
+                .where(opportunities.c.id == change["opportunity_id"])
+                .values({field: value})
+            )
+            record_history(
+                conn, change["opportunity_id"], [(field, old, value)],
+                origin=change["origin"], by_id=change["requested_by_id"],
+            )  # fmt: skip
+            conn.execute(
+                update(outbound_changes)
+                .where(outbound_changes.c.id == change["id"])
+                .values(
+                    status=PUSHED,
+                    pushed_at=datetime.now(UTC),
+                    last_error=None,
+                    attempts=outbound_changes.c.attempts + 1,
+                )  # fmt: skip
+            )
+
+
+def _who(engine: Engine, user_id: str | None) -> str | None:
+    if not user_id:
+        return None
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(people.c.name, people.c.email).where(people.c.salesforce_id == user_id)
+        ).first()
+    return (found.name or found.email) if found else user_id
+
+
+def _push_group(
+    engine: Engine, client: SalesforceClient, group: list[dict], result: PushResult
+) -> None:
+    record_id, seen = group[0]["record_id"], group[0]["seen_modstamp"]
+    if seen is None:
+        _mark(engine, group, last_error="no SystemModstamp is known for the record you "
+              "changed: sync Salesforce, then make the change again")  # fmt: skip
+        result.waiting += len(group)
+        return
+    body = {
+        SALESFORCE_EDITABLE[c["field"]]: _to_salesforce(c["field"], c["new_value"]) for c in group
+    }
+    if update_record(client, SOBJECT, record_id, body, seen) == DONE:
+        _pushed(engine, group)
+        result.pushed += len(group)
+        return
+    theirs = current_record(client, SOBJECT, record_id, sorted(body))
+    if theirs is None:
+        _mark(engine, group, last_error="the record is no longer in Salesforce")
+        result.waiting += len(group)
+        return
+    stamp, by = _stamp(theirs.get("SystemModstamp")), _who(engine, theirs.get("LastModifiedById"))
+    landed, again, clash = [], [], []
+    for change in group:
+        their = _from_salesforce(change["field"], theirs.get(SALESFORCE_EDITABLE[change["field"]]))
+        if same_value(their, change["new_value"]):
+            landed.append(change)  # our own earlier push (its commit was lost)
+        elif same_value(their, change["old_value"]):
+            again.append(change)  # they changed other fields, not this one
+        else:
+            clash.append((change, their))
+    if landed:
+        _pushed(engine, landed)
+        result.pushed += len(landed)
+    for change, their in clash:
+        _mark(engine, [change], status=CONFLICT, their_value=their, their_modstamp=stamp,
+              their_by=by, last_error=None)  # fmt: skip
+        result.conflicts += 1
+    if again:
+        body = {
+            SALESFORCE_EDITABLE[c["field"]]: _to_salesforce(c["field"], c["new_value"])
+            for c in again
+        }
+        if update_record(client, SOBJECT, record_id, body, stamp or seen) == DONE:
+            _pushed(engine, again)
+            result.pushed += len(again)
+        else:
+            _mark(engine, again, last_error="Salesforce changed the record while pushing; next run")
+            result.waiting += len(again)
+
+
+def push_changes(engine: Engine, client: SalesforceClient) -> PushResult:
+    """Push every pending change (see the module docstring); what happened."""
+    result = PushResult()
+    for group in _groups(waiting_changes(engine)):
+        try:
+            _push_group(engine, client, group, result)
+        except RecordRefused as exc:
+            _mark(engine, group, last_error=str(exc))
+            result.waiting += len(group)
+        except SourceError as exc:  # unreachable: the rest waits for the next run too
+            _mark(engine, group, last_error=str(exc))
+            result.waiting += sum(1 for _ in waiting_changes(engine))
+            log.warning("write-back stopped: %s", exc)
+            break
+    return result
+
+
+def push_before_pull(engine: Engine, org: Any, settings: Settings) -> PushResult | None:
+    """The Salesforce agent's first step: push what waits (nothing to do: no login)."""
+    pending = waiting_changes(engine)
+    if not pending:
+        return None
+    if not write_back_enabled(settings):
+        log.warning("%d changes wait for Salesforce, but write-back is off", len(pending))
+        return PushResult(waiting=len(pending))
+    return push_changes(engine, SalesforceClient.connect(org.login))
+
+
+__all__ = ["PushResult", "push_before_pull", "push_changes", "waiting_changes"]

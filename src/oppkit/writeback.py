@@ -1,0 +1,320 @@
+"""Edits to fields Salesforce owns: pushed to Salesforce when the team allows it, else refused.
+
+Why: a deal synced from Salesforce has two writers, Salesforce and the people working it
+in oppkit. Each column has one owner (:mod:`oppkit.db.ownership`); a change to one that
+Salesforce owns (stage, amount, close date, probability, name), made with
+:func:`update_opportunity` or by a workflow transition, is never kept locally only to be
+overwritten by the next sync. With write-back off (the default) it is refused, saying
+where to change it. With ``[salesforce] write_back = true`` in oppkit.toml (or
+``OPPKIT_SALESFORCE_WRITE_BACK=1``) it is queued in ``outbound_changes``, in the same
+transaction as the edit, and shows as pending everywhere until the Salesforce agent
+pushes it (:mod:`oppkit.sync.salesforce_push`, before it pulls) with If-Unmodified-Since
+the SystemModstamp the user saw. When Salesforce changed the record in between, the
+change becomes a *conflict*, shown with both values, which the user resolves
+(:func:`resolve_conflict`: keep theirs, or push mine). A deal oppkit created itself is
+oppkit's: its fields change at once.
+
+Example::
+
+    kit = oppkit.connect(user="ava.patel@northwind.example")
+    kit.update_opportunity("Acme pilot", amount=55_000, close_date="2027-01-31")
+    kit.changes()                       # pending, pushed, conflicts
+    kit.resolve_conflict("Acme pilot", "amount", keep="mine")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, delete, insert, select, update
+
+from .config import Settings, write_back_enabled
+from .db.engine import write_transaction
+from .db.ownership import CONFLICT, DROPPED, PENDING, PUSHED, SALESFORCE_EDITABLE
+from .db.schema import opportunities, outbound_changes, people, stages
+from .errors import OppkitError
+from .history import record_history, same_value
+from .scope import ScopeLike, as_list, scope_of
+
+SALESFORCE = "salesforce"
+CHANGE_COLUMNS = [
+    "id", "opportunity_id", "opportunity", "field", "old_value", "new_value", "status",
+    "origin", "requested_by", "requested_at", "attempts", "last_error", "pushed_at",
+    "their_value", "their_by", "their_modstamp",
+]  # fmt: skip
+
+
+class WriteBackOff(OppkitError):
+    """A change to a field Salesforce owns while write-back is off: change it there."""
+
+    exit_code = 2
+
+
+def owned_by_salesforce(row: Mapping[str, Any]) -> bool:
+    """Whether the deal (an ``opportunities`` row) is Salesforce's record."""
+    return row["source"] == SALESFORCE
+
+
+def as_json(value: Any) -> Any:
+    """A field value as stored in the queue (dates as ISO text)."""
+    return value.isoformat() if isinstance(value, date | datetime) else value
+
+
+def coerce(field: str, value: Any) -> Any:
+    """A value a person typed, as the column stores it; OppkitError when it cannot be."""
+    if field not in SALESFORCE_EDITABLE:
+        raise OppkitError(
+            f"{field!r} cannot be edited here; editable: {', '.join(SALESFORCE_EDITABLE)}"
+        )
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if field in ("name", "stage"):
+            raise OppkitError(f"a deal needs a {field}")
+        return None
+    try:
+        if field in ("amount", "probability"):
+            number = float(value)
+            if field == "probability" and not 0 <= number <= 100:
+                raise ValueError
+            return number
+        if field == "close_date":
+            if isinstance(value, datetime):
+                return value.date()
+            return value if isinstance(value, date) else date.fromisoformat(str(value).strip())
+    except (TypeError, ValueError):
+        kind = {"close_date": "a date (YYYY-MM-DD)", "probability": "a number from 0 to 100"}
+        raise OppkitError(f"{field}: {value!r} is not {kind.get(field, 'a number')}") from None
+    return str(value).strip()
+
+
+def refusal(deal_name: str, fields: list[str]) -> WriteBackOff:
+    """The message for a change refused because write-back is off."""
+    return WriteBackOff(
+        f"{', '.join(fields)} of {deal_name!r} {'is' if len(fields) == 1 else 'are'} owned by "
+        "Salesforce: change it in Salesforce (the next sync brings it here), or let oppkit "
+        "push changes: [salesforce] write_back = true in oppkit.toml "
+        "(or OPPKIT_SALESFORCE_WRITE_BACK=1)"
+    )
+
+
+def queue_changes(
+    conn: Connection, row: Mapping[str, Any], changes: Mapping[str, Any], *,
+    origin: str, by_id: int | None, settings: Settings | None = None,
+) -> list[int]:  # fmt: skip
+    """Queue changes to a Salesforce deal's fields (``row``: its opportunities row), in the
+    caller's transaction; refuses with :class:`WriteBackOff` when write-back is off.
+
+    A newer change to a field replaces one still waiting (pending or in conflict).
+    Returns the ids of the queued changes (none when nothing differs).
+    """
+    changed = {f: v for f, v in changes.items() if not same_value(row[f], v)}
+    if not changed:
+        return []
+    if not write_back_enabled(settings):
+        raise refusal(row["name"], list(changed))
+    conn.execute(
+        delete(outbound_changes).where(
+            outbound_changes.c.opportunity_id == row["id"],
+            outbound_changes.c.field.in_(list(changed)),
+            outbound_changes.c.status.in_((PENDING, CONFLICT)),
+        )
+    )
+    ids = []
+    for field, value in changed.items():
+        ids.append(
+            conn.execute(
+                insert(outbound_changes)
+                .values(
+                    opportunity_id=row["id"],
+                    field=field,
+                    old_value=as_json(row[field]),
+                    new_value=as_json(value),
+                    seen_modstamp=row["source_modstamp"],
+                    status=PENDING,
+                    origin=origin,
+                    requested_by_id=by_id,
+                    requested_at=datetime.now(UTC),
+                )  # fmt: skip
+                .returning(outbound_changes.c.id)
+            ).scalar_one()
+        )
+    return ids
+
+
+def update_opportunity(
+    kit: ScopeLike, opportunity: Any, *, by: str | None = None, **fields: Any
+) -> list[int]:
+    """Change a deal's name, stage, amount, close date or probability.
+
+    A deal oppkit created changes at once (with a stage_history row, origin ``edit``).
+    A Salesforce deal's change is queued for Salesforce (write-back on: pending until
+    pushed; returns the queued ids) or refused with :class:`WriteBackOff` (off).
+
+    >>> update_opportunity(kit, "Acme pilot", amount=55_000, close_date="2027-01-31")
+    """
+    scope = scope_of(kit)
+    opportunity_id = scope.opportunity_id(opportunity)
+    by_id = scope.acting_person_id(by)
+    values = {field: coerce(field, value) for field, value in fields.items()}
+    with write_transaction(scope.engine) as conn:
+        if "stage" in values and values["stage"] not in set(conn.scalars(select(stages.c.name))):
+            raise OppkitError(f"no stage {values['stage']!r}; see kit.stages()")
+        row = conn.execute(
+            select(opportunities).where(opportunities.c.id == opportunity_id).with_for_update()
+        ).mappings().one()  # fmt: skip
+        if owned_by_salesforce(row):
+            return queue_changes(conn, row, values, origin="edit", by_id=by_id)
+        changed = {f: v for f, v in values.items() if not same_value(row[f], v)}
+        if changed:
+            conn.execute(
+                update(opportunities)
+                .where(opportunities.c.id == opportunity_id)
+                .values(**changed, updated_at=datetime.now(UTC))
+            )
+            record_history(
+                conn, opportunity_id, [(f, row[f], v) for f, v in changed.items()],
+                origin="edit", by_id=by_id,
+            )  # fmt: skip
+        return []
+
+
+def changes(
+    kit: ScopeLike, opportunity: Any = None, *, status: str | list[str] | None = None
+) -> pd.DataFrame:
+    """Changes made in oppkit to Salesforce-owned fields: pending, pushed, in conflict.
+
+    Columns: id, opportunity_id, opportunity, field, old_value (what the person saw),
+    new_value, status, origin, requested_by, requested_at, attempts, last_error,
+    pushed_at, their_value / their_by / their_modstamp (a conflict: Salesforce's now).
+
+    >>> kit.changes(status="conflict")
+    """
+    scope = scope_of(kit)
+    by = people.alias("requested_by")
+    stmt = (
+        select(
+            outbound_changes.c.id,
+            outbound_changes.c.opportunity_id,
+            opportunities.c.name,
+            outbound_changes.c.field,
+            outbound_changes.c.old_value,
+            outbound_changes.c.new_value,
+            outbound_changes.c.status,
+            outbound_changes.c.origin,
+            by.c.email,
+            outbound_changes.c.requested_at,
+            outbound_changes.c.attempts,
+            outbound_changes.c.last_error,
+            outbound_changes.c.pushed_at,
+            outbound_changes.c.their_value,
+            outbound_changes.c.their_by,
+            outbound_changes.c.their_modstamp,
+        )  # fmt: skip
+        .select_from(
+            outbound_changes.join(
+                opportunities, opportunities.c.id == outbound_changes.c.opportunity_id
+            ).outerjoin(by, by.c.id == outbound_changes.c.requested_by_id)
+        )
+        .where(scope.visible())
+        .order_by(outbound_changes.c.requested_at.desc(), outbound_changes.c.id.desc())
+    )
+    if opportunity is not None:
+        stmt = stmt.where(outbound_changes.c.opportunity_id.in_(scope.opportunity_ids(opportunity)))
+    if status is not None:
+        stmt = stmt.where(outbound_changes.c.status.in_(as_list(status)))
+    df = scope.frame(stmt, "changes", CHANGE_COLUMNS)
+    for column in ("requested_at", "pushed_at", "their_modstamp"):
+        df[column] = pd.to_datetime(df[column], utc=True)
+    return df
+
+
+def resolve_conflict(
+    kit: ScopeLike, opportunity: Any, field: str, keep: str, *, by: str | None = None
+) -> None:
+    """Settle a conflict on a deal's field: ``keep="theirs"`` drops the change (Salesforce's
+    value stays); ``keep="mine"`` pushes it again, now over the value the user has seen.
+
+    >>> resolve_conflict(kit, "Acme pilot", "amount", keep="mine")
+    """
+    if keep not in ("theirs", "mine"):
+        raise OppkitError("keep must be 'theirs' or 'mine'")
+    scope = scope_of(kit)
+    opportunity_id = scope.opportunity_id(opportunity)
+    by_id = scope.acting_person_id(by)
+    with write_transaction(scope.engine) as conn:
+        change = conn.execute(
+            select(outbound_changes).where(
+                outbound_changes.c.opportunity_id == opportunity_id,
+                outbound_changes.c.field == field,
+                outbound_changes.c.status == CONFLICT,
+            )
+        ).mappings().first()  # fmt: skip
+        if change is None:
+            raise OppkitError(f"no conflict on {field!r} of this deal")
+        if keep == "mine":
+            conn.execute(
+                update(outbound_changes)
+                .where(outbound_changes.c.id == change["id"])
+                .values(
+                    status=PENDING,
+                    seen_modstamp=change["their_modstamp"],
+                    old_value=change["their_value"],
+                    last_error=None,
+                    requested_by_id=by_id or change["requested_by_id"],
+                )  # fmt: skip
+            )
+            return
+        conn.execute(
+            update(outbound_changes)
+            .where(outbound_changes.c.id == change["id"])
+            .values(status=DROPPED, last_error=None)
+        )
+        if field == "stage":  # the deal stays in Salesforce's stage: its step follows it
+            from .funnel import place_deals
+
+            place_deals(conn, [opportunity_id], origin="conflict", force=True, by_id=by_id)
+
+
+def discard_change(kit: ScopeLike, change_id: int) -> None:
+    """Withdraw a change that is still pending or in conflict (Salesforce's value stays)."""
+    scope = scope_of(kit)
+    with write_transaction(scope.engine) as conn:
+        found = conn.execute(
+            select(outbound_changes.c.opportunity_id, outbound_changes.c.field).where(
+                outbound_changes.c.id == int(change_id),
+                outbound_changes.c.status.in_((PENDING, CONFLICT)),
+            )
+        ).first()
+        if found is None or found.opportunity_id not in scope.opportunity_ids(found.opportunity_id):
+            raise OppkitError(f"no pending change {change_id}")
+        conn.execute(
+            update(outbound_changes)
+            .where(outbound_changes.c.id == int(change_id))
+            .values(status=DROPPED)
+        )
+        if found.field == "stage":
+            from .funnel import place_deals
+
+            place_deals(conn, [found.opportunity_id], origin="edit", force=True)
+
+
+__all__ = [
+    "CONFLICT",
+    "DROPPED",
+    "PENDING",
+    "PUSHED",
+    "WriteBackOff",
+    "as_json",
+    "changes",
+    "coerce",
+    "discard_change",
+    "owned_by_salesforce",
+    "queue_changes",
+    "record_history",
+    "refusal",
+    "resolve_conflict",
+    "update_opportunity",
+    "write_back_enabled",
+]
