@@ -103,3 +103,22 @@ def smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
     monkeypatch.delenv("OPPKIT_SMTP_PASSWORD", raising=False)
     yield inbox
     controller.stop()
+
+
+@pytest.fixture
+def sf_fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Salesforce retries without the production back-off (tests fail in seconds)."""
+    import oppkit.sources.salesforce_client as client
+
+    monkeypatch.setattr(client, "RETRY_MAX_WAIT", 0.05)
+
+
+@pytest.fixture
+def fake(org, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN001, ANN201
+    """The wire-level fake Salesforce serving the module's ``org`` fixture over HTTPS."""
+    from tests.fakes.salesforce import FakeSalesforce
+
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with FakeSalesforce(org, session_id="00DFk!s3cr3t-session-token") as server:
+        yield server

@@ -22,11 +22,7 @@ from tests.fakes.salesforce import FakeOrg, FakeSalesforce
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def _fast_retries(monkeypatch):
-    import oppkit.sources.salesforce_client as client
-
-    monkeypatch.setattr(client, "RETRY_MAX_WAIT", 0.05)
+pytestmark = pytest.mark.usefixtures("sf_fast_retries")
 
 
 @pytest.fixture
@@ -108,14 +104,6 @@ def org() -> FakeOrg:
     org.add("CampaignMember", CampaignId=camp, ContactId=jm, Status="Responded")
     org.ids = {"ava": ava, "acme": acme, "jm": jm, "pilot": pilot}  # type: ignore[attr-defined]
     return org
-
-
-@pytest.fixture
-def fake(org: FakeOrg, monkeypatch):
-    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    with FakeSalesforce(org, session_id="00DFk!s3cr3t-session-token") as server:
-        yield server
 
 
 def sf_settings(fake: FakeSalesforce) -> SalesforceSettings:

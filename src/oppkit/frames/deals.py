@@ -231,7 +231,8 @@ def pipeline(scope: ScopeLike) -> pd.DataFrame:
 
 
 def stage_history(scope: ScopeLike, *, opportunity: Any = None) -> pd.DataFrame:
-    """Every stage, amount and close-date change, newest first."""
+    """Every stage, step, amount and close-date change, newest first; ``origin`` says
+    where it came from: sync (Salesforce), create, transition, edit, conflict."""
     scope = scope_of(scope)
     by = db.people.alias("by")
     stmt = (
@@ -244,6 +245,7 @@ def stage_history(scope: ScopeLike, *, opportunity: Any = None) -> pd.DataFrame:
             db.stage_history.c.changed_at,
             by.c.name.label("changed_by"),
             db.stage_history.c.source,
+            db.stage_history.c.origin,
         )
         .select_from(
             db.stage_history.join(
