@@ -226,9 +226,15 @@ def test_a_transition_that_changes_the_stage_is_pushed_with_its_history(
     history = kit.stage_history(opportunity="Acme pilot")
     stage_rows = history.query("field == 'stage' and origin == 'transition'")
     assert list(stage_rows["new_value"]) == ["Proposal/Price Quote"]
+    # Salesforce records the change in its own history too: still one row for one change
+    org.add("OpportunityHistory", OpportunityId=org.ids["pilot"], StageName="Proposal/Price Quote",
+            Amount=100000, CloseDate=date(2027, 3, 31),
+            CreatedDate=datetime.now(UTC))  # when the push landed  # fmt: skip
     org.advance(minutes=5)
     sync(db_url, settings, fake)
     assert deal(kit)["step"] == "Proposal sent"  # the pulled stage leaves the step alone
+    history = kit.stage_history(opportunity="Acme pilot")
+    assert len(history.query("field == 'stage' and new_value == 'Proposal/Price Quote'")) == 1
 
 
 def test_every_open_demo_deal_can_move_once_the_default_workflow_loads(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -375,6 +376,47 @@ def write_members(
     return result
 
 
+PUSH_ECHO = timedelta(minutes=30)  # Salesforce's history row of a change oppkit pushed
+
+
+def _not_pushed_from_here(conn: Connection, rows: list[dict]) -> list[dict]:
+    """Salesforce's history rows, less those recording a change oppkit pushed (write-back):
+    that change has its row already, with who made it here and why (one change, one row)."""
+    ids = sorted({row["opportunity_id"] for row in rows})
+    ours: dict[tuple[int, str], list[tuple[Any, Any]]] = {}
+    for start in range(0, len(ids), 500):
+        for opp, field_name, new, at in conn.execute(
+            select(
+                stage_history.c.opportunity_id, stage_history.c.field,
+                stage_history.c.new_value, stage_history.c.changed_at,
+            ).where(
+                stage_history.c.opportunity_id.in_(ids[start : start + 500]),
+                stage_history.c.origin.in_(("edit", "transition", "conflict")),
+            )
+        ):  # fmt: skip
+            ours.setdefault((opp, field_name), []).append((new, at))
+    if not ours:
+        return rows
+    return [
+        row
+        for row in rows
+        if not any(
+            _same_text(row["new_value"], new) and abs(row["changed_at"] - at) <= PUSH_ECHO
+            for new, at in ours.get((row["opportunity_id"], row["field"]), ())
+        )
+    ]
+
+
+def _same_text(a: str | None, b: str | None) -> bool:
+    """History values as text: "125000" and "125000.0" are the same amount."""
+    if a == b:
+        return True
+    try:
+        return float(a) == float(b)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
 def write_changes(
     conn: Connection, ctx: WriteContext, records: Sequence[OpportunityChangeRecord]
 ) -> WriteResult:
@@ -400,6 +442,9 @@ def write_changes(
                 "source_id": r.source_id,
             }
         )
+    rows = _not_pushed_from_here(conn, rows)
+    if not rows:
+        return result
     before = lookup(
         conn, stage_history, ("source", "source_id"),
         [(row["source"], row["source_id"]) for row in rows], "new_value", "changed_at",
