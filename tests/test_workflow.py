@@ -116,6 +116,43 @@ def test_closing_won_runs_the_built_in_triggers(kit):
     assert kit.opportunities().set_index("id").loc[deal, "stage_status"] == "won"
 
 
+CONTACT_WORKFLOW = (
+    TEST_WORKFLOW
+    + """
+[[transitions]]
+name = "Add contact"
+from = "New"
+to = "Proposal sent"
+requires = ["contact_email"]
+triggers = ["create_contact"]
+"""
+)
+
+
+def test_a_contact_given_on_the_transition_becomes_a_member_of_a_new_deal(kit, tmp_path):
+    path = tmp_path / "contact.toml"
+    path.write_text(CONTACT_WORKFLOW, encoding="utf-8")
+    kit.workflow.load(path)
+    acme = add_account(kit.engine, "Acme", "acme.example")
+    fresh = kit.workflow.create("Fresh deal")  # no members yet
+    result = kit.workflow.transition(fresh, "Add contact", contact_email=" Jo@Acme.example ",
+                                     contact_name="Jo Acme")  # fmt: skip
+    assert [(link["kind"], link["reference"]) for link in result.links] == [
+        ("contact", "jo@acme.example")
+    ]
+    members = kit.people(opportunity=fresh)
+    assert members[["email", "name", "role"]].values.tolist() == [
+        ["jo@acme.example", "Jo Acme", "contact"]
+    ]
+    # a deal that has a contact already: the one given on the transition wins
+    known = kit.workflow.create("Known deal")
+    add_member(kit.engine, known, add_person(kit.engine, "kim@acme.example", "Kim", acme))
+    assert kit.workflow.deal(known)["contact_email"] == "kim@acme.example"  # the fallback
+    kit.workflow.transition(known, "Add contact", contact_email="lee@acme.example")
+    assert set(kit.people(opportunity=known)["email"]) == {"kim@acme.example", "lee@acme.example"}
+    assert kit.workflow.links(known)["reference"].tolist() == ["lee@acme.example"]
+
+
 def test_a_failing_trigger_rolls_back_step_history_attributes_and_links(kit):
     deal = kit.workflow.create("Initech", amount=900)
     before = state(kit, deal)

@@ -126,6 +126,11 @@ def opportunity_values(conn: Connection, opportunity_id: int) -> dict[str, Any]:
     Keys: id, name, amount, currency, close_date, probability, stage, step, account,
     account_id, account_domain, owner, owner_email, contact_name, contact_email,
     is_private, parent_id, and every custom attribute.
+
+    ``contact_email`` and ``contact_name`` are the deal's own attributes when
+    ``contact_email`` is set on it (given on :meth:`Workflow.create` or a transition: what
+    the ``create_contact`` trigger makes a member); else its first external member's
+    (primary first), so a new deal, which has no members yet, keeps the contact given.
     """
     owner = people.alias("owner")
     row = conn.execute(
@@ -139,26 +144,31 @@ def opportunity_values(conn: Connection, opportunity_id: int) -> dict[str, Any]:
         )
         .where(opportunities.c.id == opportunity_id)
     ).mappings().one()  # fmt: skip
-    contact = conn.execute(
-        select(people.c.name, people.c.email)
-        .join(opportunity_people, opportunity_people.c.person_id == people.c.id)
-        .where(
-            opportunity_people.c.opportunity_id == opportunity_id,
-            opportunity_people.c.kind == "member",
-            opportunity_people.c.is_deleted.is_(False),
-            people.c.is_internal.is_(False),
-        )
-        .order_by(opportunity_people.c.is_primary.desc(), opportunity_people.c.id)
-        .limit(1)
-    ).first()
     values = dict(row.get("attributes") or {})
+    if values.get("contact_email") in (None, ""):  # given wins; the members are the fallback
+        contact = conn.execute(
+            select(people.c.name, people.c.email)
+            .join(opportunity_people, opportunity_people.c.person_id == people.c.id)
+            .where(
+                opportunity_people.c.opportunity_id == opportunity_id,
+                opportunity_people.c.kind == "member",
+                opportunity_people.c.is_deleted.is_(False),
+                people.c.is_internal.is_(False),
+            )
+            .order_by(opportunity_people.c.is_primary.desc(), opportunity_people.c.id)
+            .limit(1)
+        ).first()
+        values.update(
+            contact_name=contact.name if contact else None,
+            contact_email=contact.email if contact else None,
+        )
+    else:
+        values.setdefault("contact_name", None)
     values.update(
         id=row["id"], name=row["name"], amount=row["amount"], currency=row["currency"],
         close_date=row["close_date"], probability=row["probability"], stage=row["stage"],
         step=row["step"], account=row["account_name_"], account_id=row["account_id"],
         account_domain=row["domain"], owner=row["owner_name"], owner_email=row["owner_email"],
-        contact_name=contact.name if contact else None,
-        contact_email=contact.email if contact else None,
         is_private=bool(row["is_private"]), parent_id=row["parent_id"],
     )  # fmt: skip
     return values
