@@ -52,14 +52,22 @@ def test_new_opportunities_start_at_the_entry_for_a_new_or_an_existing_account(k
     second = kit.workflow.create("Acme roll-out", account=acme)
     loose = kit.workflow.create("No account yet")
     frame = kit.opportunities().set_index("id")
-    assert frame.loc[first, ["step", "stage", "owner_email"]].tolist() == ["New", "Lead", AVA]
+    assert frame.loc[loose, ["step", "stage", "owner_email"]].tolist() == ["New", "Lead", AVA]
+    assert frame.loc[first, ["step", "stage"]].tolist() == ["Review", "Lead"]  # a known account
     assert frame.loc[second, ["step", "stage"]].tolist() == ["Review", "Lead"]
-    assert frame.loc[loose, "step"] == "New"
     history = kit.stage_history(opportunity=first)
     assert set(zip(history["field"], history["new_value"], history["source"], strict=True)) == {
-        ("step", "New", "oppkit"), ("stage", "Lead", "oppkit"),
+        ("step", "Review", "oppkit"), ("stage", "Lead", "oppkit"),
     }  # fmt: skip
     assert set(history["changed_by"]) == {"Ava Patel"}
+
+
+def test_an_account_oppkit_knows_without_deals_enters_at_the_existing_account_step(kit):
+    add_account(kit.engine, "Initech", "initech.example")  # synced from mail: no deals yet
+    known = kit.workflow.create("Initech pilot", account="initech.example")
+    unknown = kit.workflow.create("Someone new", account_name="Hooli")  # no account row yet
+    steps = kit.opportunities().set_index("id")["step"]
+    assert (steps[known], steps[unknown]) == ("Review", "New")
 
 
 def test_an_incomplete_transition_lists_every_missing_field_and_changes_nothing(kit):
@@ -97,6 +105,7 @@ def test_a_transition_sets_attributes_moves_step_and_stage_and_writes_history(ki
 def test_closing_won_runs_the_built_in_triggers(kit):
     acme = add_account(kit.engine, "Acme", "acme.example")
     deal = kit.workflow.create("Acme pilot", account=acme, amount=7000, seats=3)
+    kit.workflow.transition(deal, "Start")  # a known account enters at Review
     kit.workflow.transition(deal, "Send proposal", close_date="2026-06-30", decision_maker="CEO",
                             deliver=False)  # fmt: skip
     result = kit.workflow.transition(deal, "Close won")
@@ -226,6 +235,7 @@ def test_the_funnel_shows_open_stages_in_workflow_order_and_leaves_closed_ones_o
         deal = kit.workflow.create(
             name, amount=100, account=add_account(kit.engine, name, f"{name}.example")
         )
+        kit.workflow.transition(deal, "Start")  # a known account enters at Review
         for step in path:
             kit.workflow.transition(deal, step, close_date="2026-01-01", decision_maker="x",
                                     deliver=False)  # fmt: skip

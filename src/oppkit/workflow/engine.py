@@ -301,7 +301,11 @@ class Workflow:
     ) -> int:  # fmt: skip
         """A new opportunity at the entry step for a new or an existing account; its id.
 
-        An account is *existing* when it already has opportunities. ``owner`` (an email)
+        An account is *existing* when oppkit already knows it: a row in ``accounts``
+        (synced from Salesforce, created from mail or by an earlier deal), with or without
+        deals. A deal given no account (``create_account`` makes one later) enters at the
+        *new account* step. Which one depends on the account alone, never on its deals, so
+        a private deal the user may not see cannot show through. ``owner`` (an email)
         defaults to the scope's user; other keywords are attributes (amount, close_date, ...).
 
         >>> kit.workflow.create("Acme pilot", account="acme-robotics.example", amount=50_000)
@@ -310,12 +314,11 @@ class Workflow:
         owner_id = self.scope.acting_person_id(owner)
         by_id = self.scope.acting_person_id(by)
         with write_transaction(self.engine) as conn:
-            # existing for this user: a private deal they may not see must not show through
+            # known to oppkit: the account's row, not its deals (so no deal, private or
+            # not, has any say)
             existing = account_id is not None and conn.scalar(
-                select(func.count()).where(
-                    opportunities.c.account_id == account_id,
-                    opportunities.c.is_deleted.is_(False),
-                    self.scope.visible(),
+                select(accounts.c.id).where(
+                    accounts.c.id == account_id, accounts.c.is_deleted.is_(False)
                 )
             )
             kind = "existing_account" if existing else "new_account"
