@@ -581,8 +581,9 @@ class Workflow:
     def graph(self, opportunity: Any = None) -> WorkflowGraph:
         """The workflow drawn (steps grouped by stage), offline; see :mod:`.graph`.
 
-        With ``opportunity``, its current step is marked and the transitions it can take
-        now are highlighted, with what each still needs.
+        With ``opportunity``, its current step, the transitions it can take now and the
+        steps they lead to are green (dashed while attributes are missing, with what each
+        still needs), steps it cannot reach grey; arrows turn blue under the mouse.
         """
         from .graph import build_graph
 
