@@ -129,3 +129,68 @@ def test_deals_move_their_account_and_members(org):
     stages = kit.lifecycle.stages("account")
     assert stages["name"].tolist() == ["Target", "Engaged", "Opportunity", "Customer", "Churned"]
     assert stages.set_index("name").loc["Customer", "external_status"] == "Customer - Direct"
+
+
+def test_rules_loaded_after_a_run_without_rules_apply_to_past_events(db_url):
+    kit = oppkit.connect(db_url)  # no workflow loaded yet: no lifecycle rules
+    ava = add_person(kit.engine, AVA, "Ava", internal=True)
+    jo = add_person(
+        kit.engine, "jo@acme.example", "Jo", add_account(kit.engine, "Acme", "acme.example")
+    )
+    add_activity(kit.engine, kind="email", when=T0, direction="outbound",
+                 parts=[(ava, "from"), (jo, "to")])  # fmt: skip
+    assert kit.lifecycle.apply_rules().empty
+    kit.workflow.load()  # the default lifecycle rules arrive
+    changes = kit.lifecycle.apply_rules()
+    assert sorted(zip(changes["kind"], changes["new_stage"], changes["event"], strict=True)) == [
+        ("account", "Target", "email_sent"), ("contact", "Contacted", "email_sent"),
+    ]  # fmt: skip
+    assert stage_of(kit, "jo@acme.example")[0] == "Contacted"
+    assert kit.lifecycle.apply_rules().empty
+
+
+def test_a_changed_rule_applies_to_past_events_and_a_lock_still_wins(org, tmp_path):
+    from oppkit.workflow.definition import default_workflow_text
+
+    kit, ava, jo, kim = org["kit"], org["ava"], org["jo"], org["kim"]
+    locking_new = default_workflow_text().replace(
+        'name = "New"\ncategory = "in progress"\n', 'name = "New"\ncategory = "in progress"\nlocks = true\n'
+    )  # fmt: skip
+    first = tmp_path / "first.toml"
+    first.write_text(locking_new, encoding="utf-8")
+    kit.workflow.load(first)
+    kit.lifecycle.set("kim@acme.example", "New", by=AVA)  # by hand, and it locks
+    email = add_activity(kit.engine, kind="email", when=T0, direction="outbound",
+                         parts=[(ava, "from"), (jo, "to"), (kim, "to")])  # fmt: skip
+    kit.lifecycle.apply_rules()
+    assert stage_of(kit, "jo@acme.example")[0] == "Contacted"
+
+    second = tmp_path / "second.toml"  # the team decides a sent email means engaged
+    second.write_text(
+        locking_new.replace(
+            'event = "email_sent"\nstage = "Contacted"', 'event = "email_sent"\nstage = "Engaged"'
+        ),
+        encoding="utf-8",
+    )
+    kit.workflow.load(second)
+    changes = kit.lifecycle.apply_rules()
+    assert list(zip(changes["id"], changes["new_stage"], changes["event"], changes["activity_id"], strict=True)) == [
+        (jo, "Engaged", "email_sent", email),
+    ]  # fmt: skip
+    assert stage_of(kit, "jo@acme.example") == ("Engaged", "in progress", False)
+    assert stage_of(kit, "kim@acme.example") == ("New", "in progress", True)  # the lock wins
+    assert kit.lifecycle.apply_rules().empty
+
+    # another rule changes: the unchanged email_sent rule does not run over old mail again
+    kit.lifecycle.set("jo@acme.example", "Contacted", by=AVA)  # by hand, no lock
+    third = tmp_path / "third.toml"
+    third.write_text(
+        second.read_text(encoding="utf-8").replace(
+            'event = "bounce"\nstage = "Bounced"', 'event = "bounce"\nstage = "Unsubscribed"'
+        ),
+        encoding="utf-8",
+    )
+    rules = kit.workflow.load(third).lifecycle_rules
+    assert ("contact", "bounce", "Unsubscribed") in {(r.kind, r.event, r.stage) for r in rules}
+    assert kit.lifecycle.apply_rules().empty
+    assert stage_of(kit, "jo@acme.example")[0] == "Contacted"

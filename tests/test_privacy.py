@@ -107,27 +107,36 @@ def test_following_is_for_colleagues_unless_the_owner_invites_a_guest(org: str, 
 
 
 def test_a_new_deal_does_not_reveal_a_private_one_on_its_account(org: str, tmp_path: Path):
+    """The entry step depends on the account being known, never on its deals: Ava's deal
+    on Globex, whose only deal left is Ben's secret, enters exactly where it enters once
+    the secret is gone too, and where a deal on an account without any deal does."""
     path = tmp_path / "workflow.toml"
     path.write_text(TEST_WORKFLOW, encoding="utf-8")
     ava = oppkit.connect(org, user=AVA)
     ava.workflow.load(path)
-    # Initech has no deal Ava may see; Globex has public ones
     engine = connect_engine(org)
-    from sqlalchemy import update
+    from sqlalchemy import insert, update
 
-    from oppkit.db.schema import opportunities
+    from oppkit.db.schema import accounts, opportunities
 
-    with engine.begin() as conn:  # make every Globex deal but the secret one public-less
-        conn.execute(
-            update(opportunities)
-            .where(opportunities.c.name.in_(["Globex analytics", "Globex expansion"]))
-            .values(is_deleted=True)
-        )
-    deal = ava.workflow.create("Globex pilot", account="globex.example")
-    assert ava.workflow.deal(deal)["step"] == "New"  # not "Review": she knows of no deal there
+    def drop(*names: str) -> None:
+        with engine.begin() as conn:
+            conn.execute(
+                update(opportunities).where(opportunities.c.name.in_(names)).values(is_deleted=True)
+            )
+
+    with engine.begin() as conn:  # an account oppkit knows, with no deal at all
+        conn.execute(insert(accounts).values(name="Initech", domain="initech.example",
+                                             source="mail", source_id="initech.example"))  # fmt: skip
+    drop("Globex analytics", "Globex expansion")  # Globex: only the secret deal is left
+    with_secret = ava.workflow.deal(ava.workflow.create("Globex pilot", account="globex.example"))
+    drop("Globex secret")
+    without = ava.workflow.deal(ava.workflow.create("Globex trial", account="globex.example"))
+    dealless = ava.workflow.deal(ava.workflow.create("Initech pilot", account="initech.example"))
+    assert with_secret["step"] == without["step"] == dealless["step"] == "Review"
     ben = oppkit.connect(org, user=BEN)
     other = ben.workflow.create("Globex renewal", account="globex.example")
-    assert ben.workflow.deal(other)["step"] == "Review"  # Ben's own deals are there
+    assert ben.workflow.deal(other)["step"] == "Review"
 
 
 def test_names_fold_unicode_case_and_a_bool_is_no_id(org: str):

@@ -66,6 +66,12 @@ def org(db_url: str, settings, export: Path) -> tuple[str, int]:
             opportunity_ref=SECRET_ID, owner_ref="005000000000002AAA",
         ),
         ActivityRecord(
+            source="salesforce", source_id="00T00000000000UAAA", kind="task",
+            subject="secret terms: send the redline", occurred_at=when + timedelta(days=2),
+            opportunity_ref=SECRET_ID, owner_ref="005000000000002AAA", is_planned=True,
+            status="Not Started",
+        ),
+        ActivityRecord(
             source="salesforce", source_id="00T00000000000PAAA", kind="email",
             subject="Expansion kick-off", occurred_at=when, thread_id="public-thread",
             text="Could you share the rollout plan?", opportunity_ref="006000000000003AAA",
@@ -152,6 +158,7 @@ def test_no_public_method_shows_a_trace_of_a_private_deal(org, who: str, tmp_pat
     kit = oppkit.connect(db_url, user=AVA if who == "ava" else None)
     owner = oppkit.connect(db_url, user=BEN)
     assert "confidential merger pricing" in set(owner.timeline()["subject"])  # it is there
+    assert "secret terms: send the redline" in set(owner.open_tasks()["text"])
     called = []
     for where, method in _doors(kit):
         params = inspect.signature(method).parameters
@@ -173,7 +180,8 @@ def test_no_public_method_shows_a_trace_of_a_private_deal(org, who: str, tmp_pat
         if optional:
             _assert_no_trace(method(), secret_id, f"{where}()")  # the whole frame too
         called.append(where)
-    assert {"kit.timeline", "kit.alerts", "kit.people", "kit.lifecycle.history"} <= set(called)
+    assert {"kit.timeline", "kit.alerts", "kit.open_tasks", "kit.people",
+            "kit.lifecycle.history"} <= set(called)  # fmt: skip
 
     # the pandas accessor, from every frame that has it
     for frame in (kit.opportunities(), kit.accounts(), kit.people(), kit.timeline()):

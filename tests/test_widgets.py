@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import delete, insert, update
 
 import oppkit
 from oppkit import actions
@@ -17,10 +17,12 @@ from oppkit.db.engine import write_transaction
 from oppkit.db.schema import (
     activities,
     activity_people,
+    alerts,
     campaigns,
     opportunities,
     stage_history,
 )
+from oppkit.sync import sync_salesforce_export
 from oppkit.widgets.opportunity import MISSING_CLASS
 from tests.workflow_support import add_account, add_member, add_person
 
@@ -236,6 +238,43 @@ def test_alerts_and_tasks_are_added_and_marked_done(world):
     view.alert_buttons[task_id].click()
     assert kit.alerts(opportunity=deal)["status"].tolist() == ["done"]
     assert view.metrics["Open tasks"] == "0" and task_id not in view.alert_buttons
+
+
+def test_open_tasks_count_salesforce_tasks_once_and_follow_their_status(
+    db_url: str, settings, export: Path
+):
+    sync_salesforce_export(export, settings=settings)
+    kit = oppkit.connect(db_url, user=AVA)
+    view = oppkit.OpportunityView(kit, "Acme pilot")
+    # "Send contract" is Not Started in Salesforce; the call and "Bad date" are done
+    assert (view.metrics["Open tasks"], view.metrics["Open alerts"]) == ("1", "0")
+    listed = " ".join(row.children[1].value for row in view.alerts_list.children)
+    assert "Send contract" in listed and "from salesforce" in listed
+    view.add_task("Book the security review")
+    assert view.metrics["Open tasks"] == "2"
+    contract = kit.timeline(opportunity="Acme pilot", kind="task")
+    contract = int(contract.set_index("subject").loc["Send contract", "id"])
+    with write_transaction(kit.engine) as conn:  # an alert on that very task is the same task
+        conn.execute(insert(alerts).values(
+            kind="task", text="Send contract", status="open", activity_id=contract,
+            opportunity_id=view.opportunity_id, rule="test", source="test", source_id="t1",
+        ))  # fmt: skip
+    view.refresh()
+    assert view.metrics["Open tasks"] == "2"
+    tasks = view.open_tasks
+    assert sorted(tasks["text"]) == ["Book the security review", "Send contract"]
+
+    task_csv = export / "Task.csv"  # Salesforce closes the task; the next sync says so
+    task_csv.write_text(
+        task_csv.read_text(encoding="utf-8").replace('"Not Started","false"', '"Completed","true"'),
+        encoding="utf-8",
+    )
+    with write_transaction(kit.engine) as conn:
+        conn.execute(delete(alerts).where(alerts.c.source_id == "t1"))
+    sync_salesforce_export(export, settings=settings)
+    view.refresh()
+    assert view.metrics["Open tasks"] == "1"
+    assert list(view.open_tasks["text"]) == ["Book the security review"]
 
 
 def test_a_suggested_person_is_added_as_a_member(world):

@@ -52,14 +52,22 @@ def test_new_opportunities_start_at_the_entry_for_a_new_or_an_existing_account(k
     second = kit.workflow.create("Acme roll-out", account=acme)
     loose = kit.workflow.create("No account yet")
     frame = kit.opportunities().set_index("id")
-    assert frame.loc[first, ["step", "stage", "owner_email"]].tolist() == ["New", "Lead", AVA]
+    assert frame.loc[loose, ["step", "stage", "owner_email"]].tolist() == ["New", "Lead", AVA]
+    assert frame.loc[first, ["step", "stage"]].tolist() == ["Review", "Lead"]  # a known account
     assert frame.loc[second, ["step", "stage"]].tolist() == ["Review", "Lead"]
-    assert frame.loc[loose, "step"] == "New"
     history = kit.stage_history(opportunity=first)
     assert set(zip(history["field"], history["new_value"], history["source"], strict=True)) == {
-        ("step", "New", "oppkit"), ("stage", "Lead", "oppkit"),
+        ("step", "Review", "oppkit"), ("stage", "Lead", "oppkit"),
     }  # fmt: skip
     assert set(history["changed_by"]) == {"Ava Patel"}
+
+
+def test_an_account_oppkit_knows_without_deals_enters_at_the_existing_account_step(kit):
+    add_account(kit.engine, "Initech", "initech.example")  # synced from mail: no deals yet
+    known = kit.workflow.create("Initech pilot", account="initech.example")
+    unknown = kit.workflow.create("Someone new", account_name="Hooli")  # no account row yet
+    steps = kit.opportunities().set_index("id")["step"]
+    assert (steps[known], steps[unknown]) == ("Review", "New")
 
 
 def test_an_incomplete_transition_lists_every_missing_field_and_changes_nothing(kit):
@@ -97,6 +105,7 @@ def test_a_transition_sets_attributes_moves_step_and_stage_and_writes_history(ki
 def test_closing_won_runs_the_built_in_triggers(kit):
     acme = add_account(kit.engine, "Acme", "acme.example")
     deal = kit.workflow.create("Acme pilot", account=acme, amount=7000, seats=3)
+    kit.workflow.transition(deal, "Start")  # a known account enters at Review
     kit.workflow.transition(deal, "Send proposal", close_date="2026-06-30", decision_maker="CEO",
                             deliver=False)  # fmt: skip
     result = kit.workflow.transition(deal, "Close won")
@@ -114,6 +123,43 @@ def test_closing_won_runs_the_built_in_triggers(kit):
     assert set(found["transition"]) == {"Close won"}
     assert [link["kind"] for link in result.links] == list(found["kind"])
     assert kit.opportunities().set_index("id").loc[deal, "stage_status"] == "won"
+
+
+CONTACT_WORKFLOW = (
+    TEST_WORKFLOW
+    + """
+[[transitions]]
+name = "Add contact"
+from = "New"
+to = "Proposal sent"
+requires = ["contact_email"]
+triggers = ["create_contact"]
+"""
+)
+
+
+def test_a_contact_given_on_the_transition_becomes_a_member_of_a_new_deal(kit, tmp_path):
+    path = tmp_path / "contact.toml"
+    path.write_text(CONTACT_WORKFLOW, encoding="utf-8")
+    kit.workflow.load(path)
+    acme = add_account(kit.engine, "Acme", "acme.example")
+    fresh = kit.workflow.create("Fresh deal")  # no members yet
+    result = kit.workflow.transition(fresh, "Add contact", contact_email=" Jo@Acme.example ",
+                                     contact_name="Jo Acme")  # fmt: skip
+    assert [(link["kind"], link["reference"]) for link in result.links] == [
+        ("contact", "jo@acme.example")
+    ]
+    members = kit.people(opportunity=fresh)
+    assert members[["email", "name", "role"]].values.tolist() == [
+        ["jo@acme.example", "Jo Acme", "contact"]
+    ]
+    # a deal that has a contact already: the one given on the transition wins
+    known = kit.workflow.create("Known deal")
+    add_member(kit.engine, known, add_person(kit.engine, "kim@acme.example", "Kim", acme))
+    assert kit.workflow.deal(known)["contact_email"] == "kim@acme.example"  # the fallback
+    kit.workflow.transition(known, "Add contact", contact_email="lee@acme.example")
+    assert set(kit.people(opportunity=known)["email"]) == {"kim@acme.example", "lee@acme.example"}
+    assert kit.workflow.links(known)["reference"].tolist() == ["lee@acme.example"]
 
 
 def test_a_failing_trigger_rolls_back_step_history_attributes_and_links(kit):
@@ -189,6 +235,7 @@ def test_the_funnel_shows_open_stages_in_workflow_order_and_leaves_closed_ones_o
         deal = kit.workflow.create(
             name, amount=100, account=add_account(kit.engine, name, f"{name}.example")
         )
+        kit.workflow.transition(deal, "Start")  # a known account enters at Review
         for step in path:
             kit.workflow.transition(deal, step, close_date="2026-01-01", decision_maker="x",
                                     deliver=False)  # fmt: skip

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import oppkit
-from oppkit.workflow.graph import CURRENT, HIGHLIGHT, UNREACHABLE
+from oppkit.workflow.graph import STATUS_COLORS
 from tests.workflow_support import TEST_WORKFLOW
 
 EVIL = "<img src=x onerror=alert(1)>"
@@ -62,6 +62,25 @@ def test_the_network_holds_steps_by_stage_and_one_edge_per_transition(kit):
     assert labels["Lead"]["shape"] == "box" and labels["Lead"]["y"] < labels["New"]["y"]
 
 
+def rgb(color: str) -> tuple[int, int, int]:
+    return tuple(int(color.lstrip("#")[i : i + 2], 16) for i in (0, 2, 4))
+
+
+def is_green(color: str) -> bool:
+    r, g, b = rgb(color)
+    return g > r + 20 and g > b + 20
+
+
+def is_blue(color: str) -> bool:
+    r, g, b = rgb(color)
+    return b > r + 40 and b > g + 20
+
+
+def is_grey(color: str) -> bool:
+    r, g, b = rgb(color)
+    return max(r, g, b) - min(r, g, b) < 10
+
+
 def test_a_deal_shows_where_it_stands_what_it_can_do_and_what_it_cannot_reach(kit):
     deal = kit.workflow.create("Acme pilot", amount=10)
     kit.workflow.transition(
@@ -69,20 +88,42 @@ def test_a_deal_shows_where_it_stands_what_it_can_do_and_what_it_cannot_reach(ki
     )
     graph = kit.workflow.graph(deal)
     labels = nodes_by_label(graph)
-    assert labels["Proposal sent"]["color"]["background"] == CURRENT[0]
-    assert labels["New"]["color"]["background"] == UNREACHABLE[0]  # no way back
-    assert labels[EVIL]["color"]["background"] == UNREACHABLE[0]
-    assert labels["Closed won"]["color"]["background"] != UNREACHABLE[0]
+    fill = {name: node["color"]["background"] for name, node in labels.items()}
+    assert is_green(fill["Proposal sent"])  # where it stands
+    assert is_green(fill["Closed won"]) and is_green(fill["Closed lost"])  # where it can go now
+    assert fill["Closed won"] != fill["Proposal sent"]  # the step it stands at stands out
+    for step in ("New", EVIL, "Upsell", "Parked"):  # no way back
+        assert is_grey(fill[step]), step
     edges = {e["label"]: e for e in graph.pyvis.edges}
-    assert edges["Close won"]["color"] == HIGHLIGHT and edges["Close lost"]["color"] == HIGHLIGHT
-    assert edges["Start"]["color"] != HIGHLIGHT
+    assert is_green(edges["Close won"]["color"]["color"])
+    assert is_green(edges["Close lost"]["color"]["color"])
+    assert edges["Close won"]["dashes"] is True and edges["Close lost"]["dashes"] is False
+    assert labels["Closed won"]["shapeProperties"]["borderDashes"]  # only a lacking way there
+    assert not labels["Closed lost"]["shapeProperties"]["borderDashes"]
+    assert not is_green(edges["Start"]["color"]["color"])
+    assert all(is_blue(e["color"]["hover"]) for e in graph.pyvis.edges)  # blue under the mouse
+    assert '"interaction": {"hover": true' in graph.html
     assert edges["Close won"]["title"] == (
         "Close won\nrequires: amount, account\nmissing: account\n"
         "triggers: create_invoice, create_registration, issue_training_token"
     )
-    assert edges["Close won"]["dashes"] is True and edges["Close lost"]["dashes"] is False
     assert "at <strong>Proposal sent</strong>; can do now:" in graph.html
     assert "Close won</span> (needs account)" in graph.html
+    assert '<span class="now">green</span>: where it stands' in graph.html  # the legend says so
+
+
+def test_steps_reachable_later_keep_their_stage_colour(kit):
+    deal = kit.workflow.create("Initech", amount=10)  # at New
+    graph = kit.workflow.graph(deal)
+    fill = {name: node["color"]["background"] for name, node in nodes_by_label(graph).items()}
+    assert is_green(fill["New"]) and is_green(fill["Proposal sent"]) and is_green(fill["Parked"])
+    assert fill["Closed won"] == STATUS_COLORS["won"][0]  # two steps away: not now, not out
+    assert is_grey(fill[EVIL]) and is_grey(fill["Upsell"])
+    edges = {e["label"]: e for e in graph.pyvis.edges}
+    assert not is_green(edges["Close won"]["color"]["color"])
+    plain = kit.workflow.graph()  # without a deal: every arrow still turns blue on hover
+    assert all(is_blue(e["color"]["hover"]) for e in plain.pyvis.edges)
+    assert not any(is_green(n["color"]["background"]) for n in plain.pyvis.nodes)
 
 
 def test_a_private_deal_is_not_drawn_for_someone_else(kit, db_url):
@@ -95,8 +136,7 @@ def test_the_legend_escapes_a_step_name(kit):
     from tests.workflow_support import add_account
 
     acme = add_account(kit.engine, "Acme", "acme.example")
-    kit.workflow.create("first", account=acme)
-    second = kit.workflow.create("second", account=acme)  # existing account: the evil step
+    second = kit.workflow.create("second", account=acme)  # a known account: the evil step
     page = kit.workflow.graph(second).html
     assert "at <strong>&lt;img src=x onerror=alert(1)&gt;</strong>" in page
     assert EVIL not in page

@@ -119,6 +119,7 @@ class Kit:
     suggested_people = _reads(frames.suggested_people)
     accounts = _reads(frames.accounts)
     alerts = _reads(frames.alerts)
+    open_tasks = _reads(frames.open_tasks)
     stages = _reads(frames.stages)
     pipeline = _reads(frames.pipeline)
     stage_history = _reads(frames.stage_history)

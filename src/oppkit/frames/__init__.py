@@ -5,7 +5,7 @@ Each function takes a :class:`~oppkit.scope.Scope` or a Kit first; the Kit's acc
 Features that need a frame (digests, the pipeline review) call them directly.
 """
 
-from .deals import alerts, opportunities, pipeline, stage_history, stages
+from .deals import alerts, open_tasks, opportunities, pipeline, stage_history, stages
 from .people import accounts, people, suggested_people
 from .timeline import TIMELINE_COLUMNS, possible_deals, timeline
 
@@ -13,6 +13,7 @@ __all__ = [
     "TIMELINE_COLUMNS",
     "accounts",
     "alerts",
+    "open_tasks",
     "opportunities",
     "people",
     "pipeline",

@@ -16,15 +16,23 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import func, literal, or_, select
+from sqlalchemy import exists, func, literal, not_, or_, select
 
 from ..db import schema as db
 from ..db.ownership import CONFLICT, PENDING, WAITING
 from ..scope import ScopeLike, as_list, scope_of
 
 __all__ = [
-    "alerts", "opportunities", "pipeline", "stage_history", "stages", "waiting_changes",
+    "alerts", "open_tasks", "opportunities", "pipeline", "stage_history", "stages",
+    "waiting_changes",
 ]  # fmt: skip
+
+# The status a task's source gives it when it is done (Salesforce Task.Status "Completed";
+# a task closed in Salesforce some other way has IsClosed, which the source stores as
+# ``is_planned`` false).
+DONE_TASK_STATUSES = ("completed",)
+OPEN_TASK_COLUMNS = ["origin", "alert_id", "activity_id", "opportunity_id", "opportunity",
+                     "text", "due_at", "status", "source"]  # fmt: skip
 
 
 def opportunities(
@@ -186,6 +194,82 @@ def alerts(scope: ScopeLike, *, opportunity: Any = None, status: str | None = No
     for column in ("due_at", "created_at"):
         df[column] = pd.to_datetime(df[column], utc=True)
     return df
+
+
+def open_tasks(scope: ScopeLike, *, opportunity: Any = None) -> pd.DataFrame:
+    """Open tasks, each once: the tasks among the alerts and the tasks on the timeline.
+
+    Two kinds of row (``origin``):
+
+    - ``alert``: an open alert of kind ``task`` (entered by hand, or found by a rule such
+      as an unanswered question); source ``oppkit``;
+    - ``activity``: a task on the timeline (activity kind ``task``: a Salesforce Task)
+      that is not done: still ``is_planned`` (Salesforce: neither ``IsClosed`` nor status
+      Completed) and its status is not Completed. A task activity that a task alert
+      refers to is that alert's task and is not listed again (the alert's status decides).
+
+    Columns: origin, alert_id, activity_id, opportunity_id, opportunity, text (the
+    alert's text or the task's subject), due_at (the alert's due date or the task's
+    activity date), status, source; soonest due first. Without ``opportunity``, every
+    open task this scope may see. Privacy as in :func:`alerts` and the timeline.
+
+    >>> kit.open_tasks(opportunity="Acme pilot")[["origin", "text", "due_at"]]
+    """
+    scope = scope_of(scope)
+    ids = scope.opportunity_ids(opportunity) if opportunity is not None else None
+    task_alerts = alerts(scope, opportunity=ids, status="open")
+    task_alerts = task_alerts[task_alerts["kind"] == "task"]
+    rows = [
+        ("alert", a.id, a.activity_id, a.opportunity_id, a.opportunity, a.text, a.due_at,
+         a.status, "oppkit")
+        for a in task_alerts.itertuples(index=False)
+    ]  # fmt: skip
+    as_alert = exists().where(
+        db.alerts.c.activity_id == db.activities.c.id,
+        db.alerts.c.kind == "task",
+        db.alerts.c.is_deleted.is_(False),
+    )
+    stmt = (
+        select(
+            db.activities.c.id,
+            db.activities.c.opportunity_id,
+            db.opportunities.c.name,
+            db.activities.c.subject,
+            db.activities.c.occurred_at,
+            db.activities.c.status,
+            db.activities.c.source,
+        )  # fmt: skip
+        .select_from(
+            db.activities.outerjoin(
+                db.opportunities, db.opportunities.c.id == db.activities.c.opportunity_id
+            )
+        )
+        .where(
+            db.activities.c.kind == "task",
+            db.activities.c.is_planned.is_(True),
+            db.activities.c.is_deleted.is_(False),
+            or_(
+                db.activities.c.status.is_(None),
+                func.lower(db.activities.c.status).not_in(DONE_TASK_STATUSES),
+            ),
+            not_(as_alert),
+            or_(db.activities.c.opportunity_id.is_(None), scope.visible()),
+        )
+    )
+    if ids is not None:
+        stmt = stmt.where(db.activities.c.opportunity_id.in_(ids))
+    with scope.engine.connect() as conn:
+        rows += [
+            ("activity", None, r.id, r.opportunity_id, r.name, r.subject, r.occurred_at,
+             r.status, r.source)
+            for r in conn.execute(stmt)
+        ]  # fmt: skip
+    df = pd.DataFrame(rows, columns=OPEN_TASK_COLUMNS)
+    df["due_at"] = pd.to_datetime(df["due_at"], utc=True)
+    for column in ("alert_id", "activity_id", "opportunity_id"):
+        df[column] = df[column].astype("Int64")
+    df = df.sort_values("due_at", na_position="last", kind="stable").reset_index(drop=True)
+    return scope.tag(df, "open_tasks")
 
 
 def stages(scope: ScopeLike) -> pd.DataFrame:

@@ -128,8 +128,11 @@ class TransitionForm(widgets.VBox):
 class OpportunityView(widgets.VBox):
     """One deal on one screen (see module docs).
 
-    ``on_refresh`` is an optional callable run by the Refresh button before re-reading
-    (e.g. a sync of the user's mailbox).
+    The summary's *Open tasks* is ``kit.open_tasks(deal)``: open task alerts and the
+    deal's open Salesforce tasks, each once (``view.open_tasks``); the Alerts & Tasks tab
+    lists the Salesforce ones too, to be closed in Salesforce. *Open alerts* counts the
+    other open alerts. ``on_refresh`` is an optional callable run by the Refresh button
+    before re-reading (e.g. a sync of the user's mailbox).
     """
 
     def __init__(
@@ -142,6 +145,7 @@ class OpportunityView(widgets.VBox):
         self.metrics: dict[str, str] = {}
         self.is_owner = False
         self.alerts = pd.DataFrame()
+        self.open_tasks = pd.DataFrame()  # tasks in alerts and open Salesforce tasks, each once
         self.members = pd.DataFrame()
         self.suggested = pd.DataFrame()
         self.followers = pd.DataFrame()
@@ -280,6 +284,7 @@ class OpportunityView(widgets.VBox):
         self.deal = self.kit.workflow.deal(self.opportunity_id)
         self.is_owner = actions.is_owner(self.kit, self.opportunity_id)
         self.alerts = self.kit.alerts(opportunity=self.opportunity_id)
+        self.open_tasks = self.kit.open_tasks(opportunity=self.opportunity_id)
         if timeline:
             self.timeline.refresh()
         self._draw_header()
@@ -305,13 +310,12 @@ class OpportunityView(widgets.VBox):
         close = d.get("close_date")
         days = (close - datetime.now(UTC).date()).days if isinstance(close, date) else None
         open_alerts = self.alerts[self.alerts["status"] == "open"]
-        tasks = int((open_alerts["kind"] == "task").sum())
         self.metrics = {
             "Stage": text(d.get("stage")),
             "Deal size": money(d.get("amount"), d.get("currency")),
             "Days to close": text(days),
-            "Open alerts": str(len(open_alerts) - tasks),
-            "Open tasks": str(tasks),
+            "Open alerts": str(int((open_alerts["kind"] != "task").sum())),
+            "Open tasks": str(len(self.open_tasks)),  # kit.open_tasks: alerts and Salesforce
         }
         private = " · <b>private</b>" if d.get("is_private") else ""
         self.header.value = (
@@ -346,6 +350,15 @@ class OpportunityView(widgets.VBox):
                 rows.append(widgets.HBox([button, label]))
             else:
                 rows.append(widgets.HBox([widgets.HTML(layout={"width": "90px"}), label]))
+        # open tasks of the deal's source (Salesforce): shown here, closed where they live
+        synced = self.open_tasks[self.open_tasks["origin"] == "activity"]
+        for t in synced.itertuples(index=False):
+            due = f" · due {esc(t.due_at.date())}" if not pd.isna(t.due_at) else ""
+            label = widgets.HTML(
+                f"<b>task</b> {esc(t.text)}<br><small>{esc(t.status or 'open')}{due}"
+                f" · from {esc(t.source)}</small>"
+            )
+            rows.append(widgets.HBox([widgets.HTML(layout={"width": "90px"}), label]))
         self.alerts_list.children = rows or [widgets.HTML("<i>No alerts or tasks.</i>")]
 
     def _draw_graph(self) -> None:

@@ -129,6 +129,11 @@ def opportunity_values(conn: Connection, opportunity_id: int) -> dict[str, Any]:
     Keys: id, name, amount, currency, close_date, probability, stage, step, account,
     account_id, account_domain, owner, owner_email, contact_name, contact_email,
     is_private, parent_id, and every custom attribute.
+
+    ``contact_email`` and ``contact_name`` are the deal's own attributes when
+    ``contact_email`` is set on it (given on :meth:`Workflow.create` or a transition: what
+    the ``create_contact`` trigger makes a member); else its first external member's
+    (primary first), so a new deal, which has no members yet, keeps the contact given.
     """
     owner = people.alias("owner")
     row = conn.execute(
@@ -142,26 +147,31 @@ def opportunity_values(conn: Connection, opportunity_id: int) -> dict[str, Any]:
         )
         .where(opportunities.c.id == opportunity_id)
     ).mappings().one()  # fmt: skip
-    contact = conn.execute(
-        select(people.c.name, people.c.email)
-        .join(opportunity_people, opportunity_people.c.person_id == people.c.id)
-        .where(
-            opportunity_people.c.opportunity_id == opportunity_id,
-            opportunity_people.c.kind == "member",
-            opportunity_people.c.is_deleted.is_(False),
-            people.c.is_internal.is_(False),
-        )
-        .order_by(opportunity_people.c.is_primary.desc(), opportunity_people.c.id)
-        .limit(1)
-    ).first()
     values = dict(row.get("attributes") or {})
+    if values.get("contact_email") in (None, ""):  # given wins; the members are the fallback
+        contact = conn.execute(
+            select(people.c.name, people.c.email)
+            .join(opportunity_people, opportunity_people.c.person_id == people.c.id)
+            .where(
+                opportunity_people.c.opportunity_id == opportunity_id,
+                opportunity_people.c.kind == "member",
+                opportunity_people.c.is_deleted.is_(False),
+                people.c.is_internal.is_(False),
+            )
+            .order_by(opportunity_people.c.is_primary.desc(), opportunity_people.c.id)
+            .limit(1)
+        ).first()
+        values.update(
+            contact_name=contact.name if contact else None,
+            contact_email=contact.email if contact else None,
+        )
+    else:
+        values.setdefault("contact_name", None)
     values.update(
         id=row["id"], name=row["name"], amount=row["amount"], currency=row["currency"],
         close_date=row["close_date"], probability=row["probability"], stage=row["stage"],
         step=row["step"], account=row["account_name_"], account_id=row["account_id"],
         account_domain=row["domain"], owner=row["owner_name"], owner_email=row["owner_email"],
-        contact_name=contact.name if contact else None,
-        contact_email=contact.email if contact else None,
         is_private=bool(row["is_private"]), parent_id=row["parent_id"],
     )  # fmt: skip
     return values
@@ -292,7 +302,11 @@ class Workflow:
     ) -> int:  # fmt: skip
         """A new opportunity at the entry step for a new or an existing account; its id.
 
-        An account is *existing* when it already has opportunities. ``owner`` (an email)
+        An account is *existing* when oppkit already knows it: a row in ``accounts``
+        (synced from Salesforce, created from mail or by an earlier deal), with or without
+        deals. A deal given no account (``create_account`` makes one later) enters at the
+        *new account* step. Which one depends on the account alone, never on its deals, so
+        a private deal the user may not see cannot show through. ``owner`` (an email)
         defaults to the scope's user; other keywords are attributes (amount, close_date, ...).
 
         >>> kit.workflow.create("Acme pilot", account="acme-robotics.example", amount=50_000)
@@ -301,12 +315,11 @@ class Workflow:
         owner_id = self.scope.acting_person_id(owner)
         by_id = self.scope.acting_person_id(by)
         with write_transaction(self.engine) as conn:
-            # existing for this user: a private deal they may not see must not show through
+            # known to oppkit: the account's row, not its deals (so no deal, private or
+            # not, has any say)
             existing = account_id is not None and conn.scalar(
-                select(func.count()).where(
-                    opportunities.c.account_id == account_id,
-                    opportunities.c.is_deleted.is_(False),
-                    self.scope.visible(),
+                select(accounts.c.id).where(
+                    accounts.c.id == account_id, accounts.c.is_deleted.is_(False)
                 )
             )
             kind = "existing_account" if existing else "new_account"
@@ -580,8 +593,9 @@ class Workflow:
     def graph(self, opportunity: Any = None) -> WorkflowGraph:
         """The workflow drawn (steps grouped by stage), offline; see :mod:`.graph`.
 
-        With ``opportunity``, its current step is marked and the transitions it can take
-        now are highlighted, with what each still needs.
+        With ``opportunity``, its current step, the transitions it can take now and the
+        steps they lead to are green (dashed while attributes are missing, with what each
+        still needs), steps it cannot reach grey; arrows turn blue under the mouse.
         """
         from .graph import build_graph
 

@@ -9,9 +9,13 @@ are shown in a browser. The graph's data is embedded as JSON with ``<``, ``>`` a
 written as ``\\u003c``..., so no name can close the script; vis-network shows names as
 text, never as HTML; the legend is HTML-escaped.
 
-With an opportunity, its current step is green, the transitions it can take now are
-orange (dashed while attributes are missing) and steps it can no longer reach are grey.
-Hovering an arrow shows the transition's required (and missing) attributes.
+With an opportunity (the colours of "seed 003"): its current step is green (dark), the
+transitions it can take now and the steps they lead to are green (light); a transition
+still missing attributes is dashed green, and so is the border of a step only such
+transitions lead to. Steps it cannot reach from where it stands are grey; the others keep
+their stage's colour. Every arrow turns blue under the mouse (vis-network's edge colour
+``hover``, with ``interaction.hover`` on) and shows the transition's required (and
+missing) attributes.
 
 Example::
 
@@ -44,9 +48,13 @@ STATUS_COLORS = {
     "lost": ("#f8d7d7", "#b23b3b"),
     "archived": ("#eeeeee", "#8a8a8a"),
 }
-CURRENT = ("#2e7d32", "#1b5e20")
-UNREACHABLE = ("#e0e0e0", "#bdbdbd")
-HIGHLIGHT = "#f57c00"
+CURRENT = ("#2e7d32", "#1b5e20")  # the step the deal stands at: dark green
+NEXT = ("#c8e6c9", "#2e7d32")  # a step it can move to now: light green
+UNREACHABLE = ("#e0e0e0", "#bdbdbd")  # grey
+HIGHLIGHT = "#2e7d32"  # a transition it can take now: green (dashed while lacking)
+HOVER = "#1565c0"  # any arrow under the mouse, or selected: blue
+EDGE = "#7a7a7a"
+FADED = "#d0d0d0"  # an arrow leaving a step the deal cannot reach
 
 
 @dataclass
@@ -102,6 +110,7 @@ def _page(net: Network, title: str, legend: str, height: int) -> str:
 body {{ font-family: system-ui, sans-serif; margin: 0; }}
 #oppkit-legend {{ padding: 6px 10px; font-size: 13px; }}
 #oppkit-legend .now {{ color: {HIGHLIGHT}; }}
+#oppkit-legend .hover {{ color: {HOVER}; }}
 #oppkit-graph {{ width: 100%; height: {height}px; border-top: 1px solid #ddd; }}
 </style>
 <script>{js}</script>
@@ -128,6 +137,9 @@ def build_graph(
     """Draw ``definition``; with ``current`` (a step name) highlight a deal's position.
 
     ``missing`` maps each transition leaving ``current`` to the attributes it still needs.
+    ``current`` and the steps its transitions lead to are green, those transitions green
+    (dashed while something is missing), steps out of reach grey; every arrow is blue
+    under the mouse.
     """
     missing = missing or {}
     statuses = {s.name: s.status for s in definition.stages}
@@ -139,8 +151,13 @@ def build_graph(
         graph.add_edge(t.from_step, t.to_step, key=t.name, requires=list(t.requires),
                        triggers=list(t.triggers), communications=len(t.communications))  # fmt: skip
     reachable = None
+    ready_targets: dict[str, bool] = {}  # a step it can move to now -> some way there is ready
     if current is not None:
         reachable = reachable_steps([current], {n: list(graph.successors(n)) for n in graph})
+        for t in definition.transitions:
+            if t.from_step == current:
+                ready = not missing.get(t.name)
+                ready_targets[t.to_step] = ready_targets.get(t.to_step, False) or ready
 
     stage_order = [s.name for s in definition.stages]
     stage_order += sorted({s.stage for s in definition.steps} - set(stage_order))
@@ -159,8 +176,11 @@ def build_graph(
         data = graph.nodes[s.name]
         colors = STATUS_COLORS.get(data["status"], STATUS_COLORS["open"])
         font = {"color": "#222222"}
+        dashed = False
         if s.name == current:
             colors, font = CURRENT, {"color": "#ffffff"}
+        elif s.name in ready_targets:
+            colors, dashed = NEXT, not ready_targets[s.name]
         elif reachable is not None and s.name not in reachable:
             colors, font = UNREACHABLE, {"color": "#8a8a8a"}
         row = rows.get(s.stage, 0)
@@ -170,6 +190,8 @@ def build_graph(
             tip += f"\nshows: {', '.join(s.attributes)}"
         net.add_node(ids[s.name], label=s.name, shape="box", title=tip, font=font,
                      color={"background": colors[0], "border": colors[1]},
+                     borderWidth=2 if s.name in ready_targets else 1,
+                     shapeProperties={"borderDashes": [5, 4] if dashed else False},
                      x=column_of[s.stage] * 240, y=row * 100)  # fmt: skip
     for t in definition.transitions:
         if t.from_step not in ids or t.to_step not in ids:
@@ -184,8 +206,9 @@ def build_graph(
         if t.communications:
             tip += f"\nsends: {', '.join(c.channel for c in t.communications)}"
         faded = reachable is not None and t.from_step not in reachable
+        color = HIGHLIGHT if now else (FADED if faded else EDGE)
         net.add_edge(ids[t.from_step], ids[t.to_step], label=t.name, title=tip, arrows="to",
-                     color=HIGHLIGHT if now else ("#d0d0d0" if faded else "#7a7a7a"),
+                     color={"color": color, "hover": HOVER, "highlight": HOVER},
                      width=4 if now else 1.5, dashes=bool(now and lacking))  # fmt: skip
 
     legend = f"<strong>{html.escape(title)}</strong>"
@@ -197,5 +220,10 @@ def build_graph(
         ]  # fmt: skip
         legend += f" — at <strong>{html.escape(current)}</strong>; can do now: " + (
             ", ".join(options) or "nothing"
+        )
+        legend += (
+            '<br><small><span class="now">green</span>: where it stands, what it can do now'
+            " and where that leads (dashed: attributes missing); grey: out of reach;"
+            ' an arrow under the mouse turns <span class="hover">blue</span>.</small>'
         )
     return WorkflowGraph(graph, net, _page(net, title, legend, height), height)

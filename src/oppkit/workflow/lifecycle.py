@@ -19,6 +19,12 @@ Events (read from activities, each activity once: a cursor in ``sync_state``):
 A person's event also counts for their account. Rules only move forward in the order
 the stages are defined, so re-running :meth:`Lifecycle.apply_rules` changes nothing.
 
+The cursor remembers the rules it was computed under (and each kind's stage order). A
+rule added or changed since -- rules loaded after a run without any, a rule moving to
+another stage, the stages of its kind reordered -- is applied to every past event too,
+once; rules that did not change are not run over old events again. A stage set by hand
+that locks still wins.
+
 Example::
 
     kit.lifecycle.apply_rules()                       # DataFrame of what moved
@@ -33,7 +39,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy import Connection, insert, or_, select, true, update
 
 from ..db.engine import write_transaction
 from ..db.schema import (
@@ -59,13 +65,17 @@ _TABLES = {"contact": (people, "person_id"), "account": (accounts, "account_id")
 RECIPIENT_ROLES = ("to", "cc", "bcc")
 
 
-def _events(conn: Connection, after: int) -> tuple[list[tuple[str, int, str, int]], int]:
-    """(kind, id, event, activity_id) for activities after id ``after``, oldest first."""
+def _events(
+    conn: Connection, after: int, up_to: int | None = None
+) -> tuple[list[tuple[str, int, str, int]], int]:
+    """(kind, id, event, activity_id) for activities after id ``after`` (and up to id
+    ``up_to``), oldest first; and the newest id read."""
     rows = conn.execute(
         select(activities.c.id, activities.c.kind, activities.c.direction, activities.c.is_auto,
                activities.c.status, activities.c.subject, activities.c.snippet,
                activities.c.account_id)
-        .where(activities.c.id > after, activities.c.is_deleted.is_(False))
+        .where(activities.c.id > after, activities.c.is_deleted.is_(False),
+               activities.c.id <= up_to if up_to is not None else true())
         .order_by(activities.c.occurred_at, activities.c.id)
     ).all()  # fmt: skip
     if not rows:
@@ -219,8 +229,11 @@ class Lifecycle:
     def apply_rules(self) -> pd.DataFrame:
         """Move contacts and accounts by the rules, for events not seen before.
 
-        Returns what moved: kind, id, old_stage, new_stage, event, activity_id.
-        Idempotent: running it again without new activities changes nothing.
+        A rule added or changed since the last run applies to past events too (the
+        cursor keeps the rules it was computed under); a stage set by hand that locks is
+        left alone. Returns what moved: kind, id, old_stage, new_stage, event,
+        activity_id. Idempotent: running it again without new activities or changed
+        rules changes nothing.
         """
         changes: list[dict[str, Any]] = []
         with write_transaction(self.engine) as conn:
@@ -241,8 +254,22 @@ class Lifecycle:
                     *[sync_state.c[k] == v for k, v in CURSOR.items()]
                 )
             ).first()
-            after = int((state.cursor or {}).get("activity_id", 0)) if state else 0
+            cursor = (state.cursor or {}) if state else {}
+            after = int(cursor.get("activity_id", 0))
+            # what the cursor is computed under: the rules and each kind's stage order. A
+            # rule it did not know, or one of a kind whose order changed, has not seen the
+            # events before the cursor yet (a cursor that kept no rules knew none).
+            applied = sorted([k, e, s] for (k, e), s in rules.items())
+            order = {kind: [n for (k, n), _ in sorted(rank.items(), key=lambda i: i[1])
+                            if k == kind] for kind in LIFECYCLE_KINDS}  # fmt: skip
+            known = {tuple(r) for r in cursor.get("rules", [])}
+            was = cursor.get("stages", {})
+            fresh = {(k, e) for k, e, s in applied
+                     if (k, e, s) not in known or was.get(k) != order[k]}  # fmt: skip
             events, last = _events(conn, after)
+            if fresh and after:
+                past, _ = _events(conn, 0, up_to=after)
+                events = [ev for ev in past if (ev[0], ev[2]) in fresh] + events
             events += _deal_events(conn)
             current: dict[tuple[str, int], tuple[str | None, bool]] = {}
             for kind, target_id, event, activity_id in events:
@@ -280,16 +307,13 @@ class Lifecycle:
                 changes.append({"kind": kind, "id": target_id, "old_stage": old,
                                 "new_stage": stage, "event": event, "activity_id": activity_id})  # fmt: skip
             now = datetime.now(UTC)
+            position = {"activity_id": last, "rules": applied, "stages": order}
             if state is None:
-                conn.execute(
-                    insert(sync_state).values(
-                        **CURSOR, cursor={"activity_id": last}, last_run_at=now
-                    )
-                )
+                conn.execute(insert(sync_state).values(**CURSOR, cursor=position, last_run_at=now))
             else:
                 conn.execute(
                     update(sync_state).where(sync_state.c.id == state.id)
-                    .values(cursor={"activity_id": last}, last_run_at=now)
+                    .values(cursor=position, last_run_at=now)
                 )  # fmt: skip
         columns = ["kind", "id", "old_stage", "new_stage", "event", "activity_id"]
         df = pd.DataFrame(changes, columns=columns)

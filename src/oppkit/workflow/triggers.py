@@ -5,7 +5,8 @@ stage, attributes, history, links), so a deal never stands at "Won" without its 
 
 A trigger is a function taking a :class:`TriggerContext`. ``ctx.opportunity`` is a plain
 dict of the opportunity after the transition's attributes were set (id, name, amount,
-close_date, account, account_id, owner_email, contact_email, custom attributes...);
+close_date, account, account_id, owner_email, contact_email (the attribute given, else the
+deal's contact), custom attributes...);
 ``ctx.add_link(kind, reference, data)`` records a linked record in ``links``;
 ``ctx.connection`` is the transaction's SQLAlchemy connection for anything else (use
 parameterised statements). Raise to refuse: everything is rolled back.
@@ -137,7 +138,12 @@ def create_account(ctx: TriggerContext) -> None:
 
 @register_trigger("create_contact")
 def create_contact(ctx: TriggerContext) -> None:
-    """Make ``contact_email`` (and ``contact_name``) a person and a member of the deal."""
+    """Make ``contact_email`` (and ``contact_name``) a person and a member of the deal.
+
+    The email given as an attribute (on the transition, or set on the deal before) wins;
+    the deal's existing external contact is the fallback. A new deal has no members, so
+    ``transition(deal, ..., contact_email="jo@acme.example")`` is how it gets its first.
+    """
     _need(ctx, "contact_email")
     opp, conn = ctx.opportunity, ctx.connection
     email = normalise_email(opp["contact_email"])
