@@ -7,6 +7,8 @@ Usage: python agents/calendar_agent.py (--ics PATH | --caldav-url URL | --ews-ur
 
 import sys
 
+import _stops  # noqa: F401  (first: a stop while importing exits cleanly)
+
 from oppkit.cli import agent_main
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ SMTP: [smtp] in oppkit.toml or OPPKIT_SMTP_HOST, _PORT, _FROM, _USER, _STARTTLS,
 
 import sys
 
+import _stops  # noqa: F401  (first: a stop while importing exits cleanly)
+
 from oppkit.cli import agent_main
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ Usage: python agents/mail_agent.py (--mbox PATH | --imap-host HOST | --ews-url U
 
 import sys
 
+import _stops  # noqa: F401  (first: a stop while importing exits cleanly)
+
 from oppkit.cli import agent_main
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ Usage: python agents/salesforce_agent.py [--once | --every 15m] [--db URL] [--ob
 
 import sys
 
+import _stops  # noqa: F401  (first: a stop while importing exits cleanly)
+
 from oppkit.cli import agent_main
 
 if __name__ == "__main__":

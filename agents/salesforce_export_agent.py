@@ -6,6 +6,8 @@ Usage: python agents/salesforce_export_agent.py DIR [--once | --every 15m] [--db
 
 import sys
 
+import _stops  # noqa: F401  (first: a stop while importing exits cleanly)
+
 from oppkit.cli import agent_main
 
 if __name__ == "__main__":

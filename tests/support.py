@@ -148,3 +148,17 @@ def wait_for_checkpoint(url: str, proc: subprocess.Popen, timeout: float = 120) 
     finally:
         engine.dispose()
     raise AssertionError("the sync never committed a checkpoint")
+
+
+def big_mbox(path: Path, n: int) -> Path:
+    """An mbox of ``n`` customer emails (50 senders at 7 customers), a minute apart."""
+    t0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    return write_mbox(
+        path,
+        [
+            make_email(sender=f"c{i % 50}@cust{i % 7}.example", to=["ava.patel@northwind.example"],
+                       subject=f"message {i}", body=f"body {i}\n" * 20, when=t0 + timedelta(minutes=i),
+                       message_id=f"{i}@cust.example")
+            for i in range(n)
+        ],
+    )  # fmt: skip

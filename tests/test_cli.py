@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,22 +14,10 @@ from sqlalchemy import create_engine, text
 import oppkit
 from oppkit.cli import main, parse_duration
 from oppkit.db.engine import create_oppkit_engine, head_revision
-from tests.support import count, make_email, wait_for_checkpoint, write_mbox
+from tests.support import big_mbox, count, make_email, wait_for_checkpoint, write_mbox
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
-
-
-def big_mbox(path: Path, n: int) -> Path:
-    return write_mbox(
-        path,
-        [
-            make_email(sender=f"c{i % 50}@cust{i % 7}.example", to=["ava.patel@northwind.example"],
-                       subject=f"message {i}", body=f"body {i}\n" * 20, when=T0 + timedelta(minutes=i),
-                       message_id=f"{i}@cust.example")
-            for i in range(n)
-        ],
-    )  # fmt: skip
 
 
 def run_cli(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:  # noqa: ANN003
@@ -117,22 +103,6 @@ def test_agent_script_runs_once(sqlite_url: str, tmp_path: Path):
     assert result.returncode == 0, result.stderr
     assert "mail: read 5, written 5" in result.stdout
     assert count(sqlite_url) == 5
-
-
-def test_agent_every_repeats_until_stopped(sqlite_url: str, tmp_path: Path):
-    mbox = big_mbox(tmp_path / "m.mbox", 3)
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "agents" / "mail_agent.py"), "--mbox", str(mbox), "--every", "1s", "--db", sqlite_url],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    time.sleep(6)
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=30)
-    runs = [line for line in out.splitlines() if line.startswith("mail:")]
-    assert len(runs) >= 2
-    assert runs[0].startswith("mail: read 3, written 3")
-    assert runs[1].startswith("mail: read 0, written 0")  # nothing new: nothing re-read
-    assert count(sqlite_url) == 3
 
 
 def test_parse_duration():

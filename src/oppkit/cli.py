@@ -31,6 +31,8 @@ from . import __version__
 from .config import load_settings
 from .errors import ConfigError, OppkitError
 from .sources.declaration import parse_duration
+from .stops import CODES, exit_code, stop_code
+from .stops import install as install_stops
 
 __all__ = ["agent_main", "build_parser", "guarded", "main", "parse_duration"]
 
@@ -220,33 +222,43 @@ def _setup_logging(debug: bool) -> None:
 
 
 def guarded(run: Callable[[], int], debug: bool) -> int:
-    """Run a command; turn known failures into a one-line message and an exit code."""
+    """Run a command; turn known failures into a one-line message and an exit code.
+
+    Once SIGINT or SIGTERM arrived, the command ends with 130 or 143 whatever the work
+    under way made of the interruption (a database call cut short fails otherwise).
+    """
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
-        return run()
-    except OppkitError as exc:
+        code = run()
+    except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM (oppkit.stops.Terminated)
+        return _stopped(stop_code() or exit_code(exc))
+    except (OppkitError, FileNotFoundError, SQLAlchemyError) as exc:
+        if stop_code():
+            return _stopped(stop_code())
         if debug:
             raise
+        if isinstance(exc, SQLAlchemyError):
+            detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            print(f"oppkit: error: database failed: {detail}", file=sys.stderr)
+            return 1
         print(f"oppkit: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except FileNotFoundError as exc:
-        if debug:
-            raise
-        print(f"oppkit: error: {exc}", file=sys.stderr)
-        return ConfigError.exit_code
-    except SQLAlchemyError as exc:
-        if debug:
-            raise
-        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        print(f"oppkit: error: database failed: {detail}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("oppkit: interrupted; committed work is kept, the next run resumes", file=sys.stderr)
-        return 130
+        return exc.exit_code if isinstance(exc, OppkitError) else ConfigError.exit_code
+    except Exception:
+        if stop_code():
+            return _stopped(stop_code())
+        raise
+    return _stopped(stop_code()) if stop_code() else code
+
+
+def _stopped(code: int) -> int:
+    what = "stopped (SIGTERM)" if code == 143 else "interrupted"
+    print(f"oppkit: {what}; committed work is kept, the next run resumes", file=sys.stderr)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    install_stops()
     args = build_parser().parse_args(argv)
     _setup_logging(args.debug)
     return guarded(lambda: args.func(args), args.debug)
@@ -269,16 +281,19 @@ def agent_main(what: str, argv: Sequence[str] | None = None) -> int:
     when = parser.add_mutually_exclusive_group()
     when.add_argument("--once", action="store_true", help="run one sync and exit (default)")
     when.add_argument("--every", type=parse_duration, metavar="DURATION", help="repeat, e.g. 15m")
+    install_stops()
     args = parser.parse_args(argv)
     _setup_logging(args.debug)
     while True:
         code = guarded(lambda: _print_summaries(run(args)), args.debug)
         if not args.every:
             return code
-        if code == 2:  # bad configuration does not get better by waiting
+        if code in (2, *CODES.values()):  # bad configuration, or asked to stop
             return code
         sys.stdout.flush()
-        time.sleep(args.every)
+        code = guarded(lambda: time.sleep(args.every) or 0, args.debug)
+        if code:  # stopped while waiting for the next run
+            return code
 
 
 if __name__ == "__main__":  # pragma: no cover

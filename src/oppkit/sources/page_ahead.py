@@ -18,29 +18,51 @@ Example::
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from ..stops import stopping
 
 T = TypeVar("T")
 _END = object()
 
 
 def one_ahead(pages: Iterable[T]) -> Iterator[T]:
-    """Yield ``pages`` in order while a helper thread already fetches the next one."""
+    """Yield ``pages`` in order while a helper thread already fetches the next one.
+
+    Each fetch runs in a daemon thread: a stop (Ctrl-C, SIGTERM) never waits for a
+    server that is slow to answer, and the process exits with it.
+    """
     iterator = iter(pages)
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oppkit-page-ahead")
-    pending = pool.submit(next, iterator, _END)
+    arrived: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+
+    def fetch() -> None:
+        try:
+            arrived.put((True, next(iterator, _END)))
+        except BaseException as exc:  # noqa: BLE001 - raised where the page would be
+            arrived.put((False, exc))
+
+    def start() -> threading.Thread:
+        thread = threading.Thread(target=fetch, name="oppkit-page-ahead", daemon=True)
+        thread.start()
+        return thread
+
+    fetching = start()
     try:
-        while (page := pending.result()) is not _END:
-            pending = pool.submit(next, iterator, _END)
+        while True:
+            ok, page = arrived.get()
+            if not ok:
+                raise page
+            if page is _END:
+                return
+            fetching = start()
             yield page
     finally:
-        # The consumer stopped (or a fetch failed): let a fetch under way end, then
-        # close the source in this thread; a generator cannot be closed while it runs.
-        pending.cancel()
-        wait([pending])
-        pool.shutdown(wait=False)
+        # The consumer stopped (or a fetch failed): let a fetch under way end, then close
+        # the source here (a generator cannot be closed while it runs); on a stop, go now
+        fetching.join(timeout=0.2 if stopping() else None)
         close = getattr(iterator, "close", None)
-        if close is not None:
+        if close is not None and not fetching.is_alive():
             close()

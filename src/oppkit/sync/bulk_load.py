@@ -30,6 +30,7 @@ from sqlalchemy.schema import CreateIndex, DropIndex
 
 from ..db.engine import SQLITE_CACHE_KIB, write_transaction
 from ..db.schema import activities, activity_people, activity_sources
+from ..stops import stopping
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,9 @@ def indexes_deferred(engine: Engine) -> Iterator[list[str]]:
     try:
         yield [t.name for t in empty]
     finally:
-        if empty:
+        if empty and stopping():  # asked to stop: the next sync builds them first thing
+            log.info("indexes of %s wait for the next sync", ", ".join(t.name for t in empty))
+        elif empty:
             try:
                 ensure_indexes(engine, tuple(empty))
             except Exception as exc:  # noqa: BLE001 - the run's own error matters more

@@ -21,10 +21,9 @@ from sqlalchemy import Connection, Engine
 from ..config import Settings, load_settings
 from ..db.engine import connect_engine
 from ..sources.catalog import find_source
-from ..sources.declaration import Source
+from ..sources.declaration import Source, resolve
 from .alert_writer import refresh_unanswered
 from .runner import RunSummary, SyncRunner
-from .salesforce_push import push_before_pull
 
 # After-run hooks by the name a declaration uses: each runs in its own transaction.
 AFTER_RUN_HOOKS: dict[str, Callable[[Connection], Any]] = {
@@ -32,8 +31,10 @@ AFTER_RUN_HOOKS: dict[str, Callable[[Connection], Any]] = {
 }
 # Before-run hooks, run under the run's lock with (engine, target, settings); what one
 # returns (an object with ``line()``, or None) joins the run's summary line.
-BEFORE_RUN_HOOKS: dict[str, Callable[[Engine, Any, Settings], Any]] = {
-    "push_salesforce_changes": push_before_pull,
+# Named as "module:function" and imported only when a run needs them (declarations
+# load no client library).
+BEFORE_RUN_HOOKS: dict[str, str] = {
+    "push_salesforce_changes": "oppkit.sync.salesforce_push:push_before_pull",
 }
 
 
@@ -79,7 +80,7 @@ def run_source(
     settings = settings or load_settings()
     engine = engine_for(db, settings)
     try:
-        hooks = [BEFORE_RUN_HOOKS[name] for name in declared.before_run]
+        hooks = [resolve(BEFORE_RUN_HOOKS[name]) for name in declared.before_run]
     except KeyError as exc:
         raise ValueError(f"source {declared.key}: no before-run hook {exc.args[0]!r}") from None
     runner = SyncRunner(

@@ -25,11 +25,13 @@ Example::
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..sources.records import Checkpoint
+from ..stops import stopping
 
 _DONE = object()
 
@@ -86,4 +88,7 @@ def read_ahead(records: Iterable[Any], chunk: int = 200, depth: int = 8) -> Iter
             yield from item
     finally:
         stop.set()
-        thread.join(timeout=5)
+        # a stop (Ctrl-C, SIGTERM) must not wait for a read under way: the thread is a
+        # daemon and ends with the process; otherwise let the source close itself
+        interrupted = stopping() or isinstance(sys.exc_info()[1], KeyboardInterrupt)
+        thread.join(timeout=0.2 if interrupted else 5)

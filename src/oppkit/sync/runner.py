@@ -238,9 +238,10 @@ class SyncRunner:
                     batch.records.append(record)
                     if len(batch.records) >= self.commit_rows:
                         self._commit(batch, summary)
-        except (Exception, KeyboardInterrupt):
-            # The source failed or was interrupted: what it gave so far is still
-            # written, with every checkpoint it reached, before the error is raised.
+        except Exception:
+            # The source failed: what it gave so far is still written, with every
+            # checkpoint it reached, before the error is raised. (Asked to stop, the
+            # run ends at once: the next one resumes from the last committed checkpoint.)
             if not batch.failed:
                 self._commit_quietly(batch, summary)
             raise
