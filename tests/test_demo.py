@@ -84,6 +84,13 @@ def test_demo_opens_jupyterlab_on_the_notebooks_with_the_demo_database(tmp_path:
         assert contents is not None, "JupyterLab did not start"
         names = {item["name"] for item in contents["content"]}
         assert "01_quickstart.ipynb" in names
+        environ = Path(f"/proc/{proc.pid}/environ")  # Linux: what the kernels inherit
+        if environ.exists():
+            lab_env = dict(
+                item.split("=", 1) for item in environ.read_text().split("\0") if "=" in item
+            )
+            assert lab_env["OPPKIT_DEMO_FILES"] == str((tmp_path / "demo" / "files").resolve())
+            assert lab_env["OPPKIT_DATABASE_URL"].endswith("oppkit-demo.sqlite")
         with urllib.request.urlopen(f"{base}/lab", timeout=5) as response:
             assert response.status == 200
             assert "JupyterLab" in response.read().decode()

@@ -3,6 +3,7 @@ client over HTTPS: what the Salesforce sync agent's tests rely on."""
 
 from __future__ import annotations
 
+import csv
 import re
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -715,3 +716,87 @@ def test_faults_hit_updates_too_and_leave_the_record_alone(fake, org):
         header["If-Unmodified-Since"]
     ] * 3
     assert fake.call_count(f"/sobjects/Opportunity/{deal}") == 3
+
+
+def test_an_org_loaded_from_a_data_export_keeps_its_ids_references_and_stamps(tmp_path):
+    from oppkit.demo_data import write_demo_files
+
+    folder = write_demo_files(tmp_path, seed=7).salesforce_dir
+    org = FakeOrg.from_export(folder, now=T0)
+    with (folder / "Opportunity.csv").open(encoding="utf-8-sig", newline="") as handle:
+        exported = list(csv.DictReader(handle))
+    with FakeSalesforce(org) as fake:
+        sf = connect(fake)
+        fields = "Id, Name, AccountId, OwnerId, StageName, Amount, IsClosed, SystemModstamp"
+        records = sf.query_all(f"SELECT {fields} FROM Opportunity ORDER BY Id")["records"]  # noqa: S608
+        tasks = sf.query_all("SELECT Id FROM Task")["totalSize"]
+        all_tasks = sf.query_all("SELECT Id FROM Task", include_deleted=True)["totalSize"]
+        stages = sf.query("SELECT Id, MasterLabel FROM OpportunityStage ORDER BY SortOrder")
+
+    assert len(records) == len(exported)
+    by_id = {r["Id"]: r for r in records}
+    for row in exported:
+        record = by_id[row["Id"]]  # the export's Id, not a new one
+        assert (record["AccountId"], record["OwnerId"]) == (row["AccountId"], row["OwnerId"])
+        assert (record["Name"], record["StageName"]) == (row["Name"], row["StageName"])
+        assert record["Amount"] == (float(row["Amount"]) if row["Amount"] else None)
+        assert record["IsClosed"] is (row["IsClosed"] == "true")
+        stamp = datetime.fromisoformat(row["SystemModstamp"])
+        assert record["SystemModstamp"] == stamp.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+        assert "IsPrivate" not in org.get("Opportunity", row["Id"])  # the fake has no such field
+    with (folder / "OpportunityStage.csv").open(encoding="utf-8-sig", newline="") as handle:
+        exported_stages = [(r["Id"], r["MasterLabel"]) for r in csv.DictReader(handle)]
+    assert [(r["Id"], r["MasterLabel"]) for r in stages["records"]] == exported_stages
+    assert all_tasks == tasks + 1  # the one Task exported deleted is in the recycle bin
+    users = org.records["User"].values()
+    assert all(u["Username"] == u["Email"] for u in users)  # Salesforce always has one
+    # what an export does not hold the org makes as it would: Ids and stamps of its own
+    added = org.add("Opportunity", Name="New", StageName="Prospecting", CloseDate="2027-01-01")
+    assert added not in by_id and org.get("Opportunity", added)["SystemModstamp"] == T0
+    with pytest.raises(ValueError, match="exists already"):
+        org.add("Opportunity", Id=exported[0]["Id"], Name="Twin", StageName="Prospecting")
+
+
+def test_an_api_sync_of_an_org_loaded_from_an_export_lands_on_the_export_synced_rows(tmp_path):
+    """The demo's export synced first, then the same records through the API: no duplicates,
+    and what changed in the org arrives on the rows the export made."""
+    from sqlalchemy import func, select
+
+    import oppkit
+    from oppkit.config import Settings
+    from oppkit.db.engine import connect_engine
+    from oppkit.db.schema import accounts, activities, opportunities, people, stage_history
+    from oppkit.demo_data import write_demo_files
+    from oppkit.sources.salesforce_client import SalesforceSettings
+    from oppkit.sync import sync_salesforce, sync_salesforce_export
+
+    files = write_demo_files(tmp_path / "demo", seed=7)
+    url = f"sqlite:///{tmp_path / 'oppkit.sqlite'}"
+    settings = Settings(database_url=url, internal_domains=tuple(files.internal_domains))
+    sync_salesforce_export(files.salesforce_dir, db=url, settings=settings)
+    tables = (opportunities, accounts, people, activities, stage_history)
+
+    def counts() -> list[int]:
+        engine = connect_engine(url)
+        try:
+            with engine.connect() as conn:
+                return [conn.scalar(select(func.count()).select_from(t)) for t in tables]
+        finally:
+            engine.dispose()
+
+    before = counts()
+    org = FakeOrg.from_export(files.salesforce_dir)
+    deal_id = next(
+        r["Id"] for r in org.records["Opportunity"].values() if r["Name"].startswith("Hooli")
+    )
+    org.update("Opportunity", deal_id, Amount=432_000)  # someone, in Salesforce
+    with FakeSalesforce(org) as fake:
+        login = SalesforceSettings(instance_url=fake.url, session_id=fake.session_id,
+                                   ca_bundle=fake.ca_path)  # fmt: skip
+        summary = sync_salesforce(url, settings, salesforce=login)
+
+    assert summary.errors == 0, summary.line()
+    assert counts() == before  # every record landed on the row the export sync wrote
+    deals = oppkit.connect(url).opportunities().set_index("source_id")
+    assert deals.loc[deal_id, "amount"] == 432_000
+    assert deals.loc[deal_id, "name"] == "Hooli — Ad-spend attribution"

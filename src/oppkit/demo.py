@@ -3,7 +3,8 @@
 Why: a new user should see the product working on believable data in one command. The
 demo writes export files exactly as the upstream systems do (see :mod:`oppkit.demo_data`),
 syncs them with the same code paths as real data, then starts JupyterLab on notebooks/
-with ``OPPKIT_DATABASE_URL`` pointing at the demo database.
+with ``OPPKIT_DATABASE_URL`` pointing at the demo database and ``OPPKIT_DEMO_FILES`` at the
+export files (notebook 04 serves its Salesforce export as a fake org to write back to).
 
 Example::
 
@@ -87,7 +88,7 @@ def run_demo(
         return 0
     if shutil.which("jupyter") is None and not _has_module("jupyterlab"):
         raise ConfigError("JupyterLab is not installed: pip install 'oppkit[demo]'")
-    env = dict(os.environ, OPPKIT_DATABASE_URL=url)
+    env = dict(os.environ, OPPKIT_DATABASE_URL=url, OPPKIT_DEMO_FILES=str(files.root.resolve()))
     command = [sys.executable, "-m", "jupyterlab", "--notebook-dir", str(notebooks_folder())]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")  # containers and CI machines often run as root

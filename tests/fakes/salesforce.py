@@ -8,11 +8,15 @@ versions, limits, describeGlobal, describe, query / queryAll paged through
 
 simple-salesforce sends logins to ``https://{domain}.salesforce.com``; they reach the fake through
 its CONNECT tunnel: ``session.proxies = fake.proxies`` (the certificate covers ``*.salesforce.com``).
+
+``FakeOrg.from_export(folder)`` fills an org from a Salesforce Data Export folder (the demo's
+export: notebooks/04_workflow.ipynb writes back to it), keeping the export's record Ids.
 """
 
 from __future__ import annotations
 
 import base64
+import csv
 import functools
 import itertools
 import json
@@ -91,6 +95,18 @@ def _coerce(ftype: str, value):
     if ftype in _NUMBER:
         return float(value)
     return bool(value) if ftype == "boolean" else value
+
+
+def _export_value(ftype: str, text: str):
+    """A Data Export cell as the field type's stored value: empty is null (a checkbox false),
+    Ids in their 18-character form."""
+    if ftype == "boolean":
+        return text.strip().lower() in ("true", "1")
+    if not text.strip():
+        return None
+    if ftype in ("id", "reference"):
+        return to18(text.strip())
+    return text if ftype in _TEXT or ftype == "anyType" else _coerce(ftype, text.strip())
 
 
 def _json_value(value):
@@ -264,6 +280,66 @@ class FakeOrg:
             stage |= {"ApiName": stage["MasterLabel"], "SortOrder": order, "IsActive": True}
             self.add("OpportunityStage", ForecastCategoryName=stage["ForecastCategory"], **stage)
 
+    @classmethod
+    def from_export(cls, folder: str | Path, *, now: datetime | None = None) -> FakeOrg:
+        """An org holding what a Salesforce Data Export folder holds (``<Object>.csv`` each).
+
+        Records keep the export's Ids, so an API sync of this org lands on the rows an export
+        sync of the folder wrote; references (OwnerId, AccountId, WhatId...) and audit stamps
+        stay as exported. Only the objects and fields this fake defines are read: other files
+        and columns are skipped, empty cells are nulls (false for a checkbox). A stamp a file
+        lacks follows those it has: SystemModstamp and LastModifiedDate stand for each other
+        (else CreatedDate), CreatedDate is the earliest of them; with none, ``now``. An
+        exported OpportunityStage.csv replaces the standard stages; a record exported deleted
+        is in the recycle bin (queryAll, getDeleted). ``now`` as in ``FakeOrg(now=...)``.
+
+        >>> org = FakeOrg.from_export(files.salesforce_dir)
+        """
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"not a Salesforce export folder: {folder}")
+        files = {path.stem.lower(): path for path in folder.glob("*.csv")}
+        org = cls(now=now, standard_stages="opportunitystage" not in files)
+        for stem in sorted(files, key=lambda stem: (stem != "opportunitystage", stem)):
+            if (obj := org.object_name(stem)) is not None:  # stages first: deals derive from them
+                org.add_many(obj, org._export_rows(obj, files[stem]))
+        return org
+
+    def _export_rows(self, obj: str, path: Path) -> Iterable[dict]:
+        """The CSV's rows as ``add`` takes them, Ids included; see :meth:`from_export`."""
+        _, types, lower = self._types(obj)
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            for raw in csv.DictReader(handle):
+                row = {}
+                for key, text in raw.items():
+                    name = lower.get((key or "").strip().lower())
+                    if name is not None and text is not None:
+                        row[name] = _export_value(types[name], text)
+                row = {name: value for name, value in row.items() if value is not None}
+                if not row.get("Id"):
+                    continue
+                self._export_defaults(obj, types, row)
+                yield row
+
+    def _export_defaults(self, obj: str, types: dict[str, str], row: dict) -> None:
+        """What Salesforce always has and an export may leave out: audit stamps, a User's
+        Username, a stage's ForecastCategory; a deleted record's place in the delete log."""
+        stamps = [row[n] for n in ("SystemModstamp", "LastModifiedDate") if n in row]
+        modified = stamps[0] if stamps else row.get("CreatedDate")
+        for name in ("SystemModstamp", "LastModifiedDate"):
+            if name in types and modified is not None:
+                row.setdefault(name, modified)
+        if "CreatedDate" in types and stamps:
+            row.setdefault("CreatedDate", min(stamps))
+        if obj == "User" and "Email" in row:
+            row.setdefault("Username", row["Email"])
+        if obj == "OpportunityStage":
+            if category := row.get("ForecastCategory") or row.get("ForecastCategoryName"):
+                row.setdefault("ForecastCategory", category)
+                row.setdefault("ForecastCategoryName", category)
+        if row.get("IsDeleted"):
+            self.deleted_dates[obj][row["Id"]] = row.get("SystemModstamp") or self.now()
+
     def now(self) -> datetime:
         return self._frozen or datetime.now(UTC).replace(microsecond=0)
 
@@ -303,7 +379,10 @@ class FakeOrg:
         return self.add_many(sobject, [fields])[0]
 
     def add_many(self, sobject: str, rows: Iterable[dict]) -> list[str]:
-        """Insert rows, returning their Ids; audit fields default to now and the org's user."""
+        """Insert rows, returning their Ids; audit fields default to now and the org's user.
+
+        A row may bring its own ``Id`` (a record copied from another org's export keeps it);
+        else the org makes one. An Id already in the org is a ValueError."""
         obj, types, lower = self._types(sobject)
         now, prefix, table = self.now(), self.key_prefixes[obj], self.records[obj]
         base = {n: False for n, t in types.items() if t == "boolean"}
@@ -315,7 +394,12 @@ class FakeOrg:
         with self.lock:
             stages = self._stages() if obj == "Opportunity" else {}
             for row in rows:
-                rid, given = self._new_id(prefix), self._convert(obj, types, lower, row)
+                row = dict(row)
+                given_id = row.pop("Id", None)
+                rid = to18(str(given_id)) if given_id else self._new_id(prefix)
+                if rid in table:
+                    raise ValueError(f"{obj} {rid} exists already")
+                given = self._convert(obj, types, lower, row)
                 table[rid] = rec = base | {"Id": rid} | given
                 self._derive(obj, rec, given, stages)
                 ids.append(rid)
