@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,15 @@ def load_settings(database_url: str | None = None) -> Settings:
     )
 
 
+def salesforce_table(settings: Settings | None = None) -> dict[str, Any]:
+    """The ``[salesforce]`` table of oppkit.toml (empty without one)."""
+    settings = settings or load_settings()
+    table = (settings.extra or {}).get("salesforce") or {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{settings.config_path}: [salesforce] must be a table")
+    return table
+
+
 def write_back_enabled(settings: Settings | None = None) -> bool:
     """Whether changes to Salesforce-owned fields are pushed (else refused); default off.
 
@@ -105,11 +115,10 @@ def write_back_enabled(settings: Settings | None = None) -> bool:
     value: Any = env_setting("SALESFORCE_WRITE_BACK")
     where = "OPPKIT_SALESFORCE_WRITE_BACK"
     if value in (None, ""):
-        settings = settings or load_settings()
-        table = (settings.extra or {}).get("salesforce") or {}
-        if not isinstance(table, dict):
-            raise ConfigError(f"{settings.config_path}: [salesforce] must be a table")
-        value, where = table.get("write_back", False), "[salesforce] write_back"
+        value, where = (
+            salesforce_table(settings).get("write_back", False),
+            "[salesforce] write_back",
+        )
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -118,3 +127,34 @@ def write_back_enabled(settings: Settings | None = None) -> bool:
     if text in ("0", "false", "no", "off", ""):
         return False
     raise ConfigError(f"{where} must be true or false, not {value!r}")
+
+
+STATUS_KINDS = ("contact", "account")
+_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def status_field(kind: str, settings: Settings | None = None) -> str | None:
+    """The Salesforce field that holds a contact's or account's lifecycle status; None
+    when the team has named none (the default): then the status is neither read nor pushed.
+
+    ``OPPKIT_SF_CONTACT_STATUS_FIELD`` / ``OPPKIT_SF_ACCOUNT_STATUS_FIELD`` win over
+    ``[salesforce] contact_status_field`` / ``account_status_field`` in oppkit.toml, e.g.
+    ``"Lifecycle_Status__c"``. The name goes into SOQL and REST paths: only a plain API
+    field name is taken.
+
+    Example::
+
+        status_field("contact")  # "Lifecycle_Status__c", or None
+    """
+    if kind not in STATUS_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(STATUS_KINDS)}")
+    value: Any = env_setting(f"SF_{kind.upper()}_STATUS_FIELD")
+    where = f"OPPKIT_SF_{kind.upper()}_STATUS_FIELD"
+    if value in (None, ""):
+        value = salesforce_table(settings).get(f"{kind}_status_field")
+        where = f"[salesforce] {kind}_status_field"
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str) or not _FIELD_NAME.fullmatch(value.strip()):
+        raise ConfigError(f"{where} must be a Salesforce field's API name, not {value!r}")
+    return value.strip()

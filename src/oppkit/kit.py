@@ -195,7 +195,9 @@ class Kit:
     def changes(
         self, opportunity: Any = None, *, status: str | list[str] | None = None
     ) -> pd.DataFrame:
-        """Changes made here to fields Salesforce owns: pending, pushed, in conflict.
+        """Changes made here to fields Salesforce owns: pending, pushed, in conflict; a
+        deal's fields, and a contact's or account's lifecycle status (``sobject``, and
+        ``opportunity``, ``person`` or ``account`` say which record).
 
         >>> kit.changes(status="conflict")
         """
@@ -205,6 +207,7 @@ class Kit:
 
     def resolve_conflict(self, opportunity: Any, field: str, keep: str) -> None:
         """Settle a write-back conflict: ``keep="theirs"`` (Salesforce's) or ``"mine"``.
+        (A contact's or account's status: ``kit.lifecycle.resolve_conflict``.)
 
         >>> kit.resolve_conflict("Acme pilot", "amount", keep="mine")
         """

@@ -14,6 +14,12 @@ change becomes a *conflict*, shown with both values, which the user resolves
 (:func:`resolve_conflict`: keep theirs, or push mine). A deal oppkit created itself is
 oppkit's: its fields change at once.
 
+A contact's or account's lifecycle stage is oppkit's, so it always changes at once; with
+write-back on and the Salesforce field of its status named (``[salesforce]
+contact_status_field`` / ``account_status_field``), the status its new stage maps to is
+queued for the Salesforce Contact or Account the same way (:class:`StatusQueue`, field
+``lifecycle_status``), never refused.
+
 Example::
 
     kit = oppkit.connect(user="ava.patel@northwind.example")
@@ -29,21 +35,32 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, delete, insert, or_, select, update
 
-from .config import Settings, write_back_enabled
+from .config import Settings, status_field, write_back_enabled
 from .db.engine import write_transaction
-from .db.ownership import CONFLICT, DROPPED, PENDING, PUSHED, SALESFORCE_EDITABLE
-from .db.schema import opportunities, outbound_changes, people, stages
+from .db.ownership import (
+    CONFLICT,
+    DROPPED,
+    LIFECYCLE_STATUS,
+    PENDING,
+    PUSHED,
+    SALESFORCE_EDITABLE,
+    WAITING,
+)
+from .db.schema import accounts, opportunities, outbound_changes, people, stages
 from .errors import OppkitError
 from .history import record_history, same_value
+from .lifecycle_status import SALESFORCE_OBJECTS, TARGETS, StatusMap
 from .scope import ScopeLike, as_list, scope_of
 
 SALESFORCE = "salesforce"
+OPPORTUNITY = "Opportunity"  # outbound_changes.sobject of a deal's change
 CHANGE_COLUMNS = [
-    "id", "opportunity_id", "opportunity", "field", "old_value", "new_value", "status",
-    "origin", "requested_by", "requested_at", "attempts", "last_error", "pushed_at",
-    "their_value", "their_by", "their_modstamp",
+    "id", "sobject", "opportunity_id", "opportunity", "person_id", "person", "account_id",
+    "account", "field", "old_value", "new_value", "status", "origin", "requested_by",
+    "requested_at", "attempts", "last_error", "pushed_at", "their_value", "their_by",
+    "their_modstamp",
 ]  # fmt: skip
 
 
@@ -121,26 +138,94 @@ def queue_changes(
             outbound_changes.c.status.in_((PENDING, CONFLICT)),
         )
     )
-    ids = []
-    for field, value in changed.items():
-        ids.append(
-            conn.execute(
-                insert(outbound_changes)
-                .values(
-                    opportunity_id=row["id"],
-                    field=field,
-                    old_value=as_json(row[field]),
-                    new_value=as_json(value),
-                    seen_modstamp=row["source_modstamp"],
-                    status=PENDING,
-                    origin=origin,
-                    requested_by_id=by_id,
-                    requested_at=datetime.now(UTC),
-                )  # fmt: skip
-                .returning(outbound_changes.c.id)
-            ).scalar_one()
+    record = {"sobject": OPPORTUNITY, "opportunity_id": row["id"]}
+    return [
+        add_pending(
+            conn,
+            record,
+            field,
+            as_json(row[field]),
+            as_json(value),
+            seen=row["source_modstamp"],
+            origin=origin,
+            by_id=by_id,
+        )  # fmt: skip
+        for field, value in changed.items()
+    ]
+
+
+def add_pending(
+    conn: Connection, record: Mapping[str, Any], field: str, old: Any, new: Any, *,
+    seen: datetime | None, origin: str, by_id: int | None,
+) -> int:  # fmt: skip
+    """One pending change of ``record`` (its ``sobject`` and oppkit's id of it:
+    ``opportunity_id``, ``person_id`` or ``account_id``); its id."""
+    return conn.execute(
+        insert(outbound_changes)
+        .values(
+            **record,
+            field=field,
+            old_value=old,
+            new_value=new,
+            seen_modstamp=seen,
+            status=PENDING,
+            origin=origin,
+            requested_by_id=by_id,
+            requested_at=datetime.now(UTC),
+        )  # fmt: skip
+        .returning(outbound_changes.c.id)
+    ).scalar_one()
+
+
+class StatusQueue:
+    """Queues, in the caller's transaction, the Salesforce status of lifecycle stages set in
+    oppkit (by hand or by a rule); settings and stage maps are read once per transaction.
+
+    A change is queued only with write-back on, for a kind whose status field is named
+    (:func:`oppkit.config.status_field`), of a row that is a Salesforce Contact or Account
+    (its ``salesforce_id``), when the new stage maps to a status other than Salesforce's
+    as last synced (``source_status``). A newer change replaces one still waiting. It
+    never refuses: the stage is oppkit's and stays set whatever is pushed.
+
+    >>> StatusQueue(conn).queue("contact", person_id, "Engaged", origin="edit", by_id=None)
+    """
+
+    def __init__(self, conn: Connection, settings: Settings | None = None) -> None:
+        self.conn = conn
+        on = write_back_enabled(settings)
+        self.kinds = {kind for kind in TARGETS if on and status_field(kind, settings)}
+        self.maps: dict[str, StatusMap] = {}
+
+    def queue(
+        self, kind: str, target_id: int, stage: str, *, origin: str, by_id: int | None = None
+    ) -> int | None:
+        """Queue the status ``stage`` maps to; the queued change's id, or None."""
+        if kind not in self.kinds:
+            return None
+        table, key = TARGETS[kind]
+        sobject, prefix = SALESFORCE_OBJECTS[kind]
+        row = self.conn.execute(
+            select(table.c.salesforce_id, table.c.source_status, table.c.source_modstamp).where(
+                table.c.id == target_id
+            )
+        ).first()
+        if row is None or not (row.salesforce_id or "").startswith(prefix):
+            return None
+        self.conn.execute(
+            delete(outbound_changes).where(
+                outbound_changes.c[key] == target_id,
+                outbound_changes.c.field == LIFECYCLE_STATUS,
+                outbound_changes.c.status.in_(WAITING),
+            )
         )
-    return ids
+        if kind not in self.maps:
+            self.maps[kind] = StatusMap.load(self.conn, kind)
+        status = self.maps[kind].status_of(stage)
+        if status is None or status == row.source_status:
+            return None  # a stage of no status, or Salesforce has it already
+        record = {"sobject": sobject, key: target_id}
+        return add_pending(self.conn, record, LIFECYCLE_STATUS, row.source_status, status,
+                           seen=row.source_modstamp, origin=origin, by_id=by_id)  # fmt: skip
 
 
 def update_opportunity(
@@ -185,19 +270,29 @@ def changes(
 ) -> pd.DataFrame:
     """Changes made in oppkit to Salesforce-owned fields: pending, pushed, in conflict.
 
-    Columns: id, opportunity_id, opportunity, field, old_value (what the person saw),
-    new_value, status, origin, requested_by, requested_at, attempts, last_error,
-    pushed_at, their_value / their_by / their_modstamp (a conflict: Salesforce's now).
+    Columns: id; which record: sobject (Opportunity, Contact, Account), opportunity_id /
+    opportunity (the deal's name), person_id / person (the contact's email), account_id /
+    account (the account's name); field (a deal's column, or ``lifecycle_status``),
+    old_value (Salesforce's value as the person saw it), new_value, status, origin,
+    requested_by, requested_at, attempts, last_error, pushed_at, their_value / their_by /
+    their_modstamp (a conflict: Salesforce's now). A change of a deal this user may not
+    see, or of a person known only from one, is not shown.
 
     >>> kit.changes(status="conflict")
     """
     scope = scope_of(kit)
     by = people.alias("requested_by")
+    person = people.alias("person")
     stmt = (
         select(
             outbound_changes.c.id,
+            outbound_changes.c.sobject,
             outbound_changes.c.opportunity_id,
             opportunities.c.name,
+            outbound_changes.c.person_id,
+            person.c.email,
+            outbound_changes.c.account_id,
+            accounts.c.name,
             outbound_changes.c.field,
             outbound_changes.c.old_value,
             outbound_changes.c.new_value,
@@ -213,11 +308,20 @@ def changes(
             outbound_changes.c.their_modstamp,
         )  # fmt: skip
         .select_from(
-            outbound_changes.join(
+            outbound_changes.outerjoin(
                 opportunities, opportunities.c.id == outbound_changes.c.opportunity_id
-            ).outerjoin(by, by.c.id == outbound_changes.c.requested_by_id)
+            )
+            .outerjoin(person, person.c.id == outbound_changes.c.person_id)
+            .outerjoin(accounts, accounts.c.id == outbound_changes.c.account_id)
+            .outerjoin(by, by.c.id == outbound_changes.c.requested_by_id)
         )
-        .where(scope.visible())
+        .where(
+            or_(outbound_changes.c.opportunity_id.is_(None), scope.visible()),
+            or_(
+                outbound_changes.c.person_id.is_(None),
+                outbound_changes.c.person_id.not_in(scope.hidden_people()),
+            ),
+        )
         .order_by(outbound_changes.c.requested_at.desc(), outbound_changes.c.id.desc())
     )
     if opportunity is not None:
@@ -230,71 +334,103 @@ def changes(
     return df
 
 
+def settle_conflict(
+    conn: Connection, record: ColumnElement[bool], field: str, keep: str, *,
+    by_id: int | None, what: str = "deal",
+) -> dict[str, Any]:  # fmt: skip
+    """Settle the conflict on ``field`` of the record ``record`` selects (a condition on
+    outbound_changes), in the caller's transaction: ``keep="theirs"`` drops the change;
+    ``keep="mine"`` makes it pending again, over the value and stamp Salesforce has now.
+    Returns the change as it was (with ``their_value``)."""
+    if keep not in ("theirs", "mine"):
+        raise OppkitError("keep must be 'theirs' or 'mine'")
+    change = conn.execute(
+        select(outbound_changes).where(
+            record, outbound_changes.c.field == field, outbound_changes.c.status == CONFLICT
+        )
+    ).mappings().first()  # fmt: skip
+    if change is None:
+        raise OppkitError(f"no conflict on {field!r} of this {what}")
+    if keep == "mine":
+        values = {
+            "status": PENDING,
+            "seen_modstamp": change["their_modstamp"],
+            "old_value": change["their_value"],
+            "requested_by_id": by_id or change["requested_by_id"],
+        }
+    else:
+        values = {"status": DROPPED}
+    conn.execute(
+        update(outbound_changes)
+        .where(outbound_changes.c.id == change["id"])
+        .values(last_error=None, **values)
+    )
+    return dict(change)
+
+
 def resolve_conflict(
     kit: ScopeLike, opportunity: Any, field: str, keep: str, *, by: str | None = None
 ) -> None:
     """Settle a conflict on a deal's field: ``keep="theirs"`` drops the change (Salesforce's
     value stays); ``keep="mine"`` pushes it again, now over the value the user has seen.
+    (A contact's or account's status: ``kit.lifecycle.resolve_conflict``.)
 
     >>> resolve_conflict(kit, "Acme pilot", "amount", keep="mine")
     """
-    if keep not in ("theirs", "mine"):
-        raise OppkitError("keep must be 'theirs' or 'mine'")
+    if field == LIFECYCLE_STATUS:
+        raise OppkitError(
+            "a contact's or account's status conflict is settled with "
+            "kit.lifecycle.resolve_conflict(person_or_account, keep=...)"
+        )
     scope = scope_of(kit)
     opportunity_id = scope.opportunity_id(opportunity)
     by_id = scope.acting_person_id(by)
     with write_transaction(scope.engine) as conn:
-        change = conn.execute(
-            select(outbound_changes).where(
-                outbound_changes.c.opportunity_id == opportunity_id,
-                outbound_changes.c.field == field,
-                outbound_changes.c.status == CONFLICT,
-            )
-        ).mappings().first()  # fmt: skip
-        if change is None:
-            raise OppkitError(f"no conflict on {field!r} of this deal")
-        if keep == "mine":
-            conn.execute(
-                update(outbound_changes)
-                .where(outbound_changes.c.id == change["id"])
-                .values(
-                    status=PENDING,
-                    seen_modstamp=change["their_modstamp"],
-                    old_value=change["their_value"],
-                    last_error=None,
-                    requested_by_id=by_id or change["requested_by_id"],
-                )  # fmt: skip
-            )
-            return
-        conn.execute(
-            update(outbound_changes)
-            .where(outbound_changes.c.id == change["id"])
-            .values(status=DROPPED, last_error=None)
-        )
-        if field == "stage":  # the deal stays in Salesforce's stage: its step follows it
-            from .funnel import place_deals
+        record = outbound_changes.c.opportunity_id == opportunity_id
+        settle_conflict(conn, record, field, keep, by_id=by_id)
+        if keep == "theirs" and field == "stage":  # the deal stays in Salesforce's stage:
+            from .funnel import place_deals  # its step follows it
 
             place_deals(conn, [opportunity_id], origin="conflict", force=True, by_id=by_id)
 
 
 def discard_change(kit: ScopeLike, change_id: int) -> None:
-    """Withdraw a change that is still pending or in conflict (Salesforce's value stays)."""
+    """Withdraw a change that is still pending or in conflict (Salesforce's value stays;
+    a contact's or account's lifecycle stage stays as set in oppkit)."""
     scope = scope_of(kit)
     with write_transaction(scope.engine) as conn:
         found = conn.execute(
-            select(outbound_changes.c.opportunity_id, outbound_changes.c.field).where(
+            select(
+                outbound_changes.c.opportunity_id, outbound_changes.c.person_id,
+                outbound_changes.c.field,
+            ).where(
                 outbound_changes.c.id == int(change_id),
                 outbound_changes.c.status.in_((PENDING, CONFLICT)),
             )
-        ).first()
-        if found is None or found.opportunity_id not in scope.opportunity_ids(found.opportunity_id):
+        ).first()  # fmt: skip
+        hidden = found is not None and (
+            (
+                found.opportunity_id is not None
+                and found.opportunity_id not in scope.opportunity_ids(found.opportunity_id)
+            )
+            or (
+                found.person_id is not None
+                and conn.scalar(
+                    select(people.c.id).where(
+                        people.c.id == found.person_id, people.c.id.in_(scope.hidden_people())
+                    )
+                )
+                is not None
+            )
+        )
+        if found is None or hidden:
             raise OppkitError(f"no pending change {change_id}")
         conn.execute(
             update(outbound_changes)
             .where(outbound_changes.c.id == int(change_id))
             .values(status=DROPPED)
         )
-        if found.field == "stage":
+        if found.field == "stage" and found.opportunity_id is not None:
             from .funnel import place_deals
 
             place_deals(conn, [found.opportunity_id], origin="edit", force=True)
@@ -305,7 +441,9 @@ __all__ = [
     "DROPPED",
     "PENDING",
     "PUSHED",
+    "StatusQueue",
     "WriteBackOff",
+    "add_pending",
     "as_json",
     "changes",
     "coerce",
@@ -315,6 +453,7 @@ __all__ = [
     "record_history",
     "refusal",
     "resolve_conflict",
+    "settle_conflict",
     "update_opportunity",
     "write_back_enabled",
 ]

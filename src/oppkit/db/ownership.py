@@ -56,6 +56,12 @@ SALESFORCE_EDITABLE: dict[str, str] = {
     "next_step": "NextStep",
 }
 
+# A contact's or account's lifecycle stage is oppkit's (OPPKIT_OWNED above); the field
+# of its Salesforce record that holds its status (named in settings:
+# oppkit.config.status_field) is Salesforce's. With write-back on, a stage set in oppkit
+# whose status differs from Salesforce's is queued as this field of outbound_changes.
+LIFECYCLE_STATUS = "lifecycle_status"
+
 # Rows a person settled in oppkit keep these columns whatever a sync reports: an
 # activity whose deal a person chose (oppkit.actions.link_activity).
 KEPT_WHILE: dict[str, tuple[ColumnElement[bool], frozenset[str]]] = {
@@ -91,6 +97,7 @@ __all__ = [
     "PUSHED",
     "WAITING",
     "KEPT_WHILE",
+    "LIFECYCLE_STATUS",
     "OPPKIT_OWNED",
     "PERSON_LINK",
     "SALESFORCE_EDITABLE",

@@ -95,6 +95,17 @@ def _synced() -> list[Column]:
     ]
 
 
+def _lifecycle_synced() -> list[Column]:
+    """What a sync keeps of a contact's or account's Salesforce record for write-back
+    (migration 0009): its SystemModstamp and its lifecycle status as last synced."""
+    return [
+        Column("source_modstamp", UTCDateTime),
+        # the value of the [salesforce] *_status_field as last read (or pushed): a sync
+        # moves the lifecycle stage only when Salesforce's status changes
+        Column("source_status", String(120)),
+    ]
+
+
 accounts = Table(
     "accounts",
     metadata,
@@ -107,6 +118,7 @@ accounts = Table(
     Column("lifecycle_stage", String(120)),
     Column("stage_locked", Boolean, nullable=False, default=False, server_default="0"),
     Column("salesforce_id", String(18), unique=True),
+    *_lifecycle_synced(),
     *_synced(),
     UniqueConstraint("source", "source_id"),
 )
@@ -123,6 +135,7 @@ people = Table(
     Column("lifecycle_stage", String(120)),
     Column("stage_locked", Boolean, nullable=False, default=False, server_default="0"),
     Column("salesforce_id", String(18), unique=True),
+    *_lifecycle_synced(),
     *_synced(),
     UniqueConstraint("source", "source_id"),
     Index(None, "account_id"),
@@ -514,26 +527,29 @@ database_users = Table(
     Column("created_at", UTCDateTime, default=_now),
 )
 
-# Changes a person made in oppkit to fields Salesforce owns, on their way to Salesforce
-# (write-back, oppkit.writeback; migration 0009). Committed with the edit or transition
-# that made them; the Salesforce agent pushes them before it pulls.
+# Changes made in oppkit to fields Salesforce owns, on their way to Salesforce (write-back,
+# oppkit.writeback; migration 0009): a deal's fields, a contact's or account's lifecycle
+# status. Committed with the edit, transition or lifecycle change that made them; the
+# Salesforce agent pushes them before it pulls.
 outbound_changes = Table(
     "outbound_changes",
     metadata,
     Column("id", Integer, primary_key=True),
+    # the record: its Salesforce object and oppkit's row (one of the three ids)
     Column(
-        "opportunity_id",
-        Integer,
-        ForeignKey("opportunities.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    Column("field", String(40), nullable=False),  # oppkit's column: stage amount close_date
+        "sobject", String(40), nullable=False, default="Opportunity", server_default="Opportunity"
+    ),  # fmt: skip
+    Column("opportunity_id", Integer, ForeignKey("opportunities.id", ondelete="CASCADE")),
+    Column("person_id", Integer, ForeignKey("people.id", ondelete="CASCADE")),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE")),
+    # oppkit's column (stage amount close_date ...) or lifecycle_status
+    Column("field", String(40), nullable=False),
     Column("old_value", JSON(none_as_null=True)),  # what the person saw
     Column("new_value", JSON(none_as_null=True)),  # what they want
     Column("seen_modstamp", UTCDateTime),  # the SystemModstamp of the record they saw
     # pending -> pushed; pending -> conflict -> pending (push mine) or dropped (keep theirs)
     Column("status", String(12), nullable=False, default="pending"),
-    Column("origin", String(20), nullable=False),  # edit / transition
+    Column("origin", String(20), nullable=False),  # edit / transition / rule
     Column("requested_by_id", Integer, ForeignKey("people.id")),
     Column("requested_at", UTCDateTime, nullable=False, default=_now),
     Column("attempts", Integer, nullable=False, default=0, server_default="0"),
@@ -544,4 +560,6 @@ outbound_changes = Table(
     Column("their_by", String(255)),  # who changed it in Salesforce
     Index(None, "status"),
     Index(None, "opportunity_id"),
+    Index(None, "person_id"),
+    Index(None, "account_id"),
 )

@@ -74,6 +74,9 @@ class AccountRecord:
     owner_ref: str | None = None
     industry: str | None = None
     account_type: str | None = None
+    # the account's lifecycle status in the upstream system (Salesforce: the field named
+    # by [salesforce] account_status_field); None when it is not read or empty
+    external_status: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     is_deleted: bool = False
@@ -90,7 +93,8 @@ class PersonRecord:
     title: str | None = None
     account_ref: str | None = None
     is_user: bool = False
-    lifecycle_status: str | None = None
+    # the contact's lifecycle status upstream ([salesforce] contact_status_field)
+    external_status: str | None = None
     updated_at: datetime | None = None
     is_deleted: bool = False
 

@@ -8,7 +8,10 @@ overlap never duplicates. A checkpoint follows every page (the API's nextRecords
 pages), so a killed run resumes there and memory stays flat however big the org is.
 
 Fields come from describe(): only fields that exist and are readable are asked for, so an
-org without some standard field still syncs. Records map to oppkit records through the
+org without some standard field still syncs. Where the team names the field that holds a
+contact's or account's lifecycle status (``[salesforce] contact_status_field``,
+``account_status_field``) and the org has it, it is read into the record's
+``external_status``; the sync maps it to a lifecycle stage. Records map to oppkit records through the
 same builders as the Data Export (:mod:`oppkit.sources.salesforce_fields`).
 
 Example::
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..config import Settings
+from ..config import Settings, status_field
 from .declaration import SourceOptions
 from .records import Checkpoint, Deleted, Record, Skipped
 from .salesforce_client import SalesforceClient, SalesforceSettings
@@ -47,6 +50,9 @@ log = logging.getLogger(__name__)
 DEFAULT_OVERLAP = timedelta(minutes=5)
 DELETED_WINDOW = timedelta(days=29)  # getDeleted only answers for the last 30 days
 _ID = re.compile(r"^[A-Za-z0-9]{15,18}$")
+# Objects whose lifecycle status oppkit reads (and, with write-back, pushes), by kind. A
+# Lead's Status would be the third; leads are not synced yet.
+STATUS_OBJECTS = {"Contact": "contact", "Account": "account"}
 
 # What oppkit reads per object, in dependency order (what a record refers to comes first).
 WANTED: dict[str, tuple[str, ...]] = {
@@ -104,8 +110,10 @@ class _ObjectReader:
         cursor: Mapping[str, Any],
         overlap: timedelta,
         attributes: Mapping[str, str],
+        status_field: str | None = None,
     ) -> None:
         self.client, self.name, self.fields = client, name, fields
+        self.status_field = status_field  # the lifecycle status (Contact, Account)
         self.cursor_field = _cursor_field(fields)
         self.since = parse_datetime(cursor.get("modstamp")) if cursor.get("modstamp") else None
         self.overlap = overlap
@@ -153,6 +161,8 @@ class _ObjectReader:
                 continue
             if self.attributes and hasattr(record, "attributes"):
                 record.attributes = {a: raw.get(f) for f, a in self.attributes.items() if f in raw}
+            if self.status_field:
+                record.external_status = row.text(self.status_field)
             if self.owner_only and self.name == "Opportunity":
                 record.is_private = True  # the org shares deals with their owners only
             yield record
@@ -227,12 +237,14 @@ def _text_or_none(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class SalesforceOrg:
-    """One run against an org: how to log in, which objects, the overlap, custom fields."""
+    """One run against an org: how to log in, which objects, the overlap, custom fields
+    (``status_fields``: object -> the field holding its lifecycle status)."""
 
     login: SalesforceSettings
     objects: tuple[str, ...] | None = None
     overlap: timedelta = DEFAULT_OVERLAP
     opportunity_attributes: Mapping[str, str] | None = None
+    status_fields: Mapping[str, str] | None = None
 
     def describe(self) -> str:
         return self.login.describe()
@@ -247,15 +259,22 @@ def salesforce_org(
     **login_overrides: Any,
 ) -> SalesforceOrg:
     """The org to sync: ``login`` or the OPPKIT_SF_* variables (``login_overrides`` first);
-    the overlap and ``[salesforce.opportunity_attributes]`` default from oppkit.toml."""
+    the overlap and ``[salesforce.opportunity_attributes]`` default from oppkit.toml, the
+    lifecycle status fields come from :func:`oppkit.config.status_field`."""
     config = settings.extra.get("salesforce", {}) if settings.extra else {}
     login = login or SalesforceSettings.from_env(config, **login_overrides)
     if overlap is None:
         minutes = config.get("overlap_minutes")
         overlap = timedelta(minutes=float(minutes)) if minutes is not None else DEFAULT_OVERLAP
+    statuses = {
+        sobject: field
+        for sobject, kind in STATUS_OBJECTS.items()
+        if (field := status_field(kind, settings))
+    }
     return SalesforceOrg(
-        login, tuple(objects) if objects else None, overlap, config.get("opportunity_attributes")
-    )
+        login, tuple(objects) if objects else None, overlap, config.get("opportunity_attributes"),
+        statuses or None,
+    )  # fmt: skip
 
 
 def salesforce_orgs(options: SourceOptions, settings: Settings) -> list[SalesforceOrg]:
@@ -281,6 +300,7 @@ def read_org(org: SalesforceOrg, previous: Mapping[str, dict] | None = None) -> 
         objects=org.objects,
         overlap=org.overlap,
         opportunity_attributes=org.opportunity_attributes,
+        status_fields=org.status_fields,
     )
 
 
@@ -291,11 +311,14 @@ def read_salesforce(
     objects: Sequence[str] | None = None,
     overlap: timedelta = DEFAULT_OVERLAP,
     opportunity_attributes: Mapping[str, str] | None = None,
+    status_fields: Mapping[str, str] | None = None,
 ) -> Iterator[Record]:
     """Records from a Salesforce org, object by object, resuming from ``previous`` cursors.
 
     ``opportunity_attributes`` maps custom Opportunity fields (``Region__c``) to attribute
-    names (``region``) stored with the opportunity.
+    names (``region``) stored with the opportunity. ``status_fields`` names the field of a
+    Contact or Account that holds its lifecycle status (``{"Contact":
+    "Lifecycle_Status__c"}``): read, where the org has it, into ``external_status``.
     """
     previous = previous or {}
     attributes = dict(opportunity_attributes or {})
@@ -308,6 +331,9 @@ def read_salesforce(
         wanted = list(WANTED.get(name, ("Id",)))
         if name == "Opportunity":
             wanted += [f for f in attributes if f not in wanted]
+        status = (status_fields or {}).get(name)
+        if status and status not in wanted:
+            wanted.append(status)
         fields = [f for f in wanted if f in available]
         if "Id" not in fields:
             yield Skipped("object without a readable Id", name)
@@ -317,7 +343,7 @@ def read_salesforce(
             log.info("%s: the org lacks %s; syncing without them", name, ", ".join(missing))
         reader = _ObjectReader(
             client, name, fields, previous.get(f"salesforce:{name}", {}), overlap,
-            attributes if name == "Opportunity" else {},
+            attributes if name == "Opportunity" else {}, status if status in fields else None,
         )  # fmt: skip
         reader.owner_only = owner_only
         yield from reader.read()

@@ -1,12 +1,15 @@
 """Write-back: push the changes people made in oppkit to Salesforce, before the pull.
 
-Why here: the Salesforce agent is the one writer of what Salesforce owns. A change a
-person made (``oppkit.writeback``) waits in ``outbound_changes``; this pushes it with
-``sf.Opportunity.update`` and If-Unmodified-Since the SystemModstamp the person saw, so
-Salesforce itself refuses (412) when someone changed the record in between:
+Why here: the Salesforce agent is the one writer of what Salesforce owns. A change made
+in oppkit (``oppkit.writeback``) waits in ``outbound_changes``: a deal's field, or the
+lifecycle status of a contact or account (pushed to the field the settings name:
+:func:`oppkit.config.status_field`). This pushes it with ``sf.<Object>.update`` and
+If-Unmodified-Since the SystemModstamp the person saw, so Salesforce itself refuses (412)
+when someone changed the record in between:
 
 * accepted: the change is ``pushed``; the deal takes the value and a stage_history row
-  (origin: the edit or transition that made it);
+  (origin: the edit or transition that made it); a contact or account keeps its stage
+  (set already) and takes the status as Salesforce's (``source_status``);
 * 412: Salesforce's values are read. A field that already holds the pushed value was
   pushed before (an agent killed between the PATCH and its commit): ``pushed``, never
   sent twice. A field Salesforce left as the person saw it is pushed again, over the new
@@ -28,14 +31,15 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, and_, func, or_, select, update
 
-from ..config import Settings, write_back_enabled
+from ..config import Settings, status_field, write_back_enabled
 from ..db.engine import write_transaction
-from ..db.ownership import CONFLICT, PENDING, PUSHED, SALESFORCE_EDITABLE
-from ..db.schema import opportunities, outbound_changes, people
+from ..db.ownership import CONFLICT, LIFECYCLE_STATUS, PENDING, PUSHED, SALESFORCE_EDITABLE
+from ..db.schema import accounts, opportunities, outbound_changes, people
 from ..errors import SourceError
 from ..history import record_history, same_value
+from ..lifecycle_status import SALESFORCE_OBJECTS, TARGETS
 from ..sources.salesforce_client import (
     DONE,
     RecordRefused,
@@ -45,7 +49,7 @@ from ..sources.salesforce_client import (
 )
 
 log = logging.getLogger(__name__)
-SOBJECT = "Opportunity"
+KIND_OF = {sobject: kind for kind, (sobject, _prefix) in SALESFORCE_OBJECTS.items()}
 
 
 @dataclass
@@ -61,19 +65,43 @@ class PushResult:
 
 
 def waiting_changes(engine: Engine) -> list[dict[str, Any]]:
-    """Pending changes of Salesforce deals, oldest first, with the deal's Salesforce Id."""
+    """Pending changes of Salesforce deals, contacts and accounts, oldest first, with the
+    record's Salesforce Id."""
+    record_id = func.coalesce(
+        opportunities.c.source_id, people.c.salesforce_id, accounts.c.salesforce_id
+    )
     with engine.connect() as conn:
         rows = conn.execute(
-            select(outbound_changes, opportunities.c.source_id.label("record_id"))
-            .join(opportunities, opportunities.c.id == outbound_changes.c.opportunity_id)
+            select(outbound_changes, record_id.label("record_id"))
+            .select_from(
+                outbound_changes.outerjoin(
+                    opportunities, opportunities.c.id == outbound_changes.c.opportunity_id
+                )
+                .outerjoin(people, people.c.id == outbound_changes.c.person_id)
+                .outerjoin(accounts, accounts.c.id == outbound_changes.c.account_id)
+            )
             .where(
                 outbound_changes.c.status == PENDING,
-                opportunities.c.source == "salesforce",
-                opportunities.c.is_deleted.is_(False),
-            )
+                or_(
+                    and_(
+                        opportunities.c.source == "salesforce",
+                        opportunities.c.is_deleted.is_(False),
+                    ),
+                    and_(people.c.salesforce_id.is_not(None), people.c.is_deleted.is_(False)),
+                    and_(accounts.c.salesforce_id.is_not(None), accounts.c.is_deleted.is_(False)),
+                ),
+            )  # fmt: skip
             .order_by(outbound_changes.c.id)
         ).mappings()
         return [dict(r) for r in rows]
+
+
+def salesforce_field(change: dict[str, Any], status_fields: dict[str, str | None]) -> str | None:
+    """The Salesforce field a change goes to: a deal's, or the status field the settings
+    name for contacts or accounts (None: none is named)."""
+    if change["field"] == LIFECYCLE_STATUS:
+        return status_fields.get(change["sobject"])
+    return SALESFORCE_EDITABLE[change["field"]]
 
 
 def _to_salesforce(field: str, value: Any) -> Any:
@@ -96,10 +124,11 @@ def _stamp(value: Any) -> datetime | None:
 
 
 def _groups(changes: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """One PATCH per deal and per record version the person saw."""
+    """One PATCH per record (a deal, a contact, an account) and per version the person saw."""
     grouped: dict[tuple, list[dict[str, Any]]] = {}
     for change in changes:
-        grouped.setdefault((change["opportunity_id"], change["seen_modstamp"]), []).append(change)
+        record = (change["sobject"], change["record_id"])
+        grouped.setdefault((record, change["seen_modstamp"]), []).append(change)
     return list(grouped.values())
 
 
@@ -113,10 +142,20 @@ def _mark(engine: Engine, changes: list[dict[str, Any]], **values: Any) -> None:
 
 
 def _pushed(engine: Engine, changes: list[dict[str, Any]]) -> None:
-    """Salesforce has these values now: the deal takes them, each with its history row."""
+    """Salesforce has these values now: the deal takes them, each with its history row; a
+    contact or account takes the status as Salesforce's (its stage is set already)."""
     with write_transaction(engine) as conn:
         for change in changes:
             field = change["field"]
+            if field == LIFECYCLE_STATUS:
+                table, key = TARGETS[KIND_OF[change["sobject"]]]
+                conn.execute(
+                    update(table)
+                    .where(table.c.id == change[key])
+                    .values(source_status=change["new_value"])
+                )
+                _done(conn, change)
+                continue
             old = conn.scalar(
                 select(opportunities.c[field]).where(opportunities.c.id == change["opportunity_id"])
             )
@@ -132,16 +171,20 @@ def _pushed(engine: Engine, changes: list[dict[str, Any]]) -> None:
                 conn, change["opportunity_id"], [(field, old, value)],
                 origin=change["origin"], by_id=change["requested_by_id"],
             )  # fmt: skip
-            conn.execute(
-                update(outbound_changes)
-                .where(outbound_changes.c.id == change["id"])
-                .values(
-                    status=PUSHED,
-                    pushed_at=datetime.now(UTC),
-                    last_error=None,
-                    attempts=outbound_changes.c.attempts + 1,
-                )  # fmt: skip
-            )
+            _done(conn, change)
+
+
+def _done(conn: Any, change: dict[str, Any]) -> None:
+    conn.execute(
+        update(outbound_changes)
+        .where(outbound_changes.c.id == change["id"])
+        .values(
+            status=PUSHED,
+            pushed_at=datetime.now(UTC),
+            last_error=None,
+            attempts=outbound_changes.c.attempts + 1,
+        )  # fmt: skip
+    )
 
 
 def _who(engine: Engine, user_id: str | None) -> str | None:
@@ -155,22 +198,31 @@ def _who(engine: Engine, user_id: str | None) -> str | None:
 
 
 def _push_group(
-    engine: Engine, client: SalesforceClient, group: list[dict], result: PushResult
-) -> None:
-    record_id, seen = group[0]["record_id"], group[0]["seen_modstamp"]
+    engine: Engine, client: SalesforceClient, group: list[dict], result: PushResult,
+    status_fields: dict[str, str | None],
+) -> None:  # fmt: skip
+    sobject, record_id, seen = group[0]["sobject"], group[0]["record_id"], group[0]["seen_modstamp"]
+    names = {c["id"]: salesforce_field(c, status_fields) for c in group}
+    unnamed = [c for c in group if names[c["id"]] is None]
+    if unnamed:
+        kind = KIND_OF[sobject]
+        _mark(engine, unnamed, last_error=f"no Salesforce field is named for the {kind}'s "
+              f"status: [salesforce] {kind}_status_field in oppkit.toml")  # fmt: skip
+        result.waiting += len(unnamed)
+        group = [c for c in group if names[c["id"]] is not None]
+        if not group:
+            return
     if seen is None:
         _mark(engine, group, last_error="no SystemModstamp is known for the record you "
               "changed: sync Salesforce, then make the change again")  # fmt: skip
         result.waiting += len(group)
         return
-    body = {
-        SALESFORCE_EDITABLE[c["field"]]: _to_salesforce(c["field"], c["new_value"]) for c in group
-    }
-    if update_record(client, SOBJECT, record_id, body, seen) == DONE:
+    body = {names[c["id"]]: _to_salesforce(c["field"], c["new_value"]) for c in group}
+    if update_record(client, sobject, record_id, body, seen) == DONE:
         _pushed(engine, group)
         result.pushed += len(group)
         return
-    theirs = current_record(client, SOBJECT, record_id, sorted(body))
+    theirs = current_record(client, sobject, record_id, sorted(body))
     if theirs is None:
         _mark(engine, group, last_error="the record is no longer in Salesforce")
         result.waiting += len(group)
@@ -178,7 +230,7 @@ def _push_group(
     stamp, by = _stamp(theirs.get("SystemModstamp")), _who(engine, theirs.get("LastModifiedById"))
     landed, again, clash = [], [], []
     for change in group:
-        their = _from_salesforce(change["field"], theirs.get(SALESFORCE_EDITABLE[change["field"]]))
+        their = _from_salesforce(change["field"], theirs.get(names[change["id"]]))
         if same_value(their, change["new_value"]):
             landed.append(change)  # our own earlier push (its commit was lost)
         elif same_value(their, change["old_value"]):
@@ -193,11 +245,8 @@ def _push_group(
               their_by=by, last_error=None)  # fmt: skip
         result.conflicts += 1
     if again:
-        body = {
-            SALESFORCE_EDITABLE[c["field"]]: _to_salesforce(c["field"], c["new_value"])
-            for c in again
-        }
-        if update_record(client, SOBJECT, record_id, body, stamp or seen) == DONE:
+        body = {names[c["id"]]: _to_salesforce(c["field"], c["new_value"]) for c in again}
+        if update_record(client, sobject, record_id, body, stamp or seen) == DONE:
             _pushed(engine, again)
             result.pushed += len(again)
         else:
@@ -205,12 +254,17 @@ def _push_group(
             result.waiting += len(again)
 
 
-def push_changes(engine: Engine, client: SalesforceClient) -> PushResult:
+def push_changes(
+    engine: Engine, client: SalesforceClient, settings: Settings | None = None
+) -> PushResult:
     """Push every pending change (see the module docstring); what happened."""
     result = PushResult()
+    status_fields = {
+        sobject: status_field(kind, settings) for kind, (sobject, _) in SALESFORCE_OBJECTS.items()
+    }
     for group in _groups(waiting_changes(engine)):
         try:
-            _push_group(engine, client, group, result)
+            _push_group(engine, client, group, result, status_fields)
         except RecordRefused as exc:
             _mark(engine, group, last_error=str(exc))
             result.waiting += len(group)
@@ -230,7 +284,9 @@ def push_before_pull(engine: Engine, org: Any, settings: Settings) -> PushResult
     if not write_back_enabled(settings):
         log.warning("%d changes wait for Salesforce, but write-back is off", len(pending))
         return PushResult(waiting=len(pending))
-    return push_changes(engine, SalesforceClient.connect(org.login))
+    return push_changes(engine, SalesforceClient.connect(org.login), settings)
 
 
-__all__ = ["PushResult", "push_before_pull", "push_changes", "waiting_changes"]
+__all__ = [
+    "PushResult", "push_before_pull", "push_changes", "salesforce_field", "waiting_changes",
+]  # fmt: skip

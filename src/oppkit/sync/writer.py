@@ -7,6 +7,7 @@ at nothing (an opportunity that is not in the database) are skipped, never guess
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -16,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, case, func, literal, select, update
 
-from ..db.ownership import kept, synced_columns
+from ..db.ownership import LIFECYCLE_STATUS, WAITING, kept, synced_columns
 from ..db.schema import (
     accounts,
     activities,
@@ -26,6 +27,7 @@ from ..db.schema import (
     campaigns,
     opportunities,
     opportunity_people,
+    outbound_changes,
     people,
     stage_history,
     stages,
@@ -33,6 +35,7 @@ from ..db.schema import (
 from ..db.upsert import insert_ignore, lookup, upsert
 from ..funnel import place_deals, renumber
 from ..identity import Resolver, domain_of, normalise_email
+from ..lifecycle_status import FROM_SALESFORCE, TARGETS, StatusMap, move_stage
 from ..matching import MATCHED_LINK, SOURCE_LINK, Matcher, follow_activities, rematch_opportunities
 from ..sources.records import (
     AccountRecord,
@@ -50,6 +53,7 @@ from ..sources.records import (
 from .alert_writer import asks_question, rule_alerts, write_rule_alerts
 from .twins import PARTNERS, SALESFORCE, Seeker, find_twins, partner_of
 
+log = logging.getLogger(__name__)
 SENDER_ROLES = ("from", "organizer")
 
 
@@ -69,6 +73,8 @@ class WriteContext:
     touched: dict[int, bool] = field(default_factory=dict)
     # sources found in activity_sources that may share an activity with this run's
     partners_met: set[str] = field(default_factory=set)
+    # (kind, Salesforce status) that no lifecycle stage maps to: said once per run
+    unmapped: set[tuple[str, str]] = field(default_factory=set)
 
     def forget(self) -> None:
         """Drop everything cached: after a rollback, cached row ids may not exist."""
@@ -205,6 +211,7 @@ def write_accounts(
                 "industry": r.industry,
                 "account_type": r.account_type,
                 "salesforce_id": r.source_id if r.source == "salesforce" else None,
+                "source_modstamp": r.updated_at,
                 "source": r.source,
                 "source_id": r.source_id,
                 "is_deleted": r.is_deleted,
@@ -217,6 +224,7 @@ def write_accounts(
     ctx.resolver.by_domain.clear()
     if deferred:
         write_accounts(conn, ctx, [records[i] for i in deferred])
+    follow_statuses(conn, ctx, "account", records)
     return WriteResult(written=len(records))
 
 
@@ -243,6 +251,7 @@ def write_people(
             "account_id": account_ids.get(r.account_ref) or domain_accounts.get(domain),
             "is_internal": r.is_user or (domain is not None and rules.is_internal(domain)),
             "salesforce_id": r.source_id if r.source == "salesforce" else None,
+            "source_modstamp": r.updated_at,
             "source": r.source,
             "source_id": r.source_id,
             "is_deleted": r.is_deleted,
@@ -253,7 +262,61 @@ def write_people(
     result.written = len(records)
     if deferred:
         write_people(conn, ctx, [records[i] for i in deferred])
+    follow_statuses(conn, ctx, "contact", records)
     return result
+
+
+def follow_statuses(
+    conn: Connection, ctx: WriteContext, kind: str, records: Sequence[AccountRecord | PersonRecord]
+) -> None:
+    """Salesforce's lifecycle status of these contacts or accounts, read into their stage.
+
+    Only a status Salesforce changed since the last sync (``source_status``) moves a
+    stage, so a stage set in oppkit and not pushed (write-back off) stays. It moves to the
+    stage the status maps to (``lifecycle_stages.external_status``; none when the stage
+    maps to it already) with a lifecycle_history row (reason ``salesforce``), except a
+    locked stage (the manual lock wins) and one whose own change waits to be pushed. A
+    status no stage maps to is logged once per run.
+    """
+    said = {
+        r.source_id: r.external_status
+        for r in records
+        if r.source == "salesforce" and r.external_status is not None and not r.is_deleted
+    }
+    if not said:
+        return
+    table, key = TARGETS[kind]
+    known = lookup(conn, table, "salesforce_id", said, "id", "lifecycle_stage", "stage_locked",
+                   "source_status")  # fmt: skip
+    changed = {sfid: row for sfid, row in known.items() if row[3] != said[sfid]}
+    if not changed:
+        return
+    conn.execute(
+        update(table).where(table.c.id == bindparam("_id")).values(source_status=bindparam("_s")),
+        [{"_id": row[0], "_s": said[sfid]} for sfid, row in changed.items()],
+    )
+    ids = [row[0] for row in changed.values()]
+    waiting = set(
+        conn.scalars(
+            select(outbound_changes.c[key]).where(
+                outbound_changes.c[key].in_(ids),
+                outbound_changes.c.field == LIFECYCLE_STATUS,
+                outbound_changes.c.status.in_(WAITING),
+            )
+        )
+    )
+    statuses = StatusMap.load(conn, kind)
+    for sfid, (row_id, stage, locked, _) in changed.items():
+        status = said[sfid]
+        if not statuses.maps(status):
+            if (kind, status) not in ctx.unmapped:
+                ctx.unmapped.add((kind, status))
+                log.warning("no %s lifecycle stage maps to the Salesforce status %r; "
+                            "left as it is", kind, status)  # fmt: skip
+            continue
+        new = statuses.stage_for(status, stage)
+        if new is not None and not locked and row_id not in waiting:
+            move_stage(conn, kind, row_id, stage, new, reason=FROM_SALESFORCE)
 
 
 def write_campaigns(
@@ -907,6 +970,7 @@ def rematch_touched(conn: Connection, ctx: WriteContext) -> int:
 
 __all__ = [
     "WriteContext",
+    "follow_statuses",
     "WriteResult",
     "rematch_touched",
     "write_accounts",

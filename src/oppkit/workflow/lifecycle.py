@@ -25,6 +25,21 @@ another stage, the stages of its kind reordered -- is applied to every past even
 once; rules that did not change are not run over old events again. A stage set by hand
 that locks still wins.
 
+Salesforce: each stage may map to a Salesforce status (``external_status``). Where the
+team names the field that holds it (``[salesforce] contact_status_field`` /
+``account_status_field``, or ``OPPKIT_SF_CONTACT_STATUS_FIELD`` /
+``OPPKIT_SF_ACCOUNT_STATUS_FIELD``), the Salesforce sync reads it back: a status changed
+in Salesforce moves the stage to the one it maps to (history reason ``salesforce``),
+except a locked one -- the manual lock wins locally. The other way, a stage changed here
+(by hand or by a rule) of a Salesforce Contact or Account is queued for Salesforce in
+``outbound_changes`` with write-back on (:class:`oppkit.writeback.StatusQueue`), pushed by
+the Salesforce agent before it pulls; a conflict (someone changed the status there
+meanwhile) is shown in ``kit.changes()`` and settled with :meth:`Lifecycle.resolve_conflict`.
+With write-back off the change stays local and is *not* refused, unlike a deal's
+Salesforce fields: the lifecycle stage is oppkit's own (``db.ownership.OPPKIT_OWNED``);
+only pushing its status to Salesforce is the team's opt-in. A stage changed here is not
+undone by the next sync either way: only a status that changes in Salesforce moves it.
+
 Example::
 
     kit.lifecycle.apply_rules()                       # DataFrame of what moved
@@ -42,6 +57,7 @@ import pandas as pd
 from sqlalchemy import Connection, insert, or_, select, true, update
 
 from ..db.engine import write_transaction
+from ..db.ownership import LIFECYCLE_STATUS
 from ..db.schema import (
     accounts,
     activities,
@@ -51,17 +67,20 @@ from ..db.schema import (
     lifecycle_stages,
     opportunities,
     opportunity_people,
+    outbound_changes,
     people,
     stages,
     sync_state,
 )
 from ..identity import normalise_email
+from ..lifecycle_status import FROM_SALESFORCE, TARGETS, StatusMap, move_stage
 from ..scope import ScopeLike, scope_of
+from ..writeback import StatusQueue, settle_conflict
 from .model import LIFECYCLE_KINDS, WorkflowError
 
 CURSOR = {"agent": "lifecycle", "source": "oppkit", "object": "activities"}
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_TABLES = {"contact": (people, "person_id"), "account": (accounts, "account_id")}
+_TABLES = TARGETS
 RECIPIENT_ROLES = ("to", "cc", "bcc")
 
 
@@ -185,13 +204,15 @@ class Lifecycle:
     ) -> None:
         """Set a stage by hand (an email means a contact, else an account).
 
-        When the stage ``locks``, automatic rules leave the contact or account alone.
+        When the stage ``locks``, automatic rules leave the contact or account alone. With
+        write-back on, the status the stage maps to is queued for the Salesforce Contact
+        or Account; off, the stage changes here only (never refused).
 
         >>> kit.lifecycle.set("acme-robotics.example", "Churned", by="ava.patel@northwind.example")
         """
         kind, target_id = self._target(person_or_account, kind)
         by_id = self.scope.acting_person_id(by)
-        table, key = _TABLES[kind]
+        table, _ = _TABLES[kind]
         with write_transaction(self.engine) as conn:
             locks = conn.scalar(
                 select(lifecycle_stages.c.locks).where(
@@ -208,23 +229,36 @@ class Lifecycle:
                     f"no {kind} lifecycle stage {stage!r} (known: {', '.join(known) or 'none'})"
                 )
             old = conn.scalar(select(table.c.lifecycle_stage).where(table.c.id == target_id))
-            conn.execute(
-                update(table)
-                .where(table.c.id == target_id)
-                .values(lifecycle_stage=stage, stage_locked=bool(locks))
-            )
+            move_stage(conn, kind, target_id, old, stage, reason="manual", by_id=by_id,
+                       locked=bool(locks))  # fmt: skip
             if old != stage:
-                conn.execute(
-                    insert(lifecycle_history).values(
-                        kind=kind,
-                        **{key: target_id},
-                        old_stage=old,
-                        new_stage=stage,
-                        reason="manual",
-                        changed_at=datetime.now(UTC),
-                        changed_by_id=by_id,
-                    )  # fmt: skip
-                )
+                StatusQueue(conn).queue(kind, target_id, stage, origin="edit", by_id=by_id)
+
+    def resolve_conflict(
+        self, person_or_account: Any, keep: str, *, by: str | None = None, kind: str | None = None
+    ) -> None:
+        """Settle a conflict on the Salesforce status of a contact or account (someone
+        changed it in Salesforce while a change from here waited): ``keep="mine"`` pushes
+        this stage's status again, over theirs; ``keep="theirs"`` drops it and moves the
+        stage to the one their status maps to (unless it is locked).
+
+        >>> kit.lifecycle.resolve_conflict("jo@acme.example", keep="theirs")
+        """
+        kind, target_id = self._target(person_or_account, kind)
+        by_id = self.scope.acting_person_id(by)
+        table, key = _TABLES[kind]
+        with write_transaction(self.engine) as conn:
+            record = outbound_changes.c[key] == target_id
+            change = settle_conflict(conn, record, LIFECYCLE_STATUS, keep, by_id=by_id, what=kind)
+            if keep == "mine":
+                return
+            row = conn.execute(
+                select(table.c.lifecycle_stage, table.c.stage_locked).where(table.c.id == target_id)
+            ).one()
+            new = StatusMap.load(conn, kind).stage_for(change["their_value"], row.lifecycle_stage)
+            if new is not None and not row.stage_locked:
+                move_stage(conn, kind, target_id, row.lifecycle_stage, new,
+                           reason=FROM_SALESFORCE, by_id=by_id)  # fmt: skip
 
     def apply_rules(self) -> pd.DataFrame:
         """Move contacts and accounts by the rules, for events not seen before.
@@ -237,6 +271,7 @@ class Lifecycle:
         """
         changes: list[dict[str, Any]] = []
         with write_transaction(self.engine) as conn:
+            push = StatusQueue(conn)  # write-back: the statuses of the stages moved
             rank = {
                 (k, n): o
                 for k, n, o in conn.execute(
@@ -276,7 +311,7 @@ class Lifecycle:
                 stage = rules.get((kind, event))
                 if stage is None or (kind, stage) not in rank:
                     continue
-                table, key = _TABLES[kind]
+                table, _ = _TABLES[kind]
                 if (kind, target_id) not in current:
                     row = conn.execute(
                         select(table.c.lifecycle_stage, table.c.stage_locked).where(
@@ -289,20 +324,9 @@ class Lifecycle:
                 old, locked = current[(kind, target_id)]
                 if locked or rank[(kind, stage)] <= rank.get((kind, old), 0):
                     continue
-                conn.execute(
-                    update(table).where(table.c.id == target_id).values(lifecycle_stage=stage)
-                )
-                conn.execute(
-                    insert(lifecycle_history).values(
-                        kind=kind,
-                        **{key: target_id},
-                        old_stage=old,
-                        new_stage=stage,
-                        reason=event,
-                        activity_id=activity_id,
-                        changed_at=datetime.now(UTC),
-                    )  # fmt: skip
-                )
+                move_stage(conn, kind, target_id, old, stage, reason=event,
+                           activity_id=activity_id)  # fmt: skip
+                push.queue(kind, target_id, stage, origin="rule")
                 current[(kind, target_id)] = (stage, False)
                 changes.append({"kind": kind, "id": target_id, "old_stage": old,
                                 "new_stage": stage, "event": event, "activity_id": activity_id})  # fmt: skip
