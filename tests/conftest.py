@@ -3,7 +3,9 @@ real PostgreSQL (127.0.0.1:5432, a fresh database per test session, emptied per 
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +84,21 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("OPPKIT_DATABASE_URL", raising=False)
     monkeypatch.delenv("OPPKIT_CONFIG", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+
+
+@pytest.fixture(autouse=True)
+def _close_widgets(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Widgets a test made are closed after it: ipywidgets keeps every open widget (and so
+    its Kit and the Kit's pooled connections) alive otherwise, and PostgreSQL takes only
+    so many clients."""
+    yield
+    ipywidgets = sys.modules.get("ipywidgets")
+    if ipywidgets is None:
+        return
+    ipywidgets.Widget.close_all()
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("db_url") == "postgresql":
+        gc.collect()  # the Kits' engines go, and their connections with them
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import subprocess
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -17,6 +17,7 @@ from oppkit.db.schema import activities, sync_state
 
 TODAY = datetime.now(UTC).date()
 INTERNAL = ("northwind.example",)  # the company's own domains in every test
+AVA = "ava.patel@northwind.example"  # an account executive at the company
 
 
 def make_email(
@@ -121,6 +122,34 @@ def write_salesforce_export(d: Path) -> Path:
         ["00U000000000001AAA", "003000000000001AAA", "006000000000001AAA", "001000000000001AAA", "005000000000001AAA", "Demo", "Berlin", "2026-02-12T09:00:00.000Z", "2026-02-12T10:00:00.000Z", "60"],
     ])  # fmt: skip
     return d
+
+
+def small_org(now: datetime):  # noqa: ANN201
+    """A fake Salesforce org (tests/fakes/salesforce.py) at ``now``: Ava Patel, Acme
+    Robotics and Ava's "Acme pilot" (Needs Analysis, 100,000, closing 2027-03-31);
+    ``org.ids`` holds their Ids (ava, acme, pilot)."""
+    from tests.fakes.salesforce import FakeOrg
+
+    org = FakeOrg(now=now)
+    ava = org.add("User", FirstName="Ava", LastName="Patel", Email=AVA, Username="ava")
+    acme = org.add("Account", Name="Acme Robotics", Website="acme-robotics.example", OwnerId=ava)
+    pilot = org.add(
+        "Opportunity", Name="Acme pilot", AccountId=acme, OwnerId=ava,
+        StageName="Needs Analysis", Amount=100000, CloseDate=date(2027, 3, 31),
+    )  # fmt: skip
+    org.ids = {"ava": ava, "acme": acme, "pilot": pilot}  # type: ignore[attr-defined]
+    return org
+
+
+def sync_fake_salesforce(db_url: str, settings, fake):  # noqa: ANN001, ANN201
+    """Sync the wire-level fake org (conftest's ``fake``) with the real Salesforce client;
+    the run's summary (its agent pushes pending changes first, as in production)."""
+    from oppkit.sources.salesforce_client import SalesforceSettings
+    from oppkit.sync import sync_salesforce
+
+    login = SalesforceSettings(instance_url=fake.url, session_id=fake.session_id,
+                               ca_bundle=fake.ca_path)  # fmt: skip
+    return sync_salesforce(db_url, settings, salesforce=login)
 
 
 def count(url: str, table=activities) -> int:  # noqa: ANN001

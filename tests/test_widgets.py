@@ -23,7 +23,9 @@ from oppkit.db.schema import (
     stage_history,
 )
 from oppkit.sync import sync_salesforce_export
+from oppkit.widgets.html import esc
 from oppkit.widgets.opportunity import MISSING_CLASS
+from tests.support import small_org, sync_fake_salesforce
 from tests.workflow_support import add_account, add_member, add_person
 
 AVA = "ava.patel@northwind.example"
@@ -378,8 +380,12 @@ def test_untrusted_text_is_escaped_everywhere_it_is_shown(world):
     assert "<img" not in str(view.timeline.person_filter.options) or all(
         isinstance(o, tuple) for o in view.timeline.person_filter.options
     )  # dropdown labels are text, not HTML
+    assert "<img" not in view.editor.title.value and escaped in view.editor.title.value
     review = oppkit.PipelineReview(kit)
     assert "<img" not in review.table.value and escaped in review.table.value
+    picked(review, deal)
+    assert "<img" not in review.editor.title.value and escaped in review.editor.title.value
+    assert EVIL in review.editor.fields["stage"].options  # a dropdown's labels are text
 
 
 # --- PipelineReview ---------------------------------------------------------------
@@ -557,6 +563,197 @@ def test_private_deals_stay_out_of_the_review_of_others(pipeline):
     assert "Acme pilot" not in set(other.frame["name"])
     assert "Acme pilot" not in set(other.changes(NOW - timedelta(days=5))["opportunity"])
     assert "Acme pilot" in set(oppkit.PipelineReview(kit).frame["name"])
+
+
+# --- Editing deals: local at once, Salesforce's pending, conflicts settled ----------------
+
+WRITE_BACK = "OPPKIT_SALESFORCE_WRITE_BACK"
+
+
+def picked(review, deal_id: int):  # noqa: ANN001, ANN201
+    """Pick a deal in the review's list: its edit form."""
+    review.deal_picker.value = deal_id
+    assert review.editor.deal["id"] == deal_id
+    return review.editor
+
+
+def test_a_local_deals_new_amount_shows_in_the_review_at_once(pipeline):
+    kit, busy = pipeline["kit"], pipeline["deals"]["busy"]
+    review = oppkit.PipelineReview(kit)
+    form = picked(review, busy)
+    assert "Busy" in form.title.value and form.fields["amount"].value == "90000"
+    form.fields["amount"].value = "95,000"  # as the table writes it
+    form.fields["close_date"].value = (TODAY + timedelta(days=45)).isoformat()
+    form.save_button.click()
+    assert "Deal size, Close date saved" in form.message.value
+    row = kit.opportunities().set_index("id").loc[busy]
+    assert (row["amount"], row["close_date"], row["pending"]) == (
+        95_000, TODAY + timedelta(days=45), None,
+    )  # fmt: skip
+    assert review.view().set_index("id").loc[busy, "amount"] == 95_000
+    assert "95,000" in review.table.value and "pending" not in review.table.value
+    assert review.deal_picker.value == busy and form.fields["amount"].value == "95000"
+    assert kit.changes().empty  # a deal made in oppkit goes nowhere else
+
+    form.save_button.click()
+    assert "Nothing to save" in form.message.value
+
+
+@pytest.mark.parametrize(
+    ("field", "typed", "said"),
+    [("amount", "lots", "amount: 'lots' is not a number"),
+     ("close_date", "2027-02-30", "close_date: '2027-02-30' is not a date (YYYY-MM-DD)"),
+     ("probability", "150", "probability: '150' is not a number from 0 to 100")],
+)  # fmt: skip
+def test_input_that_is_not_a_number_or_a_date_is_refused_with_its_message(
+    pipeline, field, typed, said
+):
+    kit, busy = pipeline["kit"], pipeline["deals"]["busy"]
+    review = oppkit.PipelineReview(kit)
+    form = picked(review, busy)
+    form.fields["amount"].value = "99000"
+    form.fields[field].value = typed
+    form.save_button.click()
+    assert "oppkit-message-error" in form.message.value
+    assert esc(said) in form.message.value
+    assert kit.opportunities().set_index("id").loc[busy, "amount"] == 90_000  # nothing changed
+    assert form.fields[field].value == typed  # what was typed stays, to correct it
+
+
+def test_the_opportunity_view_edits_a_local_deal_in_place(world):
+    kit, deal = world["kit"], world["deal"]
+    view = oppkit.OpportunityView(kit, deal)
+    form = view.editor
+    assert (form.fields["amount"].value, form.fields["stage"].value) == ("50000", "Lead")
+    assert list(form.fields["stage"].options) == list(kit.stages()["name"])
+    form.fields["stage"].value = "Proposal"
+    form.fields["probability"].value = "60"
+    form.fields["amount"].value = "62500.5"
+    form.save_button.click()
+    assert (view.metrics["Stage"], view.metrics["Deal size"]) == ("Proposal", "62,500")
+    row = kit.opportunities().set_index("id").loc[deal]
+    assert (row["stage"], row["probability"], row["amount"]) == ("Proposal", 60, 62_500.5)
+    edits = kit.stage_history(opportunity=deal).query("origin == 'edit'")
+    assert set(edits["field"]) >= {"stage", "amount"}
+    assert view.tabs.selected_index == 0 and "Call with Bob" in view.timeline.feed.value
+
+
+@pytest.fixture
+def synced(db_url: str, settings, export: Path) -> dict:  # noqa: ANN001
+    """The Salesforce export synced (source 'salesforce'); Ava's "Acme pilot", 120,000."""
+    sync_salesforce_export(export, settings=settings)
+    kit = oppkit.connect(db_url, user=AVA)
+    return {"kit": kit, "pilot": int(kit.opportunities().set_index("name").loc["Acme pilot", "id"])}
+
+
+def test_with_write_back_off_the_review_says_where_to_change_a_salesforce_deal(synced):
+    kit, pilot = synced["kit"], synced["pilot"]
+    review = oppkit.PipelineReview(kit)
+    form = picked(review, pilot)
+    form.fields["amount"].value = "125000"
+    form.save_button.click()
+    message = form.message.value
+    assert "oppkit-message-error" in message and "Traceback" not in message
+    assert "is owned by Salesforce: change it in Salesforce" in message
+    assert "write_back = true" in message and "OPPKIT_SALESFORCE_WRITE_BACK=1" in message
+    row = kit.opportunities().set_index("id").loc[pilot]
+    assert (row["amount"], row["pending"]) == (120_000, None) and kit.changes().empty
+    assert "125,000" not in review.table.value and "pending" not in review.table.value
+
+
+def test_with_write_back_on_a_salesforce_deals_change_shows_as_pending(synced, monkeypatch):
+    monkeypatch.setenv(WRITE_BACK, "1")
+    kit, pilot = synced["kit"], synced["pilot"]
+    review = oppkit.PipelineReview(kit)
+    review.open_deal(pilot)
+    form = picked(review, pilot)
+    form.fields["amount"].value = "125000"
+    form.fields["close_date"].value = "2027-04-30"
+    form.save_button.click()
+    assert "sent to Salesforce: pending until it confirms" in form.message.value
+    changes = kit.changes()
+    assert set(zip(changes["field"], changes["new_value"], changes["status"], strict=True)) == {
+        ("amount", 125_000, "pending"), ("close_date", "2027-04-30", "pending"),
+    }  # fmt: skip
+    row = kit.opportunities().set_index("id").loc[pilot]
+    assert row["amount"] == 120_000  # Salesforce's, until it confirms
+    assert '125,000 <span class="oppkit-pending"' in review.table.value
+    assert "Salesforce has 120,000" in review.table.value  # the badge's tooltip
+    assert "2027-04-30 <span" in review.table.value
+    assert "1</b> with changes pending in Salesforce" in review.summary.value
+    assert "125,000 (pending)" in dict((v, k) for k, v in review.deal_picker.options)[pilot]
+    assert form.fields["amount"].value == "125000"  # the form holds what was asked for
+    assert "Salesforce has 120,000 until it confirms" in form.pending_html.value
+    view = review.detail_view  # the open deal's view follows
+    assert view.metrics["Deal size"] == "125,000 (pending)"
+    assert "2027-04-30 (pending)" in view.header.value
+
+    view.editor.fields["amount"].value = "120000"  # Salesforce's value again: withdrawn
+    view.editor.save_button.click()
+    assert view.metrics["Deal size"] == "120,000"
+    assert list(kit.changes(status="pending")["field"]) == ["close_date"]
+    assert "125,000" not in review.table.value  # the review around the view follows too
+
+
+@pytest.fixture
+def org():  # noqa: ANN201
+    """The fake Salesforce org (conftest's ``fake`` serves it): Ava's "Acme pilot", 100,000,
+    and Ben, whose name is untrusted text."""
+    org = small_org(datetime(2026, 11, 2, 9, 0, tzinfo=UTC))
+    org.ids["ben"] = org.add("User", FirstName="Ben", LastName=EVIL, Email=BEN, Username="ben")
+    return org
+
+
+@pytest.mark.usefixtures("sf_fast_retries")
+@pytest.mark.parametrize("keep", ["theirs", "mine"])
+def test_a_conflict_shows_both_values_and_who_and_the_buttons_settle_it(
+    db_url, settings, fake, org, monkeypatch, keep
+):  # fmt: skip
+    monkeypatch.setenv(WRITE_BACK, "1")
+    sync_fake_salesforce(db_url, settings, fake)
+    kit = oppkit.connect(db_url, user=AVA)
+    view = oppkit.OpportunityView(kit, "Acme pilot")
+    view.editor.fields["amount"].value = "125000"
+    view.editor.save_button.click()
+    org.advance(minutes=5)
+    org.update("Opportunity", org.ids["pilot"], Amount=90000, LastModifiedById=org.ids["ben"])
+    org.advance(minutes=5)
+    assert "conflicts 1" in sync_fake_salesforce(db_url, settings, fake).line()
+
+    view.refresh_button.click()
+    assert view.metrics["Deal size"] == "90,000 (conflict: yours 125,000)"
+    (row,) = view.editor.conflict_list.children
+    panel = row.children[0].value
+    assert "yours <b>125,000</b>" in panel and "Salesforce <b>90,000</b>" in panel
+    assert "changed there by Ben &lt;img src=x onerror=alert(1)&gt;" in panel
+    assert "on 2026-11-02 09:05 UTC" in panel and "you saw 100,000" in panel
+    assert "<img" not in panel
+    assert set(view.editor.keep_theirs) == set(view.editor.push_mine) == {"amount"}
+
+    review = oppkit.PipelineReview(kit)
+    pilot = view.opportunity_id
+    cell = review.table.value
+    assert '90,000 <span class="oppkit-conflict">conflict</span>' in cell
+    assert "yours 125,000 · Salesforce 90,000 by Ben &lt;img" in cell and "<img" not in cell
+    assert "1</b> in conflict with Salesforce" in review.summary.value
+    form = picked(review, pilot)
+    buttons = form.keep_theirs if keep == "theirs" else form.push_mine
+    buttons["amount"].click()
+    assert list(kit.changes()["status"]) == ["dropped" if keep == "theirs" else "pending"]
+    assert form.conflict_list.children == () and "conflict" not in review.table.value
+    if keep == "theirs":
+        assert esc("Salesforce's value stays") in form.message.value
+        assert kit.opportunities().set_index("id").loc[pilot, "amount"] == 90_000
+        assert "90,000" in review.table.value and "pending" not in review.table.value
+    else:
+        assert "yours goes to Salesforce with the next sync" in form.message.value
+        assert '125,000 <span class="oppkit-pending"' in review.table.value
+        org.advance(minutes=5)
+        sync_fake_salesforce(db_url, settings, fake)
+        assert org.get("Opportunity", org.ids["pilot"])["Amount"] == 125000
+        view.refresh_button.click()
+        assert view.metrics["Deal size"] == "125,000"
+        assert list(kit.changes()["status"]) == ["pushed"]
 
 
 def test_importing_oppkit_does_not_import_the_widgets():

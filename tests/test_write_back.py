@@ -13,9 +13,10 @@ import oppkit
 from oppkit.db.engine import connect_engine
 from oppkit.db.schema import stage_history
 from oppkit.sources.salesforce_client import SalesforceSettings, update_record
-from oppkit.sync import sync_salesforce
 from oppkit.writeback import WriteBackOff
 from tests.fakes.salesforce import FakeOrg
+from tests.support import small_org
+from tests.support import sync_fake_salesforce as sync
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 AVA = "ava.patel@northwind.example"
@@ -26,26 +27,12 @@ pytestmark = pytest.mark.usefixtures("sf_fast_retries")
 
 @pytest.fixture
 def org() -> FakeOrg:
-    org = FakeOrg(now=T0)
-    ava = org.add("User", FirstName="Ava", LastName="Patel", Email=AVA, Username="ava")
-    acme = org.add("Account", Name="Acme Robotics", Website="acme-robotics.example", OwnerId=ava)
-    pilot = org.add(
-        "Opportunity", Name="Acme pilot", AccountId=acme, OwnerId=ava,
-        StageName="Needs Analysis", Amount=100000, CloseDate=date(2027, 3, 31),
-    )  # fmt: skip
-    org.ids = {"ava": ava, "pilot": pilot}  # type: ignore[attr-defined]
-    return org
+    return small_org(T0)
 
 
 @pytest.fixture
 def write_back(monkeypatch):
     monkeypatch.setenv("OPPKIT_SALESFORCE_WRITE_BACK", "1")
-
-
-def sync(db_url, settings, fake):  # noqa: ANN001, ANN201
-    login = SalesforceSettings(instance_url=fake.url, session_id=fake.session_id,
-                               ca_bundle=fake.ca_path)  # fmt: skip
-    return sync_salesforce(db_url, settings, salesforce=login)
 
 
 def deal(kit: oppkit.Kit) -> dict:
@@ -104,6 +91,23 @@ def test_a_pushed_edit_arrives_and_the_next_sync_changes_nothing(
         sync(db_url, settings, fake)
     assert history_rows(db_url) == rows and len(fake.patches) == 1
     assert (deal(kit)["amount"], deal(kit)["close_date"]) == (125000, date(2027, 4, 30))
+
+
+def test_setting_a_field_back_to_salesforces_value_withdraws_the_waiting_change(
+    db_url, settings, fake, org, write_back
+):
+    sync(db_url, settings, fake)
+    kit = oppkit.connect(db_url, user=AVA)
+    kit.update_opportunity("Acme pilot", amount=125000, close_date="2027-04-30")
+    assert kit.update_opportunity("Acme pilot", amount=100000) == []  # Salesforce's own value
+    assert deal(kit)["pending"] == {"close_date": "2027-04-30"}
+    assert dict(zip(kit.changes()["field"], kit.changes()["status"], strict=True)) == {
+        "amount": "dropped", "close_date": "pending",
+    }  # fmt: skip
+    org.advance(minutes=5)
+    sync(db_url, settings, fake)
+    assert [p.body for p in fake.patches] == [{"CloseDate": "2027-04-30"}]
+    assert org.get("Opportunity", org.ids["pilot"])["Amount"] == 100000
 
 
 @pytest.mark.parametrize("keep", ["mine", "theirs"])

@@ -30,7 +30,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -93,7 +94,7 @@ def coerce(field: str, value: Any) -> Any:
     try:
         if field in ("amount", "probability"):
             number = float(value)
-            if field == "probability" and not 0 <= number <= 100:
+            if not math.isfinite(number) or (field == "probability" and not 0 <= number <= 100):
                 raise ValueError
             return number
         if field == "close_date":
@@ -235,7 +236,8 @@ def update_opportunity(
 
     A deal oppkit created changes at once (with a stage_history row, origin ``edit``).
     A Salesforce deal's change is queued for Salesforce (write-back on: pending until
-    pushed; returns the queued ids) or refused with :class:`WriteBackOff` (off).
+    pushed; returns the queued ids) or refused with :class:`WriteBackOff` (off). Setting
+    a field back to Salesforce's value withdraws the change still waiting on it.
 
     >>> update_opportunity(kit, "Acme pilot", amount=55_000, close_date="2027-01-31")
     """
@@ -250,6 +252,8 @@ def update_opportunity(
             select(opportunities).where(opportunities.c.id == opportunity_id).with_for_update()
         ).mappings().one()  # fmt: skip
         if owned_by_salesforce(row):
+            back = [f for f, v in values.items() if same_value(row[f], v)]
+            withdraw(conn, opportunity_id, back, origin="edit", by_id=by_id)
             return queue_changes(conn, row, values, origin="edit", by_id=by_id)
         changed = {f: v for f, v in values.items() if not same_value(row[f], v)}
         if changed:
@@ -394,6 +398,35 @@ def resolve_conflict(
             place_deals(conn, [opportunity_id], origin="conflict", force=True, by_id=by_id)
 
 
+def withdraw(
+    conn: Connection, opportunity_id: int, fields: Iterable[str], *, origin: str,
+    by_id: int | None = None,
+) -> list[str]:  # fmt: skip
+    """Drop the changes still waiting (pending or in conflict) on these fields of a deal,
+    in the caller's transaction: Salesforce's value stays, and a deal whose stage change
+    is dropped goes back to the step its stage arrives at. Returns the fields dropped."""
+    fields = list(fields)
+    if not fields:
+        return []
+    dropped = list(
+        conn.scalars(
+            update(outbound_changes)
+            .where(
+                outbound_changes.c.opportunity_id == opportunity_id,
+                outbound_changes.c.field.in_(fields),
+                outbound_changes.c.status.in_(WAITING),
+            )
+            .values(status=DROPPED, last_error=None)
+            .returning(outbound_changes.c.field)
+        )
+    )
+    if "stage" in dropped:
+        from .funnel import place_deals
+
+        place_deals(conn, [opportunity_id], origin=origin, force=True, by_id=by_id)
+    return dropped
+
+
 def discard_change(kit: ScopeLike, change_id: int) -> None:
     """Withdraw a change that is still pending or in conflict (Salesforce's value stays;
     a contact's or account's lifecycle stage stays as set in oppkit)."""
@@ -425,15 +458,14 @@ def discard_change(kit: ScopeLike, change_id: int) -> None:
         )
         if found is None or hidden:
             raise OppkitError(f"no pending change {change_id}")
-        conn.execute(
-            update(outbound_changes)
-            .where(outbound_changes.c.id == int(change_id))
-            .values(status=DROPPED)
-        )
-        if found.field == "stage" and found.opportunity_id is not None:
-            from .funnel import place_deals
-
-            place_deals(conn, [found.opportunity_id], origin="edit", force=True)
+        if found.opportunity_id is not None:
+            withdraw(conn, found.opportunity_id, [found.field], origin="edit")
+        else:
+            conn.execute(
+                update(outbound_changes)
+                .where(outbound_changes.c.id == int(change_id))
+                .values(status=DROPPED)
+            )
 
 
 __all__ = [
@@ -455,5 +487,6 @@ __all__ = [
     "resolve_conflict",
     "settle_conflict",
     "update_opportunity",
+    "withdraw",
     "write_back_enabled",
 ]

@@ -13,8 +13,9 @@ Example::
     oppkit.TimelineView(kit, account="acme-robotics.example")
 """
 
+from .deal_edit import DealEditForm
 from .opportunity import OpportunityView, TransitionForm
 from .pipeline import PipelineReview
 from .timeline import TimelineView
 
-__all__ = ["OpportunityView", "PipelineReview", "TimelineView", "TransitionForm"]
+__all__ = ["DealEditForm", "OpportunityView", "PipelineReview", "TimelineView", "TransitionForm"]

@@ -43,6 +43,10 @@ STYLE = """
 .oppkit-missing{border:2px solid #d32f2f}
 .oppkit-message-error{color:#b71c1c;font-weight:600}
 .oppkit-message-ok{color:#1b5e20;font-weight:600}
+.oppkit-pending{display:inline-block;background:#fff4e0;color:#8a5300;border-radius:3px;
+  padding:0 4px;font-size:11px}
+.oppkit-conflict{display:inline-block;background:#fdecea;color:#a61b1b;border-radius:3px;
+  padding:0 4px;font-size:11px;font-weight:600}
 </style>
 """
 
@@ -93,6 +97,16 @@ def metric(label: str, value: Any) -> str:
         f'<div class="oppkit-metric"><div class="label">{esc(label)}</div>'
         f'<div class="value">{esc(value)}</div></div>'
     )
+
+
+def error_html(message: Any) -> str:
+    """A message that something failed (escaped), shown in red."""
+    return f'<span class="oppkit-message-error">{esc(message)}</span>'
+
+
+def ok_html(message: Any) -> str:
+    """A message that something worked (escaped), shown in green."""
+    return f'<span class="oppkit-message-ok">{esc(message)}</span>'
 
 
 def flags_html(flags: Iterable[str]) -> str:

@@ -1,5 +1,10 @@
 """Everything about one deal on one screen: metrics, timeline, alerts, people, workflow.
 
+Deal size, close date, stage and probability are edited in place
+(:class:`~oppkit.widgets.deal_edit.DealEditForm`, ``view.editor``); a value Salesforce has
+not confirmed yet is marked *pending*, a conflict with Salesforce is shown with both
+values, who changed it there and when, and "Keep theirs" / "Push mine".
+
 Reads go through the Kit; the few writes (a note, a task, an alert done, a member, the
 privacy setting, a workflow transition, following) go through the package functions in
 :mod:`oppkit.actions` and ``kit.workflow``, so a widget never writes SQL of its own.
@@ -11,6 +16,7 @@ Example::
     view = oppkit.OpportunityView(kit, "Acme Robotics — Predictive maintenance pilot")
     view                                   # in a notebook
     view.metrics                           # {'Stage': 'Proposal/Price Quote', 'Deal size': ...}
+    view.editor.fields["amount"].value = "125000"; view.editor.save_button.click()
     view.add_note("Pricing call booked for Thursday.")
     view.forms["Negotiate"].submit()       # a workflow transition from its form
 """
@@ -27,7 +33,8 @@ import pandas as pd
 from .. import actions
 from ..errors import OppkitError
 from ..workflow.model import REFERENCE_ATTRIBUTES, IncompleteTransition
-from .html import STYLE, esc, metric, money, table, text
+from .deal_edit import WAITING, DealEditForm, marked, waiting_values
+from .html import STYLE, error_html, esc, metric, money, ok_html, table, text
 from .timeline import TimelineView
 
 if TYPE_CHECKING:
@@ -36,14 +43,6 @@ if TYPE_CHECKING:
 FREQUENCIES = ("daily", "weekly")
 MISSING_CLASS = "oppkit-missing"
 RED_BORDER = "2px solid #d32f2f"
-
-
-def _error(message: Any) -> str:
-    return f'<span class="oppkit-message-error">{esc(message)}</span>'
-
-
-def _ok(message: Any) -> str:
-    return f'<span class="oppkit-message-ok">{esc(message)}</span>'
 
 
 class TransitionForm(widgets.VBox):
@@ -112,14 +111,14 @@ class TransitionForm(widgets.VBox):
                 if attribute in self.fields:
                     self.fields[attribute].add_class(MISSING_CLASS)
                     self.fields[attribute].layout.border = RED_BORDER
-            self.message.value = _error(str(exc))
+            self.message.value = error_html(str(exc))
             return False
         except OppkitError as exc:
-            self.message.value = _error(str(exc))
+            self.message.value = error_html(str(exc))
             return False
         self.missing = []
         self.view.refresh()
-        self.view.workflow_message.value = _ok(
+        self.view.workflow_message.value = ok_html(
             f"{result.transition}: now at {result.to_step} ({result.stage})"
         )
         return True
@@ -132,16 +131,20 @@ class OpportunityView(widgets.VBox):
     deal's open Salesforce tasks, each once (``view.open_tasks``); the Alerts & Tasks tab
     lists the Salesforce ones too, to be closed in Salesforce. *Open alerts* counts the
     other open alerts. ``on_refresh`` is an optional callable run by the Refresh button
-    before re-reading (e.g. a sync of the user's mailbox).
+    before re-reading (e.g. a sync of the user's mailbox); ``on_change`` one run after the
+    deal's fields were changed here (e.g. to redraw the review around this view).
     """
 
     def __init__(
-        self, kit: Kit, opportunity: Any, *, on_refresh: Callable[[], Any] | None = None
-    ) -> None:
+        self, kit: Kit, opportunity: Any, *, on_refresh: Callable[[], Any] | None = None,
+        on_change: Callable[[], Any] | None = None,
+    ) -> None:  # fmt: skip
         self.kit = kit
         self.on_refresh = on_refresh
+        self.on_change = on_change
         self.opportunity_id: int = kit.scope.opportunity_id(opportunity)
         self.deal: dict[str, Any] = {}
+        self.waiting = pd.DataFrame()  # kit.changes(): pending and in conflict
         self.metrics: dict[str, str] = {}
         self.is_owner = False
         self.alerts = pd.DataFrame()
@@ -180,6 +183,7 @@ class OpportunityView(widgets.VBox):
         self.header = widgets.HTML()
         self.metrics_html = widgets.HTML()
         self.metrics_html.add_class("oppkit-metrics")
+        self.editor = DealEditForm(kit, on_change=self._edited)
 
         # activities and notes
         self.timeline = TimelineView(kit, opportunity=self.opportunity_id, limit=300)
@@ -268,6 +272,7 @@ class OpportunityView(widgets.VBox):
                 settings,
                 self.settings_message,
                 self.metrics_html,
+                self.editor,
                 self.tabs,
             ]  # fmt: skip
         )
@@ -282,12 +287,14 @@ class OpportunityView(widgets.VBox):
         if run_callback and self.on_refresh is not None:
             self.on_refresh()
         self.deal = self.kit.workflow.deal(self.opportunity_id)
+        self.waiting = self.kit.changes(self.opportunity_id, status=WAITING)
         self.is_owner = actions.is_owner(self.kit, self.opportunity_id)
         self.alerts = self.kit.alerts(opportunity=self.opportunity_id)
         self.open_tasks = self.kit.open_tasks(opportunity=self.opportunity_id)
         if timeline:
             self.timeline.refresh()
         self._draw_header()
+        self.editor.bind(self.deal, self.waiting)
         self._draw_alerts()
         self._draw_workflow()
         # the People and graph tabs read more; they load when first shown
@@ -310,9 +317,13 @@ class OpportunityView(widgets.VBox):
         close = d.get("close_date")
         days = (close - datetime.now(UTC).date()).days if isinstance(close, date) else None
         open_alerts = self.alerts[self.alerts["status"] == "open"]
+        pending, conflicts = waiting_values(self.waiting, self.opportunity_id)
+        size = money(d.get("amount"), d.get("currency"))
+        if "amount" in pending or "amount" in conflicts:
+            size = marked("amount", d.get("amount"), pending, conflicts)
         self.metrics = {
-            "Stage": text(d.get("stage")),
-            "Deal size": money(d.get("amount"), d.get("currency")),
+            "Stage": marked("stage", d.get("stage"), pending, conflicts),
+            "Deal size": size,
             "Days to close": text(days),
             "Open alerts": str(int((open_alerts["kind"] != "task").sum())),
             "Open tasks": str(len(self.open_tasks)),  # kit.open_tasks: alerts and Salesforce
@@ -321,7 +332,8 @@ class OpportunityView(widgets.VBox):
         self.header.value = (
             f"<h3 style='margin:4px 0'>{esc(d.get('name'))}</h3>"
             f"<div>{esc(d.get('account'))} · owner {esc(d.get('owner') or d.get('owner_email'))}"
-            f" · step {esc(d.get('step'))} · closes {esc(close)}{private}</div>"
+            f" · step {esc(d.get('step'))}"
+            f" · closes {esc(marked('close_date', close, pending, conflicts))}{private}</div>"
         )
         self.metrics_html.value = "".join(metric(k, v) for k, v in self.metrics.items())
         self._quiet = True
@@ -409,7 +421,7 @@ class OpportunityView(widgets.VBox):
             self.transitions = self.kit.workflow.available(self.opportunity_id)
         except OppkitError as exc:
             self.transitions = pd.DataFrame()
-            self.workflow_html.value = _error(exc)
+            self.workflow_html.value = error_html(exc)
             self.workflow_forms.children = []
             return
         where = f"Step <b>{esc(d.get('step'))}</b> in stage <b>{esc(d.get('stage'))}</b>."
@@ -426,6 +438,12 @@ class OpportunityView(widgets.VBox):
 
     # --- writing ----------------------------------------------------------------
 
+    def _edited(self) -> None:
+        """After a save or a settled conflict in the edit form: read the deal again."""
+        self.refresh(timeline=False)
+        if self.on_change is not None:
+            self.on_change()
+
     def add_note(self, note: str) -> int:
         """Add a note to the deal's timeline (shown at once); its activity id."""
         activity_id = actions.add_note(self.kit, self.opportunity_id, note)
@@ -436,10 +454,10 @@ class OpportunityView(widgets.VBox):
         try:
             self.add_note(self.note_text.value)
         except OppkitError as exc:
-            self.note_message.value = _error(exc)
+            self.note_message.value = error_html(exc)
             return
         self.note_text.value = ""
-        self.note_message.value = _ok("Note added.")
+        self.note_message.value = ok_html("Note added.")
 
     def add_task(self, task: str, *, due: Any = None, kind: str = "task") -> int:
         """Add a task or alert by hand; its id."""
@@ -451,10 +469,10 @@ class OpportunityView(widgets.VBox):
         try:
             self.add_task(self.task_text.value, due=self.task_due.value, kind=self.task_kind.value)
         except OppkitError as exc:
-            self.task_message.value = _error(exc)
+            self.task_message.value = error_html(exc)
             return
         self.task_text.value = ""
-        self.task_message.value = _ok("Added.")
+        self.task_message.value = ok_html("Added.")
 
     def mark_done(self, alert_id: int) -> None:
         """Mark an alert or task done."""
@@ -465,20 +483,20 @@ class OpportunityView(widgets.VBox):
         """Make a person (e.g. a suggested one) a member of the deal."""
         actions.add_member(self.kit, self.opportunity_id, person, role=role)
         self.load_people()
-        self.people_message.value = _ok(f"{person} added.")
+        self.people_message.value = ok_html(f"{person} added.")
 
     def remove_member(self, person: str) -> None:
         """Take a person off the deal (owner only; on a private deal their access ends)."""
         actions.remove_member(self.kit, self.opportunity_id, person)
         self.load_people()
-        self.people_message.value = _ok(f"{person} removed.")
+        self.people_message.value = ok_html(f"{person} removed.")
 
     def set_member_role(self, person: str, role: str | None = None) -> None:
         """Change a member's role (owner only); the role typed in the People tab by default."""
         role = self.role_text.value.strip() if role is None else role
         actions.set_member_role(self.kit, self.opportunity_id, person, role)
         self.load_people()
-        self.people_message.value = _ok(f"{person}: role set.")
+        self.people_message.value = ok_html(f"{person}: role set.")
 
     def _manage(self, act: Any) -> None:  # noqa: ANN401 - one of the two methods above
         if not self.member_picker.value:
@@ -486,7 +504,7 @@ class OpportunityView(widgets.VBox):
         try:
             act(self.member_picker.value)
         except (OppkitError, LookupError) as exc:
-            self.people_message.value = _error(str(exc))
+            self.people_message.value = error_html(str(exc))
 
     def set_private(self, private: bool) -> None:
         """Change the deal's privacy (owner only: raises :class:`oppkit.actions.NotAllowed`)."""
@@ -499,30 +517,30 @@ class OpportunityView(widgets.VBox):
         try:
             self.set_private(change["new"])
         except OppkitError as exc:
-            self.settings_message.value = _error(exc)
+            self.settings_message.value = error_html(exc)
             self.refresh(timeline=False)
         else:
-            self.settings_message.value = _ok(
+            self.settings_message.value = ok_html(
                 "Private: owner and members only." if change["new"] else "Visible to everyone."
             )
 
     def follow(self, frequency: str | None = None) -> None:
         """Follow the deal (a daily or weekly digest) as the Kit's user."""
         if not self.kit.user:
-            self.settings_message.value = _error("Following needs connect(user=...).")
+            self.settings_message.value = error_html("Following needs connect(user=...).")
             return
         frequency = frequency or self.follow_frequency.value
         self.kit.follow(self.opportunity_id, self.kit.user, frequency)
-        self.settings_message.value = _ok(f"Following ({frequency} digest).")
+        self.settings_message.value = ok_html(f"Following ({frequency} digest).")
         if 3 in self._loaded:
             self.load_people()
 
     def unfollow(self) -> None:
         """Stop following the deal, via ``kit.unfollow``."""
         if not self.kit.user:
-            self.settings_message.value = _error("Unfollowing needs connect(user=...).")
+            self.settings_message.value = error_html("Unfollowing needs connect(user=...).")
             return
         self.kit.unfollow(self.opportunity_id, self.kit.user)
-        self.settings_message.value = _ok("Not following any more.")
+        self.settings_message.value = ok_html("Not following any more.")
         if 3 in self._loaded:
             self.load_people()

@@ -3,8 +3,11 @@
 Filters (owner, stage, close period, campaign) narrow one frame read at start-up
 (:func:`oppkit.widgets.flags.review_frame`); the funnel chart (matplotlib, drawn to a PNG
 in the kernel: offline, no CDN), the sortable deals table with flags, the "what changed
-since" list and the export all follow the current view. Picking a deal opens its
-:class:`~oppkit.widgets.opportunity.OpportunityView` below.
+since" list and the export all follow the current view. The deal picked in the list
+can be edited in place (deal size, close date, stage, probability:
+:class:`~oppkit.widgets.deal_edit.DealEditForm`); a change Salesforce has not confirmed
+yet shows as *pending*, one it changed meanwhile as a *conflict* with both values.
+"Open deal" shows its :class:`~oppkit.widgets.opportunity.OpportunityView` below.
 
 Example::
 
@@ -14,6 +17,8 @@ Example::
     review.sort_by.value = "amount"; review.ascending.value = False
     review.view()                             # the deals shown now (a DataFrame)
     review.changes("2026-11-01")              # stage moves, amount/close-date changes, new/won/lost
+    review.deal_picker.value = deal_id        # the edit form shows the picked deal
+    review.editor.fields["amount"].value = "125000"; review.editor.save_button.click()
     review.open_deal(review.view()["id"].iloc[0])  # the deal's OpportunityView in the detail area
     review.export("review.xlsx")              # or .csv
 """
@@ -29,7 +34,8 @@ import ipywidgets as widgets
 import pandas as pd
 
 from ..frames.review import FLAGS, Thresholds, changes_since, review_frame
-from .html import STYLE, esc, flags_html, money, table
+from .deal_edit import WAITING, DealEditForm, marked, marked_html
+from .html import STYLE, error_html, esc, flags_html, money, ok_html, table
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -65,6 +71,7 @@ EXPORT_COLUMNS = [
     "engaged_contacts", "close_date_pushes", "amount_changes", "days_in_stage", "open_alerts",
     *FLAGS, "flags",
 ]  # fmt: skip
+MARKED = ("stage", "amount", "close_date")  # shown with what waits for Salesforce
 
 
 def _quarter_start(day: date) -> date:
@@ -114,9 +121,11 @@ class PipelineReview(widgets.VBox):
         self.max_rows = max_rows
         self.thresholds = Thresholds(stale_days, stuck_days, engaged_days)
         self.frame = pd.DataFrame()
+        self.waiting = pd.DataFrame()  # kit.changes(): pending and in conflict
         self.figure: Figure | None = None
         self.detail_view: Any = None
         self._drawing = False
+        self._picking = False
         self._changes_stale = True
 
         self.owner_filter = widgets.Dropdown(description="Owner", options=[ALL])
@@ -140,6 +149,7 @@ class PipelineReview(widgets.VBox):
         self.table = widgets.HTML()
         self.deal_picker = widgets.Select(description="Deal", rows=6, layout={"width": "60%"})
         self.open_button = widgets.Button(description="Open deal", icon="folder-open")
+        self.editor = DealEditForm(kit, on_change=self._edited)
         self.detail = widgets.VBox()
         self.since = widgets.DatePicker(
             description="Since", value=datetime.now(UTC).date() - timedelta(days=7)
@@ -156,7 +166,7 @@ class PipelineReview(widgets.VBox):
         ])  # fmt: skip
         deals = widgets.VBox([
             widgets.HBox([self.sort_by, self.ascending]), self.table,
-            widgets.HBox([self.deal_picker, self.open_button]), self.detail,
+            widgets.HBox([self.deal_picker, self.open_button]), self.editor, self.detail,
         ])  # fmt: skip
         self.tabs = widgets.Tab(
             [
@@ -189,6 +199,7 @@ class PipelineReview(widgets.VBox):
             control.observe(self._rethreshold, names="value")
         self.since.observe(lambda _c: self._draw_changes(), names="value")
         self.tabs.observe(self._tab_selected, names="selected_index")
+        self.deal_picker.observe(self._picked, names="value")
         self.open_button.on_click(lambda _b: self.open_deal(self.deal_picker.value))
         self.export_button.on_click(self._export_clicked)
 
@@ -200,6 +211,7 @@ class PipelineReview(widgets.VBox):
             self.stale_days.value, self.stuck_days.value, self.thresholds.engaged_days
         )
         self.frame = review_frame(self.kit, self.thresholds)
+        self.waiting = self.kit.changes(status=WAITING)
         self._stage_order = self.kit.stages()
         self._drawing = True
         try:
@@ -284,9 +296,13 @@ class PipelineReview(widgets.VBox):
         deals = self.view()
         amount = deals["amount"].fillna(0).sum()
         flagged = int((deals["n_flags"] > 0).sum())
+        pending = int(deals["pending"].notna().sum())
+        conflicts = int(deals["conflicts"].notna().sum())
         self.summary.value = (
             f"<b>{len(deals)}</b> deals, <b>{esc(money(amount))}</b> in total, "
             f"<b>{flagged}</b> flagged"
+            + (f", <b>{pending}</b> with changes pending in Salesforce" if pending else "")
+            + (f", <b>{conflicts}</b> in conflict with Salesforce" if conflicts else "")
         )
         self._draw_funnel(deals)
         shown = deals.head(self.max_rows)
@@ -295,15 +311,60 @@ class PipelineReview(widgets.VBox):
             if len(deals) > len(shown) else ""
         )  # fmt: skip
         self.table.value = more + table(
-            shown, list(TABLE_COLUMNS), TABLE_COLUMNS,
-            {"amount": lambda v: esc(money(v)),
+            self._marked(shown), list(TABLE_COLUMNS), TABLE_COLUMNS,
+            {**{field: str for field in MARKED},  # already escaped HTML
              "flags": lambda v: flags_html(v.split(", ") if isinstance(v, str) and v else [])},
             empty="No deals match the filters.",
         )  # fmt: skip
-        options = [(f"{r.name} — {r.stage} — {money(r.amount)}", int(r.id))
-                   for r in shown.itertuples(index=False)]  # fmt: skip
-        self.deal_picker.options = options
-        self.deal_picker.value = options[0][1] if options else None
+        options = [
+            (f"{r.name} — {marked('stage', r.stage, r.pending, r.conflicts)} — "
+             f"{marked('amount', r.amount, r.pending, r.conflicts)}", int(r.id))
+            for r in shown.itertuples(index=False)
+        ]  # fmt: skip
+        keep = self.deal_picker.value
+        self._picking = True  # the same deal stays picked while it is in view
+        try:
+            self.deal_picker.options = options
+            ids = [deal_id for _label, deal_id in options]
+            self.deal_picker.value = keep if keep in ids else (ids[0] if ids else None)
+        finally:
+            self._picking = False
+        self._bind_editor()
+
+    def _marked(self, deals: pd.DataFrame) -> pd.DataFrame:
+        """``deals`` with stage, deal size and close date as escaped HTML: values pending
+        in Salesforce marked, conflicts with both values and who changed it there."""
+        conflicts = self.waiting[self.waiting["status"] == "conflict"]
+        their_by = {
+            (r.opportunity_id, r.field): r.their_by for r in conflicts.itertuples(index=False)
+        }
+        out = deals.copy()
+        for field in MARKED:
+            out[field] = [
+                marked_html(field, value, pending, conflict, their_by.get((deal_id, field)))
+                for deal_id, value, pending, conflict in zip(
+                    deals["id"], deals[field], deals["pending"], deals["conflicts"], strict=True
+                )
+            ]
+        return out
+
+    def _picked(self, _change: Any = None) -> None:
+        if self._picking:
+            return
+        self.editor.message.value = ""  # the message was about the deal picked before
+        self._bind_editor()
+
+    def _bind_editor(self) -> None:
+        picked = self.frame[self.frame["id"] == self.deal_picker.value]
+        deal = picked.iloc[0].to_dict() if len(picked) else None
+        self.editor.bind(deal, self.waiting, list(self._stage_order["name"]))
+
+    def _edited(self) -> None:
+        """After a save or a settled conflict: read again; the open deal's view too."""
+        self.refresh()
+        view = self.detail_view
+        if view is not None and view.opportunity_id == self.editor.deal.get("id"):
+            view.refresh(timeline=False)
 
     def _draw_funnel(self, deals: pd.DataFrame) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -361,7 +422,7 @@ class PipelineReview(widgets.VBox):
 
         if opportunity is None:
             return None
-        self.detail_view = OpportunityView(self.kit, opportunity)
+        self.detail_view = OpportunityView(self.kit, opportunity, on_change=self.refresh)
         self.detail.children = [self.detail_view]
         return self.detail_view
 
@@ -388,8 +449,6 @@ class PipelineReview(widgets.VBox):
         try:
             path = self.export(self.export_path.value)
         except (OSError, ValueError) as exc:
-            self.export_status.value = f'<span class="oppkit-message-error">{esc(exc)}</span>'
+            self.export_status.value = error_html(exc)
         else:
-            self.export_status.value = (
-                f'<span class="oppkit-message-ok">Written: {esc(path.resolve())}</span>'
-            )
+            self.export_status.value = ok_html(f"Written: {path.resolve()}")
