@@ -3,7 +3,11 @@ client against the wire-level fake EWS endpoint (tests/fakes/ews.py)."""
 
 from __future__ import annotations
 
+import base64
 import itertools
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -100,3 +104,39 @@ def test_calendar_expands_recurrences_with_attendees_and_responses(db_url, setti
     bob = kit.timeline(person="buyer@acme-robotics.example")
     assert len(bob) == 4
     assert meetings.iloc[0]["account"] == "Acme Robotics"
+
+
+def ews_cli(db_url: str, ews: FakeEws, password: str, *args: str) -> subprocess.CompletedProcess:
+    """``oppkit sync mail`` from Ava's Exchange mailbox with basic auth as svc."""
+    return subprocess.run(
+        [sys.executable, "-m", "oppkit.cli", "--db", db_url, *args, "sync", "mail",
+         "--ews-url", ews.url, "--ews-mailbox", AVA, "--ews-user", "svc", "--ews-auth", "basic",
+         "--ews-folder", "inbox"],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "OPPKIT_EWS_PASSWORD": password},
+    )  # fmt: skip
+
+
+def test_debug_logs_never_show_the_exchange_password(db_url):
+    password = "Sup3r-s3cret!"
+    box = FakeMailbox()
+    box.add_message("inbox", mime(1))
+    with FakeEws({AVA: box}, credentials=("svc", password)) as ews:
+        result = ews_cli(db_url, ews, password, "--debug")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "mail: read 1" in result.stdout
+    assert "Authorization" in result.stderr  # exchangelib logged the request headers...
+    basic = base64.b64encode(f"svc:{password}".encode()).decode()
+    for secret in (password, basic, basic.rstrip("=")[:-2]):
+        assert secret not in result.stderr  # ...without the credentials
+
+
+def test_a_wrong_exchange_password_fails_at_once_with_one_line(db_url):
+    with FakeEws({AVA: FakeMailbox()}, credentials=("svc", "right-password")) as ews:
+        result = ews_cli(db_url, ews, "wrong-password")
+        asked = len(ews.requests)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("oppkit: error: Exchange refused the login")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert asked == 1  # no retry, no back-off
+    assert "wrong-password" not in result.stderr

@@ -328,6 +328,25 @@ def test_fail_next_counts_only_matching_paths(fake):
     assert sf.Account.describe()["name"] == "Account"
 
 
+def test_fail_next_can_echo_the_request_headers_as_json_or_text(fake):
+    sf = connect(fake)
+    fake.fail_next(400, code="BAD_REQUEST", msg="rejected", echo_headers=True)
+    fake.fail_next(502, msg="Bad gateway", echo_headers=True, text=True)
+
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        sf.query("SELECT Id FROM Account")
+    assert err.value.content[0]["errorCode"] == "BAD_REQUEST"
+    message = err.value.content[0]["message"]
+    assert message.startswith("rejected; request headers: ")
+    assert f"Authorization: Bearer {fake.session_id}" in message
+    with pytest.raises(SalesforceGeneralError) as err:
+        sf.query("SELECT Id FROM Account")
+    assert err.value.status == 502
+    assert err.value.content.startswith("Bad gateway; request headers: ")
+    assert fake.session_id in err.value.content
+    assert sf.query("SELECT Id FROM Account")["totalSize"] == 0
+
+
 def test_limit_exceeded_refuses_every_api_call(fake):
     sf = connect(fake)
     before = sf.restful("limits")["DailyApiRequests"]

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
 from alembic import command
 from sqlalchemy import inspect, select, text
 
@@ -13,6 +19,7 @@ from oppkit.db.engine import (
     write_transaction,
 )
 from oppkit.db.schema import accounts, activity_sources
+from tests.support import make_email, write_mbox
 
 
 def test_upgrade_from_the_first_schema_keeps_rows(sqlite_url: str):
@@ -100,3 +107,32 @@ def create_engine_at(url: str, revision: str):  # noqa: ANN201
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
     return engine
+
+
+def test_first_runs_started_together_on_a_fresh_database_all_succeed(
+    fresh_db_url: str, tmp_path: Path
+):
+    mbox = write_mbox(tmp_path / "m.mbox", [
+        make_email(sender="buyer@acme-robotics.example", to=["ava.patel@northwind.example"],
+                   subject=f"hello {i}", body="b", when=datetime(2026, 3, 2, 9, i, tzinfo=UTC),
+                   message_id=f"race-{i}@acme-robotics.example")
+        for i in range(3)
+    ])  # fmt: skip
+    cli = [sys.executable, "-m", "oppkit.cli", "--db", fresh_db_url]
+    commands = [[*cli, "sync", "mail", "--mbox", str(mbox)]] * 2 + [[*cli, "init"]]
+    procs = [
+        subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ))
+        for c in commands
+    ]  # fmt: skip
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    engine = create_oppkit_engine(fresh_db_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.scalars(text("SELECT version_num FROM alembic_version")).all() == [
+                head_revision()
+            ]
+            assert conn.scalar(text("SELECT count(*) FROM activities")) == 3
+    finally:
+        engine.dispose()

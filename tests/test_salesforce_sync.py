@@ -370,6 +370,61 @@ def test_bad_session_is_a_clear_message(db_url, fake):
     assert fake.session_id not in result.stderr  # the secret never appears
 
 
+@pytest.mark.parametrize(("status", "code", "message"), [
+    (400, "INVALID_QUERY_LOCATOR", "invalid query locator"),
+    (400, "MALFORMED_QUERY", "unexpected token: 'FORM'"),
+    (404, "NOT_FOUND", "The requested resource does not exist"),
+    (405, "METHOD_NOT_ALLOWED", "HTTP Method 'GET' not allowed"),
+    (300, "MULTIPLE_CHOICES", "more than one record"),
+])  # fmt: skip
+def test_any_upstream_error_is_one_line_and_exit_1(db_url, fake, status, code, message):
+    fake.fail_next(status, path_contains="/query", code=code, msg=message)
+    result = cli(db_url, fake)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("oppkit: error: ") and code in result.stderr
+
+
+def run_messages(db_url: str) -> list[str]:
+    from sqlalchemy import select
+
+    from oppkit.db.schema import sync_runs
+
+    engine = connect_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return list(
+                conn.scalars(select(sync_runs.c.message).where(sync_runs.c.status == "failed"))
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(("status", "times", "text"), [
+    (400, 1, False),  # Salesforce's JSON error list, not retried
+    (400, 1, True),  # a proxy's text page
+    (503, 50, False),  # retried (each retry logged) until the client gives up
+])  # fmt: skip
+def test_an_error_echoing_the_session_id_shows_and_stores_it_nowhere(
+    db_url, fake, status, times, text
+):
+    fake.fail_next(status, times=times, path_contains="/query", code="BAD_REQUEST",
+                   msg="rejected by the gateway\n", echo_headers=True, text=text)  # fmt: skip
+    result = cli(db_url, fake)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("oppkit: error: ") and "rejected by the gateway" in error
+    assert len(error) <= 320 and error.isprintable()
+    messages = run_messages(db_url)
+    assert messages and all("rejected by the gateway" in m for m in messages)
+    assert all(len(m) <= 300 and m.isprintable() for m in messages)
+    secret = fake.session_id.split("!")[1]  # "s3cr3t-session-token"
+    for text_seen in [result.stdout, result.stderr, *messages]:
+        assert secret not in text_seen and fake.session_id not in text_seen
+
+
 def test_second_agent_on_the_same_org_exits_with_a_message(db_url, fake):
     engine = connect_engine(db_url)
     with sync_lock(engine, f"salesforce:{fake.url}"):

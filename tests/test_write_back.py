@@ -159,6 +159,21 @@ def test_a_refused_push_stays_pending_with_salesforces_message(
     assert deal(kit)["pending"] == {"amount": 250000.0}
 
 
+def test_a_refusal_echoing_the_session_id_is_stored_without_it(
+    db_url, settings, fake, org, write_back
+):
+    sync(db_url, settings, fake)
+    kit = oppkit.connect(db_url, user=AVA)
+    kit.update_opportunity("Acme pilot", amount=120000)
+    fake.fail_next(400, path_contains=f"/sobjects/Opportunity/{org.ids['pilot']}",
+                   code="INVALID_FIELD", msg="rejected\n", echo_headers=True)  # fmt: skip
+    assert "waiting 1" in sync(db_url, settings, fake).line()
+    error = kit.changes().iloc[0]["last_error"]
+    assert error.startswith("INVALID_FIELD: rejected") and "request headers:" in error
+    assert "Authorization: Bearer ***" in error and "s3cr3t" not in error
+    assert len(error) <= 300 and error.isprintable()
+
+
 def test_a_push_whose_commit_was_lost_is_counted_once_never_sent_twice(
     db_url, settings, fake, org, write_back
 ):

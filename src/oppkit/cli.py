@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
-from . import __version__
+from . import __version__, redact
 from .config import load_settings
 from .errors import ConfigError, OppkitError
 from .sources.declaration import parse_duration
@@ -211,14 +211,25 @@ def _common_suppressed(parser: argparse.ArgumentParser) -> None:
 
 
 def _setup_logging(debug: bool) -> None:
+    """Log to stderr (everything with --debug); no secret reaches it (oppkit.redact),
+    neither through a log record nor through a traceback."""
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        redact.install(handler)
+    sys.excepthook = _redacted_traceback
     if not debug:
         for noisy in ("alembic", "sqlalchemy"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _redacted_traceback(kind, value, tb) -> None:  # noqa: ANN001
+    import traceback
+
+    sys.stderr.write(redact.redact("".join(traceback.format_exception(kind, value, tb))))
 
 
 def guarded(run: Callable[[], int], debug: bool) -> int:
@@ -240,9 +251,9 @@ def guarded(run: Callable[[], int], debug: bool) -> int:
             raise
         if isinstance(exc, SQLAlchemyError):
             detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            print(f"oppkit: error: database failed: {detail}", file=sys.stderr)
+            print(f"oppkit: error: database failed: {redact.one_line(detail)}", file=sys.stderr)
             return 1
-        print(f"oppkit: error: {exc}", file=sys.stderr)
+        print(f"oppkit: error: {redact.error_line(exc)}", file=sys.stderr)
         return exc.exit_code if isinstance(exc, OppkitError) else ConfigError.exit_code
     except Exception:
         if stop_code():

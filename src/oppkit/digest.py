@@ -47,6 +47,7 @@ from .frames import alerts as alert_frame
 from .frames import stage_history, timeline
 from .identity import DomainRules, Resolver, normalise_email
 from .mailout import Mailer, SmtpSettings  # SmtpSettings stays importable from here
+from .redact import one_line
 from .scope import NotFoundError, Scope, ScopeLike, scope_of, to_utc
 
 FREQUENCIES = {"daily": timedelta(days=1), "weekly": timedelta(weeks=1)}
@@ -515,7 +516,7 @@ def _finish(engine: Engine, message: DigestMessage, error: str | None = None) ->
             .values(
                 status="pending" if error else "sent",
                 sent_at=None if error else datetime.now(UTC),
-                last_error=error,
+                last_error=None if error is None else one_line(error),
             )
         )
 

@@ -914,19 +914,24 @@ class FakeSalesforce:
 
     # -- test controls --
     def fail_next(
-        self, status: int, times: int = 1, path_contains: str = "", *, code=None, msg=None
-    ):
-        """The next ``times`` matching requests answer ``status`` with a Salesforce error body."""
+        self, status: int, times: int = 1, path_contains: str = "", *, code=None, msg=None,
+        echo_headers: bool = False, text: bool = False,
+    ):  # fmt: skip
+        """The next ``times`` matching requests answer ``status`` with a Salesforce error body.
+
+        ``echo_headers``: the message goes on with the request's headers (Authorization too),
+        as a proxy's or a debugging gateway's error page does. ``text``: the body is that
+        message as text/plain, not Salesforce's JSON list (a page from something in between).
+        """
         default_code, default_msg = _FAULTS.get(status, ("UNKNOWN_EXCEPTION", f"HTTP {status}"))
         with self._lock:
-            self._faults.append(
-                [times, path_contains, status, code or default_code, msg or default_msg]
-            )
+            self._faults.append([times, path_contains, status, code or default_code,
+                                 msg or default_msg, echo_headers, text])  # fmt: skip
 
     def drop_next(self, times: int = 1, path_contains: str = "") -> None:
         """The next ``times`` matching requests get the connection closed without a response."""
         with self._lock:
-            self._faults.append([times, path_contains, None, "", ""])
+            self._faults.append([times, path_contains, None, "", "", False, False])
 
     def clear_faults(self) -> None:
         """Forget pending fail_next / drop_next faults."""
@@ -1006,7 +1011,14 @@ class FakeSalesforce:
         usage = ""
         try:
             if fault:
-                raise SalesforceFault(*fault[2:])
+                status, code, msg, echo, as_text = fault[2:]
+                if echo:
+                    msg += "; request headers: " + "; ".join(
+                        f"{k}: {v}" for k, v in h.headers.items()
+                    )
+                if as_text:
+                    return h.reply(status, msg.encode(), "text/plain;charset=UTF-8", "")
+                raise SalesforceFault(status, code, msg)
             route = next(
                 (r for r in _ROUTES if r[0] == h.command and re.fullmatch(r[1], path)), None
             )

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
@@ -94,6 +95,7 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
+@cache
 def head_revision() -> str:
     """The newest schema revision this oppkit ships (what :func:`migrate` brings a database to)."""
     from alembic.script import ScriptDirectory
@@ -103,18 +105,40 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(config).get_current_head()
 
 
+# pg_advisory_xact_lock key of the schema upgrade: any fixed 64-bit number ("oppkit" + 1)
+MIGRATION_LOCK_KEY = 0x6F70706B6974_01
+
+
 def migrate(engine: Engine) -> str | None:
-    """Create or upgrade the schema to the newest revision; returns the revision."""
+    """Create or upgrade the schema to the newest revision; returns the revision.
+
+    Safe when several processes start on a fresh database at once: the upgrade runs under
+    a lock, SQLite's write lock (BEGIN IMMEDIATE) or, on PostgreSQL, a transaction-level
+    advisory lock; whoever waited for it finds the schema at head and does nothing.
+    """
+    head = head_revision()
     try:
-        with write_transaction(engine) as conn:
+        with write_transaction(engine) as conn:  # on SQLite: BEGIN IMMEDIATE
+            if _revision(conn) == head:  # the usual case: nothing to do, no lock
+                return head
+            if conn.dialect.name == "postgresql":
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
+                if _revision(conn) == head:  # whoever held the lock did the upgrade
+                    return head
             config = alembic_config(engine)
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
-            from alembic.runtime.migration import MigrationContext
-
-            return MigrationContext.configure(conn).get_current_revision()
+            return _revision(conn)
     except OperationalError as exc:
         raise DatabaseError(f"cannot reach the database: {_first_line(exc)}") from exc
+
+
+def _revision(conn: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
 
 
 def _first_line(exc: BaseException) -> str:

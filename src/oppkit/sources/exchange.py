@@ -8,7 +8,7 @@ state: the folder is read again from the start (rows are upserted, never doubled
 Calendars are read as a view over a window, so recurring meetings arrive expanded, with
 organizer, attendees and their responses. EWS throttling (``ErrorServerBusy``) is
 honoured by exchangelib's fault-tolerant retry policy, which waits the back-off the
-server asks for.
+server asks for; a 401 is a refused login, not throttling: it fails at once, in one line.
 
 Example::
 
@@ -52,6 +52,7 @@ from exchangelib.services import SyncFolderItems
 
 from ..config import Settings, env_setting
 from ..errors import ConfigError, SourceError
+from ..redact import remember
 from .declaration import SourceOptions
 from .mail import parse_message
 from .page_ahead import one_ahead
@@ -120,7 +121,33 @@ class _CaAdapter(requests.adapters.HTTPAdapter):
         return super().send(request, *args, **kwargs)
 
 
+class _LoginAware(FaultTolerance):
+    """exchangelib's fault tolerance, except that a 401 is a refused login, not throttling.
+
+    exchangelib's FaultTolerance reads every 401 as "back off" (some servers answer 401
+    when they throttle), so a wrong password waited out ``max_wait`` before failing; oppkit
+    fails at once with one line instead. Throttling answers (ErrorServerBusy, 503) still
+    back off as the server asks.
+    """
+
+    def raise_response_errors(self, response: requests.Response) -> None:
+        if response.status_code == 401:
+            raise UnauthorizedError(f"Invalid credentials for {response.url}")
+        return super().raise_response_errors(response)
+
+
+def _login_refused(settings: ExchangeSettings, exc: UnauthorizedError) -> SourceError:
+    who = settings.client_id if settings.auth == "oauth2" else settings.username
+    secret = "OPPKIT_EWS_CLIENT_SECRET" if settings.auth == "oauth2" else "OPPKIT_EWS_PASSWORD"
+    reason = "wrong user or password" if "Invalid credentials" in str(exc) else str(exc)
+    return SourceError(
+        f"Exchange refused the login of {who or '(no user)'} at {settings.endpoint} ({reason}); "
+        f"check --ews-user, --ews-auth {settings.auth} and {secret}"
+    )
+
+
 def _account(settings: ExchangeSettings, mailbox: str) -> Account:
+    remember(settings.password, settings.client_secret)
     if settings.auth == "oauth2":
         credentials: Any = OAuth2Credentials(
             client_id=settings.client_id,
@@ -139,7 +166,7 @@ def _account(settings: ExchangeSettings, mailbox: str) -> Account:
         credentials=credentials,
         auth_type=AUTH_TYPES.get(settings.auth, settings.auth),
         version=Version(build=Build(*settings.version)) if settings.version else None,
-        retry_policy=FaultTolerance(max_wait=settings.max_wait),
+        retry_policy=_LoginAware(max_wait=settings.max_wait),
     )
     return Account(
         primary_smtp_address=mailbox, config=config, autodiscover=False,
@@ -229,7 +256,9 @@ def read_exchange_mail(
                 for items, new_state in one_ahead(pages):
                     yield from _records_of(items, f"{mailbox} {name}")
                     yield Checkpoint(obj, {"sync_state": new_state})
-        except (UnauthorizedError, ErrorNonExistentMailbox) as exc:
+        except UnauthorizedError as exc:
+            raise _login_refused(settings, exc) from exc
+        except ErrorNonExistentMailbox as exc:
             raise SourceError(f"Exchange refused {mailbox}: {type(exc).__name__}: {exc}") from exc
         except (TransportError, requests.ConnectionError, ConnectionError) as exc:
             raise SourceError(
@@ -305,7 +334,9 @@ def read_exchange_calendar(
                 count += 1
             yield Checkpoint(f"ews-calendar:{mailbox}", {"window": [start.isoformat(), end.isoformat()],
                                                          "items": count})  # fmt: skip
-        except (UnauthorizedError, ErrorNonExistentMailbox) as exc:
+        except UnauthorizedError as exc:
+            raise _login_refused(settings, exc) from exc
+        except ErrorNonExistentMailbox as exc:
             raise SourceError(f"Exchange refused {mailbox}: {type(exc).__name__}: {exc}") from exc
         except (TransportError, requests.ConnectionError, ConnectionError) as exc:
             raise SourceError(

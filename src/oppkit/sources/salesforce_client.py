@@ -37,20 +37,30 @@ from simple_salesforce.exceptions import (
 from tenacity import (
     before_sleep_log,
     retry,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_random_exponential,
 )
 
 from ..config import env_setting
 from ..errors import ConfigError, SourceError
+from ..redact import one_line, remember
 from .page_ahead import one_ahead
 
 log = logging.getLogger(__name__)
 API_VERSION = "59.0"
 TRANSIENT = (SalesforceGeneralError, requests.ConnectionError, requests.Timeout)
+RETRIED_STATUS = (408, 429)  # and every 5xx: the other 4xx answers would not change
 RETRY_ATTEMPTS = int(env_setting("SF_RETRIES", "5"))
 RETRY_MAX_WAIT = float(env_setting("SF_RETRY_MAX_WAIT", "30"))
+
+
+def _transient(exc: BaseException) -> bool:
+    """A fault worth retrying: no answer, a 5xx, a timeout or too many requests."""
+    if isinstance(exc, SalesforceGeneralError):
+        status = getattr(exc, "status", None) or 500
+        return status >= 500 or status in RETRIED_STATUS
+    return isinstance(exc, TRANSIENT)
 
 
 @dataclass(frozen=True)
@@ -114,11 +124,25 @@ def _explain(exc: SalesforceError) -> str:
     if isinstance(content, list) and content and isinstance(content[0], dict):
         first = content[0]
         return f"{first.get('errorCode', '')}: {first.get('message', '')}".strip(": ")
+    if isinstance(content, (str, bytes)) and content.strip():  # not Salesforce's JSON: a page
+        text = content.decode(errors="replace") if isinstance(content, bytes) else content
+        return one_line(text, 200)
     return str(exc).splitlines()[0]
 
 
 def _is_limit(exc: SalesforceRefusedRequest) -> bool:
     return "REQUEST_LIMIT_EXCEEDED" in str(getattr(exc, "content", "")) + str(exc)
+
+
+class SalesforceRequestFailed(SourceError):
+    """Salesforce answered a request with an error that is neither transient nor about the
+    session or the API limit (e.g. 400 INVALID_QUERY_LOCATOR); ``upstream`` is
+    simple-salesforce's exception."""
+
+    def __init__(self, upstream: SalesforceError) -> None:
+        status = getattr(upstream, "status", None)
+        super().__init__(f"Salesforce answered {status} ({_explain(upstream)})")
+        self.upstream = upstream
 
 
 class _Salesforce(Salesforce):
@@ -135,7 +159,7 @@ class SalesforceClient:
     def __init__(self, sf: Salesforce) -> None:
         self.sf = sf
         self._call = retry(
-            retry=retry_if_exception_type(TRANSIENT),
+            retry=retry_if_exception(_transient),
             wait=wait_random_exponential(multiplier=0.5, max=RETRY_MAX_WAIT),
             stop=stop_after_attempt(RETRY_ATTEMPTS),
             before_sleep=before_sleep_log(log, logging.WARNING),
@@ -145,6 +169,8 @@ class SalesforceClient:
     @classmethod
     def connect(cls, settings: SalesforceSettings) -> SalesforceClient:
         """Log in with whichever credentials the settings hold (session, JWT, password...)."""
+        remember(settings.session_id, settings.password, settings.security_token,
+                 settings.consumer_secret)  # fmt: skip
         session = _PinnedSession() if settings.ca_bundle else requests.Session()
         if settings.ca_bundle:
             session.verify = settings.ca_bundle
@@ -180,6 +206,7 @@ class SalesforceClient:
             raise SourceError(
                 f"cannot reach Salesforce at {settings.describe()}: {type(exc).__name__}"
             ) from exc
+        remember(sf.session_id)  # the one a login issued
         return cls(sf)
 
     def _guarded(self, method: Any, *args: Any, **kwargs: Any) -> Any:
@@ -196,9 +223,16 @@ class SalesforceClient:
             raise SourceError(
                 f"Salesforce session is invalid or expired ({_explain(exc)}); log in again"
             ) from exc
+        except SalesforceError as exc:
+            if _transient(exc):
+                raise  # retried by call()
+            # 300, 400 (a malformed query, a lost query locator), 404, 405...
+            raise SalesforceRequestFailed(exc) from exc
+        except orjson.JSONDecodeError as exc:  # e.g. a proxy's HTML page with a 200
+            raise SourceError("Salesforce answered something that is not JSON") from exc
 
     def call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
-        """Call a simple-salesforce method with retries; faults become SourceError."""
+        """Call a simple-salesforce method with retries; every fault becomes a SourceError."""
         try:
             return self._call(method, *args, **kwargs)
         except TRANSIENT as exc:
@@ -206,13 +240,17 @@ class SalesforceClient:
             raise SourceError(
                 f"Salesforce kept failing after {RETRY_ATTEMPTS} attempts ({detail})"
             ) from exc
+        except requests.RequestException as exc:  # neither an answer nor worth retrying
+            raise SourceError(f"cannot talk to Salesforce ({type(exc).__name__})") from exc
 
     def readable_fields(self, sobject: str) -> set[str] | None:
         """Names of the fields this user can read, or None when the object is not there."""
         try:
             described = self.call(getattr(self.sf, sobject).describe)
-        except SalesforceResourceNotFound:
-            return None
+        except SalesforceRequestFailed as exc:
+            if isinstance(exc.upstream, SalesforceResourceNotFound):
+                return None
+            raise
         if not described.get("queryable", True):
             return None
         return {f["name"] for f in described.get("fields", [])}
@@ -241,10 +279,10 @@ class SalesforceClient:
         """Ids deleted between start and end (getDeleted); None when start is out of range."""
         try:
             answer = self.call(getattr(self.sf, sobject).deleted, start, end)
-        except SalesforceError as exc:  # e.g. an object that does not support getDeleted
-            if "INVALID_REPLICATION_DATE" in str(getattr(exc, "content", "")):
+        except SalesforceRequestFailed as exc:  # e.g. an object that does not support getDeleted
+            if "INVALID_REPLICATION_DATE" in str(getattr(exc.upstream, "content", "")):
                 return None
-            log.info("%s: no deleted-records answer (%s)", sobject, _explain(exc))
+            log.info("%s: no deleted-records answer (%s)", sobject, _explain(exc.upstream))
             return []
         return [d["id"] for d in answer.get("deletedRecords", [])]
 

@@ -34,6 +34,7 @@ from ..db.upsert import upsert
 from ..errors import DatabaseError
 from ..identity import DomainRules, Resolver
 from ..matching import Matcher, grace_period
+from ..redact import error_line, one_line
 from ..sources.records import (
     AccountRecord,
     ActivityRecord,
@@ -207,7 +208,7 @@ class SyncRunner:
                     self.after_run(conn)
             status = "done"
         except BaseException as exc:
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            message = error_line(exc)  # redacted and bounded: it is stored
             raise
         finally:
             summary.seconds = time.perf_counter() - started
@@ -392,7 +393,7 @@ class SyncRunner:
                         skipped=s.skipped,
                         errors=s.errors,
                         status=status,
-                        message=message,
+                        message=None if message is None else one_line(message),
                     )
                 )
         except SQLAlchemyError:

@@ -40,6 +40,7 @@ from ..db.schema import accounts, opportunities, outbound_changes, people
 from ..errors import SourceError
 from ..history import record_history, same_value
 from ..lifecycle_status import SALESFORCE_OBJECTS, TARGETS
+from ..redact import error_line, one_line
 from ..sources.salesforce_client import (
     DONE,
     RecordRefused,
@@ -133,6 +134,8 @@ def _groups(changes: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 
 def _mark(engine: Engine, changes: list[dict[str, Any]], **values: Any) -> None:
+    if values.get("last_error"):  # upstream words: no secret, one bounded line
+        values["last_error"] = one_line(values["last_error"])
     with write_transaction(engine) as conn:
         conn.execute(
             update(outbound_changes)
@@ -271,7 +274,7 @@ def push_changes(
         except SourceError as exc:  # unreachable: the rest waits for the next run too
             _mark(engine, group, last_error=str(exc))
             result.waiting += sum(1 for _ in waiting_changes(engine))
-            log.warning("write-back stopped: %s", exc)
+            log.warning("write-back stopped: %s", error_line(exc))
             break
     return result
 

@@ -43,6 +43,7 @@ from ..config import Settings
 from ..db.engine import write_transaction
 from ..db.schema import outbox
 from ..mailout import Mailer, SmtpSettings
+from ..redact import one_line
 from .model import Communication
 
 _formatter = string.Formatter()
@@ -211,7 +212,7 @@ def deliver(
                             tried += 1
                             sender(message)
                 except Exception as exc:  # noqa: BLE001 - recorded on the row, not raised
-                    error = f"{type(exc).__name__}: {exc}"
+                    error = one_line(f"{type(exc).__name__}: {exc}")
             values = {
                 "attempts": row["attempts"] + tried,
                 "status": "failed" if error else "sent",
