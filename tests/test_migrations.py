@@ -13,6 +13,7 @@ from oppkit.db.engine import (
     write_transaction,
 )
 from oppkit.db.schema import accounts, activity_sources
+from tests.support import engine_at
 
 
 def test_upgrade_from_the_first_schema_keeps_rows(sqlite_url: str):
@@ -75,7 +76,7 @@ def test_workflow_migration_keeps_opportunities_and_their_members(sqlite_url: st
 
 
 def test_every_existing_activity_gets_its_own_source_row(sqlite_url: str):
-    engine = create_engine_at(sqlite_url, "0005")
+    engine = engine_at(sqlite_url, "0005")
     with write_transaction(engine) as conn:
         conn.execute(
             text(
@@ -91,12 +92,3 @@ def test_every_existing_activity_gets_its_own_source_row(sqlite_url: str):
             ("calendar", "u1", 1, False),
             ("salesforce", "00T1", 2, True),
         ]
-
-
-def create_engine_at(url: str, revision: str):  # noqa: ANN201
-    engine = create_oppkit_engine(url)
-    with write_transaction(engine) as conn:
-        config = alembic_config(engine)
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
-    return engine
