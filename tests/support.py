@@ -191,3 +191,29 @@ def big_mbox(path: Path, n: int) -> Path:
             for i in range(n)
         ],
     )  # fmt: skip
+
+
+def stop_process(proc: subprocess.Popen, signum: int, timeout: float = 30) -> tuple[int, float]:
+    """Send ``signum`` and wait (with a deadline) for the exit: (exit code, seconds it took)."""
+    sent = time.monotonic()
+    proc.send_signal(signum)
+    try:
+        code = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"the process did not exit within {timeout} s of the signal") from None
+    return code, time.monotonic() - sent
+
+
+def engine_at(url: str, revision: str):  # noqa: ANN201
+    """An engine on ``url`` with the schema migrated up to ``revision`` only (not the head)."""
+    from alembic import command
+
+    from oppkit.db.engine import alembic_config, create_oppkit_engine, write_transaction
+
+    engine = create_oppkit_engine(url)
+    with write_transaction(engine) as conn:
+        config = alembic_config(engine)
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+    return engine

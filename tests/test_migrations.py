@@ -19,7 +19,7 @@ from oppkit.db.engine import (
     write_transaction,
 )
 from oppkit.db.schema import accounts, activity_sources
-from tests.support import make_email, write_mbox
+from tests.support import engine_at, make_email, write_mbox
 
 
 def test_upgrade_from_the_first_schema_keeps_rows(sqlite_url: str):
@@ -82,7 +82,7 @@ def test_workflow_migration_keeps_opportunities_and_their_members(sqlite_url: st
 
 
 def test_every_existing_activity_gets_its_own_source_row(sqlite_url: str):
-    engine = create_engine_at(sqlite_url, "0005")
+    engine = engine_at(sqlite_url, "0005")
     with write_transaction(engine) as conn:
         conn.execute(
             text(
@@ -98,15 +98,6 @@ def test_every_existing_activity_gets_its_own_source_row(sqlite_url: str):
             ("calendar", "u1", 1, False),
             ("salesforce", "00T1", 2, True),
         ]
-
-
-def create_engine_at(url: str, revision: str):  # noqa: ANN201
-    engine = create_oppkit_engine(url)
-    with write_transaction(engine) as conn:
-        config = alembic_config(engine)
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
-    return engine
 
 
 def test_first_runs_started_together_on_a_fresh_database_all_succeed(

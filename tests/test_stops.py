@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import big_mbox, count, wait_for_checkpoint
+from tests.support import big_mbox, count, stop_process, wait_for_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -56,14 +56,7 @@ class Agent:
 
     def stop(self, signum: int) -> tuple[int, float, str]:
         """Send ``signum``; (exit code, seconds to exit, stderr)."""
-        sent = time.monotonic()
-        self.proc.send_signal(signum)
-        try:
-            code = self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise AssertionError("the agent did not exit within 30 s of the signal") from None
-        took = time.monotonic() - sent
+        code, took = stop_process(self.proc, signum)
         return code, took, self.proc.stderr.read()  # type: ignore[union-attr]
 
 

@@ -15,6 +15,8 @@ Examples::
     oppkit workflow load our_workflow.toml
     oppkit lifecycle apply
     oppkit team grant ava ava.patel@northwind.example --create   # PostgreSQL
+    oppkit status                        # how fresh each source is
+    oppkit agents run                    # every [[agents]] entry of oppkit.toml, on schedule
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 from . import __version__, redact
 from .config import load_settings
@@ -71,12 +74,20 @@ def _add_digest(parser: argparse.ArgumentParser) -> None:
 def _run_digest(args: argparse.Namespace) -> list:
     from .db.engine import connect_engine
     from .digest import send_digests
+    from .sync.runs import recorded_run
 
     settings = load_settings(args.db)
     engine = connect_engine(settings.resolved_database_url)
-    summary = send_digests(
-        engine, args.frequency, args.now, settings=settings, dry_run=args.dry_run
-    )
+    if args.dry_run:
+        summary = send_digests(engine, args.frequency, args.now, settings=settings, dry_run=True)
+    else:  # a sync_runs row: oppkit status shows when digests last went out
+        with recorded_run(engine, "digest", "digest", args.frequency) as run:
+            summary = send_digests(engine, args.frequency, args.now, settings=settings)
+            run.counts = SimpleNamespace(
+                read=summary.sent + summary.already_sent + summary.nothing_new,
+                written=summary.sent,
+                skipped=summary.already_sent + summary.nothing_new,
+            )
     if args.dry_run:
         for message in summary.messages:
             print(f"to {message.to}: {message.subject}")
@@ -86,6 +97,11 @@ def _run_digest(args: argparse.Namespace) -> list:
 AGENTS: dict[str, tuple[Callable, Callable, str]] = {
     "digest": (_add_digest, _run_digest, "follower digests (daily or weekly) over SMTP"),
 }
+
+
+def _runners() -> dict[str, tuple[Callable, Callable]]:
+    """Every agent ``oppkit agents run`` can run: (add its options, run it)."""
+    return {name: (add, run) for name, (add, run, _help) in {**_syncs(), **AGENTS}.items()}
 
 
 def _print_summaries(summaries: list) -> int:
@@ -188,9 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub = what.add_parser(name, help=help_text)
         add_arguments(sub)
         sub.set_defaults(func=partial(_cmd_sync, run))
+    from .agents_command import add_commands as add_agents_commands
     from .workflow.cli import add_commands
 
     more = add_commands(commands)
+    more += add_agents_commands(commands, _runners)
     # options may also follow the subcommand: `oppkit sync mail --mbox X --db URL`
     for sub in [init, demo, team, digest, sync, *what.choices.values(), *more]:
         _common_suppressed(sub)

@@ -123,6 +123,7 @@ class Kit:
     stages = _reads(frames.stages)
     pipeline = _reads(frames.pipeline)
     stage_history = _reads(frames.stage_history)
+    sync_status = _reads(frames.sync_status)
 
     # --- relationships and following (delegating to oppkit.graphs and oppkit.digest) ----
 

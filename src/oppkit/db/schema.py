@@ -349,8 +349,17 @@ sync_runs = Table(
     Column("written", Integer, nullable=False, default=0),
     Column("skipped", Integer, nullable=False, default=0),
     Column("errors", Integer, nullable=False, default=0),
-    Column("status", String(20)),  # running / done / failed
+    Column("status", String(20)),  # running / done / failed / interrupted
     Column("message", Text),
+    # migration 0010: what ran, and who runs it (a run whose process is gone, or whose
+    # heartbeat stopped, is interrupted: oppkit.liveness)
+    Column("source", String(60)),  # the source label (file, imap, ews, api, csv...)
+    Column("target", String(500)),  # what was synced: a path, user@host, an org (no secret)
+    Column("host", String(200)),
+    Column("pid", Integer),
+    Column("heartbeat_at", UTCDateTime),
+    Index(None, "agent", "source", "target", "id"),
+    Index(None, "status"),
 )
 
 sync_locks = Table(

@@ -6,6 +6,7 @@ Features that need a frame (digests, the pipeline review) call them directly.
 """
 
 from .deals import alerts, open_tasks, opportunities, pipeline, stage_history, stages
+from .freshness import sync_status
 from .people import accounts, people, suggested_people
 from .timeline import TIMELINE_COLUMNS, possible_deals, timeline
 
@@ -21,5 +22,6 @@ __all__ = [
     "stage_history",
     "stages",
     "suggested_people",
+    "sync_status",
     "timeline",
 ]

@@ -184,6 +184,18 @@ def resolve(ref: str | Callable) -> Callable:
     return getattr(importlib.import_module(module), name)
 
 
+def target_label(target: Any) -> str | None:
+    """What a run syncs, as ``sync_runs.target`` records it and ``oppkit status`` shows it.
+
+    A path as an absolute path; a server, account or org by its ``describe()`` (user@host,
+    an org URL: never a secret); anything else is not named (None).
+    """
+    if isinstance(target, str | Path):
+        return str(Path(target).expanduser().resolve())
+    describe = getattr(target, "describe", None)
+    return describe() if callable(describe) else None
+
+
 def existing_path(what: str) -> Callable[[str | Path], Path]:
     """A ``check``: the path (``~`` expanded) must exist, else ``<what> not found: <path>``."""
 

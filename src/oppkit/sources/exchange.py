@@ -85,6 +85,10 @@ class ExchangeSettings:
     max_wait: float = 300.0  # longest throttling back-off to sit out
     ca_file: str | None = None
 
+    def describe(self) -> str:
+        """Which mailboxes, for messages and sync_runs; never includes a secret."""
+        return f"{','.join(self.mailboxes)}@{self.endpoint}"
+
 
 def exchange_servers(options: SourceOptions, settings: Settings) -> list[ExchangeSettings]:
     """The endpoint and mailboxes the ``--ews-*`` options name; secrets from OPPKIT_EWS_*."""

@@ -102,7 +102,9 @@ def indexes_deferred(engine: Engine) -> Iterator[list[str]]:
             try:
                 ensure_indexes(engine, tuple(empty))
             except Exception as exc:  # noqa: BLE001 - the run's own error matters more
-                if stopping():  # a stop cut the build short: expected, not an error
-                    log.info("indexes wait for the next sync (stopped): %s", exc)
+                if stopping():  # the stop cut the rebuild short: the one line is the stop's
+                    log.info(
+                        "indexes of %s wait for the next sync", ", ".join(t.name for t in empty)
+                    )
                 else:
                     log.error("indexes not rebuilt (the next sync will): %s", exc)

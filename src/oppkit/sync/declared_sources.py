@@ -20,10 +20,12 @@ from sqlalchemy import Connection, Engine
 
 from ..config import Settings, load_settings
 from ..db.engine import connect_engine
+from ..errors import OppkitError
 from ..sources.catalog import find_source
-from ..sources.declaration import Source, resolve
+from ..sources.declaration import Source, resolve, target_label
 from .alert_writer import refresh_unanswered
 from .runner import RunSummary, SyncRunner
+from .runs import record_failure
 
 # After-run hooks by the name a declaration uses: each runs in its own transaction.
 AFTER_RUN_HOOKS: dict[str, Callable[[Connection], Any]] = {
@@ -76,9 +78,13 @@ def run_source(
     long to wait for another agent holding the source's lock before giving up.
     """
     declared = find_source(source) if isinstance(source, str) else source
-    target = declared.checked(target)
     settings = settings or load_settings()
     engine = engine_for(db, settings)
+    try:
+        target = declared.checked(target)
+    except OppkitError as exc:  # a missing path: a failed run that status shows
+        record_failure(engine, declared.agent, declared.name, target_label(target), str(exc))
+        raise
     try:
         hooks = [resolve(BEFORE_RUN_HOOKS[name]) for name in declared.before_run]
     except KeyError as exc:
@@ -91,6 +97,7 @@ def run_source(
         progress=progress,
         lock=declared.lock_key(target),
         lock_wait=lock_wait,
+        target=target_label(target),
         after_run=after_run_of(declared),
         before_run=[lambda hook=hook: hook(engine, target, settings) for hook in hooks],
     )

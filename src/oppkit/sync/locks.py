@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from sqlalchemy import Engine, delete, select, text, update
 from ..db.engine import write_transaction
 from ..db.schema import sync_locks
 from ..errors import OppkitError
+from ..liveness import process_gone, this_host
 
 STALE_AFTER = timedelta(minutes=10)  # a holder on another host that stops beating
 POLL_SECONDS = 1.0
@@ -38,21 +38,13 @@ class LockBusy(OppkitError):
 
 
 def _holder() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{this_host()}:{os.getpid()}"
 
 
 def _holder_gone(holder: str) -> bool:
     """True when the holder was a process on this host that no longer runs (killed)."""
     host, _, pid = holder.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return process_gone(host, int(pid)) if pid.isdigit() else False
 
 
 def _advisory_key(name: str) -> int:

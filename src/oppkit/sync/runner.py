@@ -23,18 +23,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from tqdm.auto import tqdm
 
 from ..config import Settings
 from ..db.engine import write_transaction
-from ..db.schema import sync_runs, sync_state
+from ..db.schema import sync_state
 from ..db.upsert import upsert
 from ..errors import DatabaseError
 from ..identity import DomainRules, Resolver
 from ..matching import Matcher, grace_period
-from ..redact import error_line, one_line
 from ..sources.records import (
     AccountRecord,
     ActivityRecord,
@@ -52,6 +51,7 @@ from ..sources.records import (
 from .bulk_load import indexes_deferred
 from .locks import heartbeat, sync_lock
 from .reader_thread import read_ahead
+from .runs import recorded_run
 from .writer import (
     WriteContext,
     WriteResult,
@@ -153,12 +153,14 @@ class SyncRunner:
         progress: bool | None = None,
         lock: str | None = None,
         lock_wait: float = 0.0,
+        target: str | None = None,
         after_run: Callable[[Any], None] | None = None,
         before_run: Sequence[Callable[[], Any]] = (),
     ) -> None:
         self.engine = engine
         self.agent = agent
         self.source = source or agent
+        self.target = target  # what is synced, as sync_runs records it (a path, user@host)
         self.commit_rows = commit_rows  # commit at a checkpoint once this many rows wait,
         self.commit_seconds = commit_seconds  # or this long after the last commit
         self.progress = progress
@@ -193,26 +195,21 @@ class SyncRunner:
     def _run(self, records: Iterable[Any], total: int | None) -> RunSummary:
         summary = RunSummary(self.agent)
         started = time.perf_counter()
-        run_id = self._start_run()
         batch = _Batch()
-        status, message = "failed", None
-        try:
-            for hook in self.before_run:
-                done = hook()
-                if done is not None:
-                    summary.before.append(done.line() if hasattr(done, "line") else str(done))
-            with indexes_deferred(self.engine):
-                self._consume(records, total, batch, summary)
-            if self.after_run is not None:
-                with write_transaction(self.engine) as conn:
-                    self.after_run(conn)
-            status = "done"
-        except BaseException as exc:
-            message = error_line(exc)  # redacted and bounded: it is stored
-            raise
-        finally:
-            summary.seconds = time.perf_counter() - started
-            self._finish_run(run_id, summary, status, message)
+        with recorded_run(self.engine, self.agent, self.source, self.target) as run:
+            run.counts = summary
+            try:
+                for hook in self.before_run:
+                    done = hook()
+                    if done is not None:
+                        summary.before.append(done.line() if hasattr(done, "line") else str(done))
+                with indexes_deferred(self.engine):
+                    self._consume(records, total, batch, summary)
+                if self.after_run is not None:
+                    with write_transaction(self.engine) as conn:
+                        self.after_run(conn)
+            finally:
+                summary.seconds = time.perf_counter() - started
         return summary
 
     def _consume(
@@ -364,37 +361,3 @@ class SyncRunner:
             ["agent", "source", "object"],
             ["cursor", "last_run_at", "last_error"],
         )
-
-    def _start_run(self) -> int | None:
-        try:
-            with write_transaction(self.engine) as conn:
-                return conn.execute(
-                    insert(sync_runs).values(
-                        agent=self.agent, started_at=datetime.now(UTC), status="running"
-                    )
-                ).inserted_primary_key[0]
-        except OperationalError as exc:
-            raise DatabaseError(f"cannot reach the database: {str(exc.orig).strip()}") from exc
-
-    def _finish_run(
-        self, run_id: int | None, s: RunSummary, status: str, message: str | None
-    ) -> None:
-        if run_id is None:
-            return
-        try:
-            with write_transaction(self.engine) as conn:
-                conn.execute(
-                    update(sync_runs)
-                    .where(sync_runs.c.id == run_id)
-                    .values(
-                        finished_at=datetime.now(UTC),
-                        read=s.read,
-                        written=s.written,
-                        skipped=s.skipped,
-                        errors=s.errors,
-                        status=status,
-                        message=None if message is None else one_line(message),
-                    )
-                )
-        except SQLAlchemyError:
-            log.warning("could not record the end of sync run %s", run_id)
