@@ -85,6 +85,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """The PostgreSQL database only, with the oppkit schema, empty (a team's database)."""
+    _empty_postgres(pg_database)
+    return pg_database
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'oppkit.sqlite'}"
 

@@ -403,3 +403,73 @@ def pd_isna(value) -> bool:  # noqa: ANN001
     import pandas as pd
 
     return bool(pd.isna(value))
+
+
+# --- many processes, one database ---------------------------------------------------------
+
+
+def _imap_entry(server, user: str, every: str) -> str:  # noqa: ANN001
+    options = ["--imap-host", server.host, "--imap-port", str(server.tls_port),
+               "--imap-user", user, "--imap-ca-file", server.ca_path, "--imap-folder", "INBOX"]  # fmt: skip
+    return f'[[agents]]\nsource = "mail"\nname = "{user}"\noptions = {json.dumps(options)}\nevery = "{every}"\n'
+
+
+def _imap_messages(user: str, start: int, n: int) -> list[bytes]:
+    from tests.support import make_email
+
+    return [
+        make_email(sender=f"buyer@{user}.example", to=["ava.patel@northwind.example"],
+                   subject=f"{user} {i}", body="hello", message_id=f"{user}-{i}@{user}.example",
+                   when=datetime(2026, 3, 2, 9, tzinfo=UTC) + timedelta(minutes=i)).as_bytes()
+        for i in range(start, start + n)
+    ]  # fmt: skip
+
+
+def test_three_agent_processes_share_thirty_mailboxes_and_take_over_a_killed_ones(
+    pg_url: str, tmp_path: Path, monkeypatch
+):
+    """30 IMAP mailboxes (a real dovecot), the same oppkit.toml in 3 `oppkit agents run`
+    processes on one PostgreSQL: no mailbox is synced by two at once or twice in a cycle;
+    one process killed mid-cycle, its mailboxes go on with the others; nothing is lost or
+    stored twice."""
+    from tests.servers.dovecot import Dovecot
+
+    users, every = [f"box{i:02d}" for i in range(30)], 6.0
+    monkeypatch.setenv("OPPKIT_IMAP_PASSWORD", "secret")
+    with Dovecot() as server:
+        for user in users:
+            server.append(user, "INBOX", _imap_messages(user, 0, 2))
+        _config(tmp_path, *(_imap_entry(server, u, f"{every:g}s") for u in users))
+        agents = [Agents(tmp_path, pg_url) for _ in range(3)]
+
+        def boxes_done(rows: list, n: int, after: datetime | None = None) -> bool:
+            done = [
+                r for r in rows if r.status == "done" and (after is None or r.started_at > after)
+            ]
+            return all(sum(r.target.startswith(f"{u}@") for r in done) >= n for u in users)
+
+        _wait_for_runs(pg_url, agents[0].proc, lambda rows: boxes_done(rows, 1), timeout=180)
+        agents[2].proc.kill()  # SIGKILL mid-cycle: no clean-up, its locks die with it
+        agents[2].proc.wait()
+        killed_at = datetime.now(UTC)
+        for user in users:  # new mail after the kill
+            server.append(user, "INBOX", _imap_messages(user, 2, 1))
+        rows = _wait_for_runs(
+            pg_url, agents[0].proc, lambda rows: boxes_done(rows, 2, killed_at), timeout=240
+        )
+        for agent in agents[:2]:
+            code, _took, err, _out = agent.stop(signal.SIGTERM)
+            assert code == 143, err
+
+    assert count(pg_url) == 30 * 3  # every message once, whoever synced it
+    for user in users:
+        runs = sorted(
+            (r for r in rows if r.target.startswith(f"{user}@") and r.status == "done"),
+            key=lambda r: r.started_at,
+        )
+        for earlier, later in zip(runs, runs[1:], strict=False):
+            assert later.started_at >= earlier.finished_at, f"{user}: two syncs at once"
+            gap = (later.started_at - earlier.started_at).total_seconds()
+            assert gap >= every * 0.9 - 0.5, f"{user}: synced twice in one cycle ({gap:.1f}s)"
+    hosts = {(r.host, r.pid) for r in rows if r.status == "done"}
+    assert len(hosts) >= 2  # the work was spread

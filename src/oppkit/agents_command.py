@@ -53,6 +53,7 @@ from .sources.agents_config import (
 )
 from .sources.catalog import agents, sources_of
 from .stops import stopping
+from .sync.claims import shared
 
 __all__ = [
     "BACKOFF_MAX", "Job", "JsonFormatter", "add_commands", "log_to", "prepare", "run_jobs",
@@ -135,7 +136,8 @@ def _run_once(job: Job, clock: Callable[[], float]) -> None:
     token = _agent.set(job.entry.name)
     try:
         try:
-            summaries = job.run(job.args)
+            with shared(job.entry.every):  # other processes may share these sources
+                summaries = job.run(job.args)
         except Exception as exc:
             if stopping():  # a call cut short by the stop: stop, do not count a failure
                 raise KeyboardInterrupt from exc

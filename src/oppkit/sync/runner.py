@@ -49,7 +49,8 @@ from ..sources.records import (
     StageRecord,
 )
 from .bulk_load import indexes_deferred
-from .locks import heartbeat, sync_lock
+from .claims import sharing, synced_since
+from .locks import LockBusy, heartbeat, sync_lock
 from .reader_thread import read_ahead
 from .runs import recorded_run
 from .writer import (
@@ -119,8 +120,11 @@ class RunSummary:
     seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
     before: list[str] = field(default_factory=list)  # what before-run hooks did
+    claimed: str | None = None  # not run: another agent has it, or synced it this cycle
 
     def line(self) -> str:
+        if self.claimed:
+            return f"{self.agent}: not synced here: {self.claimed}"
         text = (
             f"{self.agent}: read {self.read}, written {self.written}, "
             f"skipped {self.skipped}, errors {self.errors} ({self.seconds:.1f}s)"
@@ -187,10 +191,20 @@ class SyncRunner:
 
     def run(self, records: Iterable[Any], total: int | None = None) -> RunSummary:
         """Write every record; with ``lock`` set, only one agent runs it at a time."""
-        if self.lock is None:
-            return self._run(records, total)
-        with sync_lock(self.engine, self.lock, self.lock_wait):
-            return self._run(records, total)
+        every = sharing()  # oppkit agents run: several processes share the sources
+        if self.lock is None or every is None:
+            if self.lock is None:
+                return self._run(records, total)
+            with sync_lock(self.engine, self.lock, self.lock_wait):
+                return self._run(records, total)
+        try:
+            with sync_lock(self.engine, self.lock, 0):
+                last = synced_since(self.engine, self.agent, self.source, self.target, every)
+                if last is not None:
+                    return RunSummary(self.agent, claimed=f"synced at {last:%H:%M:%S} UTC")
+                return self._run(records, total)
+        except LockBusy:
+            return RunSummary(self.agent, claimed="another agent is syncing it")
 
     def _run(self, records: Iterable[Any], total: int | None) -> RunSummary:
         summary = RunSummary(self.agent)
