@@ -1,11 +1,17 @@
-"""Plain helpers the tests share (fixtures live in conftest.py): mail to sync, a small
-Salesforce export, counting rows."""
+"""Plain helpers the tests share (fixtures live in conftest.py): mail to sync (good and
+malformed), a small Salesforce export, counting rows, running the command."""
 
 from __future__ import annotations
 
+import base64
 import csv
+import os
+import random
 import subprocess
+import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -53,12 +59,15 @@ def make_email(
     return msg
 
 
+FROM_LINE_DATE = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)  # of every message write_mbox writes
+
+
 def write_mbox(path: Path, messages: list[EmailMessage | bytes]) -> Path:
     """Write messages as an mboxrd file (From_ lines, >From escaping)."""
     with path.open("wb") as fh:
         for msg in messages:
             raw = msg if isinstance(msg, bytes) else msg.as_bytes()
-            fh.write(b"From sender@example.com Mon Jan  5 10:00:00 2026\n")
+            fh.write(f"From sender@example.com {FROM_LINE_DATE:%a %b %e %H:%M:%S %Y}\n".encode())
             for line in raw.replace(b"\r\n", b"\n").split(b"\n"):
                 if line.lstrip(b">").startswith(b"From "):
                     line = b">" + line
@@ -217,3 +226,144 @@ def engine_at(url: str, revision: str):  # noqa: ANN201
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
     return engine
+
+
+def run_cli(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:  # noqa: ANN003
+    """``oppkit ARGS`` in a subprocess, as a user runs it (output captured as text)."""
+    return subprocess.run(
+        [sys.executable, "-m", "oppkit.cli", *args],
+        capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300, **kw,
+    )  # fmt: skip
+
+
+# --- malformed mail ---------------------------------------------------------------
+
+RAW_DATE = "Mon, 02 Mar 2026 10:00:00 +0000"
+
+
+def raw_mail(
+    n: int,
+    *,
+    head: str | bytes = b"",
+    body: str | bytes = "Hello Ava,\n\nthanks for the call today.\n",
+    sender: str | None = "Buyer <buyer@acme-robotics.example>",
+    date: str | None = RAW_DATE,
+    subject: str | None = None,
+    message_id: str | None = "",
+) -> bytes:
+    """One message as bytes, built by hand so that it may break every rule.
+
+    ``head`` is added to the header lines as it is; None leaves From or Date out;
+    ``message_id`` is the header's whole value ('' gives ``<raw-N@acme-robotics.example>``).
+    """
+    lines = [f"From: {sender}"] if sender is not None else []
+    lines.append("To: Ava Patel <ava.patel@northwind.example>")
+    lines.append(f"Subject: {f'message {n}' if subject is None else subject}")
+    if date is not None:
+        lines.append(f"Date: {date}")
+    if message_id is not None:
+        lines.append(f"Message-ID: {message_id or f'<raw-{n}@acme-robotics.example>'}")
+    head = head.encode() if isinstance(head, str) else head
+    body = body.encode() if isinstance(body, str) else body
+    return "\n".join(lines).encode() + b"\n" + head + b"\n" + body
+
+
+def with_attachment(n: int, text: str, data: bytes, name: str = "scan.pdf", **kw) -> bytes:  # noqa: ANN003
+    """A multipart/mixed message: a text part and one base64 attachment."""
+    head = 'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="b1"\n'
+    body = (
+        (
+            f"--b1\nContent-Type: text/plain; charset=utf-8\n\n{text}\n--b1\n"
+            f"Content-Type: application/pdf\nContent-Transfer-Encoding: base64\n"
+            f'Content-Disposition: attachment; filename="{name}"\n\n'
+        ).encode()
+        + base64.encodebytes(data)
+        + b"--b1--\n"
+    )
+    return raw_mail(n, head=head, body=body, **kw)
+
+
+def nested_multipart(n: int, depth: int) -> bytes:
+    """A message whose text sits ``depth`` multiparts deep."""
+    inner = b"".join(
+        b'Content-Type: multipart/mixed; boundary="d%d"\n\n--d%d\n' % (i, i)
+        for i in range(1, depth)
+    )
+    closed = b"".join(b"\n--d%d--\n" % i for i in reversed(range(depth)))
+    text = b"Content-Type: text/plain\n\nThe text at the bottom.\n"
+    head = b'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="d0"\n'
+    return raw_mail(n, head=head, body=b"--d0\n" + inner + text + closed)
+
+
+@dataclass(frozen=True)
+class BadMail:
+    """One malformed mail input: an mbox whose bad messages sit between good ones."""
+
+    name: str
+    messages: Callable[[], list[bytes]]  # built when written, not before
+    lands: int  # activities in a fresh database after one sync
+    cut: int = 0  # bytes cut off the end of the mbox: a truncated file
+    bare: bool = False  # the one message is the whole file, without a From_ line
+
+    def write(self, path: Path) -> Path:
+        messages = self.messages()
+        if self.bare:
+            path.write_bytes(b"".join(messages))
+        else:
+            write_mbox(path, messages)
+        if self.cut:
+            os.truncate(path, path.stat().st_size - self.cut)
+        return path
+
+
+def _html_body(n: int, size: int) -> bytes:
+    return raw_mail(n, head="Content-Type: text/html; charset=utf-8\n", body="<div>x" * (size // 6))
+
+
+def _long_lines(n: int, size: int) -> bytes:
+    line = ("Could you send the signed contract by Friday? " * 700)[:30_000] + "\n"
+    return raw_mail(n, body=line * max(1, size // len(line)))
+
+
+def bad_mail(big: int = 30 * 2**20, html: int = 2**20) -> list[BadMail]:
+    """The malformed mail inputs of the "bad input" issue, each between good messages.
+
+    ``big`` is the size of the 30 MB message and of the 30 MB body of 30 KB lines;
+    ``html`` that of the ``<div>x`` body.
+    """
+    good = raw_mail  # message n, as it should be
+    received = "Received: from mx.acme-robotics.example by mx.northwind.example; Mon, 02 Mar 2026 11:00:00 +0000\n"
+    plain = "Content-Type: text/plain; charset={}\n"
+    cafe = b"Caf\xe9 at 10?\n"  # latin-1
+    return [
+        BadMail("truncated mbox", lambda: [good(1), good(2), good(3, body="Could you send the deck?\n" * 200)], 3, cut=1000),
+        BadMail("binary message in an mbox", lambda: [good(1), random.Random(7).randbytes(1 << 16), good(3)], 2),
+        BadMail("binary file, no mbox at all", lambda: [random.Random(8).randbytes(1 << 20)], 0, bare=True),
+        BadMail("one 30 MB message", lambda: [good(1), with_attachment(2, "The scan.", random.Random(9).randbytes(big * 3 // 4)), good(3)], 3),
+        BadMail("no From header", lambda: [good(1), good(2, sender=None), good(3)], 3),
+        BadMail("no Date header (Received)", lambda: [good(1), good(2, date=None, head=received), good(3)], 3),
+        BadMail("no From, Date or Received", lambda: [good(1), good(2, sender=None, date=None), good(3)], 3),
+        BadMail("unknown charset", lambda: [good(1), good(2, head=plain.format("x-no-such-charset"), body=cafe), good(3)], 3),
+        BadMail("lying charsets", lambda: [
+            good(1),
+            good(2, head=plain.format("utf-8"), body=cafe),
+            good(3, head=plain.format("undefined"), body=cafe),
+            good(4, head=plain.format("utf-7"), body=b"Lone +2AA- surrogate\n"),
+            good(5, head=plain.format("unicode_escape"), body=b"Lone \\udc80 surrogate\n"),
+            good(6),
+        ], 6),
+        BadMail("NUL bytes", lambda: [good(1), with_attachment(2, "Body\0 text", b"%PDF", name="a\0.pdf", sender="Nul\0 Name <nul@acme-robotics.example>", subject="NUL\0 subject"), good(3)], 3),
+        BadMail("header injection", lambda: [
+            good(1),
+            good(2, subject="Hello\rBcc: evil@attacker.example"),
+            good(3, subject="=?utf-8?q?Hi=0D=0ABcc:_evil@attacker.example?=", sender="=?utf-8?q?Eve=0D=0AEvil?= <eve@acme-robotics.example>"),
+            good(4),
+        ], 4),
+        BadMail("date in year 1", lambda: [good(1), good(2, date="Sat, 01 Jan 0001 00:00:00 +0100"), good(3)], 3),
+        BadMail("date in year 9999", lambda: [good(1), good(2, date="Fri, 31 Dec 9999 23:59:59 -0100", head=received), good(3)], 3),
+        BadMail("multipart nested 200 deep", lambda: [good(1), nested_multipart(2, 200), good(3)], 3),
+        BadMail("multipart nested 5,000 deep", lambda: [good(1), nested_multipart(2, 5000), good(3)], 3),
+        BadMail("1 MB html of <div>x", lambda: [good(1), _html_body(2, html), good(3)], 3),
+        BadMail("30 MB body of 30 KB lines", lambda: [good(1), _long_lines(2, big), good(3)], 3),
+        BadMail("empty Message-ID", lambda: [good(1), good(2, message_id="<>"), good(3, message_id="<>", body="Another text.\n"), good(4)], 4),
+    ]  # fmt: skip

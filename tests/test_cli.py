@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -14,17 +13,17 @@ from sqlalchemy import create_engine, text
 import oppkit
 from oppkit.cli import main, parse_duration
 from oppkit.db.engine import create_oppkit_engine, head_revision
-from tests.support import big_mbox, count, make_email, wait_for_checkpoint, write_mbox
+from tests.support import (
+    big_mbox,
+    count,
+    make_email,
+    run_cli,
+    wait_for_checkpoint,
+    write_mbox,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
-
-
-def run_cli(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:  # noqa: ANN003
-    return subprocess.run(
-        [sys.executable, "-m", "oppkit.cli", *args],
-        capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300, **kw,
-    )  # fmt: skip
 
 
 def test_init_creates_the_schema_at_the_url_given(sqlite_url: str, capsys):

@@ -17,7 +17,7 @@ from oppkit.errors import SourceError
 from oppkit.sources.exchange import ExchangeSettings
 from oppkit.sync import sync_exchange
 from tests.fakes.ews import FakeEws, FakeMailbox
-from tests.support import make_email
+from tests.support import make_email, raw_mail
 
 AVA, BEN = "ava.patel@northwind.example", "ben.okafor@northwind.example"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -52,6 +52,16 @@ def test_mailboxes_sync_incrementally_and_once_per_message(db_url, settings):
     tl = oppkit.connect(db_url).timeline()
     assert len(tl) == 7  # the cc'd copy in Ben's inbox is the same activity
     assert tl.set_index("subject").loc["ews 9", "direction"] == "outbound"
+
+
+def test_a_message_without_a_date_takes_the_time_exchange_received_it(db_url, settings):
+    box = FakeMailbox()
+    box.add_message("inbox", raw_mail(1, date=None))
+    with FakeEws({AVA: box}, tls=True) as ews:
+        summary = sync_exchange(settings_for(ews, AVA, folders=("inbox",)), settings=settings)
+    assert (summary.written, summary.skipped) == (1, 0)
+    [when] = oppkit.connect(db_url).timeline()["occurred_at"]
+    assert abs(when - datetime.now(UTC)) < timedelta(minutes=5)  # the fake received it now
 
 
 def test_throttling_is_honoured_and_a_forgotten_state_resyncs(db_url, settings):

@@ -3,6 +3,7 @@ STARTTLS, several folders, faults. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import imaplib
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from oppkit.errors import SourceError
 from oppkit.sources.imap import ImapSettings
 from oppkit.sync import sync_imap
 from tests.servers.dovecot import Dovecot
-from tests.support import make_email
+from tests.support import make_email, raw_mail
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -93,6 +94,18 @@ def test_malformed_message_is_skipped_and_the_rest_synced(db_url, settings, dove
     dovecot.append(user, "INBOX", [message(1), b"this is not an email at all", message(2)])
     summary = sync_imap(server_for(dovecot, user, folders=("INBOX",)), settings=settings)
     assert (summary.written, summary.skipped) == (2, 1)
+
+
+def test_a_message_without_a_usable_date_takes_its_internaldate(db_url, settings, dovecot, user):
+    arrived = datetime(2026, 2, 1, 8, 30, tzinfo=UTC)
+    conn = dovecot.client(user)
+    for raw in (raw_mail(1, date=None), raw_mail(2, date="Fri, 31 Dec 9999 23:59:59 -0100")):
+        conn.append("INBOX", None, imaplib.Time2Internaldate(arrived), raw.replace(b"\n", b"\r\n"))
+    conn.logout()
+    summary = sync_imap(server_for(dovecot, user, folders=("INBOX",)), settings=settings)
+    assert (summary.written, summary.skipped, summary.errors) == (2, 0, 0)
+    tl = oppkit.connect(db_url).timeline()
+    assert set(tl["occurred_at"]) == {arrived}
 
 
 def test_exclusions_keep_private_mail_out(db_url, settings, dovecot, user):

@@ -13,7 +13,7 @@ import oppkit
 from oppkit.db.engine import connect_engine
 from oppkit.db.schema import activities, activity_people, people
 from oppkit.sync import sync_mail
-from tests.support import make_email, write_mbox
+from tests.support import FROM_LINE_DATE, make_email, write_mbox
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
@@ -136,16 +136,17 @@ def test_bad_messages_are_counted_and_the_rest_ingested(db_url: str, settings, t
         b"Date: Mon, 02 Mar 2026 10:00:00 +0000\nMessage-ID: <cs@globex.example>\n"
         b"Content-Type: text/plain; charset=x-no-such-charset\n\nBody with \xe9 inside\n"
     )
-    no_date_no_sender = b"Subject: nothing useful\n\njust text\n"
+    no_date_no_sender = b"Subject: nothing useful\n\njust text\n"  # an email: it has headers
     garbage = b"\x00\x01\x02 not an email at all"
     write_mbox(tmp_path / "m.mbox", [good, unknown_charset, no_date_no_sender, garbage])
     summary = sync_mail(tmp_path / "m.mbox", settings=settings)
-    assert summary.written == 2
-    assert summary.skipped == 2
+    assert summary.written == 3
+    assert summary.skipped == 1
     assert summary.errors == 0
-    assert "skipped 2" in summary.line()
+    assert "skipped 1" in summary.line()
     tl = oppkit.connect(db_url).timeline().set_index("subject")
-    assert tl.loc["charset", "snippet"].startswith("Body with")
+    assert tl.loc["charset", "snippet"] == "Body with é inside"  # UTF-8 failed: cp1252
+    assert tl.loc["nothing useful", "occurred_at"] == FROM_LINE_DATE  # the mbox's own date
 
 
 def test_bounces_and_auto_replies_are_flagged(db_url: str, settings, tmp_path: Path):

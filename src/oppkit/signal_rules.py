@@ -47,6 +47,11 @@ __all__ = ["Signal", "find_signals", "resolve_due"]
 
 DUE_TIME = time(17, 0, tzinfo=UTC)
 MAX_TEXT = 300
+# Bounded work and a bounded number of alerts per message, whatever it holds: the rules
+# read its first MAX_INPUT characters (the newest part of an email is far shorter) and
+# give at most MAX_SIGNALS signals.
+MAX_INPUT = 20_000
+MAX_SIGNALS = 10
 KINDS_BY_DIRECTION = {
     "inbound": ("request", "risk"),
     "outbound": ("commitment",),
@@ -344,7 +349,8 @@ def find_signals(
 ) -> list[Signal]:
     """Signals in the newest part of one message (quoted history already removed).
 
-    At most one signal per sentence and kind, in text order. Lines starting with ">"
+    At most one signal per sentence and kind, in text order, and at most
+    :data:`MAX_SIGNALS` from the first :data:`MAX_INPUT` characters. Lines starting with ">"
     and anything after an "On ... wrote:" line are ignored. Auto-replies and bounces
     (``is_auto``, or a subject such as "Automatic reply:"/"Undeliverable:") give none.
     ``direction`` must be "inbound", "outbound" or "internal"; a naive ``occurred_at``
@@ -356,7 +362,9 @@ def find_signals(
         return []
     kinds = KINDS_BY_DIRECTION[direction]
     signals: list[Signal] = []
-    for sentence in split_sentences(text):
+    for sentence in split_sentences(text[:MAX_INPUT]):
+        if len(signals) >= MAX_SIGNALS:
+            break
         for kind in kinds:
             if not ANY_OF_KIND[kind].search(sentence):
                 continue
@@ -374,4 +382,4 @@ def find_signals(
                     clean = clean[: MAX_TEXT - 1].rstrip() + "…"
                 signals.append(Signal(kind, clean, rule.id, due))
                 break
-    return signals
+    return signals[:MAX_SIGNALS]

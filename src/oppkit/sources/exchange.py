@@ -211,7 +211,8 @@ def _fetched(account: Account, changes: Sequence) -> list:
     ids = [item for kind, item in changes if kind in ("create", "update")]
     if not ids:
         return []
-    return list(account.fetch(ids, only_fields=["mime_content", "conversation_id"]))
+    fields = ["mime_content", "conversation_id", "datetime_received"]
+    return list(account.fetch(ids, only_fields=fields))
 
 
 def _records_of(items: Sequence, where: str) -> Iterator[Record]:
@@ -219,7 +220,8 @@ def _records_of(items: Sequence, where: str) -> Iterator[Record]:
         if isinstance(item, Exception):
             yield Skipped(f"could not fetch item ({type(item).__name__})", where)
             continue
-        record = parse_message(item.mime_content or b"", f"{where} {item.id[:12]}")
+        arrived = item.datetime_received and _utc(item.datetime_received)  # date's fallback
+        record = parse_message(item.mime_content or b"", f"{where} {item.id[:12]}", arrived)
         if isinstance(record, ActivityRecord) and item.conversation_id is not None:
             record.thread_id = item.conversation_id.id
         yield record

@@ -19,8 +19,10 @@ from __future__ import annotations
 import imaplib
 import re
 import ssl
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from ..config import Settings, env_setting
 from ..errors import ConfigError, SourceError
@@ -113,13 +115,24 @@ def _new_uids(conn: imaplib.IMAP4, after: int) -> list[int]:
     return sorted(u for u in uids if u > after)  # "n:*" also returns the last UID if < n
 
 
-def _fetch(conn: imaplib.IMAP4, uids: Sequence[int]) -> Iterator[tuple[int, bytes]]:
-    typ, data = conn.uid("FETCH", ",".join(map(str, uids)), "(UID BODY.PEEK[])")
+def _internaldate(response: bytes) -> datetime | None:
+    """The server's INTERNALDATE (when the message arrived) in a FETCH response line."""
+    moment = imaplib.Internaldate2tuple(response)
+    return None if moment is None else datetime.fromtimestamp(time.mktime(moment), UTC)
+
+
+def _fetch(
+    conn: imaplib.IMAP4, uids: Sequence[int]
+) -> Iterator[tuple[int, bytes, datetime | None]]:
+    """(UID, raw message, INTERNALDATE) of each message."""
+    typ, data = conn.uid("FETCH", ",".join(map(str, uids)), "(UID INTERNALDATE BODY.PEEK[])")
     if typ != "OK":
         raise SourceError(f"IMAP fetch failed: {data}")
-    for item in data:
+    for item, after in zip(data, [*data[1:], b""], strict=True):
         if isinstance(item, tuple) and (match := _UID.search(item[0])):
-            yield int(match.group(1)), item[1]
+            # the server may name INTERNALDATE before the message or after it
+            closing = after if isinstance(after, bytes) else b""
+            yield int(match.group(1)), item[1], _internaldate(item[0] + closing)
 
 
 def _excluded(record: ActivityRecord, server: ImapSettings) -> bool:
@@ -151,8 +164,8 @@ def read_folder(
     uids = _new_uids(conn, last)
     for start in range(0, len(uids), BATCH):
         batch = uids[start : start + BATCH]
-        for uid, raw in _fetch(conn, batch):
-            record = parse_message(raw, f"{folder} UID {uid}")
+        for uid, raw, arrived in _fetch(conn, batch):
+            record = parse_message(raw, f"{folder} UID {uid}", arrived)
             if isinstance(record, ActivityRecord) and _excluded(record, server):
                 continue
             yield record

@@ -6,6 +6,16 @@ checkpoint, so a killed run resumes where it stopped and a re-run over an unchan
 file does nothing. Parsing a message is :func:`parse_message`, shared with the live
 IMAP and Exchange sources.
 
+Bad input never stops a run: a message the parser cannot use is a :class:`Skipped` with
+one line of reason, and the messages around it land. Anything with a message header is
+an email (only what has none at all is skipped); a date comes from the Date header, else
+the Received chain, else what the mailbox knows (IMAP INTERNALDATE, Exchange's received
+time, the mbox From_ line, the file's time), and a date outside 1970 .. a year from now
+counts as none. Work and memory are bounded: at most :data:`MAX_MESSAGE_BYTES` of one
+message are read and parsed, and the text of a body that signals and snippets see is a
+window (:func:`oppkit.sources.text.latest_text`). Text fields carry no NUL byte and no
+unpaired surrogate (PostgreSQL stores neither); a bare CR in a header is no line break.
+
 Example::
 
     for record in read_mail(Path("rep.mbox")):
@@ -14,12 +24,13 @@ Example::
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import logging
 import os
 import re
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import MAXYEAR, UTC, datetime, timedelta
 from email import policy
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
@@ -37,8 +48,22 @@ _parser = BytesParser(policy=policy.compat32)
 _ANGLE_ID = re.compile(r"<([^<>\s]+)>")
 _FROM_LINE = re.compile(rb"^From \S*\s+(.*)$")
 _ESCAPED_FROM = re.compile(rb"^>(>*From )")
+_HEAD_END = re.compile(rb"\n\r?\n")
+_BARE_CR = re.compile(rb"\r(?!\n)")
+# "1 Jan 0001": the parser reads a year below 100 as 19xx/20xx, even written in 4 digits
+_WRITTEN_YEAR = re.compile(r"\b\d{1,2}\s+[A-Za-z]{3,9}\.?\s+(\d{3,})\b")
 HEAD_BYTES = 65536
 CHECKPOINT_EVERY = 500
+MAX_MESSAGE_BYTES = 8 * 2**20  # of one message, read and parsed; the rest is passed over
+LINE_CHUNK = 65536  # an mbox is read in lines of at most this many bytes
+BODY_BYTES = 2**20  # of a text part, decoded: far more than a snippet or signals read
+MAX_ATTACHMENTS = 200  # listed per message
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_AHEAD = timedelta(days=366)  # a date further ahead than this is a broken clock
+MESSAGE_HEADERS = frozenset(
+    ("from", "sender", "reply-to", "to", "cc", "bcc", "date", "subject", "message-id",
+     "received", "return-path", "in-reply-to", "references", "mime-version", "content-type")
+)  # fmt: skip
 ADDRESS_ROLES = (("from", "from"), ("to", "to"), ("cc", "cc"), ("bcc", "bcc"))
 AUTO_SENDERS = ("mailer-daemon@", "postmaster@")
 AUTO_SUBJECTS = (
@@ -56,29 +81,40 @@ AUTO_SUBJECTS = (
 # --- reading messages -------------------------------------------------------------
 
 
-def iter_mbox(path: Path, start: int = 0) -> Iterator[tuple[int, int, bytes, bytes]]:
+def iter_mbox(
+    path: Path, start: int = 0, limit: int = MAX_MESSAGE_BYTES
+) -> Iterator[tuple[int, int, bytes, bytes]]:
     """Yield (offset, end, from_line, raw message) from an mbox, starting at byte ``start``.
 
     Un-escapes ``>From`` lines (mboxrd). ``end`` is the byte offset after the message.
+    Memory is bounded whatever the file holds: lines are read in chunks of at most
+    :data:`LINE_CHUNK` bytes and a message keeps its first ``limit`` bytes (a longer one,
+    or a binary file without line breaks, is passed over after that).
     """
     with path.open("rb") as fh:
         fh.seek(start)
-        offset = start
-        position = start
-        lines: list[bytes] = []
+        offset = position = start
+        kept = bytearray()
         from_line = b""
-        previous_blank = True
-        for line in fh:
-            if line.startswith(b"From ") and previous_blank:
-                if lines or from_line:
-                    yield offset, position, from_line, b"".join(lines)
-                offset, from_line, lines = position, line, []
-            else:
-                lines.append(_ESCAPED_FROM.sub(rb"\1", line) if line.startswith(b">") else line)
-            previous_blank = line in (b"\n", b"\r\n")
-            position += len(line)
-        if lines or from_line:
-            yield offset, position, from_line, b"".join(lines)
+        previous_blank = line_start = True
+        in_from_line = False  # a From_ line longer than a chunk: its rest is no header
+        while chunk := fh.readline(LINE_CHUNK):
+            starts_line, line_start = line_start, chunk.endswith(b"\n")
+            if starts_line and previous_blank and chunk.startswith(b"From "):
+                if kept or from_line:
+                    yield offset, position, from_line, bytes(kept)
+                offset, from_line, kept, in_from_line = position, chunk, bytearray(), not line_start
+            elif in_from_line:
+                in_from_line = not line_start
+            elif len(kept) < limit:
+                escaped = starts_line and chunk.startswith(b">")
+                kept += (_ESCAPED_FROM.sub(rb"\1", chunk) if escaped else chunk)[
+                    : limit - len(kept)
+                ]
+            previous_blank = starts_line and chunk in (b"\n", b"\r\n")
+            position += len(chunk)
+        if kept or from_line:
+            yield offset, position, from_line, bytes(kept)
 
 
 def _from_line_date(from_line: bytes) -> datetime | None:
@@ -91,6 +127,15 @@ def _from_line_date(from_line: bytes) -> datetime | None:
         ).replace(tzinfo=UTC)
     except ValueError:
         return None
+
+
+def _file_time(path: Path) -> datetime:
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+
+
+def _cut(where: str, size: int) -> None:
+    if size > MAX_MESSAGE_BYTES:
+        log.info("%s: %.0f MB, the first %d MB read", where, size / 2**20, MAX_MESSAGE_BYTES >> 20)
 
 
 # --- parsing one message ----------------------------------------------------------
@@ -137,10 +182,14 @@ def _addresses(msg: Message, name: str) -> list[tuple[str | None, str]]:
 
 
 def _message_id(value: str | None) -> str | None:
+    """The id inside the angle brackets; None for a missing, empty or blank one ('<>')."""
     if not value:
         return None
     match = _ANGLE_ID.search(value)
-    return match.group(1) if match else (value.split()[0] if value.strip() else None)
+    if match:
+        return match.group(1)
+    bare = value.replace("<", " ").replace(">", " ").split()
+    return bare[0] if bare else None
 
 
 def _thread_id(msg: Message, own_id: str) -> str:
@@ -151,25 +200,34 @@ def _thread_id(msg: Message, own_id: str) -> str:
 
 
 def _text_of(part: Message) -> tuple[str, bool]:
-    """Decoded text of a leaf part, and whether its charset had to be guessed."""
-    payload = part.get_payload(decode=True) or b""
-    charset = part.get_content_charset() or "utf-8"
-    try:
-        return payload.decode(charset), False
-    except (LookupError, UnicodeDecodeError):
-        return payload.decode("utf-8", errors="replace"), True
+    """Decoded text of a leaf part (its first :data:`BODY_BYTES`), and whether its charset
+    had to be guessed: the declared one, else UTF-8, else cp1252 (as for headers)."""
+    payload = part.get_payload(decode=True)
+    payload = payload[:BODY_BYTES] if isinstance(payload, bytes) else b""
+    for charset, guessed in ((part.get_content_charset() or "utf-8", False), ("utf-8", True)):
+        try:  # incremental: a character cut at the window's end is no decoding error
+            return codecs.getincrementaldecoder(charset)().decode(payload), guessed
+        except Exception:  # noqa: BLE001 - unknown, lying, or no text codec ("undefined")
+            continue
+    return payload.decode("cp1252", errors="replace"), True
 
 
 def _leaves(msg: Message) -> Iterator[Message]:
-    """Leaf parts, not descending into attached messages (message/rfc822)."""
-    if msg.is_multipart():
-        for part in msg.get_payload():
-            if part.get_content_maintype() == "message":
-                yield part
-            else:
-                yield from _leaves(part)
-    else:
-        yield msg
+    """Leaf parts in order, not descending into attached messages (message/rfc822)."""
+    waiting = [msg]
+    while waiting:  # a loop, not recursion: parts may nest thousands deep
+        part = waiting.pop()
+        if part.is_multipart() and (part is msg or part.get_content_maintype() != "message"):
+            waiting.extend(reversed([p for p in part.get_payload() if isinstance(p, Message)]))
+        else:
+            yield part
+
+
+def _filename(part: Message) -> str | None:
+    try:
+        return _decoded(part.get_filename())
+    except (LookupError, UnicodeError, ValueError):  # an RFC 2231 name in a lying charset
+        return None
 
 
 def _body_and_attachments(msg: Message) -> tuple[str | None, str | None, list[Attachment], bool]:
@@ -187,9 +245,10 @@ def _body_and_attachments(msg: Message) -> tuple[str | None, str | None, list[At
         elif inline and ctype == "text/html" and html is None:
             html, bad = _text_of(part)
         elif part is not msg and ctype not in ("message/delivery-status",):
-            payload = part.get_payload(decode=True)
-            size = len(payload) if isinstance(payload, bytes) else len(str(part.get_payload()))
-            attachments.append(Attachment(_decoded(part.get_filename()), ctype, size))
+            if len(attachments) < MAX_ATTACHMENTS:
+                payload = part.get_payload(decode=True)
+                size = len(payload) if isinstance(payload, bytes) else len(str(part.get_payload()))
+                attachments.append(Attachment(_filename(part), ctype, size))
             continue
         else:
             continue
@@ -219,43 +278,118 @@ def _stable_id(msg: Message, raw: bytes) -> str:
     return "sha256:" + digest.hexdigest()[:40]
 
 
-def parse_message(
-    raw: bytes, where: str, fallback_date: datetime | None = None
-) -> ActivityRecord | Skipped:
-    """One raw RFC 5322 message -> an email activity (or a Skipped with the reason)."""
-    try:
-        msg: Message = _parser.parsebytes(raw)
-    except Exception as exc:
-        return Skipped(f"unparseable message ({type(exc).__name__})", where)
-    if not msg.keys():
-        return Skipped("not an email (no headers)", where)
-    date_header = str(msg.get("Date") or "").strip()
-    occurred_at = None
-    if date_header:
-        try:
-            occurred_at = parsedate_to_datetime(date_header)
-        except (TypeError, ValueError, IndexError):
-            occurred_at = None
-    occurred_at = occurred_at or fallback_date
-    if occurred_at is None:
-        return Skipped("no usable Date header", where)
-    if occurred_at.tzinfo is None:
-        occurred_at = occurred_at.replace(tzinfo=UTC)
-    occurred_at = occurred_at.astimezone(UTC)
+def _sane(moment: datetime | None) -> datetime | None:
+    """``moment`` in UTC (naive taken as UTC), or None outside 1970 .. a year from now."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if not EARLIEST.year <= moment.year < MAXYEAR:  # 9999-12-31 -01:00 overflows in UTC
+        return None
+    moment = moment.astimezone(UTC)
+    return moment if EARLIEST <= moment <= datetime.now(UTC) + LATEST_AHEAD else None
 
+
+def _date(value: str) -> datetime | None:
+    """An RFC 5322 date, if it is a sane one."""
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    written = _WRITTEN_YEAR.search(value)
+    if written and int(written.group(1)) != moment.year:
+        return None  # "0001" read as 2001: not the date the sender wrote
+    return _sane(moment)
+
+
+def _occurred_at(msg: Message, fallbacks: tuple[datetime | None, ...]) -> datetime | None:
+    """The Date header, else the newest Received hop, else the first sane fallback."""
+    dates = [str(msg.get("Date") or "").strip()]
+    dates += [value.rpartition(";")[2] for value in _raw(msg, "Received") if ";" in value]
+    for value in dates:
+        if value and (moment := _date(value)):
+            return moment
+    return next(filter(None, map(_sane, fallbacks)), None)
+
+
+def _clean(value: str | None) -> str | None:
+    """No NUL byte and no unpaired surrogate: text every database stores."""
+    if not value or value.isascii() and "\0" not in value:
+        return value
+    value = value.replace("\0", "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a pair becomes its character, a lone one U+FFFD
+        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
+
+
+def _cleaned(record: ActivityRecord) -> ActivityRecord:
+    for name in ("source_id", "subject", "snippet", "text", "thread_id"):
+        setattr(record, name, _clean(getattr(record, name)))
+    for p in record.participants:
+        p.email, p.name = _clean(p.email) or "", _clean(p.name)
+    for a in record.attachments:
+        a.name, a.content_type = _clean(a.name), _clean(a.content_type)
+    return record
+
+
+def _without_bare_cr(raw: bytes) -> bytes:
+    """A CR not followed by LF in the header block is no line break (RFC 5322 2.2): it
+    would make a header out of the rest of the line ("Subject: hi<CR>Bcc: x")."""
+    end = _HEAD_END.search(raw)
+    head = raw[: end.start()] if end else raw
+    if b"\r" not in head or b"\n" not in head:  # none, or a file of CR-only lines
+        return raw
+    return _BARE_CR.sub(b" ", head) + raw[len(head) :]
+
+
+def _parsed(raw: bytes, where: str) -> Message:
+    """The message; its headers alone when its body defeats the parser (nesting)."""
+    try:
+        return _parser.parsebytes(raw)
+    except RecursionError:
+        log.info("%s: body nested too deep to read; headers only", where)
+        return _parser.parsebytes(raw, headersonly=True)
+
+
+def parse_message(
+    raw: bytes, where: str, *fallback_dates: datetime | None
+) -> ActivityRecord | Skipped:
+    """One raw RFC 5322 message -> an email activity (or a Skipped with the reason).
+
+    ``fallback_dates`` are what the mailbox knows of the message's time, best first
+    (IMAP INTERNALDATE, the mbox From_ line, the file's time): used when neither the Date
+    header nor the Received chain gives a sane date. Never raises.
+    """
+    if len(raw) > MAX_MESSAGE_BYTES:  # from a server: a file is read no further
+        _cut(where, len(raw))
+        raw = raw[:MAX_MESSAGE_BYTES]
+    try:
+        msg = _parsed(_without_bare_cr(raw), where)
+        if not any(name.lower() in MESSAGE_HEADERS for name in msg.keys()):
+            return Skipped("not an email (no message headers)", where)
+        occurred_at = _occurred_at(msg, fallback_dates)
+        if occurred_at is None:
+            return Skipped("no usable date (Date, Received or the mailbox's own)", where)
+        return _cleaned(_activity(msg, raw, where, occurred_at))
+    except Exception as exc:  # noqa: BLE001 - one bad message never stops a mailbox
+        log.debug("%s: unreadable", where, exc_info=True)
+        return Skipped(f"unreadable message ({type(exc).__name__})", where)
+
+
+def _activity(msg: Message, raw: bytes, where: str, occurred_at: datetime) -> ActivityRecord:
     participants = [
         Participant(email=address, name=name, role=role)
         for header, role in ADDRESS_ROLES
         for name, address in _addresses(msg, header)
     ]
-    if not participants:
-        return Skipped("no sender or recipients", where)
     subject = _header(msg, "Subject")
     source_id = _message_id(_header(msg, "Message-ID")) or _stable_id(msg, raw)
     text, html, attachments, repaired = _body_and_attachments(msg)
     latest = latest_text(text, html)
     if repaired:
-        log.info("%s: body charset unknown, decoded as UTF-8 with replacements", where)
+        log.info("%s: body charset unknown, decoded as UTF-8 (or cp1252)", where)
     sender = next((p.email for p in participants if p.role == "from"), None)
     auto = is_automatic(msg, sender, subject)
     return ActivityRecord(
@@ -308,9 +442,11 @@ def read_mbox(
     start = _resume_offset(path, (previous or {}).get(obj))
     if start is None:
         return
-    count, end = 0, start
+    count, end, file_time = 0, start, _file_time(path)
     for offset, end, from_line, raw in iter_mbox(path, start):
-        yield parse_message(raw, f"{path.name} @ byte {offset}", _from_line_date(from_line))
+        where = f"{path.name} @ byte {offset}"
+        _cut(where, end - offset)
+        yield parse_message(raw, where, _from_line_date(from_line), file_time)
         count += 1
         if count % checkpoint_every == 0:
             yield Checkpoint(obj, {"offset": end, "fingerprint": _fingerprint(path, end)})
@@ -324,7 +460,10 @@ def read_eml(path: Path, previous: Mapping[str, dict] | None = None) -> Iterator
     cursor = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     if (previous or {}).get(obj) == cursor:
         return
-    yield parse_message(path.read_bytes(), path.name)
+    _cut(path.name, stat.st_size)
+    with path.open("rb") as fh:
+        raw = fh.read(MAX_MESSAGE_BYTES)
+    yield parse_message(raw, path.name, _file_time(path))
     yield Checkpoint(obj, cursor)
 
 
