@@ -764,3 +764,26 @@ def test_importing_oppkit_does_not_import_the_widgets():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
     assert oppkit.OpportunityView.__name__ == "OpportunityView"
+
+
+def test_both_apps_say_how_fresh_their_data_is_and_flag_a_failing_source(
+    export: Path, db_url: str, settings, tmp_path: Path
+):
+    from oppkit.cli import main
+
+    sync_salesforce_export(export, db=db_url, settings=settings)
+    kit = oppkit.connect(db_url)
+    review = oppkit.PipelineReview(kit)
+    assert "Data as of: <span" in review.freshness.value
+    assert "salesforce-export/csv: " in review.freshness.value
+    assert "UTC (" in review.freshness.value and "oppkit-stale" not in review.freshness.value
+    # a mailbox whose sync fails: both apps show it with a badge and why
+    missing = tmp_path / "<gone>.mbox"
+    assert main(["sync", "mail", "--mbox", str(missing), "--db", db_url]) != 0
+    review.refresh()
+    assert "oppkit-stale" in review.freshness.value and "failing" in review.freshness.value
+    assert "&lt;gone&gt;" in review.freshness.value and "<gone>" not in review.freshness.value
+    assert any("failing" in w for w in review.freshness.warnings)
+    deal = int(kit.opportunities()["id"].iloc[0])
+    view = oppkit.OpportunityView(kit, deal)
+    assert "oppkit-stale" in view.freshness.value

@@ -34,6 +34,7 @@ from .. import actions
 from ..errors import OppkitError
 from ..workflow.model import REFERENCE_ATTRIBUTES, IncompleteTransition
 from .deal_edit import WAITING, DealEditForm, marked, waiting_values
+from .freshness import FreshnessBar
 from .html import STYLE, error_html, esc, metric, money, ok_html, table, text
 from .timeline import TimelineView
 
@@ -181,6 +182,7 @@ class OpportunityView(widgets.VBox):
         )
 
         self.header = widgets.HTML()
+        self.freshness = FreshnessBar(kit)  # data as of, per source; a badge when stale
         self.metrics_html = widgets.HTML()
         self.metrics_html.add_class("oppkit-metrics")
         self.editor = DealEditForm(kit, on_change=self._edited)
@@ -269,6 +271,7 @@ class OpportunityView(widgets.VBox):
             [
                 widgets.HTML(STYLE),
                 self.header,
+                self.freshness,
                 settings,
                 self.settings_message,
                 self.metrics_html,
@@ -293,6 +296,7 @@ class OpportunityView(widgets.VBox):
         self.open_tasks = self.kit.open_tasks(opportunity=self.opportunity_id)
         if timeline:
             self.timeline.refresh()
+            self.freshness.refresh()
         self._draw_header()
         self.editor.bind(self.deal, self.waiting)
         self._draw_alerts()

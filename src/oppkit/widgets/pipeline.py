@@ -35,6 +35,7 @@ import pandas as pd
 
 from ..frames.review import FLAGS, Thresholds, changes_since, review_frame
 from .deal_edit import WAITING, DealEditForm, marked, marked_html
+from .freshness import FreshnessBar
 from .html import STYLE, error_html, esc, flags_html, money, ok_html, table
 
 if TYPE_CHECKING:
@@ -158,6 +159,7 @@ class PipelineReview(widgets.VBox):
         self.export_path = widgets.Text(value="pipeline_review.xlsx", description="File")
         self.export_button = widgets.Button(description="Export", icon="download")
         self.export_status = widgets.HTML()
+        self.freshness = FreshnessBar(kit)  # data as of, per source; a badge when stale
 
         filters = widgets.VBox([
             widgets.HBox([self.owner_filter, self.stage_filter, self.period_filter]),
@@ -182,6 +184,7 @@ class PipelineReview(widgets.VBox):
         super().__init__(
             [
                 widgets.HTML(STYLE + "<h3>Pipeline review</h3>"),
+                self.freshness,
                 filters,
                 self.summary,
                 self.chart,
@@ -211,6 +214,8 @@ class PipelineReview(widgets.VBox):
             self.stale_days.value, self.stuck_days.value, self.thresholds.engaged_days
         )
         self.frame = review_frame(self.kit, self.thresholds)
+        if hasattr(self, "freshness"):
+            self.freshness.refresh()
         self.waiting = self.kit.changes(status=WAITING)
         self._stage_order = self.kit.stages()
         self._drawing = True
