@@ -136,3 +136,34 @@ def _text(path: Path) -> str:
         return path.read_text(errors="replace")
     except OSError:
         return ""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_imap_agent_stopped_mid_fetch_resumes_without_loss(
+    pg_url: str, tmp_path: Path, signum: int, monkeypatch
+):
+    """A real dovecot: the signal lands while the agent fetches and writes a mailbox."""
+    from tests.servers.dovecot import Dovecot
+    from tests.support import make_email
+
+    n = 3000
+    t0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    messages = [
+        make_email(sender=f"c{i % 40}@cust{i % 6}.example", to=["ava.patel@northwind.example"],
+                   subject=f"imap {i}", body=f"body {i}\n" * 30, when=t0 + timedelta(minutes=i),
+                   message_id=f"stop-{i}@cust.example").as_bytes()
+        for i in range(n)
+    ]  # fmt: skip
+    monkeypatch.setenv("OPPKIT_IMAP_PASSWORD", "secret")
+    with Dovecot() as server:
+        server.append("stopper", "INBOX", messages)
+        args = ["--imap-host", server.host, "--imap-port", str(server.tls_port),
+                "--imap-user", "stopper", "--imap-ca-file", server.ca_path, "--imap-folder", "INBOX",
+                "--db", pg_url]  # fmt: skip
+        agent = Agent("mail_agent.py", *args)
+        wait_for_checkpoint(pg_url, agent.proc)
+        assert_clean(*agent.stop(signum), signum)  # still running when the signal came
+        assert 0 < count(pg_url) <= n
+        again = Agent("mail_agent.py", *args)
+        assert again.proc.wait(timeout=300) == 0, again.proc.stderr.read()
+    assert count(pg_url) == n
