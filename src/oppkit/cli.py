@@ -250,6 +250,9 @@ def _redacted_traceback(kind, value, tb) -> None:  # noqa: ANN001
     sys.stderr.write(redact.redact("".join(traceback.format_exception(kind, value, tb))))
 
 
+MAX_PROBLEMS = 100  # lines an error listing problems (an invalid workflow) may print
+
+
 def guarded(run: Callable[[], int], debug: bool) -> int:
     """Run a command; turn known failures into a one-line message and an exit code.
 
@@ -271,7 +274,13 @@ def guarded(run: Callable[[], int], debug: bool) -> int:
             detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             print(f"oppkit: error: database failed: {redact.one_line(detail)}", file=sys.stderr)
             return 1
-        print(f"oppkit: error: {redact.error_line(exc)}", file=sys.stderr)
+        problems = getattr(exc, "problems", None)  # a list of problems: one line each
+        if isinstance(problems, list) and problems:
+            first = redact.one_line(str(exc).splitlines()[0])
+            lines = [first, *(redact.one_line(p) for p in problems[:MAX_PROBLEMS])]
+            print("oppkit: error: " + "\n".join(lines), file=sys.stderr)
+        else:
+            print(f"oppkit: error: {redact.error_line(exc)}", file=sys.stderr)
         return exc.exit_code if isinstance(exc, OppkitError) else ConfigError.exit_code
     except Exception:
         if stop_code():

