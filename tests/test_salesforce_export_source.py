@@ -382,8 +382,10 @@ def test_contact_roles_and_campaign_members(export_dir: Path) -> None:
         "Economic Buyer",
         True,
     )
-    members = {m.source_id: m.person_ref for m in of_type(records, CampaignMemberRecord)}
-    assert members == {"00v1": "003C1", "00v2": "00QL1"}  # a lead when there is no contact
+    members = {
+        m.source_id: (m.contact_ref, m.lead_ref) for m in of_type(records, CampaignMemberRecord)
+    }
+    assert members == {"00v1": ("003C1", None), "00v2": (None, "00QL1")}  # a lead: no contact
 
 
 def test_tasks_kinds_refs_and_planned_flags(export_dir: Path) -> None:

@@ -140,6 +140,20 @@ Predictive Maintenance Webinar | Completed   | Webinar    | -150 | -150 | 0.0 0.
 Data & Analytics Summit        | Completed   | Conference | -120 | -118 | 2.0 2.1 3.0 3.2 6.1
 Life Sciences Roundtable       | In Progress | Conference | -60  | 30   | 7.0 7.1 3.3
 """)
+# campaign number -> budgeted cost, actual cost, expected revenue
+CAMPAIGN_COSTS = {0: (15_000, 12_500, 200_000), 1: (60_000, 64_000, 500_000),
+                  2: (20_000, 8_000, 150_000)}  # fmt: skip
+
+# Leads: first last | email | company | title | status | lead source | campaign | converted
+# into account.contact (the same email as the contact) and that deal, with the day
+LEADS = _table("""
+Nora Lindqvist  | nora.lindqvist@soylent.example  | Soylent Foods  | Head of Data    | Open - Not Contacted | Webinar    | 0 |
+Raj Malhotra    | raj.malhotra@oscorp.example     | Oscorp         | CTO             | Working - Contacted  | Conference | 1 |
+Elena Petrova   | elena.petrova@monarch.example   | Monarch Labs   | Lab Director    | Open - Not Contacted | Conference | 2 |
+Tom Becker      | tom.becker@gringotts.example    | Gringotts Bank | Analyst         | Closed - Not Converted | Web      | 1 |
+Acme contact    |                                 | Acme Robotics  |                 | Closed - Converted   | Webinar    | 0 | 0.0 acme-pm -140
+Umbrella contact|                                 | Umbrella       |                 | Closed - Converted   | Conference | 1 | 3.0 umbrella-clin -100
+""")
 
 
 class _Opp(NamedTuple):
@@ -354,8 +368,13 @@ Opportunity            | Id Name AccountId OwnerId StageName Amount CloseDate Pr
 OpportunityContactRole | Id OpportunityId ContactId Role IsPrimary IsDeleted
 OpportunityHistory     | Id OpportunityId StageName Amount CloseDate Probability CreatedDate
                          CreatedById IsDeleted
-Campaign               | Id Name Status Type StartDate EndDate IsActive IsDeleted
-CampaignMember         | Id CampaignId ContactId LeadId Status IsDeleted
+Campaign               | Id Name Status Type StartDate EndDate IsActive ParentId BudgetedCost
+                         ActualCost ExpectedRevenue IsDeleted
+Lead                   | Id FirstName LastName Name Email Company Title Status LeadSource OwnerId
+                         IsConverted ConvertedDate ConvertedAccountId ConvertedContactId
+                         ConvertedOpportunityId CreatedDate SystemModstamp IsDeleted
+CampaignMember         | Id CampaignId ContactId LeadId Status HasResponded FirstRespondedDate
+                         IsDeleted
 Task                   | Id WhoId WhatId AccountId OwnerId Subject Description ActivityDate Status
                          Priority IsClosed TaskSubtype CallType CallDurationInSeconds
                          CompletedDateTime CreatedDate SystemModstamp IsDeleted
@@ -1107,14 +1126,43 @@ def _write_people(sf_dir: Path, org: _Org) -> None:
     rows, members = [], []
     for k, (name, status, kind, start, end, who) in enumerate(CAMPAIGNS):
         cid, active = org.campaign_ids[k], _b(status == "In Progress")
-        rows.append(
-            [cid, name, status, kind, org.day(int(start)), org.day(int(end)), active, "false"]
-        )
+        costs = (_money(c) for c in CAMPAIGN_COSTS[k])
+        rows.append([cid, name, status, kind, org.day(int(start)), org.day(int(end)), active, "",
+                     *costs, "false"])  # fmt: skip
         for a, c in (member.split(".") for member in who.split()):
             status = org.rng.choice(["Sent", "Responded"])
-            members.append([ids("00v"), cid, cons[int(a)][int(c)].sf_id, "", status, "false"])
+            responded = org.day(int(start) + 1) if status == "Responded" else ""
+            members.append([ids("00v"), cid, cons[int(a)][int(c)].sf_id, "", status,
+                            _b(bool(responded)), responded, "false"])  # fmt: skip
     _write_csv(sf_dir, "Campaign", rows)
+    leads = _leads(org, members)
+    _write_csv(sf_dir, "Lead", leads)
     _write_csv(sf_dir, "CampaignMember", members)
+
+
+def _leads(org: _Org, members: list[list[object]]) -> list[list[object]]:
+    """The demo's leads (open, not converted, converted into a contact and a deal); each
+    is a member of its campaign (a converted one as the contact it became)."""
+    rows = []
+    for k, (name, email, company, title, status, source, campaign, converted) in enumerate(LEADS):
+        lead_id, cid = org.ids("00Q"), org.campaign_ids[int(campaign)]
+        first, last = name.split(" ", 1)
+        created = org.at(-160 + 25 * k, 10)
+        account = person = deal = day = ""
+        if converted:
+            where, key, on = converted.split()
+            a, c = (int(n) for n in where.split("."))
+            contact = org.contacts[a][c]
+            first, last, email, title = contact.first, contact.last, contact.email, contact.title
+            account, person, deal = org.account_ids[a], contact.sf_id, org.opp_ids[key]
+            day, created = org.day(int(on)), org.at(int(on) - 20, 10)
+        owner = org.users[k % len(org.users)].sf_id
+        rows.append([lead_id, first, last, f"{first} {last}", email, company, title, status,
+                     source, owner, _b(bool(converted)), day, account, person, deal,
+                     _dt(created), _dt(created), "false"])  # fmt: skip
+        if not converted:  # a converted lead's membership is its contact's
+            members.append([org.ids("00v"), cid, "", lead_id, "Sent", "false", "", "false"])
+    return rows
 
 
 def _write_deals(sf_dir: Path, org: _Org) -> None:

@@ -34,7 +34,9 @@ from .frames.timeline import TIMELINE_COLUMNS
 from .scope import NotFoundError, Scope
 
 if TYPE_CHECKING:
+    from .campaigns import Campaigns
     from .graphs import RelationshipGraph
+    from .leads import Leads
     from .workflow.engine import Workflow
     from .workflow.lifecycle import Lifecycle
 
@@ -110,6 +112,22 @@ class Kit:
 
         return Lifecycle(self.scope)
 
+    @property
+    def campaigns(self) -> Campaigns:
+        """Campaigns: ``kit.campaigns()`` is the frame; ``.assign``, ``.add_contacts``,
+        ``.create``, ``.plan_activity`` act on them (oppkit.campaigns)."""
+        from .campaigns import Campaigns
+
+        return Campaigns(self.scope)
+
+    @property
+    def leads(self) -> Leads:
+        """Leads: ``kit.leads(status=..., campaign=...)`` is the frame; ``.accept``,
+        ``.create`` act on them (oppkit.leads)."""
+        from .leads import Leads
+
+        return Leads(self.scope)
+
     # --- frames (oppkit.frames with this Kit's scope) ---------------------------------
 
     opportunities = _reads(frames.opportunities)
@@ -124,6 +142,8 @@ class Kit:
     pipeline = _reads(frames.pipeline)
     stage_history = _reads(frames.stage_history)
     sync_status = _reads(frames.sync_status)
+    campaign_members = _reads(frames.campaign_members)
+    campaign_activities = _reads(frames.campaign_activities)
 
     # --- relationships and following (delegating to oppkit.graphs and oppkit.digest) ----
 

@@ -50,7 +50,9 @@ from .db.schema import (
     accounts,
     activities,
     activity_people,
+    campaigns,
     database_users,
+    leads,
     opportunities,
     opportunity_people,
     people,
@@ -204,6 +206,16 @@ class Scope:
         refs = [normalise_email(r) or r for r in as_list(ref)]
         return self._ids(people, refs, ("email", "salesforce_id"), "person")
 
+    def campaign_ids(self, ref: Any) -> list[int]:
+        """Ids of the campaigns named by id, Salesforce id or name (a frame: its ids)."""
+        return self._ids(campaigns, refs_of(ref), ("source_id", "name"), "campaign")
+
+    def lead_ids(self, ref: Any) -> list[int]:
+        """Ids of the leads named by id, email (normalised), Salesforce id or name."""
+        refs = [normalise_email(r) or r if isinstance(r, str) and "@" in r else r
+                for r in refs_of(ref)]  # fmt: skip
+        return self._ids(leads, refs, ("email", "source_id", "name"), "lead")
+
     def opportunity_id(self, ref: Any) -> int:
         """Exactly one deal this user may see; a private one they may not see is not found."""
         ids = self.opportunity_ids(ref)
@@ -318,3 +330,12 @@ ScopeLike = Scope | Viewer
 def scope_of(viewer: ScopeLike) -> Scope:
     """The scope of a Kit (or the Scope given): what features take as their reader."""
     return viewer.scope
+
+
+def refs_of(ref: Any) -> list[Any]:
+    """References as a list: a DataFrame gives its ``id`` column (or its index)."""
+    if isinstance(ref, pd.DataFrame):
+        return [int(i) for i in (ref["id"] if "id" in ref.columns else ref.index)]
+    if isinstance(ref, pd.Series):
+        return [int(i) for i in ref]
+    return as_list(ref)

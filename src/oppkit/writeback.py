@@ -92,6 +92,8 @@ def coerce(field: str, value: Any) -> Any:
             raise OppkitError(f"a deal needs a {field}")
         return None
     try:
+        if field == "campaign_id":
+            return int(value)
         if field in ("amount", "probability"):
             number = float(value)
             if not math.isfinite(number) or (field == "probability" and not 0 <= number <= 100):
@@ -102,7 +104,8 @@ def coerce(field: str, value: Any) -> Any:
                 return value.date()
             return value if isinstance(value, date) else date.fromisoformat(str(value).strip())
     except (TypeError, ValueError):
-        kind = {"close_date": "a date (YYYY-MM-DD)", "probability": "a number from 0 to 100"}
+        kind = {"close_date": "a date (YYYY-MM-DD)", "probability": "a number from 0 to 100",
+                "campaign_id": "a campaign id"}  # fmt: skip
         raise OppkitError(f"{field}: {value!r} is not {kind.get(field, 'a number')}") from None
     return str(value).strip()
 

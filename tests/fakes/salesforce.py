@@ -159,7 +159,8 @@ Opportunity 006: IsDeleted:boolean~ AccountId:reference>Account Name:string! Des
   IsWon:boolean~ ForecastCategory:picklist~ ForecastCategoryName:picklist
   CampaignId:reference>Campaign OwnerId:reference>User! FiscalQuarter:int~ FiscalYear:int~
   LastActivityDate:date~ +audit
-Task 00T: IsDeleted:boolean~ WhoId:reference>Contact|Lead WhatId:reference>Account|Opportunity
+Task 00T: IsDeleted:boolean~ WhoId:reference>Contact|Lead
+  WhatId:reference>Account|Opportunity|Campaign
   Subject:combobox ActivityDate:date Status:picklist! Priority:picklist! OwnerId:reference>User!
   Description:textarea AccountId:reference>Account~ IsClosed:boolean~ TaskSubtype:picklist
   CompletedDateTime:datetime~ CallDurationInSeconds:int +audit
@@ -170,7 +171,11 @@ Event 00U: IsDeleted:boolean~ WhoId:reference>Contact|Lead WhatId:reference>Acco
   EventSubtype:picklist +audit
 Campaign 701: IsDeleted:boolean~ Name:string! ParentId:reference>Campaign Type:picklist
   Status:picklist StartDate:date EndDate:date BudgetedCost:currency ActualCost:currency
-  IsActive:boolean OwnerId:reference>User! +audit
+  ExpectedRevenue:currency IsActive:boolean OwnerId:reference>User! +audit
+Lead 00Q: IsDeleted:boolean~ LastName:string! FirstName:string Name:string!~ Company:string!
+  Email:email Title:string Status:picklist! LeadSource:picklist OwnerId:reference>User!
+  IsConverted:boolean~ ConvertedDate:date~ ConvertedAccountId:reference>Account~
+  ConvertedContactId:reference>Contact~ ConvertedOpportunityId:reference>Opportunity~ +audit
 CampaignMember 00v: IsDeleted:boolean~ CampaignId:reference>Campaign! LeadId:reference>Lead
   ContactId:reference>Contact Status:picklist HasResponded:boolean~ FirstRespondedDate:date~
   +audit

@@ -35,7 +35,9 @@ WAITING = (PENDING, CONFLICT)  # not in Salesforce yet: shown beside Salesforce'
 # Columns of synced tables that oppkit owns: a sync sets them on insert, never after.
 OPPKIT_OWNED: dict[str, frozenset[str]] = {
     # privacy (oppkit.actions.set_private), the workflow step (oppkit.workflow)
-    "opportunities": frozenset({"is_private", "step", "step_id"}),
+    "opportunities": frozenset({"is_private", "step", "step_id", "process"}),
+    # the process a campaign's deals run (oppkit.campaigns)
+    "campaigns": frozenset({"process"}),
     # the lifecycle stage and its manual lock (oppkit.workflow.lifecycle)
     "accounts": frozenset({"lifecycle_stage", "stage_locked"}),
     "people": frozenset({"lifecycle_stage", "stage_locked"}),
@@ -54,6 +56,9 @@ SALESFORCE_EDITABLE: dict[str, str] = {
     "close_date": "CloseDate",
     "probability": "Probability",
     "next_step": "NextStep",
+    # the deal's campaign (oppkit.campaigns.assign): oppkit's campaign id here, the
+    # campaign's Salesforce Id on the wire (oppkit.sync.salesforce_push)
+    "campaign_id": "CampaignId",
 }
 
 # A contact's or account's lifecycle stage is oppkit's (OPPKIT_OWNED above); the field

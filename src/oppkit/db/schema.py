@@ -163,6 +163,13 @@ campaigns = Table(
     Column("campaign_type", String(60)),
     Column("start_date", Date),
     Column("end_date", Date),
+    # migration 0011: what a campaign costs and should bring, its parent, its process
+    Column("parent_id", Integer, ForeignKey("campaigns.id")),
+    Column("budgeted_cost", Float),
+    Column("actual_cost", Float),
+    Column("expected_revenue", Float),
+    Column("is_active", Boolean),
+    Column("process", String(120)),  # the workflow process its deals run (oppkit's)
     *_synced(),
     UniqueConstraint("source", "source_id"),
 )
@@ -184,6 +191,8 @@ opportunities = Table(
     Column("is_private", Boolean, nullable=False, default=False, server_default="0"),
     Column("parent_id", Integer, ForeignKey("opportunities.id")),
     Column("campaign_id", Integer, ForeignKey("campaigns.id")),
+    # the workflow process the deal runs (None: the default process); migration 0011
+    Column("process", String(120)),
     Column("opportunity_type", String(120)),
     Column("lead_source", String(120)),
     Column("attributes", JSON(none_as_null=True)),  # custom fields mapped in oppkit.toml
@@ -232,6 +241,10 @@ activities = Table(
     # where opportunity_id came from: 'source' (a WhatId, a note on a deal; kept),
     # 'matched' (oppkit.matching; matched again when deals change), NULL (no deal)
     Column("opportunity_link", String(10)),  # migration 0006_match_link
+    # a campaign activity (migration 0011): internal work for our people (kind 'task',
+    # status assigned/unassigned/in progress/completed/cancelled) or a message the
+    # campaign sent to the account's people (kind 'email' or 'sms', outbound)
+    Column("campaign_id", Integer, ForeignKey("campaigns.id")),
     Column("sender_id", Integer, ForeignKey("people.id")),
     Column("owner_id", Integer, ForeignKey("people.id")),
     Column("location", Text),
@@ -314,15 +327,44 @@ stage_history = Table(
     Index(None, "opportunity_id", "changed_at"),
 )
 
+# Leads: people who showed interest and are not contacts of an account yet (Salesforce
+# Lead, or made in oppkit). Accepting one (oppkit.leads) makes the account, the contact
+# and the deal; a converted Salesforce lead names what it became. Migration 0011.
+leads = Table(
+    "leads",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("email", String(320)),  # normalised
+    Column("company", String(255)),
+    Column("title", String(255)),
+    Column("status", String(60)),
+    Column("lead_source", String(120)),
+    Column("owner_id", Integer, ForeignKey("people.id")),
+    Column("is_converted", Boolean, nullable=False, default=False, server_default="0"),
+    Column("converted_at", Date),
+    Column("converted_account_id", Integer, ForeignKey("accounts.id")),
+    Column("converted_person_id", Integer, ForeignKey("people.id")),
+    Column("converted_opportunity_id", Integer, ForeignKey("opportunities.id")),
+    *_synced(),
+    UniqueConstraint("source", "source_id"),
+    Index(None, "email"),
+)
+
+# A contact (person_id) or a lead (lead_id) in a campaign.
 campaign_members = Table(
     "campaign_members",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
-    Column("person_id", Integer, ForeignKey("people.id"), nullable=False),
+    Column("person_id", Integer, ForeignKey("people.id")),  # nullable since 0011 (a lead)
+    Column("lead_id", Integer, ForeignKey("leads.id")),  # migration 0011
     Column("status", String(60)),
+    Column("has_responded", Boolean, nullable=False, default=False, server_default="0"),
+    Column("first_responded_at", Date),
     *_synced(),
     UniqueConstraint("source", "source_id"),
+    Index(None, "campaign_id"),
 )
 
 sync_state = Table(
@@ -413,6 +455,16 @@ stage_arrivals = Table(
 workflow_entries = Table(
     "workflow_entries",
     metadata,
+    Column("kind", String(20), primary_key=True),  # new_account / existing_account
+    Column("step_id", Integer, ForeignKey("steps.id"), nullable=False),
+)
+
+# Named processes beside the default one ([entries]): each has its own entry steps, so
+# a campaign's deals can start elsewhere in the workflow (or in a graph of their own).
+process_entries = Table(
+    "process_entries",
+    metadata,
+    Column("process", String(120), primary_key=True),
     Column("kind", String(20), primary_key=True),  # new_account / existing_account
     Column("step_id", Integer, ForeignKey("steps.id"), nullable=False),
 )

@@ -5,6 +5,7 @@ Each function takes a :class:`~oppkit.scope.Scope` or a Kit first; the Kit's acc
 Features that need a frame (digests, the pipeline review) call them directly.
 """
 
+from .campaigns import campaign_activities, campaign_members, campaigns, leads
 from .deals import alerts, open_tasks, opportunities, pipeline, stage_history, stages
 from .freshness import sync_status
 from .people import accounts, people, suggested_people
@@ -14,6 +15,10 @@ __all__ = [
     "TIMELINE_COLUMNS",
     "accounts",
     "alerts",
+    "campaign_activities",
+    "campaign_members",
+    "campaigns",
+    "leads",
     "open_tasks",
     "opportunities",
     "people",

@@ -42,8 +42,12 @@ def opportunities(
     owner: str | None = None,
     account: Any = None,
     open_only: bool = False,
+    campaign: Any = None,
 ) -> pd.DataFrame:
-    """One row per opportunity: stage, deal size, days to close, open alerts...
+    """One row per opportunity: stage, deal size, days to close, open alerts, campaign...
+
+    ``campaign`` keeps the deals of one campaign or of several together (names, ids or
+    a ``kit.campaigns()`` frame).
 
     ``pending`` holds the changes made in oppkit that Salesforce does not have yet
     ({field: value}, or None), ``conflicts`` those Salesforce changed in between
@@ -76,6 +80,9 @@ def opportunities(
             func.coalesce(open_alerts.c.n, 0).label("open_alerts"),
             db.opportunities.c.is_private,
             db.opportunities.c.parent_id,
+            db.opportunities.c.campaign_id,
+            db.campaigns.c.name.label("campaign"),
+            db.opportunities.c.process,
             db.opportunities.c.attributes,
             db.opportunities.c.created_at,
             db.opportunities.c.updated_at,
@@ -89,6 +96,7 @@ def opportunities(
             .outerjoin(owner_p, owner_p.c.id == db.opportunities.c.owner_id)
             .outerjoin(db.stages, db.stages.c.name == db.opportunities.c.stage)
             .outerjoin(open_alerts, open_alerts.c.opportunity_id == db.opportunities.c.id)
+            .outerjoin(db.campaigns, db.campaigns.c.id == db.opportunities.c.campaign_id)
         )
         .where(db.opportunities.c.is_deleted.is_(False), scope.visible())
         .order_by(db.opportunities.c.close_date, db.opportunities.c.id)
@@ -104,7 +112,10 @@ def opportunities(
         stmt = stmt.where(db.opportunities.c.account_id.in_(scope.account_ids(account)))
     if open_only:
         stmt = stmt.where(func.coalesce(db.stages.c.status, literal("open")) == "open")
+    if campaign is not None:
+        stmt = stmt.where(db.opportunities.c.campaign_id.in_(scope.campaign_ids(campaign)))
     df = scope.frame(stmt, "opportunities")
+    df["campaign_id"] = df["campaign_id"].astype("Int64")
     _expand_attributes(df)
     df["amount"] = df["amount"].astype("Float64")
     df["close_date"] = pd.to_datetime(df["close_date"]).dt.date

@@ -47,7 +47,6 @@ from sqlalchemy import String, and_, func, select, type_coerce
 
 from ..db.schema import (
     activities,
-    campaigns,
     opportunities,
     people,
     stage_history,
@@ -143,11 +142,7 @@ def _activity_figures(scope: ScopeLike, since: datetime, now: datetime) -> pd.Da
         .scalar_subquery()
     )
     last = select(
-        opportunities.c.id,
-        type_coerce(newest, String).label("last_activity"),
-        campaigns.c.name.label("campaign"),
-    ).select_from(
-        opportunities.outerjoin(campaigns, campaigns.c.id == opportunities.c.campaign_id)
+        opportunities.c.id, type_coerce(newest, String).label("last_activity")
     ).where(opportunities.c.is_deleted.is_(False))  # fmt: skip
     engaged = (
         select(
@@ -165,7 +160,7 @@ def _activity_figures(scope: ScopeLike, since: datetime, now: datetime) -> pd.Da
         .group_by(activities.c.opportunity_id)
     )
     with scope_of(scope).engine.connect() as conn:
-        a = pd.DataFrame(_rows(conn, last), columns=["id", "last_activity", "campaign"])
+        a = pd.DataFrame(_rows(conn, last), columns=["id", "last_activity"])
         e = pd.DataFrame(_rows(conn, engaged), columns=["id", "engaged_contacts"])
     a["last_activity"] = pd.to_datetime(a["last_activity"], utc=True, format="mixed")
     return a.set_index("id").join(e.set_index("id"), how="left")
@@ -180,7 +175,7 @@ def review_frame(
 ) -> pd.DataFrame:
     """Every visible deal (``kit.opportunities()`` columns) with figures and flags.
 
-    Added columns: campaign, last_activity, days_since_activity, engaged_contacts,
+    Added columns: last_activity, days_since_activity, engaged_contacts,
     close_date_pushes, amount_changes, last_stage_change, days_in_stage, one boolean
     column per flag (see :data:`FLAGS`), ``flags`` (their labels, comma-separated) and
     ``n_flags``.

@@ -162,6 +162,8 @@ class OpportunityMemberRecord:
 
 @dataclass(slots=True)
 class CampaignRecord:
+    """A campaign (Salesforce Campaign): what it cost, what it should bring, its parent."""
+
     source: str
     source_id: str
     name: str
@@ -169,16 +171,50 @@ class CampaignRecord:
     campaign_type: str | None = None
     start_date: date | None = None
     end_date: date | None = None
+    parent_ref: str | None = None
+    budgeted_cost: float | None = None
+    actual_cost: float | None = None
+    expected_revenue: float | None = None
+    is_active: bool | None = None
+    is_deleted: bool = False
+
+
+@dataclass(slots=True)
+class LeadRecord:
+    """A lead (Salesforce Lead): someone interested, not yet a contact of an account; a
+    converted lead names the account, contact and deal it became."""
+
+    source: str
+    source_id: str
+    name: str
+    email: str | None = None
+    company: str | None = None
+    title: str | None = None
+    status: str | None = None
+    lead_source: str | None = None
+    owner_ref: str | None = None
+    is_converted: bool = False
+    converted_at: date | None = None
+    converted_account_ref: str | None = None
+    converted_contact_ref: str | None = None
+    converted_opportunity_ref: str | None = None
+    created_at: datetime | None = None
     is_deleted: bool = False
 
 
 @dataclass(slots=True)
 class CampaignMemberRecord:
+    """A contact (``contact_ref``) or a lead (``lead_ref``) in a campaign."""
+
     source: str
     source_id: str
     campaign_ref: str
-    person_ref: str
+    contact_ref: str | None = None
+    lead_ref: str | None = None
     status: str | None = None
+    has_responded: bool = False
+    first_responded_at: date | None = None
+    created_at: datetime | None = None
     is_deleted: bool = False
 
 
@@ -217,6 +253,7 @@ Record = (
     | OpportunityMemberRecord
     | CampaignRecord
     | CampaignMemberRecord
+    | LeadRecord
     | Deleted
     | Checkpoint
     | Skipped

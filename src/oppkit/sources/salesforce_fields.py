@@ -25,6 +25,7 @@ from oppkit.sources.records import (
     ActivityRecord,
     CampaignMemberRecord,
     CampaignRecord,
+    LeadRecord,
     OpportunityChangeRecord,
     OpportunityMemberRecord,
     OpportunityRecord,
@@ -266,6 +267,32 @@ def _campaign(row: SalesforceRow) -> CampaignRecord:
         campaign_type=row.text("Type"),
         start_date=row.as_date("StartDate"),
         end_date=row.as_date("EndDate"),
+        parent_ref=row.text("ParentId"),
+        budgeted_cost=row.as_float("BudgetedCost"),
+        actual_cost=row.as_float("ActualCost"),
+        expected_revenue=row.as_float("ExpectedRevenue"),
+        is_active=row.as_bool("IsActive") if row.text("IsActive") is not None else None,
+        is_deleted=row.as_bool("IsDeleted"),
+    )
+
+
+def _lead(row: SalesforceRow) -> LeadRecord:
+    return LeadRecord(
+        source=SOURCE,
+        source_id=row.require("Id"),
+        name=row.person_name() or row.require("LastName"),
+        email=row.text("Email"),
+        company=row.text("Company"),
+        title=row.text("Title"),
+        status=row.text("Status"),
+        lead_source=row.text("LeadSource"),
+        owner_ref=row.text("OwnerId"),
+        is_converted=row.as_bool("IsConverted"),
+        converted_at=row.as_date("ConvertedDate"),
+        converted_account_ref=row.text("ConvertedAccountId"),
+        converted_contact_ref=row.text("ConvertedContactId"),
+        converted_opportunity_ref=row.text("ConvertedOpportunityId"),
+        created_at=row.as_datetime("CreatedDate"),
         is_deleted=row.as_bool("IsDeleted"),
     )
 
@@ -305,15 +332,19 @@ def _contact_role(row: SalesforceRow) -> OpportunityMemberRecord:
 
 
 def _campaign_member(row: SalesforceRow) -> CampaignMemberRecord:
-    person = row.text("ContactId") or row.text("LeadId")
-    if person is None:
+    contact, lead = row.text("ContactId"), row.text("LeadId")
+    if contact is None and lead is None:
         raise Unusable("missing ContactId and LeadId")
     return CampaignMemberRecord(
         source=SOURCE,
         source_id=row.require("Id"),
         campaign_ref=row.require("CampaignId"),
-        person_ref=person,
+        contact_ref=contact,
+        lead_ref=None if contact else lead,  # a converted lead's member row names both
         status=row.text("Status"),
+        has_responded=row.as_bool("HasResponded"),
+        first_responded_at=row.as_date("FirstRespondedDate"),
+        created_at=row.as_datetime("CreatedDate"),
         is_deleted=row.as_bool("IsDeleted"),
     )
 
@@ -412,6 +443,7 @@ BUILDERS: dict[str, Callable[[SalesforceRow], Record] | None] = {
     "Opportunity": _opportunity,
     "OpportunityContactRole": _contact_role,
     "OpportunityHistory": None,
+    "Lead": _lead,
     "CampaignMember": _campaign_member,
     "Task": _task,
     "Event": _event,

@@ -36,7 +36,7 @@ from sqlalchemy import Engine, and_, func, or_, select, update
 from ..config import Settings, status_field, write_back_enabled
 from ..db.engine import write_transaction
 from ..db.ownership import CONFLICT, LIFECYCLE_STATUS, PENDING, PUSHED, SALESFORCE_EDITABLE
-from ..db.schema import accounts, opportunities, outbound_changes, people
+from ..db.schema import accounts, campaigns, opportunities, outbound_changes, people
 from ..errors import SourceError
 from ..history import record_history, same_value
 from ..lifecycle_status import SALESFORCE_OBJECTS, TARGETS
@@ -105,13 +105,24 @@ def salesforce_field(change: dict[str, Any], status_fields: dict[str, str | None
     return SALESFORCE_EDITABLE[change["field"]]
 
 
-def _to_salesforce(field: str, value: Any) -> Any:
+def _to_salesforce(engine: Engine, field: str, value: Any) -> Any:
+    if field == "campaign_id" and value is not None:  # oppkit's id -> the Salesforce Id
+        with engine.connect() as conn:
+            return conn.scalar(select(campaigns.c.source_id).where(campaigns.c.id == int(value)))
     return value.isoformat() if isinstance(value, date | datetime) else value
 
 
-def _from_salesforce(field: str, value: Any) -> Any:
+def _from_salesforce(engine: Engine, field: str, value: Any) -> Any:
     if field == "close_date" and isinstance(value, str):
         return value[:10]
+    if field == "campaign_id" and value is not None:  # the Salesforce Id -> oppkit's id
+        with engine.connect() as conn:
+            found = conn.scalar(
+                select(campaigns.c.id).where(
+                    campaigns.c.source == "salesforce", campaigns.c.source_id == value
+                )
+            )
+        return found if found is not None else value
     return value
 
 
@@ -220,7 +231,7 @@ def _push_group(
               "changed: sync Salesforce, then make the change again")  # fmt: skip
         result.waiting += len(group)
         return
-    body = {names[c["id"]]: _to_salesforce(c["field"], c["new_value"]) for c in group}
+    body = {names[c["id"]]: _to_salesforce(engine, c["field"], c["new_value"]) for c in group}
     if update_record(client, sobject, record_id, body, seen) == DONE:
         _pushed(engine, group)
         result.pushed += len(group)
@@ -233,7 +244,7 @@ def _push_group(
     stamp, by = _stamp(theirs.get("SystemModstamp")), _who(engine, theirs.get("LastModifiedById"))
     landed, again, clash = [], [], []
     for change in group:
-        their = _from_salesforce(change["field"], theirs.get(names[change["id"]]))
+        their = _from_salesforce(engine, change["field"], theirs.get(names[change["id"]]))
         if same_value(their, change["new_value"]):
             landed.append(change)  # our own earlier push (its commit was lost)
         elif same_value(their, change["old_value"]):
@@ -248,7 +259,7 @@ def _push_group(
               their_by=by, last_error=None)  # fmt: skip
         result.conflicts += 1
     if again:
-        body = {names[c["id"]]: _to_salesforce(c["field"], c["new_value"]) for c in again}
+        body = {names[c["id"]]: _to_salesforce(engine, c["field"], c["new_value"]) for c in again}
         if update_record(client, sobject, record_id, body, stamp or seen) == DONE:
             _pushed(engine, again)
             result.pushed += len(again)

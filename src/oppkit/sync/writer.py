@@ -25,6 +25,7 @@ from ..db.schema import (
     activity_sources,
     campaign_members,
     campaigns,
+    leads,
     opportunities,
     opportunity_people,
     outbound_changes,
@@ -43,6 +44,7 @@ from ..sources.records import (
     CampaignMemberRecord,
     CampaignRecord,
     Deleted,
+    LeadRecord,
     OpportunityChangeRecord,
     OpportunityMemberRecord,
     OpportunityRecord,
@@ -322,13 +324,54 @@ def follow_statuses(
 def write_campaigns(
     conn: Connection, ctx: WriteContext, records: Sequence[CampaignRecord]
 ) -> WriteResult:
+    """Campaigns, then each one's parent (which may come in the same batch)."""
     rows = [_columns_of(r, campaigns) for r in records]
     upsert(
         conn,
         campaigns,
         rows,
         ["source", "source_id"],
-        [k for k in rows[0] if k not in ("source", "source_id")],
+        synced_columns("campaigns", [k for k in rows[0] if k not in ("source", "source_id")]),
+    )
+    children = [r for r in records if r.parent_ref]
+    parents = _ids(conn, ctx, campaigns, [r.parent_ref for r in children])
+    own = _ids(conn, ctx, campaigns, [r.source_id for r in records])
+    conn.execute(
+        update(campaigns)
+        .where(campaigns.c.id == bindparam("row_id"))
+        .values(parent_id=bindparam("parent")),
+        [
+            {"row_id": own[r.source_id], "parent": parents.get(r.parent_ref or "")}
+            for r in records
+            if r.source_id in own
+        ],
+    )
+    return WriteResult(written=len(rows))
+
+
+def write_leads(conn: Connection, ctx: WriteContext, records: Sequence[LeadRecord]) -> WriteResult:
+    """Leads; a converted one names the account, contact and deal it became."""
+    owners = _people_by_sfid(conn, ctx, [r.owner_ref for r in records])
+    account_ids = _ids(conn, ctx, accounts, [r.converted_account_ref for r in records])
+    contacts = _people_by_sfid(conn, ctx, [r.converted_contact_ref for r in records])
+    deals = _ids(conn, ctx, opportunities, [r.converted_opportunity_ref for r in records])
+    rows = []
+    for r in records:
+        row = _columns_of(r, leads)
+        row.update(
+            email=normalise_email(r.email),
+            owner_id=owners.get(r.owner_ref),
+            converted_account_id=account_ids.get(r.converted_account_ref),
+            converted_person_id=contacts.get(r.converted_contact_ref),
+            converted_opportunity_id=deals.get(r.converted_opportunity_ref),
+        )
+        rows.append(row)
+    upsert(
+        conn,
+        leads,
+        rows,
+        ["source", "source_id"],
+        synced_columns("leads", [k for k in rows[0] if k not in ("source", "source_id")]),
     )
     return WriteResult(written=len(rows))
 
@@ -537,33 +580,31 @@ def write_changes(
 def write_campaign_members(
     conn: Connection, ctx: WriteContext, records: Sequence[CampaignMemberRecord]
 ) -> WriteResult:
+    """Contacts and leads in campaigns; one of an unknown campaign, contact or lead is
+    skipped (it comes with the next sync that brings what it refers to)."""
     result = WriteResult()
     campaign_ids = _ids(conn, ctx, campaigns, [r.campaign_ref for r in records])
-    person_ids = _people_by_sfid(conn, ctx, [r.person_ref for r in records])
+    person_ids = _people_by_sfid(conn, ctx, [r.contact_ref for r in records])
+    lead_ids = _ids(conn, ctx, leads, [r.lead_ref for r in records])
     rows = []
     for r in records:
-        campaign, person = campaign_ids.get(r.campaign_ref), person_ids.get(r.person_ref)
-        if not campaign or not person:
+        campaign = campaign_ids.get(r.campaign_ref)
+        person, lead = person_ids.get(r.contact_ref), lead_ids.get(r.lead_ref)
+        if not campaign or not (person or lead):
             result.skip(
-                "campaign member of an unknown campaign or person", f"{r.source} {r.source_id}"
+                "campaign member of an unknown campaign, contact or lead",
+                f"{r.source} {r.source_id}",
             )
             continue
-        rows.append(
-            {
-                "campaign_id": campaign,
-                "person_id": person,
-                "status": r.status,
-                "source": r.source,
-                "source_id": r.source_id,
-                "is_deleted": r.is_deleted,
-            }
-        )
+        row = _columns_of(r, campaign_members)
+        row.update(campaign_id=campaign, person_id=person, lead_id=lead)
+        rows.append(row)
     upsert(
         conn,
         campaign_members,
         rows,
         ["source", "source_id"],
-        ["campaign_id", "person_id", "status", "is_deleted"],
+        [k for k in rows[0] if k not in ("source", "source_id")] if rows else [],
     )
     result.written = len(rows)
     return result
@@ -579,6 +620,7 @@ DELETABLE = {
     "OpportunityContactRole": (opportunity_people, "source_id"),
     "Campaign": (campaigns, "source_id"),
     "CampaignMember": (campaign_members, "source_id"),
+    "Lead": (leads, "source_id"),
     "Task": (activity_sources, "source_id"),
     "Event": (activity_sources, "source_id"),
 }
@@ -977,6 +1019,7 @@ __all__ = [
     "write_activities",
     "write_campaign_members",
     "write_campaigns",
+    "write_leads",
     "write_changes",
     "write_deletions",
     "write_members",

@@ -38,6 +38,10 @@ Format (see ``default_workflow.toml`` in this package for a complete one)::
     [follow_ons]
     "Up-sell" = "Up-sell discovery"
 
+    [processes."Webinar follow-up"]   # optional: more processes, each with its entries
+    new_account = "Webinar lead"      # (a campaign names the process its deals run)
+    existing_account = "Webinar lead"
+
     [[lifecycle.contact]]            # optional: the defaults apply without [lifecycle]
     name = "Engaged"
     category = "in progress"
@@ -70,6 +74,7 @@ from ..db.schema import (
     lifecycle_rules,
     lifecycle_stages,
     opportunities,
+    process_entries,
     stage_arrivals,
     stages,
     steps,
@@ -317,6 +322,27 @@ def parse_definition(text: str, known_stages: dict[str, str] | None = None) -> D
         for kind in set(entries) - set(ENTRY_KINDS):
             problems.append(f"entry {kind!r}: unknown (use new_account and existing_account)")
 
+    processes = data.get("processes") or {}
+    if not isinstance(processes, dict):
+        problems.append('processes: must be tables of [processes."Name"] entries')
+        processes = {}
+    for name, process in processes.items():
+        where = f"process {name!r}"
+        if not isinstance(process, dict) or not any(_text(process, k) for k in ENTRY_KINDS):
+            problems.append(f"{where}: set new_account = STEP and existing_account = STEP")
+            continue
+        first = _text(process, "new_account") or _text(process, "existing_account")
+        definition.processes[name] = {}
+        for kind in ENTRY_KINDS:
+            step = _text(process, kind) or first
+            if step not in step_names:
+                problems.append(f"{where}: entry {kind}: missing step {step!r}")
+            definition.processes[name][kind] = step
+        for kind in set(process) - set(ENTRY_KINDS):
+            problems.append(
+                f"{where}: entry {kind!r}: unknown (use new_account and existing_account)"
+            )
+
     follow = data.get("follow_ons") or {}
     if not isinstance(follow, dict):
         problems.append("follow_ons: must be a table of name = step")
@@ -373,6 +399,7 @@ def _graph_problems(definition: Definition, statuses: dict[str, str]) -> list[st
     starts = [
         s
         for s in [*definition.entries.values(), *definition.follow_ons.values(),
+                  *(step for p in definition.processes.values() for step in p.values()),
                   *(stage.arrive_at for stage in definition.stages if stage.arrive_at)]
         if s in names
     ]  # fmt: skip
@@ -430,6 +457,7 @@ def save(conn: Connection, definition: Definition) -> None:
 
     conn.execute(delete(transitions))
     conn.execute(delete(workflow_entries))
+    conn.execute(delete(process_entries))
     conn.execute(delete(follow_ons))
     step_ids = dict(conn.execute(select(steps.c.name, steps.c.id)).all())
     for i, step in enumerate(definition.steps, start=1):
@@ -468,6 +496,11 @@ def save(conn: Connection, definition: Definition) -> None:
         )
     for kind, step in definition.entries.items():
         conn.execute(insert(workflow_entries).values(kind=kind, step_id=step_ids[step]))
+    for name, entries in definition.processes.items():
+        for kind, step in entries.items():
+            conn.execute(
+                insert(process_entries).values(process=name, kind=kind, step_id=step_ids[step])
+            )
     for name, step in definition.follow_ons.items():
         conn.execute(insert(follow_ons).values(name=name, step_id=step_ids[step]))
     conn.execute(delete(stage_arrivals))
@@ -542,6 +575,12 @@ def load(conn: Connection) -> Definition:
     for kind, step_id in conn.execute(select(workflow_entries.c.kind, workflow_entries.c.step_id)):
         definition.entries[kind] = names.get(step_id, "")
     definition.entries = {k: definition.entries[k] for k in ENTRY_KINDS if k in definition.entries}
+    for name, kind, step_id in conn.execute(
+        select(
+            process_entries.c.process, process_entries.c.kind, process_entries.c.step_id
+        ).order_by(process_entries.c.process, process_entries.c.kind.desc())
+    ):
+        definition.processes.setdefault(name, {})[kind] = names.get(step_id, "")
     for name, step_id in conn.execute(
         select(follow_ons.c.name, follow_ons.c.step_id).order_by(follow_ons.c.id)
     ):
@@ -601,6 +640,8 @@ def export_text(definition: Definition) -> str:
                 "channel": c.channel, "to": c.to, "subject": c.subject, "body": c.body, "html": c.html,
             })  # fmt: skip
     out += _table("[entries]", dict(definition.entries))
+    for name, entries in definition.processes.items():
+        out += _table(f"[processes.{json.dumps(name, ensure_ascii=False)}]", dict(entries))
     out += _table(
         "[follow_ons]",
         {json.dumps(k, ensure_ascii=False): v for k, v in definition.follow_ons.items()},

@@ -34,6 +34,7 @@ from sqlalchemy import Connection, and_, func, insert, select, update
 from ..db.engine import write_transaction
 from ..db.schema import (
     accounts,
+    campaigns,
     follow_ons,
     links,
     opportunities,
@@ -44,7 +45,6 @@ from ..db.schema import (
     stages,
     steps,
     transitions,
-    workflow_entries,
 )
 from ..funnel import place_deals, renumber
 from ..history import record_history
@@ -62,6 +62,7 @@ from .model import (
     TriggerFailed,
     WorkflowError,
 )
+from .processes import entry_step_id
 from .triggers import TriggerContext, get_trigger, json_safe
 
 if TYPE_CHECKING:
@@ -298,7 +299,8 @@ class Workflow:
 
     def create(
         self, name: str, *, account: Any = None, owner: str | None = None,
-        private: bool = False, by: str | None = None, **values: Any,
+        private: bool = False, by: str | None = None, process: str | None = None,
+        campaign: Any = None, contacts: Any = None, **values: Any,
     ) -> int:  # fmt: skip
         """A new opportunity at the entry step for a new or an existing account; its id.
 
@@ -309,29 +311,60 @@ class Workflow:
         a private deal the user may not see cannot show through. ``owner`` (an email)
         defaults to the scope's user; other keywords are attributes (amount, close_date, ...).
 
+        ``process`` names the process the deal runs (its entry steps; default: the
+        campaign's process, else the default one); ``campaign`` stamps the deal with a
+        campaign; ``contacts`` (emails or ids) become its members.
+
         >>> kit.workflow.create("Acme pilot", account="acme-robotics.example", amount=50_000)
         """
         account_id = self.scope.account_ids(account)[0] if account is not None else None
         owner_id = self.scope.acting_person_id(owner)
         by_id = self.scope.acting_person_id(by)
+        campaign_id = self.scope.campaign_ids(campaign)[0] if campaign is not None else None
+        member_ids = self.scope.person_ids(contacts) if contacts is not None else []
         with write_transaction(self.engine) as conn:
-            # known to oppkit: the account's row, not its deals (so no deal, private or
-            # not, has any say)
-            existing = account_id is not None and conn.scalar(
-                select(accounts.c.id).where(
-                    accounts.c.id == account_id, accounts.c.is_deleted.is_(False)
-                )
-            )
-            kind = "existing_account" if existing else "new_account"
-            step_id = conn.scalar(
-                select(workflow_entries.c.step_id).where(workflow_entries.c.kind == kind)
-            )
-            if step_id is None:
-                raise WorkflowError("no workflow loaded: run `oppkit workflow load FILE` first")
-            return self._insert(
-                conn, name=name, step_id=step_id, by_id=by_id, values=values,
-                account_id=account_id, owner_id=owner_id, is_private=private,
+            return self.create_in(
+                conn, name, account_id=account_id, owner_id=owner_id, by_id=by_id,
+                private=private, process=process, campaign_id=campaign_id,
+                member_ids=member_ids, values=values,
             )  # fmt: skip
+
+    def create_in(
+        self, conn: Connection, name: str, *, account_id: int | None, owner_id: int | None,
+        by_id: int | None, private: bool = False, process: str | None = None,
+        campaign_id: int | None = None, member_ids: list[int] = (),  # type: ignore[assignment]
+        values: dict[str, Any] | None = None,
+    ) -> int:  # fmt: skip
+        """:meth:`create` inside the caller's transaction, with everything resolved to ids
+        (for features that create a deal together with other rows, e.g. accepting a lead)."""
+        # known to oppkit: the account's row, not its deals (so no deal, private or
+        # not, has any say)
+        existing = account_id is not None and conn.scalar(
+            select(accounts.c.id).where(
+                accounts.c.id == account_id, accounts.c.is_deleted.is_(False)
+            )
+        )
+        kind = "existing_account" if existing else "new_account"
+        if process is None and campaign_id is not None:
+            process = conn.scalar(select(campaigns.c.process).where(campaigns.c.id == campaign_id))
+        step_id = entry_step_id(conn, process, kind)
+        opportunity_id = self._insert(
+            conn, name=name, step_id=step_id, by_id=by_id, values=values or {},
+            account_id=account_id, owner_id=owner_id, is_private=private,
+            process=process, campaign_id=campaign_id,
+        )  # fmt: skip
+        for person_id in dict.fromkeys(member_ids):
+            conn.execute(
+                insert(opportunity_people).values(
+                    opportunity_id=opportunity_id,
+                    person_id=person_id,
+                    kind="member",
+                    role="contact",
+                    source=SOURCE,
+                    source_id=f"member:{uuid.uuid4().hex}",
+                )  # fmt: skip
+            )
+        return opportunity_id
 
     def transition(
         self, opportunity: Any, name: str, *, by: str | None = None, deliver: bool = True,

@@ -140,6 +140,8 @@ class Definition:
     steps: list[Step] = field(default_factory=list)
     transitions: list[Transition] = field(default_factory=list)
     entries: dict[str, str] = field(default_factory=dict)  # new_account / existing_account
+    # named processes beside the default one: name -> {new_account: step, existing_account: step}
+    processes: dict[str, dict[str, str]] = field(default_factory=dict)
     follow_ons: dict[str, str] = field(default_factory=dict)  # name -> step
     lifecycle_stages: list[LifecycleStage] = field(default_factory=list)
     lifecycle_rules: list[LifecycleRule] = field(default_factory=list)

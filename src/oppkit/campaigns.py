@@ -1,0 +1,360 @@
+"""Campaigns in a notebook: read them, stamp deals with them, add contacts to them.
+
+Why: where deals come from and which campaigns pay is the question marketing and sales
+share. ``kit.campaigns`` reads campaigns as frames and makes the few writes a person
+does on them, with the ownership rules of write-back (:mod:`oppkit.writeback`):
+
+- *assign*: a deal's campaign. On a deal oppkit created it changes at once. On a
+  Salesforce deal it is Salesforce's field (CampaignId): with write-back on the change is
+  queued and pushed by the agent; with it off the whole assignment is refused, saying
+  where to make it. A Salesforce deal takes only a campaign Salesforce knows.
+- *marketing options* (:meth:`Campaigns.add_contacts`): contacts join a campaign and each
+  gets a deal in the campaign's process; running it again adds and creates nothing new.
+- *campaign activities*: internal work for our people on an account (assigned,
+  unassigned, in progress, completed, cancelled) and the messages a campaign sent.
+
+Example::
+
+    kit.campaigns()                                     # every campaign, with counts
+    kit.campaigns.assign(kit.opportunities(stage="Prospecting"), "Spring webinar")
+    kit.campaigns.add_contacts(kit.people(account="acme-robotics.example"), "Spring webinar")
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, insert, select, update
+
+from . import frames
+from .db.engine import write_transaction
+from .db.schema import accounts, activities, campaign_members, campaigns, opportunities, people
+from .errors import OppkitError
+from .frames.campaigns import INTERNAL_STATUSES
+from .scope import ScopeLike, refs_of, scope_of
+from .writeback import SALESFORCE, WriteBackOff, owned_by_salesforce, queue_changes, refusal
+
+SOURCE = "oppkit"
+MEMBER_STATUS = "Added"  # the member status of a contact added in oppkit
+
+
+@dataclass
+class Assignment:
+    """What :meth:`Campaigns.assign` did: deals changed at once, changes queued for
+    Salesforce (their ids in ``kit.changes()``), deals already in the campaign."""
+
+    campaign_id: int
+    assigned: list[int] = field(default_factory=list)
+    queued: list[int] = field(default_factory=list)
+    unchanged: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Added:
+    """What :meth:`Campaigns.add_contacts` did: members added, deals created (ids), and
+    contacts already in the campaign (or already with a deal of it)."""
+
+    campaign_id: int
+    members: list[int] = field(default_factory=list)
+    opportunities: list[int] = field(default_factory=list)
+    already: list[int] = field(default_factory=list)
+
+
+class Campaigns:
+    """``kit.campaigns``: call it for the campaigns frame; methods act on campaigns."""
+
+    def __init__(self, scope: ScopeLike) -> None:
+        self.scope = scope_of(scope)
+
+    def __call__(self, **filters: Any) -> pd.DataFrame:
+        """The campaigns frame (:func:`oppkit.frames.campaigns.campaigns`)."""
+        return frames.campaigns(self.scope, **filters)
+
+    def members(self, campaign: Any = None, **filters: Any) -> pd.DataFrame:
+        """The members frame (:func:`oppkit.frames.campaigns.campaign_members`)."""
+        return frames.campaign_members(self.scope, campaign, **filters)
+
+    def campaign_id(self, campaign: Any) -> int:
+        """Exactly one campaign, by id, Salesforce id or name."""
+        ids = list(dict.fromkeys(self.scope.campaign_ids(campaign)))
+        if len(ids) != 1:
+            raise OppkitError(f"{len(ids)} campaigns match {campaign!r}; use the id")
+        return ids[0]
+
+    # --- local campaigns -------------------------------------------------------------
+
+    def create(
+        self, name: str, *, campaign_type: str | None = None, status: str = "Planned",
+        start_date: date | str | None = None, end_date: date | str | None = None,
+        budgeted_cost: float | None = None, actual_cost: float | None = None,
+        expected_revenue: float | None = None, parent: Any = None, process: str | None = None,
+    ) -> int:  # fmt: skip
+        """A campaign kept in oppkit (for a team without Salesforce, or work it does not
+        track there); its id.
+
+        >>> kit.campaigns.create("Spring webinar", campaign_type="Webinar", actual_cost=4_000)
+        """
+        if not name or not name.strip():
+            raise OppkitError("a campaign needs a name")
+        parent_id = self.campaign_id(parent) if parent is not None else None
+        with write_transaction(self.scope.engine) as conn:
+            if process is not None:
+                _check_process(conn, process)
+            return conn.execute(
+                insert(campaigns)
+                .values(
+                    name=name.strip(),
+                    campaign_type=campaign_type,
+                    status=status,
+                    start_date=_day(start_date),
+                    end_date=_day(end_date),
+                    budgeted_cost=budgeted_cost,
+                    actual_cost=actual_cost,
+                    expected_revenue=expected_revenue,
+                    parent_id=parent_id,
+                    is_active=True,
+                    process=process,
+                    source=SOURCE,
+                    source_id=f"campaign:{uuid.uuid4().hex}",
+                )  # fmt: skip
+                .returning(campaigns.c.id)
+            ).scalar_one()
+
+    def set_process(self, campaign: Any, process: str | None) -> None:
+        """The process (a named workflow process, None: the default) the campaign's new
+        deals run. It is oppkit's, so a Salesforce campaign takes one too.
+
+        >>> kit.campaigns.set_process("Spring webinar", "Webinar follow-up")
+        """
+        campaign_id = self.campaign_id(campaign)
+        with write_transaction(self.scope.engine) as conn:
+            if process is not None:
+                _check_process(conn, process)
+            conn.execute(
+                update(campaigns).where(campaigns.c.id == campaign_id).values(process=process)
+            )
+
+    # --- stamping deals ---------------------------------------------------------------
+
+    def assign(self, deals: Any, campaign: Any, *, by: str | None = None) -> Assignment:
+        """Stamp one deal or many with ``campaign`` (None: no campaign).
+
+        ``deals`` are ids, names or a frame of deals (its ``id`` column). All or nothing:
+        a Salesforce deal whose campaign cannot change (write-back off, or a campaign
+        Salesforce does not know) refuses the whole call with a message naming it.
+
+        >>> kit.campaigns.assign(["Acme pilot", 42], "Spring webinar")
+        """
+        ids = list(dict.fromkeys(self.scope.opportunity_ids(refs_of(deals))))
+        campaign_id = self.campaign_id(campaign) if campaign is not None else None
+        by_id = self.scope.acting_person_id(by)
+        result = Assignment(campaign_id)
+        with write_transaction(self.scope.engine) as conn:
+            target = None
+            if campaign_id is not None:
+                target = conn.execute(
+                    select(campaigns.c.name, campaigns.c.source).where(campaigns.c.id == campaign_id)
+                ).one()  # fmt: skip
+            rows = conn.execute(
+                select(opportunities).where(opportunities.c.id.in_(ids)).order_by(opportunities.c.id)
+            ).mappings().all()  # fmt: skip
+            refused = [r["name"] for r in rows
+                       if owned_by_salesforce(r) and r["campaign_id"] != campaign_id
+                       and target is not None and target.source != SALESFORCE]  # fmt: skip
+            if refused:
+                raise OppkitError(
+                    f"{target.name!r} is a campaign of oppkit only; Salesforce deals take "
+                    f"Salesforce campaigns: {', '.join(repr(n) for n in refused)}"
+                )
+            for row in rows:
+                if row["campaign_id"] == campaign_id:
+                    result.unchanged.append(row["id"])
+                elif owned_by_salesforce(row):
+                    result.queued += _queue(conn, row, campaign_id, by_id)
+                else:
+                    conn.execute(
+                        update(opportunities)
+                        .where(opportunities.c.id == row["id"])
+                        .values(campaign_id=campaign_id, updated_at=datetime.now(UTC))
+                    )
+                    result.assigned.append(row["id"])
+        return result
+
+    # --- marketing options ------------------------------------------------------------
+
+    def add_contacts(
+        self, contacts: Any, campaign: Any, *, create_deals: bool = True,
+        owner: str | None = None, status: str = MEMBER_STATUS,
+    ) -> Added:  # fmt: skip
+        """Add contacts (emails, ids, or a people frame) to a campaign and, unless
+        ``create_deals=False``, give each a deal in the campaign's process (its entry step
+        for an existing account). Idempotent: a contact already a member is not added
+        again, and one with a deal of the campaign on that account gets no second deal.
+
+        >>> kit.campaigns.add_contacts(kit.people(account="acme-robotics.example"), "Spring webinar")
+        """
+        campaign_id = self.campaign_id(campaign)
+        person_ids = list(dict.fromkeys(self.scope.person_ids(refs_of(contacts))))
+        result = Added(campaign_id)
+        with write_transaction(self.scope.engine) as conn:
+            camp = conn.execute(select(campaigns).where(campaigns.c.id == campaign_id)).one()
+            members = set(
+                conn.scalars(
+                    select(campaign_members.c.person_id).where(
+                        campaign_members.c.campaign_id == campaign_id,
+                        campaign_members.c.is_deleted.is_(False),
+                    )
+                )
+            )
+            for person_id in person_ids:
+                if person_id in members:
+                    result.already.append(person_id)
+                    continue
+                result.members.append(
+                    conn.execute(
+                        insert(campaign_members)
+                        .values(
+                            campaign_id=campaign_id,
+                            person_id=person_id,
+                            status=status,
+                            source=SOURCE,
+                            source_id=f"member:{campaign_id}:{person_id}",
+                        )  # fmt: skip
+                        .returning(campaign_members.c.id)
+                    ).scalar_one()
+                )
+        if create_deals:
+            result.opportunities = self._deals_for(camp, person_ids, owner)
+        return result
+
+    def _deals_for(self, camp: Any, person_ids: list[int], owner: str | None) -> list[int]:
+        """A deal in the campaign's process per contact's account without one of it yet."""
+        from .workflow.engine import Workflow
+
+        with self.scope.engine.connect() as conn:
+            who = conn.execute(
+                select(people.c.id, people.c.name, people.c.email, people.c.account_id,
+                       accounts.c.name.label("account"))
+                .outerjoin(accounts, accounts.c.id == people.c.account_id)
+                .where(people.c.id.in_(person_ids), people.c.is_internal.is_(False))
+            ).all()  # fmt: skip
+            taken = set(
+                conn.scalars(
+                    select(opportunities.c.account_id).where(
+                        opportunities.c.campaign_id == camp.id,
+                        opportunities.c.is_deleted.is_(False),
+                    )
+                )
+            )
+        workflow, created = Workflow(self.scope), []
+        for person in sorted(who, key=lambda p: p.id):
+            if person.account_id is None or person.account_id in taken:
+                continue
+            taken.add(person.account_id)
+            created.append(
+                workflow.create(
+                    f"{person.account or person.email} — {camp.name}",
+                    account=person.account_id,
+                    owner=owner,
+                    process=camp.process,
+                    campaign_id=camp.id,
+                    contacts=[person.id],
+                )  # fmt: skip
+            )
+        return created
+
+    # --- campaign activities ----------------------------------------------------------
+
+    def activities(self, **filters: Any) -> pd.DataFrame:
+        """Campaign activities (:func:`oppkit.frames.campaigns.campaign_activities`)."""
+        return frames.campaign_activities(self.scope, **filters)
+
+    def plan_activity(
+        self, campaign: Any, account: Any, subject: str, *, assigned_to: str | None = None,
+        due: datetime | str | None = None,
+    ) -> int:  # fmt: skip
+        """Internal work on an account for a campaign: assigned when it has someone to do
+        it, else unassigned; on the account's timeline as a planned task. Its id.
+
+        >>> kit.campaigns.plan_activity("Spring webinar", "acme-robotics.example",
+        ...                             "Invite the data team", assigned_to="ava.patel@northwind.example")
+        """
+        campaign_id = self.campaign_id(campaign)
+        account_id = self.scope.account_ids(account)[0]
+        owner_id = self.scope.person_ids(assigned_to)[0] if assigned_to else None
+        when = pd.Timestamp(due or datetime.now(UTC))
+        when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+        with write_transaction(self.scope.engine) as conn:
+            return conn.execute(
+                insert(activities)
+                .values(
+                    kind="task",
+                    subject=subject,
+                    occurred_at=when.to_pydatetime(),
+                    account_id=account_id,
+                    owner_id=owner_id,
+                    campaign_id=campaign_id,
+                    is_planned=True,
+                    status="assigned" if owner_id else "unassigned",
+                    direction="internal",
+                    source=SOURCE,
+                    source_id=f"campaign-task:{uuid.uuid4().hex}",
+                )  # fmt: skip
+                .returning(activities.c.id)
+            ).scalar_one()
+
+    def set_activity_status(
+        self, activity_id: int, status: str, *, assigned_to: str | None = None
+    ) -> None:
+        """Move an internal campaign activity: assigned, unassigned, in progress,
+        completed or cancelled (``assigned_to`` sets who does it).
+
+        >>> kit.campaigns.set_activity_status(812, "completed")
+        """
+        status = status.strip().lower()
+        if status not in INTERNAL_STATUSES:
+            raise OppkitError(f"status must be one of {', '.join(INTERNAL_STATUSES)}")
+        values: dict[str, Any] = {"status": status, "is_planned": status not in
+                                  ("completed", "cancelled")}  # fmt: skip
+        if assigned_to is not None:
+            values["owner_id"] = self.scope.person_ids(assigned_to)[0]
+        with write_transaction(self.scope.engine) as conn:
+            found = conn.execute(
+                update(activities)
+                .where(
+                    activities.c.id == activity_id,
+                    activities.c.campaign_id.is_not(None),
+                    activities.c.kind == "task",
+                    activities.c.source == SOURCE,
+                )
+                .values(**values)
+            ).rowcount
+        if not found:
+            raise OppkitError(f"no internal campaign activity {activity_id} made in oppkit")
+
+
+def _queue(conn: Connection, row: Any, campaign_id: int | None, by_id: int | None) -> list[int]:
+    try:
+        return queue_changes(conn, row, {"campaign_id": campaign_id}, origin="edit", by_id=by_id)
+    except WriteBackOff:
+        raise refusal(row["name"], ["campaign"]) from None
+
+
+def _check_process(conn: Connection, process: str) -> None:
+    from .workflow.processes import process_names
+
+    known = process_names(conn)
+    if process not in known:
+        raise OppkitError(
+            f"no process {process!r}; processes: {', '.join(sorted(known)) or 'none loaded'}"
+        )
+
+
+def _day(value: date | str | None) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value).strip())
