@@ -138,7 +138,7 @@ class Leads:
                 select(leads).where(leads.c.id == lead_id).with_for_update()
             ).mappings().one()  # fmt: skip
             _check_acceptable(row)
-            account_id, person_id = _account_and_contact(conn, row)
+            account_id, person_id, made = _account_and_contact(conn, row)
             campaign_id, campaign_name, campaign_process = _campaign_of(conn, lead_id)
             process = process or campaign_process
             deal_name = name or f"{row['company'] or row['name']} — {campaign_name or 'lead'}"
@@ -146,7 +146,7 @@ class Leads:
                 conn, deal_name, account_id=account_id,
                 owner_id=owner_id or row["owner_id"], by_id=by_id, process=process,
                 campaign_id=campaign_id, member_ids=[person_id] if person_id else [],
-                values={"lead_source": row["lead_source"], **values},
+                values={"lead_source": row["lead_source"], **values}, new_account=made,
             )  # fmt: skip
             conn.execute(
                 update(leads)
@@ -174,11 +174,23 @@ def _check_acceptable(row: Any) -> None:
         )
 
 
-def _account_and_contact(conn: Connection, row: Any) -> tuple[int, int | None]:
-    """The lead's account and contact, made where oppkit does not know them yet."""
+def _account_and_contact(conn: Connection, row: Any) -> tuple[int, int | None, bool]:
+    """The lead's account and contact, made where oppkit does not know them yet; and
+    whether the account is new (the deal then enters as a new account's)."""
     person_id = account_id = None
     email = row["email"]
+    known = set()
     if email:
+        known = set(
+            conn.scalars(select(accounts.c.id).where(accounts.c.domain == domain_of(email)))
+        )
+        known |= set(
+            conn.scalars(
+                select(people.c.account_id).where(
+                    people.c.email == email, people.c.account_id.is_not(None)
+                )
+            )
+        )
         resolver = Resolver(DomainRules(load_settings().internal_domains))
         ref = resolver.people_for_emails(conn, {email: row["name"]})[email]
         if ref.is_internal:
@@ -215,7 +227,7 @@ def _account_and_contact(conn: Connection, row: Any) -> tuple[int, int | None]:
             conn.execute(
                 update(people).where(people.c.id == person_id).values(account_id=account_id)
             )
-    return account_id, person_id
+    return account_id, person_id, account_id not in known
 
 
 def _campaign_of(conn: Connection, lead_id: int) -> tuple[int | None, str | None, str | None]:

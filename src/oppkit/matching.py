@@ -386,7 +386,11 @@ def rematch(
     matcher.invalidate()
     rematchable = or_(
         activities.c.opportunity_link == MATCHED_LINK,
-        and_(activities.c.opportunity_link.is_(None), activities.c.opportunity_id.is_(None)),
+        and_(
+            activities.c.opportunity_link.is_(None),
+            activities.c.opportunity_id.is_(None),
+            activities.c.campaign_id.is_(None),  # campaign work stays on the account
+        ),
     )
     found: dict[int, Any] = {}
     columns = (
@@ -493,6 +497,7 @@ def possible_deals(conn: Connection, activity_ids: Iterable[int]) -> dict[int, l
             ).where(
                 activities.c.id.in_(part), activities.c.opportunity_id.is_(None),
                 activities.c.opportunity_link.is_(None), activities.c.account_id.is_not(None),
+                activities.c.campaign_id.is_(None),
             )
         ):  # fmt: skip
             wanted[row.id] = row

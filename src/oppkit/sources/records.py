@@ -60,6 +60,7 @@ class ActivityRecord:
     # upstream references (Salesforce ids), resolved by the runner
     account_ref: str | None = None
     opportunity_ref: str | None = None
+    campaign_ref: str | None = None  # a campaign activity (a Task about a Campaign)
     person_refs: list[str] = field(default_factory=list)
     owner_ref: str | None = None
     is_deleted: bool = False

@@ -40,6 +40,13 @@ log = logging.getLogger(__name__)
 SOURCE = "salesforce"
 OPPORTUNITY_PREFIX = "006"  # Salesforce key prefixes of WhatId targets
 ACCOUNT_PREFIX = "001"
+CAMPAIGN_PREFIX = "701"
+# A task about a campaign (WhatId a Campaign) is an internal campaign activity; its
+# Salesforce status as oppkit's campaign activity status (oppkit.frames.campaigns)
+CAMPAIGN_TASK_STATUS = {
+    "not started": "assigned", "in progress": "in progress", "completed": "completed",
+    "waiting on someone else": "in progress", "deferred": "cancelled",
+}  # fmt: skip
 
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
@@ -367,6 +374,10 @@ def _task(row: SalesforceRow) -> ActivityRecord:
         raise Unusable("no CompletedDateTime, ActivityDate or CreatedDate")
     seconds = row.as_float("CallDurationInSeconds")
     done = row.as_bool("IsClosed") or row.text("Status") == "Completed"
+    refs = _activity_refs(row)
+    status = row.text("Status")
+    if refs["campaign_ref"] and kind == "task" and status:
+        status = CAMPAIGN_TASK_STATUS.get(status.lower(), status.lower())
     return ActivityRecord(
         source=SOURCE,
         source_id=source_id,
@@ -376,9 +387,9 @@ def _task(row: SalesforceRow) -> ActivityRecord:
         snippet=make_snippet(row.text("Description")),
         duration_minutes=None if seconds is None else seconds / 60,
         is_planned=not done,
-        status=row.text("Status"),
+        status=status,
         is_deleted=row.as_bool("IsDeleted"),
-        **_activity_refs(row),
+        **refs,
     )
 
 
@@ -428,6 +439,7 @@ def _activity_refs(row: SalesforceRow) -> dict[str, Any]:
     return {
         "opportunity_ref": what if what.startswith(OPPORTUNITY_PREFIX) else None,
         "account_ref": row.text("AccountId") or (what if what.startswith(ACCOUNT_PREFIX) else None),
+        "campaign_ref": what if what.startswith(CAMPAIGN_PREFIX) else None,
         "person_refs": [who] if who else [],
         "owner_ref": row.text("OwnerId"),
     }

@@ -704,7 +704,7 @@ def _account_of(senders: list, others: list) -> int | None:  # noqa: ANN001
 # account only where Salesforce left them empty. Participants of both are kept.
 # Salesforce owns these of an activity both sides report; opportunity_link says whose the
 # deal link is (its WhatId: source; else what matching found), so it goes with the link
-CRM_COLUMNS = ("account_id", "opportunity_id", "opportunity_link", "owner_id")
+CRM_COLUMNS = ("account_id", "opportunity_id", "opportunity_link", "owner_id", "campaign_id")
 
 
 def _partners_exist(conn: Connection, ctx: WriteContext, sources: set[str]) -> bool:
@@ -889,6 +889,7 @@ def write_activities(
     sf = [r for r in records if r.source == SALESFORCE]
     opp_ids = _ids(conn, ctx, opportunities, [r.opportunity_ref for r in sf])
     sf_accounts = _ids(conn, ctx, accounts, [r.account_ref for r in sf])
+    sf_campaigns = _ids(conn, ctx, campaigns, [r.campaign_ref for r in sf])
     sf_people = _people_by_sfid(conn, ctx, [x for r in sf for x in (*r.person_refs, r.owner_ref)])
     sf_people_info: dict[int, tuple] | None = None  # read once, if a record lacks its account
 
@@ -927,7 +928,10 @@ def write_activities(
     )
     for r, (takes_part, senders, others, owner_id, account_id) in zip(records, parts, strict=True):
         opportunity_id, link = opp_ids.get(r.opportunity_ref), SOURCE_LINK
-        if opportunity_id is None:
+        campaign_id = sf_campaigns.get(r.campaign_ref) if r.campaign_ref else None
+        if opportunity_id is None and campaign_id is not None:
+            link = None  # work for a campaign on the account: never matched to a deal
+        elif opportunity_id is None:
             opportunity_id = ctx.matcher.match(
                 conn, account_id, r.occurred_at, [pid for pid, _, _ in takes_part], r.subject
             )
@@ -957,6 +961,7 @@ def write_activities(
                 "account_id": account_id,
                 "opportunity_id": opportunity_id,
                 "opportunity_link": link,
+                "campaign_id": campaign_id,
                 "sender_id": senders[0].id if senders else owner_id,
                 "owner_id": owner_id,
                 "location": r.location,

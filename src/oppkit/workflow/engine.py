@@ -333,15 +333,20 @@ class Workflow:
         self, conn: Connection, name: str, *, account_id: int | None, owner_id: int | None,
         by_id: int | None, private: bool = False, process: str | None = None,
         campaign_id: int | None = None, member_ids: list[int] = (),  # type: ignore[assignment]
-        values: dict[str, Any] | None = None,
+        values: dict[str, Any] | None = None, new_account: bool = False,
     ) -> int:  # fmt: skip
         """:meth:`create` inside the caller's transaction, with everything resolved to ids
-        (for features that create a deal together with other rows, e.g. accepting a lead)."""
+        (for features that create a deal together with other rows, e.g. accepting a lead;
+        ``new_account=True`` when the caller made the account in this transaction)."""
         # known to oppkit: the account's row, not its deals (so no deal, private or
         # not, has any say)
-        existing = account_id is not None and conn.scalar(
-            select(accounts.c.id).where(
-                accounts.c.id == account_id, accounts.c.is_deleted.is_(False)
+        existing = (
+            account_id is not None
+            and not new_account
+            and conn.scalar(
+                select(accounts.c.id).where(
+                    accounts.c.id == account_id, accounts.c.is_deleted.is_(False)
+                )
             )
         )
         kind = "existing_account" if existing else "new_account"

@@ -1,0 +1,244 @@
+"""Campaigns and leads: synced from Salesforce (the real client against the wire-level fake
+org), read as frames, deals stamped with campaigns (write-back on and off), leads accepted
+into the campaign's process, contacts added to campaigns twice without duplicates.
+SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+import oppkit
+from oppkit.errors import OppkitError
+from oppkit.writeback import WriteBackOff
+from tests.fakes.salesforce import FakeOrg
+from tests.support import small_org
+from tests.support import sync_fake_salesforce as sync
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+AVA = "ava.patel@northwind.example"
+WEBINAR_PROCESS = """
+[processes."Webinar follow-up"]
+new_account = "New lead"
+existing_account = "New lead"
+"""
+
+pytestmark = pytest.mark.usefixtures("sf_fast_retries")
+
+
+@pytest.fixture
+def org() -> FakeOrg:
+    org = small_org(T0)
+    acme = org.ids["acme"]
+    bob = org.add("Contact", AccountId=acme, FirstName="Bob", LastName="Smith",
+                  Email="bob.smith@acme-robotics.example")  # fmt: skip
+    summit = org.add("Campaign", Name="Data Summit", Type="Conference", Status="Completed",
+                     StartDate="2026-09-01", EndDate="2026-09-02", BudgetedCost=50000,
+                     ActualCost=42000, ExpectedRevenue=300000, IsActive=False)  # fmt: skip
+    webinar = org.add("Campaign", Name="Spring <b>Webinar</b>", Type="Webinar",
+                      Status="In Progress", ParentId=summit, IsActive=True)  # fmt: skip
+    nora = org.add("Lead", FirstName="Nora", LastName="Lindqvist", Company="Soylent Foods",
+                   Email="Nora.Lindqvist@soylent.example", Status="Open - Not Contacted",
+                   LeadSource="Webinar")  # fmt: skip
+    org.add("CampaignMember", CampaignId=summit, ContactId=bob, Status="Responded")
+    member = org.add("CampaignMember", CampaignId=webinar, LeadId=nora, Status="Sent")
+    org.ids |= {"bob": bob, "summit": summit, "webinar": webinar, "nora": nora, "member": member}
+    return org
+
+
+@pytest.fixture
+def write_back(monkeypatch):
+    monkeypatch.setenv("OPPKIT_SALESFORCE_WRITE_BACK", "1")
+
+
+def test_campaigns_leads_and_members_arrive_and_follow_changes_and_deletions(
+    db_url, settings, fake, org
+):
+    sync(db_url, settings, fake)
+    kit = oppkit.connect(db_url, user=AVA)
+    camps = kit.campaigns().set_index("name")
+    summit = camps.loc["Data Summit"]
+    assert (summit.budgeted_cost, summit.actual_cost, summit.expected_revenue) == (
+        50000, 42000, 300000,
+    )  # fmt: skip
+    assert (summit.campaign_type, summit.start_date, summit.members) == (
+        "Conference", date(2026, 9, 1), 1,
+    )  # fmt: skip
+    assert camps.loc["Spring <b>Webinar</b>"].parent == "Data Summit"
+    assert camps.loc["Spring <b>Webinar</b>"].lead_members == 1
+    lead = kit.leads().set_index("name").loc["Nora Lindqvist"]
+    assert (lead.email, lead.company, lead.status, lead.campaigns) == (
+        "nora.lindqvist@soylent.example", "Soylent Foods", "Open - Not Contacted",
+        ["Spring <b>Webinar</b>"],
+    )  # fmt: skip
+    members = kit.campaign_members(campaign="Data Summit")
+    assert members[["name", "member_type", "account", "status"]].values.tolist() == [
+        ["Bob Smith", "contact", "Acme Robotics", "Responded"]
+    ]
+    assert kit.leads(campaign="Data Summit").empty
+
+    # incremental: a conversion, a response and a deletion arrive with the next sync
+    org.advance(minutes=5)
+    org.update("Lead", org.ids["nora"], Status="Working - Contacted")
+    org.update("CampaignMember", org.ids["member"], Status="Responded")
+    org.delete("Campaign", org.ids["summit"])
+    sync(db_url, settings, fake)
+    assert kit.leads()["status"].tolist() == ["Working - Contacted"]
+    assert kit.campaign_members(campaign="Spring <b>Webinar</b>")["status"].tolist() == [
+        "Responded"
+    ]
+    assert kit.campaigns()["name"].tolist() == ["Spring <b>Webinar</b>"]
+    # a second run with no changes writes nothing new
+    before = kit.campaign_members(), kit.leads()
+    sync(db_url, settings, fake)
+    assert len(kit.campaign_members()) == len(before[0]) and len(kit.leads()) == len(before[1])
+
+
+def test_assigning_a_salesforce_deal_is_refused_with_write_back_off(db_url, settings, fake, org):
+    sync(db_url, settings, fake)
+    kit = oppkit.connect(db_url, user=AVA)
+    with pytest.raises(WriteBackOff, match="campaign of 'Acme pilot'.*change it in Salesforce"):
+        kit.campaigns.assign("Acme pilot", "Data Summit")
+    assert kit.changes().empty and fake.patches == []
+    assert kit.opportunities(campaign="Data Summit").empty
+    local = kit.campaigns.create("Roadshow", campaign_type="Event", actual_cost=1200)
+    with pytest.raises(OppkitError, match="'Roadshow' is a campaign of oppkit only"):
+        kit.campaigns.assign(kit.opportunities(), local)
+
+
+def test_an_assignment_with_write_back_on_is_pushed_and_then_shown(
+    db_url, settings, fake, org, write_back
+):
+    sync(db_url, settings, fake)
+    kit = oppkit.connect(db_url, user=AVA)
+    done = kit.campaigns.assign(kit.opportunities(), "Data Summit")
+    assert (done.assigned, len(done.queued), done.unchanged) == ([], 1, [])
+    shown = kit.opportunities().set_index("name").loc["Acme pilot"]
+    assert pd_isna(shown.campaign) and shown.pending == {"campaign_id": done.campaign_id}
+    org.advance(minutes=5)
+    summary = sync(db_url, settings, fake)
+    assert "pushed 1" in summary.line()
+    assert org.get("Opportunity", org.ids["pilot"])["CampaignId"] == org.ids["summit"]
+    assert kit.opportunities(campaign=["Data Summit", "Spring <b>Webinar</b>"])[
+        "name"
+    ].tolist() == ["Acme pilot"]
+    again = kit.campaigns.assign("Acme pilot", "Data Summit")
+    assert (again.queued, again.unchanged) == ([], [kit.opportunities()["id"][0]])
+
+
+def test_a_local_deal_takes_a_local_campaign_at_once(db_url, settings, fake, org):
+    sync(db_url, settings, fake)
+    kit = oppkit.connect(db_url, user=AVA)
+    kit.workflow.load()
+    deal = kit.workflow.create("Acme sensors", account="Acme Robotics", amount=20_000)
+    roadshow = kit.campaigns.create("Roadshow", actual_cost=1200)
+    done = kit.campaigns.assign([deal], roadshow)
+    assert done.assigned == [deal]
+    assert kit.opportunities(campaign=roadshow)["name"].tolist() == ["Acme sensors"]
+    assert kit.campaigns().set_index("name").loc["Roadshow"].opportunities == 1
+
+
+def test_accepting_a_lead_starts_its_deal_in_the_campaign_process_or_the_default(
+    db_url, settings, fake, org, tmp_path
+):
+    sync(db_url, settings, fake)
+    kit = oppkit.connect(db_url, user=AVA)
+    workflow = tmp_path / "workflow.toml"
+    from oppkit.workflow.definition import default_workflow_text
+
+    workflow.write_text(default_workflow_text() + WEBINAR_PROCESS, encoding="utf-8")
+    kit.workflow.load(workflow)
+    assert kit.workflow.definition().processes == {
+        "Webinar follow-up": {"new_account": "New lead", "existing_account": "New lead"}
+    }
+    with pytest.raises(OppkitError, match="Salesforce lead: convert it there"):
+        kit.leads.accept("nora.lindqvist@soylent.example")
+
+    webinar = kit.campaigns.create("Local webinar")
+    kit.campaigns.set_process(webinar, "Webinar follow-up")
+    lead = kit.leads.create("Raj Malhotra", email="raj@oscorp.example", company="Oscorp",
+                            title="CTO", campaign=webinar)  # fmt: skip
+    accepted = kit.leads.accept(lead, amount=40_000)
+    deal = kit.opportunities().set_index("id").loc[accepted.opportunity_id]
+    assert (deal["name"], deal.account, deal.step, deal.process, deal.campaign, deal.amount) == (
+        "Oscorp — Local webinar", "Oscorp", "New lead", "Webinar follow-up", "Local webinar",
+        40_000,
+    )  # fmt: skip
+    row = kit.leads().set_index("id").loc[lead]
+    assert (row.is_converted, row.converted_account, row.converted_contact) == (
+        True, "Oscorp", "raj@oscorp.example",
+    )  # fmt: skip
+    assert row.converted_opportunity == "Oscorp — Local webinar"
+    with pytest.raises(OppkitError, match="converted already"):
+        kit.leads.accept(lead)
+
+    plain = kit.leads.create("Tom Becker", email="tom@gringotts.example", company="Gringotts")
+    other = kit.leads.accept(plain)
+    deal = kit.opportunities().set_index("id").loc[other.opportunity_id]
+    default_entry = kit.workflow.definition().entries["new_account"]
+    assert (deal.step, pd_isna(deal.process), pd_isna(deal.campaign)) == (default_entry, True, True)
+
+
+def test_marketing_options_add_contacts_and_deals_once(db_url, settings, fake, org):
+    sync(db_url, settings, fake)
+    kit = oppkit.connect(db_url, user=AVA)
+    kit.workflow.load()
+    spring = kit.campaigns.create("Spring push")
+    people = kit.people(account="Acme Robotics")
+    first = kit.campaigns.add_contacts(people, spring)
+    assert len(first.members) == len(people) and len(first.opportunities) == 1
+    again = kit.campaigns.add_contacts(people, spring)
+    assert (again.members, again.opportunities) == ([], [])
+    assert sorted(again.already) == sorted(people["id"].tolist())
+    assert len(kit.campaign_members(campaign=spring)) == len(people)
+    assert kit.opportunities(campaign=spring)["name"].tolist() == ["Acme Robotics — Spring push"]
+
+
+def test_campaign_activities_on_an_account_are_filtered_by_kind_and_status(
+    db_url, settings, fake, org
+):
+    sync(db_url, settings, fake)
+    kit = oppkit.connect(db_url, user=AVA)
+    camp = kit.campaigns.create("Spring push")
+    todo = kit.campaigns.plan_activity(camp, "Acme Robotics", "Invite the data team",
+                                       assigned_to=AVA, due="2026-11-20")  # fmt: skip
+    open_ = kit.campaigns.plan_activity(camp, "Acme Robotics", "Find a speaker")
+    shown = kit.campaign_activities(account="Acme Robotics", kind="internal")
+    assert shown[["subject", "status", "assigned_to"]].values.tolist() == [
+        ["Invite the data team", "assigned", AVA]
+    ]
+    kit.campaigns.set_activity_status(todo, "completed")
+    everything = kit.campaign_activities(account="Acme Robotics", status="all")
+    assert dict(zip(everything["id"], everything["status"], strict=True)) == {
+        todo: "completed", open_: "unassigned",
+    }  # fmt: skip
+    timeline = kit.timeline(account="Acme Robotics")
+    assert {"Invite the data team", "Find a speaker"} <= set(timeline["subject"])
+    with pytest.raises(OppkitError, match="status must be one of"):
+        kit.campaigns.set_activity_status(todo, "someday")
+
+
+def pd_isna(value) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(value))
+
+
+def test_a_salesforce_task_about_a_campaign_is_campaign_work_on_the_account(
+    db_url, settings, fake, org
+):
+    org.add("Task", WhatId=org.ids["summit"], WhoId=org.ids["bob"], Subject="Call Bob about the summit",
+            Status="Not Started", Priority="Normal", ActivityDate="2026-11-10")  # fmt: skip
+    org.add("Task", WhoId=org.ids["bob"], Subject="Send the pilot plan", Status="Not Started",
+            Priority="Normal", ActivityDate="2026-11-11")  # fmt: skip
+    sync(db_url, settings, fake)
+    kit = oppkit.connect(db_url, user=AVA)
+    work = kit.campaign_activities(account="Acme Robotics")
+    assert work[["campaign", "kind", "subject", "status"]].values.tolist() == [
+        ["Data Summit", "internal", "Call Bob about the summit", "assigned"]
+    ]
+    assert pd_isna(work["opportunity_id"][0])  # the account's, never a guessed deal
+    timeline = kit.timeline(account="Acme Robotics").set_index("subject")
+    assert pd_isna(timeline.loc["Call Bob about the summit", "opportunity_id"])
+    assert timeline.loc["Send the pilot plan", "opportunity"] == "Acme pilot"
