@@ -5,6 +5,7 @@ SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, date, datetime
 
 import pytest
@@ -242,3 +243,69 @@ def test_a_salesforce_task_about_a_campaign_is_campaign_work_on_the_account(
     timeline = kit.timeline(account="Acme Robotics").set_index("subject")
     assert pd_isna(timeline.loc["Call Bob about the summit", "opportunity_id"])
     assert timeline.loc["Send the pilot plan", "opportunity"] == "Acme pilot"
+
+
+def test_the_demo_export_brings_campaign_costs_leads_and_conversions(db_url, settings, tmp_path):
+    from oppkit.demo_data import write_demo_files
+    from oppkit.sync import sync_salesforce_export
+
+    files = write_demo_files(tmp_path / "files", seed=7)
+    sync_salesforce_export(files.salesforce_dir, settings=settings)
+    kit = oppkit.connect(db_url, user=AVA)
+    summit = kit.campaigns().set_index("name").loc["Data & Analytics Summit"]
+    assert (summit.budgeted_cost, summit.actual_cost, summit.expected_revenue) == (
+        60_000, 64_000, 500_000,
+    )  # fmt: skip
+    assert (summit.members, summit.lead_members) == (7, 2)
+    converted = kit.leads(converted=True).set_index("name")
+    assert converted.loc["Bob Smith", "converted_opportunity"] == (
+        "Acme Robotics — Predictive maintenance pilot"
+    )
+    assert converted.loc["Bob Smith", "converted_account"] == "Acme Robotics"
+    assert set(kit.leads(converted=False)["status"]) == {
+        "Open - Not Contacted", "Working - Contacted", "Closed - Not Converted",
+    }  # fmt: skip
+    assert sorted(kit.leads(campaign="Data & Analytics Summit")["name"]) == [
+        "Raj Malhotra", "Tom Becker", "Zoë Ørsted",
+    ]  # fmt: skip
+
+
+def test_a_campaign_message_reaches_each_member_and_stands_on_their_account_timeline(
+    db_url, settings, fake, org, smtp_server, monkeypatch
+):
+    monkeypatch.setenv("OPPKIT_SMTP_FROM", "crm@northwind.example")
+    sync(db_url, settings, fake)
+    kit = oppkit.connect(db_url, user=AVA)
+    sent = kit.campaigns.send(
+        "Data Summit", "Slides from {campaign}", "Hello {first_name}, thanks for coming.",
+        html="<p>Hello {name} of {account}</p>",
+    )  # fmt: skip
+    assert sent.failed == [] and len(sent.messages) == 1
+    [mail] = smtp_server.to("bob.smith@acme-robotics.example")
+    assert mail["Subject"] == "Slides from Data Summit"
+    assert "Hello Bob, thanks for coming." in mail.get_body(("plain",)).get_content()
+    external = kit.campaign_activities(account="Acme Robotics", kind="external")
+    assert external[["campaign", "activity_kind", "subject", "status"]].values.tolist() == [
+        ["Data Summit", "email", "Slides from Data Summit", "sent"]
+    ]
+    timeline = kit.timeline(account="Acme Robotics").set_index("subject")
+    assert timeline.loc["Slides from Data Summit", "direction"] == "outbound"
+
+
+def test_a_campaign_message_that_cannot_be_sent_shows_failed_and_is_retried(
+    db_url, settings, fake, org, smtp_server, monkeypatch
+):
+    from tests.servers.net import free_port
+
+    monkeypatch.setenv("OPPKIT_SMTP_FROM", "crm@northwind.example")
+    real_port = os.environ["OPPKIT_SMTP_PORT"]
+    monkeypatch.setenv("OPPKIT_SMTP_PORT", str(free_port()))  # nobody listens there
+    sync(db_url, settings, fake)
+    kit = oppkit.connect(db_url, user=AVA)
+    sent = kit.campaigns.send("Data Summit", "Slides", "Hello {first_name}")
+    assert sent.failed == sent.messages
+    assert kit.campaign_activities(kind="external")["status"].tolist() == ["failed"]
+    monkeypatch.setenv("OPPKIT_SMTP_PORT", real_port)
+    kit.workflow.deliver()
+    assert kit.campaign_activities(kind="external")["status"].tolist() == ["sent"]
+    assert len(smtp_server.to("bob.smith@acme-robotics.example")) == 1

@@ -32,7 +32,16 @@ from sqlalchemy import Connection, insert, select, update
 
 from . import frames
 from .db.engine import write_transaction
-from .db.schema import accounts, activities, campaign_members, campaigns, opportunities, people
+from .db.schema import (
+    accounts,
+    activities,
+    activity_people,
+    campaign_members,
+    campaigns,
+    opportunities,
+    outbox,
+    people,
+)
 from .errors import OppkitError
 from .frames.campaigns import INTERNAL_STATUSES
 from .scope import ScopeLike, refs_of, scope_of
@@ -62,6 +71,17 @@ class Added:
     members: list[int] = field(default_factory=list)
     opportunities: list[int] = field(default_factory=list)
     already: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Sent:
+    """What :meth:`Campaigns.send` did: outbox rows, their activities, and which failed
+    (they stay in the outbox for ``kit.workflow.deliver()``)."""
+
+    campaign_id: int
+    messages: list[int] = field(default_factory=list)
+    activities: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
 
 
 class Campaigns:
@@ -266,6 +286,101 @@ class Campaigns:
                 )  # fmt: skip
             )
         return created
+
+    # --- messages ---------------------------------------------------------------------
+
+    def send(
+        self, campaign: Any, subject: str, body: str, *, html: str | None = None,
+        to: Any = None, deliver: bool = True,
+    ) -> Sent:  # fmt: skip
+        """Email the campaign's members (or the people ``to`` names, who join it): one
+        message each, rendered from ``str.format`` templates with ``{name}``,
+        ``{first_name}``, ``{email}``, ``{account}`` and ``{campaign}`` (in ``html`` every
+        value is HTML-escaped). Each message is an external campaign activity on its
+        account's timeline (outbound email, status queued, then sent or failed) and an
+        outbox row; both commit together, then the outbox is delivered over SMTP with
+        retries (``deliver=False`` leaves that to ``kit.workflow.deliver()``). Members
+        without an address, and people a private deal hides, are skipped.
+
+        >>> kit.campaigns.send("Spring webinar", "See you on {campaign}", "Hello {first_name}, ...")
+        """
+        from .workflow import communications
+
+        campaign_id = self.campaign_id(campaign)
+        if to is not None:
+            self.add_contacts(to, campaign_id, create_deals=False)
+            wanted = set(self.scope.person_ids(refs_of(to)))
+        members = self.members(campaign_id)
+        members = members[members["person_id"].notna() & members["email"].notna()]
+        if to is not None:
+            members = members[members["person_id"].isin(wanted)]
+        problem = communications.template_problem(subject) or communications.template_problem(body)
+        if problem:
+            raise OppkitError(f"template: {problem}")
+        result = Sent(campaign_id)
+        now = datetime.now(UTC)
+        with write_transaction(self.scope.engine) as conn:
+            name = conn.scalar(select(campaigns.c.name).where(campaigns.c.id == campaign_id))
+            accounts_of = dict(
+                conn.execute(
+                    select(people.c.id, people.c.account_id).where(
+                        people.c.id.in_([int(i) for i in members["person_id"]])
+                    )
+                ).all()
+            )
+            for member in members.itertuples():
+                person_id = int(member.person_id)
+                values = {
+                    "name": member.name or member.email, "email": member.email,
+                    "first_name": (member.name or "").split(" ")[0] or member.email,
+                    "account": member.account or "", "campaign": name,
+                }  # fmt: skip
+                text = communications.render(body, values)
+                title = " ".join(communications.render(subject, values).split())
+                activity_id = conn.execute(
+                    insert(activities)
+                    .values(
+                        kind="email",
+                        subject=title,
+                        snippet=" ".join(text.split())[:300],
+                        occurred_at=now,
+                        direction="outbound",
+                        account_id=accounts_of.get(person_id),
+                        campaign_id=campaign_id,
+                        status="queued",
+                        sender_id=self.scope.user_id,
+                        source=SOURCE,
+                        source_id=f"campaign-message:{uuid.uuid4().hex}",
+                    )  # fmt: skip
+                    .returning(activities.c.id)
+                ).scalar_one()
+                conn.execute(
+                    insert(activity_people).values(
+                        activity_id=activity_id, person_id=person_id, role="to"
+                    )
+                )
+                result.messages.append(
+                    conn.execute(
+                        insert(outbox)
+                        .values(
+                            channel="email",
+                            recipient=member.email,
+                            subject=title,
+                            body=text,
+                            html=communications.render(html, values, escape=True) if html else None,
+                            status="pending",
+                            attempts=0,
+                            created_at=now,
+                            activity_id=activity_id,
+                        )  # fmt: skip
+                        .returning(outbox.c.id)
+                    ).scalar_one()
+                )
+                result.activities.append(activity_id)
+        if deliver and result.messages:
+            outcome = communications.deliver(self.scope.engine, result.messages)
+            result.failed = [r["id"] for r in outcome if r["status"] != "sent"]
+        return result
 
     # --- campaign activities ----------------------------------------------------------
 

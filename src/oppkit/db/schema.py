@@ -511,6 +511,9 @@ outbox = Table(
     Column("last_error", Text),
     Column("created_at", UTCDateTime, nullable=False, default=_now),
     Column("sent_at", UTCDateTime),
+    # the outbound activity on the timeline that stands for this message (a campaign's
+    # message; migration 0011): it shows queued, sent or failed with the message
+    Column("activity_id", Integer, ForeignKey("activities.id", ondelete="SET NULL")),
     Index(None, "status"),
 )
 

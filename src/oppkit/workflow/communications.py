@@ -41,7 +41,7 @@ from tenacity import Retrying, stop_after_attempt, wait_exponential
 
 from ..config import Settings
 from ..db.engine import write_transaction
-from ..db.schema import outbox
+from ..db.schema import activities, outbox
 from ..mailout import Mailer, SmtpSettings
 from ..redact import one_line
 from .model import Communication
@@ -221,6 +221,12 @@ def deliver(
             }
             with write_transaction(engine) as conn:
                 conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(**values))
+                if row["activity_id"] is not None:  # its outbound activity on the timeline
+                    conn.execute(
+                        update(activities)
+                        .where(activities.c.id == row["activity_id"])
+                        .values(status=values["status"])
+                    )
             results.append(
                 {"id": row["id"], "channel": channel, "recipient": row["recipient"], **values}
             )

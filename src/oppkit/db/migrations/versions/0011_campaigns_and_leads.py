@@ -6,7 +6,8 @@ is active, and the process its deals run. ``leads`` holds Salesforce Leads and l
 made in oppkit. ``campaign_members`` takes a lead or a contact and whether (and when)
 the member responded. ``process_entries`` names processes beside the default one, each
 with its own entry steps; ``opportunities.process`` says which one a deal runs.
-``activities.campaign_id`` marks a campaign activity.
+``activities.campaign_id`` marks a campaign activity; ``outbox.activity_id`` names the
+outbound activity a queued message stands for.
 
 Revision ID: 0011
 Revises: 0010
@@ -38,6 +39,12 @@ def add_reference(table: str, column: str, referred: str) -> None:
 def upgrade() -> None:
     add_reference("campaigns", "parent_id", "campaigns")
     add_reference("activities", "campaign_id", "campaigns")
+    with op.batch_alter_table("outbox") as batch:
+        batch.add_column(sa.Column("activity_id", sa.Integer()))
+        batch.create_foreign_key(
+            op.f("fk_outbox_activity_id_activities"), "activities", ["activity_id"], ["id"],
+            ondelete="SET NULL",
+        )  # fmt: skip
     with op.batch_alter_table("campaigns") as batch:
         batch.add_column(sa.Column("budgeted_cost", sa.Float()))
         batch.add_column(sa.Column("actual_cost", sa.Float()))
@@ -117,6 +124,9 @@ def drop_reference(table: str, column: str, referred: str) -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("outbox") as batch:
+        batch.drop_constraint(op.f("fk_outbox_activity_id_activities"), type_="foreignkey")
+        batch.drop_column("activity_id")
     drop_reference("activities", "campaign_id", "campaigns")
     with op.batch_alter_table("opportunities") as batch:
         batch.drop_column("process")
