@@ -309,3 +309,18 @@ def test_a_campaign_message_that_cannot_be_sent_shows_failed_and_is_retried(
     kit.workflow.deliver()
     assert kit.campaign_activities(kind="external")["status"].tolist() == ["sent"]
     assert len(smtp_server.to("bob.smith@acme-robotics.example")) == 1
+
+
+def test_frames_lead_from_campaigns_to_their_deals_and_people(db_url, settings, fake, org):
+    sync(db_url, settings, fake)
+    kit = oppkit.connect(db_url, user=AVA)
+    kit.workflow.load()
+    spring = kit.campaigns.create("Spring push")
+    kit.people(account="Acme Robotics").oppkit.add_to_campaign(spring, create_deals=False)
+    local = kit.workflow.create("Acme sensors", account="Acme Robotics")
+    kit.opportunities().query("id == @local").oppkit.assign_campaign(spring)
+    chosen = kit.campaigns().query("name == 'Spring push'")
+    assert chosen.oppkit.opportunities()["name"].tolist() == ["Acme sensors"]
+    assert sorted(chosen.oppkit.people()["email"]) == sorted(
+        kit.people(account="Acme Robotics")["email"]
+    )

@@ -8,6 +8,8 @@ Example::
     big = kit.opportunities().query("amount > 100_000")
     big.oppkit.timeline()        # every touch point on those deals
     big.oppkit.people()          # their members
+    big.oppkit.assign_campaign("Spring webinar")
+    kit.campaigns(active=True).oppkit.opportunities()   # the deals of those campaigns
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ class OppkitAccessor:
             return self.kit.people(opportunity=self._ids(), **filters)
         if kind == "accounts":
             return self.kit.people(account=self._ids(), **filters)
+        if kind == "campaigns":
+            members = self.kit.campaign_members(campaign=self._ids())
+            df = self.kit.people(**filters)
+            return df[df["id"].isin(members["person_id"].dropna())]
         if kind == "timeline":
             return self.kit.people(**filters).pipe(
                 lambda df: df[df["email"].isin(self._frame["sender"].dropna())]
@@ -65,8 +71,24 @@ class OppkitAccessor:
         kind = self.kind
         if kind == "accounts":
             return self.kit.opportunities(account=self._ids(), **filters)
+        if kind == "campaigns":
+            return self.kit.opportunities(campaign=self._ids(), **filters)
         if kind == "timeline":
             ids = set(self._ids("opportunity_id"))
             df = self.kit.opportunities(**filters)
             return df[df["id"].isin(ids)]
         raise ValueError(f"no opportunities for a {kind or 'plain'} frame")
+
+    def assign_campaign(self, campaign):  # noqa: ANN001, ANN201
+        """Stamp the opportunities of this frame with ``campaign`` (kit.campaigns.assign)."""
+        if self.kind != "opportunities":
+            raise ValueError(
+                f"only opportunities take a campaign, not a {self.kind or 'plain'} frame"
+            )
+        return self.kit.campaigns.assign(self._ids(), campaign)
+
+    def add_to_campaign(self, campaign, **options):  # noqa: ANN001, ANN003, ANN201
+        """Add the people of this frame to ``campaign`` (kit.campaigns.add_contacts)."""
+        if self.kind != "people":
+            raise ValueError(f"only people join a campaign, not a {self.kind or 'plain'} frame")
+        return self.kit.campaigns.add_contacts(self._ids(), campaign, **options)
