@@ -81,6 +81,22 @@ def test_a_mail_server_that_is_down_keeps_the_transition_and_records_the_failure
     assert (row["status"], row["attempts"]) == ("sent", 4)
 
 
+def test_every_message_a_transition_sends_is_an_activity_on_the_deals_timeline(
+    kit, db_url, monkeypatch, smtp
+):
+    monkeypatch.setenv("OPPKIT_SMTP_PORT", str(free_port()))  # the first try fails
+    deal = kit.workflow.create("Initech")
+    propose(kit, deal)
+    [message] = kit.timeline(opportunity=deal).query("kind == 'email'").to_dict("records")
+    assert (message["subject"], message["status"], message["direction"]) == (
+        "Proposal for Initech", "failed", "internal",  # to the owner, a colleague
+    )  # fmt: skip
+    monkeypatch.setenv("OPPKIT_SMTP_PORT", str(smtp.port))
+    kit.workflow.deliver()
+    shown = kit.timeline(opportunity=deal).query("kind == 'email'")
+    assert shown["status"].tolist() == ["sent"]  # one message, one row
+
+
 def test_sms_goes_through_a_registered_sender_with_retries(kit, db_url, tmp_path):
     sent, failures = [], ["timeout", "timeout"]
 

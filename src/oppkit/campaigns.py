@@ -35,7 +35,6 @@ from .db.engine import write_transaction
 from .db.schema import (
     accounts,
     activities,
-    activity_people,
     campaign_members,
     campaigns,
     opportunities,
@@ -337,28 +336,11 @@ class Campaigns:
                 }  # fmt: skip
                 text = communications.render(body, values)
                 title = " ".join(communications.render(subject, values).split())
-                activity_id = conn.execute(
-                    insert(activities)
-                    .values(
-                        kind="email",
-                        subject=title,
-                        snippet=" ".join(text.split())[:300],
-                        occurred_at=now,
-                        direction="outbound",
-                        account_id=accounts_of.get(person_id),
-                        campaign_id=campaign_id,
-                        status="queued",
-                        sender_id=self.scope.user_id,
-                        source=SOURCE,
-                        source_id=f"campaign-message:{uuid.uuid4().hex}",
-                    )  # fmt: skip
-                    .returning(activities.c.id)
-                ).scalar_one()
-                conn.execute(
-                    insert(activity_people).values(
-                        activity_id=activity_id, person_id=person_id, role="to"
-                    )
-                )
+                activity_id = communications.record_outbound(
+                    conn, channel="email", recipient=member.email, subject=title, body=text,
+                    account_id=accounts_of.get(person_id), campaign_id=campaign_id,
+                    sender_id=self.scope.user_id, when=now,
+                )  # fmt: skip
                 result.messages.append(
                     conn.execute(
                         insert(outbox)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import html as html_lib
 import string
+import uuid
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -41,8 +42,10 @@ from tenacity import Retrying, stop_after_attempt, wait_exponential
 
 from ..config import Settings
 from ..db.engine import write_transaction
-from ..db.schema import activities, outbox
+from ..db.schema import activities, activity_people, outbox, people
+from ..identity import normalise_email
 from ..mailout import Mailer, SmtpSettings
+from ..matching import SOURCE_LINK
 from ..redact import one_line
 from .model import Communication
 
@@ -118,29 +121,84 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def record_outbound(
+    conn: Connection, *, channel: str, recipient: str, subject: str | None, body: str,
+    opportunity_id: int | None = None, account_id: int | None = None,
+    campaign_id: int | None = None, sender_id: int | None = None, when: datetime | None = None,
+) -> int:  # fmt: skip
+    """The activity on the timeline that stands for one message oppkit sends: kind
+    ``email`` or ``sms``, status ``queued`` until :func:`deliver` marks it sent or failed;
+    outbound, or internal when it goes to a colleague. Its id (the outbox row's
+    ``activity_id``)."""
+    person = None
+    if channel == "email":
+        person = conn.execute(
+            select(people.c.id, people.c.account_id, people.c.is_internal).where(
+                people.c.email == (normalise_email(recipient) or "")
+            )
+        ).first()
+    if account_id is None and person is not None and not person.is_internal:
+        account_id = person.account_id
+    activity_id = conn.execute(
+        insert(activities)
+        .values(
+            kind=channel if channel in ("email", "sms") else "email",
+            subject=subject,
+            snippet=_one_line(body)[:300],
+            occurred_at=when or datetime.now(UTC),
+            direction="internal" if person is not None and person.is_internal else "outbound",
+            account_id=account_id,
+            opportunity_id=opportunity_id,
+            opportunity_link=SOURCE_LINK if opportunity_id is not None else None,
+            campaign_id=campaign_id,
+            sender_id=sender_id,
+            status="queued",
+            source="oppkit",
+            source_id=f"message:{uuid.uuid4().hex}",
+        )  # fmt: skip
+        .returning(activities.c.id)
+    ).scalar_one()
+    if person is not None:
+        conn.execute(
+            insert(activity_people).values(activity_id=activity_id, person_id=person.id, role="to")
+        )
+    return activity_id
+
+
 def queue(
     conn: Connection,
     values: dict[str, Any],
     transition: str,
     communications: Iterable[Communication],
+    *,
+    sender_id: int | None = None,
 ) -> list[int]:
-    """Render ``communications`` from the opportunity's ``values`` into pending outbox rows."""
+    """Render ``communications`` from the opportunity's ``values`` into pending outbox rows,
+    each with its outbound activity on the deal's timeline (:func:`record_outbound`)."""
     ids = []
     for c in communications:
         recipient = _one_line(render(c.to, values))
         if not recipient:
             continue
+        subject = _one_line(render(c.subject, values)) if c.subject else None
+        body = render(c.body, values)
+        activity_id = record_outbound(
+            conn, channel=c.channel, recipient=recipient, subject=subject, body=body,
+            opportunity_id=values.get("id"), account_id=values.get("account_id"),
+            sender_id=sender_id,
+        )  # fmt: skip
         row = {
             "opportunity_id": values.get("id"),
             "transition": transition,
             "channel": c.channel,
             "recipient": recipient,
-            "subject": _one_line(render(c.subject, values)) if c.subject else None,
-            "body": render(c.body, values),
+            "subject": subject,
+            "body": body,
             "html": render(c.html, values, escape=True) if c.html else None,
             "status": "pending",
             "attempts": 0,
             "created_at": datetime.now(UTC),
+            "activity_id": activity_id,
         }
         ids.append(conn.execute(insert(outbox).values(**row).returning(outbox.c.id)).scalar_one())
     return ids

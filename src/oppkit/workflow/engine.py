@@ -466,7 +466,7 @@ class Workflow:
             values_now.update(transition=chosen["name"], by=by_name)
             queued = communications.queue(
                 conn, values_now, chosen["name"],
-                [Communication(**c) for c in chosen["communications"] or []],
+                [Communication(**c) for c in chosen["communications"] or []], sender_id=by_id,
             )  # fmt: skip
         result = TransitionResult(
             opportunity_id, chosen["name"], current.name, target.name, target.stage,
