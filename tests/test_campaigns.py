@@ -318,7 +318,8 @@ def test_frames_lead_from_campaigns_to_their_deals_and_people(db_url, settings, 
     spring = kit.campaigns.create("Spring push")
     kit.people(account="Acme Robotics").oppkit.add_to_campaign(spring, create_deals=False)
     local = kit.workflow.create("Acme sensors", account="Acme Robotics")
-    kit.opportunities().query("id == @local").oppkit.assign_campaign(spring)
+    deals = kit.opportunities()
+    deals[deals["id"] == local].oppkit.assign_campaign(spring)
     chosen = kit.campaigns().query("name == 'Spring push'")
     assert chosen.oppkit.opportunities()["name"].tolist() == ["Acme sensors"]
     assert sorted(chosen.oppkit.people()["email"]) == sorted(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,15 @@ import oppkit
 from oppkit.cli import main
 from oppkit.db.engine import connect_engine
 from oppkit.digest import build_digests, period_for
-from oppkit.sources.records import ActivityRecord, OpportunityChangeRecord, Participant
+from oppkit.sources.records import (
+    ActivityRecord,
+    CampaignMemberRecord,
+    CampaignRecord,
+    LeadRecord,
+    OpportunityChangeRecord,
+    OpportunityRecord,
+    Participant,
+)
 from oppkit.sync import SyncRunner, sync_salesforce_export
 
 AVA, BEN = "ava.patel@northwind.example", "ben.okafor@northwind.example"
@@ -39,10 +47,12 @@ SECRET_AMOUNTS = re.compile(r"(?<![\d.,])(9,?000|7,?313)(\.0+)?(?![\d,])")  # am
 PUBLIC_DEAL = "Globex expansion"  # the same account, public, Ben's
 NOW = datetime.now(UTC)
 DIGEST_NOW = NOW + timedelta(days=7)  # the weekly digest due then covers the activities
-DEAL_PARAMETERS = ("opportunity", "parent")
+DEAL_PARAMETERS = ("opportunity", "parent", "deals")
 WRITES = {"follow", "unfollow", "load", "create", "transition", "follow_on", "set",
           "apply_rules", "deliver", "link_activity", "update_opportunity",
-          "resolve_conflict", "discard_change"}  # fmt: skip
+          "resolve_conflict", "discard_change", "assign", "add_contacts", "plan_activity",
+          "set_activity_status", "set_process", "send", "accept"}  # fmt: skip
+CAMPAIGN_ID, LEAD_ID = "701000000000001AAA", "00Q000000000001AAA"
 
 
 @pytest.fixture
@@ -78,6 +88,20 @@ def org(db_url: str, settings, export: Path) -> tuple[str, int]:
             participants=[Participant("hank@globex.example", "Hank Globex", "from"),
                           Participant(BEN, "Ben Okafor", "to")],
         ),
+        # the secret deal came from a campaign, and from a lead converted into it
+        CampaignRecord(source="salesforce", source_id=CAMPAIGN_ID, name="Globex summit",
+                       actual_cost=1000),
+        OpportunityRecord(
+            source="salesforce", source_id=SECRET_ID, name="Globex secret",
+            account_ref="001000000000002AAA", owner_ref="005000000000002AAA",
+            stage="Closed Won", amount=9000, close_date=date(2025, 12, 1), is_private=True,
+            campaign_ref=CAMPAIGN_ID, updated_at=datetime(2026, 1, 1, tzinfo=UTC),
+        ),
+        LeadRecord(source="salesforce", source_id=LEAD_ID, name="Lena Lead", company="Globex",
+                   is_converted=True, converted_opportunity_ref=SECRET_ID,
+                   converted_account_ref="001000000000002AAA"),
+        CampaignMemberRecord(source="salesforce", source_id="00v000000000001AAA",
+                             campaign_ref=CAMPAIGN_ID, lead_ref=LEAD_ID, status="Responded"),
         OpportunityChangeRecord(
             source="salesforce", source_id="008000000000099AAA", opportunity_ref=SECRET_ID,
             field="amount", old_value="7313", new_value="9000", changed_at=when,
@@ -130,7 +154,8 @@ def _arguments(method: Any, where: str) -> dict[str, Any] | None:
              "person": "hank@globex.example", "person_or_account": "globex.example",
              "person_email": AVA, "name": "Win", "follow_on": "Up-sell",
              "stage": "Churned", "activity_id": 1, "change_id": 1, "field": "amount",
-             "keep": "mine"}  # fmt: skip
+             "keep": "mine", "campaign": "Globex summit", "lead": "Lena Lead",
+             "deals": PUBLIC_DEAL}  # fmt: skip
     kwargs = {}
     for name, param in inspect.signature(method).parameters.items():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -143,12 +168,16 @@ def _arguments(method: Any, where: str) -> dict[str, Any] | None:
 
 
 def _doors(kit: oppkit.Kit) -> list[tuple[str, Any]]:
-    doors = [("kit", kit), ("kit.workflow", kit.workflow), ("kit.lifecycle", kit.lifecycle)]
+    doors = [("kit", kit), ("kit.workflow", kit.workflow), ("kit.lifecycle", kit.lifecycle),
+             ("kit.campaigns", kit.campaigns), ("kit.leads", kit.leads)]  # fmt: skip
     return [
         (f"{prefix}.{name}", getattr(obj, name))
         for prefix, obj in doors
-        for name in dir(obj)
-        if not name.startswith("_") and inspect.ismethod(getattr(obj, name))
+        for name in [*dir(obj), "__call__"]
+        if (not name.startswith("_") or name == "__call__")
+        and inspect.ismethod(getattr(obj, name, None))
+        # a building block inside a caller's transaction, not a door (its callers are)
+        and "conn" not in inspect.signature(getattr(obj, name)).parameters
     ]
 
 
@@ -184,7 +213,8 @@ def test_no_public_method_shows_a_trace_of_a_private_deal(org, who: str, tmp_pat
             "kit.lifecycle.history"} <= set(called)  # fmt: skip
 
     # the pandas accessor, from every frame that has it
-    for frame in (kit.opportunities(), kit.accounts(), kit.people(), kit.timeline()):
+    for frame in (kit.opportunities(), kit.accounts(), kit.people(), kit.timeline(),
+                  kit.campaigns()):  # fmt: skip
         for name in ("timeline", "people", "opportunities"):
             try:
                 result = getattr(frame.oppkit, name)()
