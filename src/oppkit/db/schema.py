@@ -627,3 +627,132 @@ outbound_changes = Table(
     Index(None, "person_id"),
     Index(None, "account_id"),
 )
+
+
+# --- the account's Sales tab: interactions, stage actions, agreements, cases, policies ---
+# (migration 0012; see oppkit.interactions, oppkit.agreements, oppkit.cases)
+
+# A planned interaction and its result. The timeline row is the activity (subject, when,
+# where, who, account, deal, is_planned); this row holds what only a plan or a result
+# has. A Salesforce Task or Event is an interaction without a row here.
+interactions = Table(
+    "interactions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "activity_id",
+        Integer,
+        ForeignKey("activities.id", ondelete="CASCADE"),
+        nullable=False,
+        unique=True,
+    ),  # fmt: skip
+    Column("interaction_type", String(40), nullable=False),  # call meeting email sms visit ...
+    Column("follows_id", Integer, ForeignKey("interactions.id")),  # the plan it follows up
+    Column("source_type", String(60)),
+    Column("reason", String(255)),
+    Column("planned_end", UTCDateTime),
+    Column("location_comments", Text),
+    Column("description", Text),
+    Column("status", String(20), nullable=False, default="planned"),  # planned done cancelled
+    Column("result_at", UTCDateTime),
+    Column("result_type", String(60)),
+    Column("result_comments", Text),
+    Column("result_description", Text),
+    # the message recorded with the result (sent after commit through oppkit.outbox)
+    Column("message", JSON(none_as_null=True)),
+    Column("outbox_id", Integer, ForeignKey("outbox.id", ondelete="SET NULL")),
+    Column("created_by_id", Integer, ForeignKey("people.id")),
+    Column("created_at", UTCDateTime, nullable=False, default=_now),
+    Column("updated_at", UTCDateTime, default=_now, onupdate=_now),
+    Index(None, "follows_id"),
+)
+
+# What a workflow stage lets a person do from a meeting or call on a deal in it.
+stage_actions = Table(
+    "stage_actions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("stage_name", String(120), nullable=False),
+    Column("name", String(120), nullable=False),
+    Column("kind", String(20), nullable=False),  # activity / letter
+    Column("activity_kind", String(20)),  # task call meeting note ... (kind activity)
+    Column("subject", Text),
+    Column("template", Text),  # a letter's body (str.format over the deal's values)
+    Column("sort_order", Integer),
+    UniqueConstraint("stage_name", "name"),
+)
+
+# An account's agreements; a Salesforce Contract is one (status derived from the dates).
+agreements = Table(
+    "agreements",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("agreement_type", String(60), nullable=False),
+    Column("start_date", Date),
+    Column("end_date", Date),
+    Column("contract_number", String(60)),
+    Column("contract_status", String(60)),  # the Contract's own status, as Salesforce says
+    Column("description", Text),
+    *_synced(),
+    UniqueConstraint("source", "source_id"),
+    Index(None, "account_id"),
+)
+
+# Cases linked to a deal: Salesforce Cases and informal pending cases made in oppkit; a
+# pending parent formalised into child cases hands them its deal link.
+cases = Table(
+    "cases",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("case_number", String(60)),
+    Column("subject", Text),
+    Column("status", String(60)),
+    Column("priority", String(40)),
+    Column("description", Text),
+    Column("account_id", Integer, ForeignKey("accounts.id")),
+    Column("person_id", Integer, ForeignKey("people.id")),
+    Column("opportunity_id", Integer, ForeignKey("opportunities.id")),
+    Column("parent_id", Integer, ForeignKey("cases.id")),
+    Column("is_formal", Boolean, nullable=False, default=True, server_default="1"),
+    *_synced(),
+    UniqueConstraint("source", "source_id"),
+    Index(None, "opportunity_id"),
+    Index(None, "account_id"),
+)
+
+# Policies (local records) with the deal they came from.
+policies = Table(
+    "policies",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("policy_number", String(60), nullable=False),
+    Column("name", String(255)),
+    Column("policy_type", String(60)),
+    Column("status", String(40)),
+    Column("account_id", Integer, ForeignKey("accounts.id")),
+    Column("opportunity_id", Integer, ForeignKey("opportunities.id")),
+    Column("start_date", Date),
+    Column("end_date", Date),
+    Column("premium", Float),
+    *_synced(),
+    UniqueConstraint("source", "source_id"),
+    Index(None, "opportunity_id"),
+)
+
+# What hangs under a plan besides the interactions that follow it up: the activities and
+# stage actions done for it (the message its result sent, a letter, a task).
+plan_items = Table(
+    "plan_items",
+    metadata,
+    Column(
+        "interaction_id",
+        Integer,
+        ForeignKey("interactions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),  # fmt: skip
+    Column(
+        "activity_id", Integer, ForeignKey("activities.id", ondelete="CASCADE"), primary_key=True
+    ),  # fmt: skip
+    Index(None, "activity_id"),
+)
