@@ -158,3 +158,118 @@ def status_field(kind: str, settings: Settings | None = None) -> str | None:
     if not isinstance(value, str) or not _FIELD_NAME.fullmatch(value.strip()):
         raise ConfigError(f"{where} must be a Salesforce field's API name, not {value!r}")
     return value.strip()
+
+
+# --- interactions: result types, interaction types, message templates --------------------
+
+DEFAULT_RESULT_TYPES = ("Reached", "Not reached", "Left a message", "Call back",
+                        "Meeting booked", "Not interested", "Done")  # fmt: skip
+DEFAULT_INTERACTION_TYPES = ("call", "meeting", "visit", "email", "sms", "task", "letter")
+
+
+@dataclass(frozen=True)
+class MessageTemplate:
+    """A message template of ``[interactions.templates.NAME]`` (one language of it)."""
+
+    body: str
+    subject: str | None = None
+    html: str | None = None
+
+
+def interactions_table(settings: Settings | None = None) -> dict[str, Any]:
+    """The ``[interactions]`` table of oppkit.toml (empty without one)."""
+    settings = settings or load_settings()
+    table = (settings.extra or {}).get("interactions") or {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{settings.config_path}: [interactions] must be a table")
+    return table
+
+
+def _names(
+    settings: Settings | None, key: str, default: tuple[str, ...], size: int
+) -> tuple[str, ...]:
+    settings = settings or load_settings()
+    value = interactions_table(settings).get(key)
+    if value is None:
+        return default
+    where = f"{settings.config_path}: [interactions] {key}"
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where} must be a list of names")
+    names, seen = [], set()
+    for item in value:
+        if not isinstance(item, str) or not item.strip() or len(item.strip()) > size:
+            raise ConfigError(f"{where}: {item!r} is not a name (1 to {size} characters)")
+        if item.strip().casefold() in seen:
+            raise ConfigError(f"{where}: {item.strip()!r} is listed twice")
+        seen.add(item.strip().casefold())
+        names.append(item.strip())
+    return tuple(names)
+
+
+def result_types(settings: Settings | None = None) -> tuple[str, ...]:
+    """The result types an interaction's result may have: ``[interactions] result_types``
+    in oppkit.toml (a list of names), else :data:`DEFAULT_RESULT_TYPES`.
+
+    Example::
+
+        result_types()  # ('Reached', 'Not reached', 'Left a message', ...)
+    """
+    return _names(settings, "result_types", DEFAULT_RESULT_TYPES, 60)
+
+
+def interaction_types(settings: Settings | None = None) -> tuple[str, ...]:
+    """The types a planned interaction may have: ``[interactions] types`` in oppkit.toml,
+    else :data:`DEFAULT_INTERACTION_TYPES` (call, meeting, visit, email, sms, task, letter)."""
+    return _names(settings, "types", DEFAULT_INTERACTION_TYPES, 40)
+
+
+_TEMPLATE_KEYS = ("subject", "body", "html")
+
+
+def message_templates(
+    settings: Settings | None = None,
+) -> dict[str, dict[str | None, MessageTemplate]]:
+    """Message templates by name, each by language (None: the default one).
+
+    ``[interactions.templates.NAME]`` holds ``body`` and optionally ``subject`` and
+    ``html`` (``str.format`` placeholders); a sub-table per language holds the same keys
+    in that language (``[interactions.templates.NAME.de]``); what a language leaves out
+    comes from the default.
+
+    Example::
+
+        message_templates()["thank_you"]["de"].subject  # "Danke, {first_name}"
+    """
+    settings = settings or load_settings()
+    table = interactions_table(settings).get("templates") or {}
+    where = f"{settings.config_path}: [interactions.templates]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table of templates")
+    found: dict[str, dict[str | None, MessageTemplate]] = {}
+    for name, spec in table.items():
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where} {name!r} must be a table (body, subject, html)")
+        default = _template(spec, f"{where} {name!r}", None)
+        variants: dict[str | None, MessageTemplate] = {None: default}
+        for key, value in spec.items():
+            if key in _TEMPLATE_KEYS:
+                continue
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    f"{where} {name!r}: {key!r} is neither subject, body, html nor a language table"
+                )
+            variants[key.lower()] = _template(value, f"{where} {name!r}.{key}", default)
+        found[name] = variants
+    return found
+
+
+def _template(spec: dict, where: str, default: MessageTemplate | None) -> MessageTemplate:
+    values = {}
+    for key in _TEMPLATE_KEYS:
+        value = spec.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{where}: {key} must be text")
+        values[key] = value if value is not None else getattr(default, key, None)
+    if not values["body"]:
+        raise ConfigError(f"{where} needs a body")
+    return MessageTemplate(**values)
