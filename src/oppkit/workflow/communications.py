@@ -27,6 +27,7 @@ route) plugs in by channel::
 from __future__ import annotations
 
 import html as html_lib
+import mimetypes
 import string
 import uuid
 from collections.abc import Callable, Iterable
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
@@ -62,6 +64,7 @@ class OutboxMessage:
     subject: str | None
     body: str
     html: str | None
+    attachments: tuple[str, ...] = ()  # files to attach (paths), e.g. an interaction's
 
 
 Sender = Callable[[OutboxMessage], None]
@@ -125,11 +128,13 @@ def record_outbound(
     conn: Connection, *, channel: str, recipient: str, subject: str | None, body: str,
     opportunity_id: int | None = None, account_id: int | None = None,
     campaign_id: int | None = None, sender_id: int | None = None, when: datetime | None = None,
+    attachments: Iterable[str] = (),
 ) -> int:  # fmt: skip
     """The activity on the timeline that stands for one message oppkit sends: kind
     ``email`` or ``sms``, status ``queued`` until :func:`deliver` marks it sent or failed;
     outbound, or internal when it goes to a colleague. Its id (the outbox row's
-    ``activity_id``)."""
+    ``activity_id``). ``attachments`` are files (paths) the email carries: the activity
+    lists them (name, content type, size, path) and :func:`deliver` attaches them."""
     person = None
     if channel == "email":
         person = conn.execute(
@@ -153,6 +158,7 @@ def record_outbound(
             campaign_id=campaign_id,
             sender_id=sender_id,
             status="queued",
+            attachments=[_attachment(path) for path in attachments] or None,
             source="oppkit",
             source_id=f"message:{uuid.uuid4().hex}",
         )  # fmt: skip
@@ -163,6 +169,13 @@ def record_outbound(
             insert(activity_people).values(activity_id=activity_id, person_id=person.id, role="to")
         )
     return activity_id
+
+
+def _attachment(path: str) -> dict[str, Any]:
+    file = Path(path)
+    kind, _ = mimetypes.guess_type(file.name)
+    return {"name": file.name, "content_type": kind or "application/octet-stream",
+            "size": file.stat().st_size, "path": str(file.resolve())}  # fmt: skip
 
 
 def queue(
@@ -217,9 +230,34 @@ def smtp_sender(mailer: Mailer) -> Sender:
         mail.set_content(message.body)
         if message.html:
             mail.add_alternative(message.html, subtype="html")
+        for path in message.attachments:
+            file = Path(path)
+            kind, _ = mimetypes.guess_type(file.name)
+            maintype, subtype = (kind or "application/octet-stream").split("/", 1)
+            mail.add_attachment(
+                file.read_bytes(), maintype=maintype, subtype=subtype, filename=file.name
+            )
         mailer.send(mail)
 
     return send
+
+
+def _attached_files(conn: Connection, activity_ids: list[int]) -> dict[int, tuple[str, ...]]:
+    """Outbound activity id -> the files its message carries (attachments with a path)."""
+    found = {}
+    for start in range(0, len(activity_ids), 500):
+        for activity_id, attached in conn.execute(
+            select(activities.c.id, activities.c.attachments).where(
+                activities.c.id.in_(activity_ids[start : start + 500]),
+                activities.c.attachments.is_not(None),
+            )
+        ):
+            paths = tuple(
+                a["path"] for a in attached or () if isinstance(a, dict) and a.get("path")
+            )
+            if paths:
+                found[activity_id] = paths
+    return found
 
 
 def deliver(
@@ -241,6 +279,7 @@ def deliver(
         stmt = stmt.where(outbox.c.id.in_(list(ids)))
     with engine.connect() as conn:
         rows = conn.execute(stmt).mappings().all()
+        files = _attached_files(conn, [r["activity_id"] for r in rows if r["activity_id"]])
     senders: dict[str, Sender] = {}
     with ExitStack() as run:  # the email channel keeps one SMTP connection for the run
         results = []
@@ -253,8 +292,9 @@ def deliver(
                     smtp = SmtpSettings.from_settings(settings)
                     senders[channel] = smtp_sender(run.enter_context(Mailer(smtp)))
             message = OutboxMessage(
-                row["id"], channel, row["recipient"], row["subject"], row["body"], row["html"]
-            )
+                row["id"], channel, row["recipient"], row["subject"], row["body"], row["html"],
+                files.get(row["activity_id"], ()),
+            )  # fmt: skip
             tried, error = 0, None
             sender = senders.get(channel)
             if sender is None:
