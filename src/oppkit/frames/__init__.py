@@ -8,6 +8,7 @@ Features that need a frame (digests, the pipeline review) call them directly.
 from .campaigns import campaign_activities, campaign_members, campaigns, leads
 from .deals import alerts, open_tasks, opportunities, pipeline, stage_history, stages
 from .freshness import sync_status
+from .interactions import interactions
 from .people import accounts, people, suggested_people
 from .timeline import TIMELINE_COLUMNS, possible_deals, timeline
 
@@ -18,6 +19,7 @@ __all__ = [
     "campaign_activities",
     "campaign_members",
     "campaigns",
+    "interactions",
     "leads",
     "open_tasks",
     "opportunities",

@@ -21,6 +21,7 @@ from sqlalchemy import exists, func, literal, not_, or_, select
 from ..db import schema as db
 from ..db.ownership import CONFLICT, PENDING, WAITING
 from ..scope import ScopeLike, as_list, scope_of
+from .interactions import interactions
 
 __all__ = [
     "alerts", "open_tasks", "opportunities", "pipeline", "stage_history", "stages",
@@ -217,7 +218,10 @@ def open_tasks(scope: ScopeLike, *, opportunity: Any = None) -> pd.DataFrame:
     - ``activity``: a task on the timeline (activity kind ``task``: a Salesforce Task)
       that is not done: still ``is_planned`` (Salesforce: neither ``IsClosed`` nor status
       Completed) and its status is not Completed. A task activity that a task alert
-      refers to is that alert's task and is not listed again (the alert's status decides).
+      refers to is that alert's task and is not listed again (the alert's status decides);
+    - ``interaction``: a plan made in oppkit (``kit.interactions``) that is overdue (its
+      planned start has passed without a result); status ``overdue``. A plan is listed
+      here only, whatever its type (never again as an ``activity``), and only once overdue.
 
     Columns: origin, alert_id, activity_id, opportunity_id, opportunity, text (the
     alert's text or the task's subject), due_at (the alert's due date or the task's
@@ -264,6 +268,7 @@ def open_tasks(scope: ScopeLike, *, opportunity: Any = None) -> pd.DataFrame:
                 func.lower(db.activities.c.status).not_in(DONE_TASK_STATUSES),
             ),
             not_(as_alert),
+            not_(exists().where(db.interactions.c.activity_id == db.activities.c.id)),
             or_(db.activities.c.opportunity_id.is_(None), scope.visible()),
         )
     )
@@ -275,6 +280,12 @@ def open_tasks(scope: ScopeLike, *, opportunity: Any = None) -> pd.DataFrame:
              r.status, r.source)
             for r in conn.execute(stmt)
         ]  # fmt: skip
+    plans = interactions(scope, opportunity=ids, status="overdue", source="oppkit")
+    rows += [
+        ("interaction", None, p.id, p.opportunity_id, p.opportunity, p.name, p.planned_start,
+         p.status, p.source)
+        for p in plans.itertuples(index=False)
+    ]  # fmt: skip
     df = pd.DataFrame(rows, columns=OPEN_TASK_COLUMNS)
     df["due_at"] = pd.to_datetime(df["due_at"], utc=True)
     for column in ("alert_id", "activity_id", "opportunity_id"):
