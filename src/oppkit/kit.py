@@ -36,6 +36,7 @@ from .scope import NotFoundError, Scope
 if TYPE_CHECKING:
     from .campaigns import Campaigns
     from .graphs import RelationshipGraph
+    from .interactions import Interactions
     from .leads import Leads
     from .workflow.engine import Workflow
     from .workflow.lifecycle import Lifecycle
@@ -127,6 +128,15 @@ class Kit:
         from .leads import Leads
 
         return Leads(self.scope)
+
+    @property
+    def interactions(self) -> Interactions:
+        """Planned interactions and their results: ``kit.interactions(account=...,
+        status="planned"|"overdue"|"done")`` is the frame; ``.plan``, ``.record_result``,
+        ``.follow_up``, ``.items`` act on them (oppkit.interactions)."""
+        from .interactions import Interactions
+
+        return Interactions(self.scope)
 
     # --- frames (oppkit.frames with this Kit's scope) ---------------------------------
 
