@@ -51,7 +51,9 @@ DEAL_PARAMETERS = ("opportunity", "parent", "deals")
 WRITES = {"follow", "unfollow", "load", "create", "transition", "follow_on", "set",
           "apply_rules", "deliver", "link_activity", "update_opportunity",
           "resolve_conflict", "discard_change", "assign", "add_contacts", "plan_activity",
-          "set_activity_status", "set_process", "send", "accept"}  # fmt: skip
+          "set_activity_status", "set_process", "send", "accept", "plan", "record_result",
+          "follow_up", "cancel", "attach"}  # fmt: skip
+PUBLIC_PLAN = "Expansion rollout call"  # Ben's plan on the public deal
 CAMPAIGN_ID, LEAD_ID = "701000000000001AAA", "00Q000000000001AAA"
 
 
@@ -114,6 +116,21 @@ def org(db_url: str, settings, export: Path) -> tuple[str, int]:
     owner.follow(PUBLIC_DEAL, AVA, frequency="weekly")
     owner.follow("Globex secret", BEN, frequency="weekly")
     oppkit.connect(db_url).lifecycle.apply_rules()
+    # interactions: a plan on the public deal; on the secret one an overdue plan with a
+    # result whose message waits in the outbox, and a follow-up of it
+    owner.interactions.plan(PUBLIC_PLAN, "call", start=NOW + timedelta(days=1),
+                            opportunity=PUBLIC_DEAL)  # fmt: skip
+    secret_plan = owner.interactions.plan(
+        "secret terms: pricing call", "call", start=NOW - timedelta(days=1),
+        opportunity="Globex secret", location="confidential merger pricing",
+    )  # fmt: skip
+    owner.interactions.follow_up(
+        secret_plan, "secret terms: follow-up", start=NOW - timedelta(hours=1)
+    )
+    owner.interactions.record_result(
+        secret_plan, "Reached", comments="secret terms",
+        message={"to": COUNSEL, "subject": "secret terms", "body": "secret terms"}, deliver=False,
+    )  # fmt: skip
     # a change of the secret deal's amount waiting for Salesforce (write-back)
     with pytest.MonkeyPatch.context() as env:
         env.setenv("OPPKIT_SALESFORCE_WRITE_BACK", "1")
@@ -155,7 +172,8 @@ def _arguments(method: Any, where: str) -> dict[str, Any] | None:
              "person_email": AVA, "name": "Win", "follow_on": "Up-sell",
              "stage": "Churned", "activity_id": 1, "change_id": 1, "field": "amount",
              "keep": "mine", "campaign": "Globex summit", "lead": "Lena Lead",
-             "deals": PUBLIC_DEAL}  # fmt: skip
+             "deals": PUBLIC_DEAL, "plan": PUBLIC_PLAN, "interaction_type": "call",
+             "start": NOW}  # fmt: skip
     kwargs = {}
     for name, param in inspect.signature(method).parameters.items():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -169,7 +187,8 @@ def _arguments(method: Any, where: str) -> dict[str, Any] | None:
 
 def _doors(kit: oppkit.Kit) -> list[tuple[str, Any]]:
     doors = [("kit", kit), ("kit.workflow", kit.workflow), ("kit.lifecycle", kit.lifecycle),
-             ("kit.campaigns", kit.campaigns), ("kit.leads", kit.leads)]  # fmt: skip
+             ("kit.campaigns", kit.campaigns), ("kit.leads", kit.leads),
+             ("kit.interactions", kit.interactions)]  # fmt: skip
     return [
         (f"{prefix}.{name}", getattr(obj, name))
         for prefix, obj in doors
@@ -188,6 +207,8 @@ def test_no_public_method_shows_a_trace_of_a_private_deal(org, who: str, tmp_pat
     owner = oppkit.connect(db_url, user=BEN)
     assert "confidential merger pricing" in set(owner.timeline()["subject"])  # it is there
     assert "secret terms: send the redline" in set(owner.open_tasks()["text"])
+    assert "secret terms: follow-up" in set(owner.open_tasks()["text"])  # an overdue plan
+    assert "secret terms: pricing call" in set(owner.interactions()["name"])
     called = []
     for where, method in _doors(kit):
         params = inspect.signature(method).parameters
@@ -210,7 +231,8 @@ def test_no_public_method_shows_a_trace_of_a_private_deal(org, who: str, tmp_pat
             _assert_no_trace(method(), secret_id, f"{where}()")  # the whole frame too
         called.append(where)
     assert {"kit.timeline", "kit.alerts", "kit.open_tasks", "kit.people",
-            "kit.lifecycle.history"} <= set(called)  # fmt: skip
+            "kit.lifecycle.history", "kit.interactions.__call__",
+            "kit.interactions.items"} <= set(called)  # fmt: skip
 
     # the pandas accessor, from every frame that has it
     for frame in (kit.opportunities(), kit.accounts(), kit.people(), kit.timeline(),
