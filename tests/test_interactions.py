@@ -154,7 +154,8 @@ def test_a_result_with_an_email_is_sent_after_commit_and_stands_on_the_timeline(
     assert (row["result_comments"], row["result_description"], row["message_status"]) == (
         "Quote by Friday.", "Bob wants 40 seats", "sent",
     )  # fmt: skip
-    assert row["result_at"] == pd.Timestamp(at).floor("us") and pd.isna(row["planned_start"])
+    assert row["result_at"] == pd.Timestamp(at).floor("us")
+    assert row["planned_start"] == pd.Timestamp(NOW - timedelta(hours=1)).floor("us")  # kept
     assert kit.open_tasks().empty
     timeline = kit.timeline(opportunity="Acme pilot").set_index("id")
     assert not timeline.loc[call, "is_planned"] and timeline.loc[call, "status"] == "done"

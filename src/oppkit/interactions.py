@@ -300,6 +300,7 @@ class Interactions:
                     follows_id=follows,
                     source_type=source_type,
                     reason=reason,
+                    planned_start=begins,
                     planned_end=ends,
                     location_comments=location_comments,
                     description=description,

@@ -650,6 +650,7 @@ interactions = Table(
     Column("follows_id", Integer, ForeignKey("interactions.id")),  # the plan it follows up
     Column("source_type", String(60)),
     Column("reason", String(255)),
+    Column("planned_start", UTCDateTime),  # kept when a result moves the activity's time
     Column("planned_end", UTCDateTime),
     Column("location_comments", Text),
     Column("description", Text),

@@ -105,8 +105,8 @@ def interactions(
     these interactions (their activity ids).
 
     Columns: id (the activity on the timeline), interaction_id (oppkit's row; empty for a
-    Salesforce Task or Event), name, interaction_type, status, planned_start (empty once
-    a result moved the activity to its date), planned_end, account, opportunity,
+    Salesforce Task or Event), name, interaction_type, status, planned_start (kept when a
+    result moved the activity to its date), planned_end, account, opportunity,
     assigned_to, contact, location, location_comments, description, source_type, reason,
     follows (the id of the plan it follows up), result_at, duration_minutes, result_type,
     result_comments, result_description, message_status (queued, sent or failed),
@@ -139,7 +139,7 @@ def interactions(
             db.activities.c.subject,
             func.coalesce(db.interactions.c.interaction_type, db.activities.c.kind),
             status_col,
-            case((and_(own, status_col == "done"), None), else_=db.activities.c.occurred_at),
+            func.coalesce(db.interactions.c.planned_start, db.activities.c.occurred_at),
             db.interactions.c.planned_end,
             db.accounts.c.name,
             db.activities.c.account_id,

@@ -54,6 +54,7 @@ def upgrade() -> None:
         sa.Column("follows_id", sa.Integer()),
         sa.Column("source_type", sa.String(length=60)),
         sa.Column("reason", sa.String(length=255)),
+        sa.Column("planned_start", UTC()),
         sa.Column("planned_end", UTC()),
         sa.Column("location_comments", sa.Text()),
         sa.Column("description", sa.Text()),
