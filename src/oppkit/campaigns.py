@@ -261,7 +261,7 @@ class Campaigns:
                     account=person.account_id,
                     owner=owner,
                     process=camp.process,
-                    campaign_id=camp.id,
+                    campaign=camp.id,
                     contacts=[person.id],
                 )  # fmt: skip
             )

@@ -203,7 +203,7 @@ class Scope:
 
     def person_ids(self, ref: Any) -> list[int]:
         """Ids of the people named by id, email (normalised) or Salesforce id."""
-        refs = [normalise_email(r) or r for r in as_list(ref)]
+        refs = [normalise_email(r) or r if isinstance(r, str) else r for r in as_list(ref)]
         return self._ids(people, refs, ("email", "salesforce_id"), "person")
 
     def campaign_ids(self, ref: Any) -> list[int]:
