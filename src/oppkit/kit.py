@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .campaigns import Campaigns
     from .graphs import RelationshipGraph
     from .leads import Leads
+    from .saved_reports import Reports
     from .workflow.engine import Workflow
     from .workflow.lifecycle import Lifecycle
 
@@ -127,6 +128,14 @@ class Kit:
         from .leads import Leads
 
         return Leads(self.scope)
+
+    @property
+    def reports(self) -> Reports:
+        """Saved reports that fill campaigns: ``kit.reports()`` lists them; ``.run``,
+        ``.preview``, ``.save`` (oppkit.saved_reports)."""
+        from .saved_reports import Reports
+
+        return Reports(self.scope)
 
     # --- frames (oppkit.frames with this Kit's scope) ---------------------------------
 
