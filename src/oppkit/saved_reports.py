@@ -186,7 +186,12 @@ def save_report(report: SavedReport, path: Path) -> Path:
         )
     gap = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
     new_text = text + gap + report.toml()
-    written = tomllib.loads(new_text)["reports"][-1]
+    try:
+        written = tomllib.loads(new_text)["reports"][-1]
+    except tomllib.TOMLDecodeError as exc:  # e.g. reports = [...] written inline
+        raise ConfigError(
+            f"{path}: cannot append a [[reports]] table to it ({exc}); add the report by hand"
+        ) from exc
     if SavedReport(**written) != report:  # pragma: no cover - a bug in SavedReport.toml
         raise ConfigError(f"could not write report {report.name!r} to {path} faithfully")
     _replace(path, new_text)
