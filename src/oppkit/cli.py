@@ -14,6 +14,7 @@ Examples::
     oppkit demo --no-lab
     oppkit workflow load our_workflow.toml
     oppkit lifecycle apply
+    oppkit report run webinar-leads      # a saved report: the people it finds into its campaign
     oppkit team grant ava ava.patel@northwind.example --create   # PostgreSQL
     oppkit status                        # how fresh each source is
     oppkit agents run                    # every [[agents]] entry of oppkit.toml, on schedule
@@ -33,6 +34,7 @@ from types import SimpleNamespace
 from . import __version__, redact
 from .config import load_settings
 from .errors import ConfigError, OppkitError
+from .report_command import add_run_arguments, run_reports
 from .sources.declaration import parse_duration
 from .stops import CODES, exit_code, stop_code
 from .stops import install as install_stops
@@ -96,6 +98,7 @@ def _run_digest(args: argparse.Namespace) -> list:
 
 AGENTS: dict[str, tuple[Callable, Callable, str]] = {
     "digest": (_add_digest, _run_digest, "follower digests (daily or weekly) over SMTP"),
+    "report": (add_run_arguments, run_reports, "saved reports: who they find into campaigns"),
 }
 
 
@@ -205,9 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_arguments(sub)
         sub.set_defaults(func=partial(_cmd_sync, run))
     from .agents_command import add_commands as add_agents_commands
+    from .report_command import add_commands as add_report_commands
     from .workflow.cli import add_commands
 
     more = add_commands(commands)
+    more += add_report_commands(commands)
     more += add_agents_commands(commands, _runners)
     # options may also follow the subcommand: `oppkit sync mail --mbox X --db URL`
     for sub in [init, demo, team, digest, sync, *what.choices.values(), *more]:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .graphs import RelationshipGraph
     from .interactions import Interactions
     from .leads import Leads
+    from .saved_reports import Reports
     from .workflow.engine import Workflow
     from .workflow.lifecycle import Lifecycle
 
@@ -137,6 +138,14 @@ class Kit:
         from .interactions import Interactions
 
         return Interactions(self.scope)
+
+    @property
+    def reports(self) -> Reports:
+        """Saved reports that fill campaigns: ``kit.reports()`` lists them; ``.run``,
+        ``.preview``, ``.save`` (oppkit.saved_reports)."""
+        from .saved_reports import Reports
+
+        return Reports(self.scope)
 
     # --- frames (oppkit.frames with this Kit's scope) ---------------------------------
 

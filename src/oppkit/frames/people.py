@@ -12,12 +12,23 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import and_, case, false, func, literal_column, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+)
 
 from ..db import schema as db
-from ..scope import ScopeLike, scope_of
+from ..scope import Scope, ScopeLike, scope_of
 
-__all__ = ["accounts", "people", "suggested_people"]
+__all__ = ["accounts", "people", "people_where", "suggested_people"]
 
 
 def people(
@@ -28,7 +39,40 @@ def people(
     With ``opportunity``, its members (with their role) are returned.
     """
     scope = scope_of(scope)
-    stmt = (
+    stmt = _people_select(scope)
+    if account is not None:
+        stmt = stmt.where(db.people.c.account_id.in_(scope.account_ids(account)))
+    if internal is not None:
+        stmt = stmt.where(db.people.c.is_internal.is_(true() if internal else false()))
+    if opportunity is not None:
+        ids = scope.opportunity_ids(opportunity)
+        visible = select(db.opportunities.c.id).where(
+            db.opportunities.c.id.in_(ids), scope.visible()
+        )
+        stmt = stmt.add_columns(
+            db.opportunity_people.c.role, db.opportunity_people.c.kind.label("membership")
+        ).join(
+            db.opportunity_people,
+            and_(
+                db.opportunity_people.c.person_id == db.people.c.id,
+                db.opportunity_people.c.opportunity_id.in_(visible),
+                db.opportunity_people.c.is_deleted.is_(False),
+            ),
+        )
+    return _people_frame(scope, stmt)
+
+
+def people_where(scope: ScopeLike, *conditions: ColumnElement[bool]) -> pd.DataFrame:
+    """The :func:`people` frame of the people meeting SQL ``conditions`` on ``people``
+    (and their ``accounts``), with the same columns and privacy: for features that choose
+    people their own way (:mod:`oppkit.people_filter`).
+    """
+    scope = scope_of(scope)
+    return _people_frame(scope, _people_select(scope).where(*conditions))
+
+
+def _people_select(scope: Scope) -> Select:
+    return (
         select(
             db.people.c.id,
             db.people.c.email,
@@ -55,25 +99,9 @@ def people(
         .where(db.people.c.is_deleted.is_(False), db.people.c.id.not_in(scope.hidden_people()))
         .order_by(db.people.c.email)
     )
-    if account is not None:
-        stmt = stmt.where(db.people.c.account_id.in_(scope.account_ids(account)))
-    if internal is not None:
-        stmt = stmt.where(db.people.c.is_internal.is_(true() if internal else false()))
-    if opportunity is not None:
-        ids = scope.opportunity_ids(opportunity)
-        visible = select(db.opportunities.c.id).where(
-            db.opportunities.c.id.in_(ids), scope.visible()
-        )
-        stmt = stmt.add_columns(
-            db.opportunity_people.c.role, db.opportunity_people.c.kind.label("membership")
-        ).join(
-            db.opportunity_people,
-            and_(
-                db.opportunity_people.c.person_id == db.people.c.id,
-                db.opportunity_people.c.opportunity_id.in_(visible),
-                db.opportunity_people.c.is_deleted.is_(False),
-            ),
-        )
+
+
+def _people_frame(scope: Scope, stmt: Select) -> pd.DataFrame:
     df = scope.frame(stmt, "people")
     for column in ("is_internal", "stage_locked"):
         df[column] = df[column].astype(bool)

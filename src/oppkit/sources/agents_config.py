@@ -8,7 +8,8 @@ Plain data and argparse: no SQL, no sync.
 ``[[agents]]`` in oppkit.toml::
 
     [[agents]]
-    source = "mail"          # an agent: mail, calendar, salesforce, salesforce-export, digest
+    source = "mail"          # an agent: mail, calendar, salesforce, salesforce-export, digest,
+                             # report (options: a saved report's name, or --all)
     options = ["--imap-host", "127.0.0.1", "--imap-user", "ava"]   # its CLI options
     every = "15m"            # its schedule
     name = "ava-mail"        # optional: how logs call it (default: the agent)
@@ -34,7 +35,7 @@ from .catalog import agents, sources_of
 from .declaration import Option, OptionGroup, Source, SourceOptions, parse_duration, target_label
 
 # Agents the CLI runs that read no source (oppkit.cli.AGENTS): configurable all the same.
-OTHER_AGENTS = ("digest",)
+OTHER_AGENTS = ("digest", "report")
 ENTRY_KEYS = ("source", "options", "every", "name")
 
 
