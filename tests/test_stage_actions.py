@@ -29,6 +29,7 @@ from oppkit.db.schema import stage_actions as action_rows
 from oppkit.stage_actions import ACTION_COLUMNS, StageActionRefused
 from tests.workflow_support import (
     ACTIONS_WORKFLOW,
+    TEST_WORKFLOW,
     add_account,
     add_person,
 )
@@ -235,6 +236,55 @@ def test_only_a_meeting_or_call_on_a_deal_offers_actions(world):
     with pytest.raises(oppkit.NotFoundError, match="give its id"):
         kit.stage_actions("Pilot review")
     assert count(kit, links) == 0
+
+
+def test_the_opportunity_view_offers_the_actions_of_a_meeting_and_performs_them(world, tmp_path):
+    pytest.importorskip("ipywidgets")
+    kit, deal = world["kit"], world["deal"]
+    view = oppkit.OpportunityView(kit, deal)
+    assert [value for _label, value in view.action_picker.options] == [
+        world["call"],
+        world["meeting"],
+    ]  # fmt: skip  (newest first; the email is no meeting or call)
+    assert view.action_picker.value == world["call"]
+    view.action_picker.value = world["meeting"]
+    assert list(view.action_buttons) == [
+        "Send summary", "Prepare the contract", "Call back", "Send summary (Lead)",
+    ]  # fmt: skip
+    assert view.action_buttons["Call back"].tooltip.startswith("call: Call back about")
+
+    view.action_buttons["Send summary"].click()
+    newest = view.timeline.frame.iloc[0]
+    assert (newest["kind"], newest["subject"]) == (
+        "letter", "Our meeting on 2026-11-20: Acme <pilot> & co",
+    )  # fmt: skip
+    feed, message = view.timeline.feed.value, view.action_message.value
+    assert "Acme &lt;pilot&gt; &amp; co" in feed and "<pilot>" not in feed
+    assert "Send summary: letter" in message and "Acme &lt;pilot&gt; &amp; co" in message
+    assert "<pilot>" not in message and "oppkit-message-ok" in message
+    assert view.action_picker.value == world["meeting"]  # still the meeting picked
+
+    view.action_buttons["Prepare the contract"].click()
+    assert "Contract for Acme &lt;pilot&gt; &amp; co (Acme)" in view.timeline.feed.value
+    assert view.metrics["Open tasks"] == "1"  # the planned task counts at once
+
+    # the workflow changed under the view: the click is refused, with the reason, escaped
+    (tmp_path / "plain.toml").write_text(TEST_WORKFLOW, encoding="utf-8")
+    oppkit.connect(world["url"]).workflow.load(tmp_path / "plain.toml")
+    view.action_buttons["Call back"].click()
+    assert "oppkit-message-error" in view.action_message.value
+    assert "no stage action &#x27;Call back&#x27;" in view.action_message.value
+    view.refresh()
+    assert view.action_buttons == {} and "No stage actions" in view.actions_html.value
+
+
+def test_a_deal_without_meetings_or_calls_shows_no_actions(world):
+    pytest.importorskip("ipywidgets")
+    kit = world["kit"]
+    quiet = kit.workflow.create("Quiet deal", account="acme.example")
+    view = oppkit.OpportunityView(kit, quiet)
+    assert view.action_picker.options == () and view.action_buttons == {}
+    assert "no meeting or call" in view.actions_html.value
 
 
 def test_invalid_action_definitions_are_named_one_per_line(db_url, tmp_path, capsys):
