@@ -51,7 +51,8 @@ DEAL_PARAMETERS = ("opportunity", "parent", "deals")
 WRITES = {"follow", "unfollow", "load", "create", "transition", "follow_on", "set",
           "apply_rules", "deliver", "link_activity", "update_opportunity",
           "resolve_conflict", "discard_change", "assign", "add_contacts", "plan_activity",
-          "set_activity_status", "set_process", "send", "accept"}  # fmt: skip
+          "set_activity_status", "set_process", "send", "accept",
+          "perform_stage_action"}  # fmt: skip
 CAMPAIGN_ID, LEAD_ID = "701000000000001AAA", "00Q000000000001AAA"
 
 
@@ -148,14 +149,16 @@ def _assert_no_trace(result: Any, secret_id: int, where: str) -> None:
                 assert secret_id not in set(result[column].dropna()), f"{where}: {column}"
 
 
-def _arguments(method: Any, where: str) -> dict[str, Any] | None:
-    """Keyword arguments for a read, from the parameter names; None: nothing to call with."""
+def _arguments(method: Any, where: str, found: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Keyword arguments for a read, from the parameter names (``found``: values the test
+    looked up, such as the id of a public meeting for ``activity``)."""
     known = {"opportunity": PUBLIC_DEAL, "parent": PUBLIC_DEAL, "account": "globex.example",
              "person": "hank@globex.example", "person_or_account": "globex.example",
              "person_email": AVA, "name": "Win", "follow_on": "Up-sell",
              "stage": "Churned", "activity_id": 1, "change_id": 1, "field": "amount",
              "keep": "mine", "campaign": "Globex summit", "lead": "Lena Lead",
-             "deals": PUBLIC_DEAL}  # fmt: skip
+             "deals": PUBLIC_DEAL, "action": "Schedule follow-up call",
+             **(found or {})}  # fmt: skip
     kwargs = {}
     for name, param in inspect.signature(method).parameters.items():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -188,18 +191,26 @@ def test_no_public_method_shows_a_trace_of_a_private_deal(org, who: str, tmp_pat
     owner = oppkit.connect(db_url, user=BEN)
     assert "confidential merger pricing" in set(owner.timeline()["subject"])  # it is there
     assert "secret terms: send the redline" in set(owner.open_tasks()["text"])
+    by_source = owner.timeline().set_index("source_id")["id"]
+    # Acme pilot's Demo (public); the secret deal's call
+    public_meeting, secret_call = (int(by_source[i]) for i in ("00U000000000001AAA",
+                                                               "00T00000000000TAAA"))  # fmt: skip
+    found = {"activity": public_meeting}
     called = []
     for where, method in _doors(kit):
         params = inspect.signature(method).parameters
         for deal_param in (p for p in DEAL_PARAMETERS if p in params):
             for ref in ("Globex secret", secret_id, SECRET_ID):
-                args = {deal_param: ref, **{k: v for k, v in _arguments(method, where).items()
+                args = {deal_param: ref, **{k: v for k, v in _arguments(method, where, found).items()
                                             if k != deal_param}}  # fmt: skip
                 with pytest.raises((oppkit.NotFoundError, PermissionError)):
                     method(**args)
+        if "activity" in params:  # a meeting or call of the private deal is not found
+            with pytest.raises(oppkit.NotFoundError):
+                method(**{**_arguments(method, where, found), "activity": secret_call})
         if method.__name__ in WRITES:
             continue
-        kwargs = _arguments(method, where)
+        kwargs = _arguments(method, where, found)
         if method.__name__ == "graph" and "opportunity" in kwargs:
             kwargs["opportunity"] = None
         _assert_no_trace(method(**kwargs), secret_id, where)
@@ -210,7 +221,7 @@ def test_no_public_method_shows_a_trace_of_a_private_deal(org, who: str, tmp_pat
             _assert_no_trace(method(), secret_id, f"{where}()")  # the whole frame too
         called.append(where)
     assert {"kit.timeline", "kit.alerts", "kit.open_tasks", "kit.people",
-            "kit.lifecycle.history"} <= set(called)  # fmt: skip
+            "kit.lifecycle.history", "kit.stage_actions"} <= set(called)  # fmt: skip
 
     # the pandas accessor, from every frame that has it
     for frame in (kit.opportunities(), kit.accounts(), kit.people(), kit.timeline(),
