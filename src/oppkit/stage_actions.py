@@ -55,7 +55,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, and_, insert, or_, select
 
 from .db.engine import write_transaction
 from .db.schema import (
@@ -138,7 +138,11 @@ def _action_ref(action: Any) -> tuple[str | None, str]:
 
 
 def _origin(conn: Connection, scope: Scope, activity_id: int) -> _Origin:
-    """The meeting or call, on a deal this user may see; else not found or refused."""
+    """The meeting or call, on a deal this user may see; else not found or refused.
+
+    One query: the activity with its deal, found only when that deal may be seen (an
+    activity on a deal this user may not see, or a deleted one, is no different from an
+    id nobody has: not even its kind shows)."""
     row = conn.execute(
         select(
             activities.c.id,
@@ -146,10 +150,19 @@ def _origin(conn: Connection, scope: Scope, activity_id: int) -> _Origin:
             activities.c.subject,
             activities.c.occurred_at,
             activities.c.opportunity_id,
-        ).where(  # fmt: skip
+            opportunities.c.account_id,
+            opportunities.c.stage,
+        )  # fmt: skip
+        .select_from(
+            activities.outerjoin(opportunities, opportunities.c.id == activities.c.opportunity_id)
+        )
+        .where(
             activities.c.id == activity_id,
             activities.c.is_deleted.is_(False),
-            scope.visible_activity(),
+            or_(
+                activities.c.opportunity_id.is_(None),
+                and_(opportunities.c.is_deleted.is_(False), scope.visible()),
+            ),
         )
     ).first()
     if row is None:
@@ -163,19 +176,7 @@ def _origin(conn: Connection, scope: Scope, activity_id: int) -> _Origin:
         raise StageActionRefused(
             f"activity {activity_id} is on no deal: link it to one first (kit.link_activity)"
         )
-    deal = conn.execute(
-        select(opportunities.c.account_id, opportunities.c.stage).where(
-            opportunities.c.id == row.opportunity_id,
-            opportunities.c.is_deleted.is_(False),
-            scope.visible(),
-        )
-    ).first()
-    if deal is None:  # a deleted deal, or one this user may not see: no trace of either
-        raise NotFoundError(f"no activity with id {activity_id}")
-    return _Origin(
-        row.id, row.kind, row.subject, row.occurred_at, row.opportunity_id, deal.account_id,
-        deal.stage,
-    )  # fmt: skip
+    return _Origin(*row)
 
 
 def _stage_order(conn: Connection, origin: _Origin) -> dict[str, str]:
