@@ -9,8 +9,9 @@ stood in before (``stage_history``, newest first), and :func:`perform_stage_acti
 records what was done on the deal's timeline, in one transaction:
 
 * an ``activity`` action adds an activity of its ``activity_kind`` (source ``oppkit``),
-  titled from its ``subject`` template; a task, call or meeting is planned
-  (``is_planned``) at ``due`` (default: now), a note is done now;
+  titled from its ``subject`` template (its optional ``template`` is the text); a task,
+  call or meeting is planned (``is_planned``) at ``due`` (default: now), a note is done
+  now;
 * a ``letter`` action adds an activity of kind ``letter`` (outbound): its subject and
   text rendered from the templates, the snippet one line of the text. oppkit records the
   letter; it does not post or mail it (messages oppkit sends are a transition's
