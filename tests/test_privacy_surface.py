@@ -52,7 +52,7 @@ WRITES = {"follow", "unfollow", "load", "create", "transition", "follow_on", "se
           "apply_rules", "deliver", "link_activity", "update_opportunity",
           "resolve_conflict", "discard_change", "assign", "add_contacts", "plan_activity",
           "set_activity_status", "set_process", "send", "accept", "plan", "record_result",
-          "follow_up", "cancel", "attach",
+          "follow_up", "cancel", "attach", "perform_stage_action",
           # saved reports: these need a report saved in oppkit.toml (none here); who a
           # filter finds is kit.reports.preview, called as a door
           "get", "check", "run", "save"}  # fmt: skip
@@ -168,15 +168,16 @@ def _assert_no_trace(result: Any, secret_id: int, where: str) -> None:
                 assert secret_id not in set(result[column].dropna()), f"{where}: {column}"
 
 
-def _arguments(method: Any, where: str) -> dict[str, Any] | None:
-    """Keyword arguments for a read, from the parameter names; None: nothing to call with."""
+def _arguments(method: Any, where: str, found: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Keyword arguments for a read, from the parameter names (``found``: values the test
+    looked up, such as the id of a public meeting for ``activity``)."""
     known = {"opportunity": PUBLIC_DEAL, "parent": PUBLIC_DEAL, "account": "globex.example",
              "person": "hank@globex.example", "person_or_account": "globex.example",
              "person_email": AVA, "name": "Win", "follow_on": "Up-sell",
              "stage": "Churned", "activity_id": 1, "change_id": 1, "field": "amount",
              "keep": "mine", "campaign": "Globex summit", "lead": "Lena Lead",
              "deals": PUBLIC_DEAL, "plan": PUBLIC_PLAN, "interaction_type": "call",
-             "start": NOW}  # fmt: skip
+             "start": NOW, "action": "Schedule follow-up call", **(found or {})}  # fmt: skip
     kwargs = {}
     for name, param in inspect.signature(method).parameters.items():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -212,18 +213,26 @@ def test_no_public_method_shows_a_trace_of_a_private_deal(org, who: str, tmp_pat
     assert "secret terms: send the redline" in set(owner.open_tasks()["text"])
     assert "secret terms: follow-up" in set(owner.open_tasks()["text"])  # an overdue plan
     assert "secret terms: pricing call" in set(owner.interactions()["name"])
+    by_source = owner.timeline().set_index("source_id")["id"]
+    # Acme pilot's Demo (public); the secret deal's call
+    public_meeting, secret_call = (int(by_source[i]) for i in ("00U000000000001AAA",
+                                                               "00T00000000000TAAA"))  # fmt: skip
+    found = {"activity": public_meeting}
     called = []
     for where, method in _doors(kit):
         params = inspect.signature(method).parameters
         for deal_param in (p for p in DEAL_PARAMETERS if p in params):
             for ref in ("Globex secret", secret_id, SECRET_ID):
-                args = {deal_param: ref, **{k: v for k, v in _arguments(method, where).items()
+                args = {deal_param: ref, **{k: v for k, v in _arguments(method, where, found).items()
                                             if k != deal_param}}  # fmt: skip
                 with pytest.raises((oppkit.NotFoundError, PermissionError)):
                     method(**args)
+        if "activity" in params:  # a meeting or call of the private deal is not found
+            with pytest.raises(oppkit.NotFoundError):
+                method(**{**_arguments(method, where, found), "activity": secret_call})
         if method.__name__ in WRITES:
             continue
-        kwargs = _arguments(method, where)
+        kwargs = _arguments(method, where, found)
         if method.__name__ == "graph" and "opportunity" in kwargs:
             kwargs["opportunity"] = None
         _assert_no_trace(method(**kwargs), secret_id, where)
@@ -235,7 +244,7 @@ def test_no_public_method_shows_a_trace_of_a_private_deal(org, who: str, tmp_pat
         called.append(where)
     assert {"kit.timeline", "kit.alerts", "kit.open_tasks", "kit.people",
             "kit.lifecycle.history", "kit.interactions.__call__",
-            "kit.interactions.items"} <= set(called)  # fmt: skip
+            "kit.interactions.items", "kit.stage_actions"} <= set(called)  # fmt: skip
 
     # the pandas accessor, from every frame that has it
     for frame in (kit.opportunities(), kit.accounts(), kit.people(), kit.timeline(),

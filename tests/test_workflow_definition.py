@@ -15,7 +15,7 @@ from oppkit.db.engine import write_transaction
 from oppkit.db.schema import stages, steps, transitions
 from oppkit.workflow import InvalidWorkflow
 from oppkit.workflow.definition import default_workflow_text, export_text, parse_definition
-from tests.workflow_support import TEST_WORKFLOW
+from tests.workflow_support import ACTIONS_WORKFLOW, TEST_WORKFLOW
 
 # (what is broken, how to break TEST_WORKFLOW, the problem it must name)
 BROKEN = [
@@ -39,6 +39,41 @@ BROKEN = [
     ("an unknown trigger", ('triggers = ["create_invoice", "tests_boom"]', 'triggers = ["send_fax"]'),
      "transition 'Explode': unknown trigger 'send_fax'"),
 ]  # fmt: skip
+
+
+# (what is broken in a stage action of ACTIONS_WORKFLOW, the edit, the problem it must name)
+BROKEN_ACTIONS = [
+    ("an unknown kind", ('kind = "activity"\nactivity_kind = "call"', 'kind = "fax"'),
+     "stage 'Lead' action 'Call back': kind 'fax' is not one of activity, letter"),
+    ("an unknown activity kind", ('activity_kind = "call"', 'activity_kind = "lunch"'),
+     "stage 'Lead' action 'Call back': activity_kind 'lunch' is not one of task, call, "
+     "meeting, note"),
+    ("a letter without template", ('template = "Intro for {name}."', ""),
+     "stage 'Lead' action 'Send summary': has no template"),
+    ("a bad placeholder", ('subject = "Lead summary: {name}"', 'subject = "Hi {contact.name}"'),
+     "stage 'Lead' action 'Send summary': subject: placeholder {contact.name} is not a plain name"),
+    ("an unclosed placeholder", ("Next: {next_steps}", "Next: {next_steps"),
+     "stage 'Proposal' action 'Send summary': template: expected '}' before end of string"),
+    ("an action without name", ('name = "Call back"\n', ""),
+     "stage 'Lead' action '#1': has no name"),
+    ("an action twice", ('name = "Prepare the contract"', 'name = "Send summary"'),
+     "stage 'Proposal' action 'Send summary': defined twice"),
+    ("an action on a stage nowhere", ('[entries]', '[[stage_actions]]\nstage = "Nowhere"\n'
+                                      'name = "Wave"\nkind = "activity"\nactivity_kind = "note"\n'
+                                      'subject = "Wave"\n\n[entries]'),
+     "stage 'Nowhere' action 'Wave': stage 'Nowhere' is neither in the file nor in the database"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("what", "edit", "problem"), BROKEN_ACTIONS, ids=[b[0] for b in BROKEN_ACTIONS]
+)
+def test_each_kind_of_stage_action_problem_is_named(what, edit, problem):
+    old, new = edit
+    assert old in ACTIONS_WORKFLOW
+    with pytest.raises(InvalidWorkflow) as caught:
+        parse_definition(ACTIONS_WORKFLOW.replace(old, new, 1))
+    assert problem in caught.value.problems, caught.value.problems
 
 
 def broken(old: str, new: str) -> str:
@@ -87,8 +122,8 @@ def test_every_problem_is_listed_at_once_and_nothing_is_written(db_url, tmp_path
 
 def test_load_and_export_round_trip(db_url, tmp_path, capsys):
     source = tmp_path / "ours.toml"
-    source.write_text(TEST_WORKFLOW, encoding="utf-8")
-    original = parse_definition(TEST_WORKFLOW)
+    source.write_text(ACTIONS_WORKFLOW, encoding="utf-8")
+    original = parse_definition(ACTIONS_WORKFLOW)
     kit = oppkit.connect(db_url)
     kit.workflow.load(source)
     exported = tmp_path / "exported.toml"
@@ -102,6 +137,8 @@ def test_load_and_export_round_trip(db_url, tmp_path, capsys):
         (s.name, s.status) for s in original.stages
     ]
     assert again.lifecycle_stages == original.lifecycle_stages  # the defaults, written out
+    assert again.stage_actions == original.stage_actions and len(again.stage_actions) == 4
+    assert again.actions("Proposal")[0].template.startswith("Dear {contact_name},\n\n")
     kit.workflow.load(exported)
     assert main(["workflow", "export", "--db", db_url]) == 0
     assert capsys.readouterr().out == exported.read_text(encoding="utf-8")
@@ -141,14 +178,26 @@ def test_steps_may_use_stages_already_synced_from_salesforce(db_url, tmp_path):
                                            probability=60, source="salesforce"))  # fmt: skip
     text = TEST_WORKFLOW.replace(
         'name = "Review"\nstage = "Lead"', 'name = "Review"\nstage = "Id. Decision Makers"'
+    ).replace(
+        "[entries]",
+        '[[stage_actions]]\nstage = "Id. Decision Makers"\nname = "Map the committee"\n'
+        'kind = "activity"\nactivity_kind = "task"\nsubject = "Who decides on {name}?"\n\n'
+        "[entries]",
     )
-    with pytest.raises(InvalidWorkflow, match="unknown stage 'Id. Decision Makers'"):
+    with pytest.raises(InvalidWorkflow, match="unknown stage 'Id. Decision Makers'") as caught:
         parse_definition(text)  # alone, the file does not know the stage
+    assert (
+        "stage 'Id. Decision Makers' action 'Map the committee': stage 'Id. Decision Makers' "
+        "is neither in the file nor in the database"
+    ) in caught.value.problems
     (tmp_path / "w.toml").write_text(text, encoding="utf-8")
     kit.workflow.load(tmp_path / "w.toml")
     exported = parse_definition(kit.workflow.export())
     assert exported.step("Review").stage == "Id. Decision Makers"
     assert exported.stage("Id. Decision Makers").status == "open"
+    assert [(a.stage, a.name) for a in exported.stage_actions] == [
+        ("Id. Decision Makers", "Map the committee")
+    ]
 
 
 def test_the_shipped_default_loads_and_exports_unchanged(db_url, capsys):
@@ -158,6 +207,11 @@ def test_the_shipped_default_loads_and_exports_unchanged(db_url, capsys):
     definition = kit.workflow.definition()
     assert definition.entries == {"new_account": "New lead", "existing_account": "Account review"}
     assert export_text(definition) == export_text(parse_definition(default_workflow_text()))
+    assert [(a.stage, a.name) for a in definition.stage_actions] == [
+        ("Prospecting", "Schedule discovery meeting"),
+        ("Qualification", "Send meeting summary letter"),
+        ("Qualification", "Schedule follow-up call"),
+    ]
     assert {s.name for s in definition.lifecycle("contact")} >= {
         "New",
         "Engaged",

@@ -129,6 +129,49 @@ existing_account = "Review"
 '''
 
 
+# TEST_WORKFLOW with stage actions (a letter of the same name on both open stages)
+LEAD_ACTIONS = """
+[[stages.actions]]
+name = "Call back"
+kind = "activity"
+activity_kind = "call"
+subject = "Call back about {activity_subject}"
+
+[[stages.actions]]
+name = "Send summary"
+kind = "letter"
+subject = "Lead summary: {name}"
+template = "Intro for {name}."
+"""
+PROPOSAL_ACTIONS = '''
+[[stages.actions]]
+name = "Send summary"
+kind = "letter"
+subject = "Our {activity_kind} on {activity_date}: {name}"
+template = """
+Dear {contact_name},
+
+thank you for meeting us about {name} ({amount:,.0f} {currency}).
+Next: {next_steps}
+"""
+
+[[stages.actions]]
+name = "Prepare the contract"
+kind = "activity"
+activity_kind = "task"
+subject = "Contract for {name} ({account})"
+'''
+ACTIONS_WORKFLOW = TEST_WORKFLOW.replace(
+    'name = "Lead"\nstatus = "open"\nprobability = 10\n',
+    'name = "Lead"\nstatus = "open"\nprobability = 10\n' + LEAD_ACTIONS,
+    1,
+).replace(
+    'name = "Proposal"\nstatus = "open"\nprobability = 50\n',
+    'name = "Proposal"\nstatus = "open"\nprobability = 50\n' + PROPOSAL_ACTIONS,
+    1,
+)
+
+
 @register_trigger("tests_boom")
 def _boom(ctx) -> None:  # noqa: ANN001
     raise RuntimeError("the ERP is down")

@@ -216,6 +216,29 @@ class Kit:
 
         link_activity(self.scope, activity_id, opportunity)
 
+    def stage_actions(self, activity: Any) -> pd.DataFrame:
+        """What a meeting or call (an id or a timeline row) leads to: the stage actions of
+        its deal's current stage, then of its previous ones (oppkit.stage_actions).
+
+        >>> kit.stage_actions(kit.timeline(opportunity="Acme pilot", kind="meeting").iloc[0])
+        """
+        from .stage_actions import stage_actions
+
+        return stage_actions(self.scope, activity)
+
+    def perform_stage_action(
+        self, activity: Any, action: Any, *, by: str | None = None, due: Any = None,
+        **values: Any,
+    ) -> int:  # fmt: skip
+        """Do a stage action from a meeting or call: an activity or a letter on the deal's
+        timeline, linked to it; its id. Keywords fill the templates' placeholders.
+
+        >>> kit.perform_stage_action(4711, "Send meeting summary letter", next_steps="...")
+        """
+        from .stage_actions import perform_stage_action
+
+        return perform_stage_action(self.scope, activity, action, by=by, due=due, **values)
+
     # --- changes to deals (oppkit.writeback) -------------------------------------------
 
     def update_opportunity(

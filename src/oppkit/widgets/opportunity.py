@@ -19,6 +19,8 @@ Example::
     view.editor.fields["amount"].value = "125000"; view.editor.save_button.click()
     view.add_note("Pricing call booked for Thursday.")
     view.forms["Negotiate"].submit()       # a workflow transition from its form
+    view.action_picker.value = 4711        # a meeting or call of the deal (newest by default)
+    view.action_buttons["Schedule follow-up call"].click()   # a stage action from it
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import pandas as pd
 
 from .. import actions
 from ..errors import OppkitError
+from ..stage_actions import STARTS_FROM
 from ..workflow.model import REFERENCE_ATTRIBUTES, IncompleteTransition
 from .deal_edit import WAITING, DealEditForm, marked, waiting_values
 from .freshness import FreshnessBar
@@ -193,8 +196,26 @@ class OpportunityView(widgets.VBox):
         self.note_button = widgets.Button(description="Add note", icon="sticky-note")
         self.note_message = widgets.HTML()
         self.note_button.on_click(lambda _b: self._note_clicked())
+        # stage actions of a meeting or call of the deal (oppkit.stage_actions)
+        self.action_picker = widgets.Dropdown(
+            description="From", options=[], layout={"width": "70%"}
+        )
+        self.actions_html = widgets.HTML()
+        self.action_row = widgets.HBox(layout={"flex_flow": "row wrap"})
+        self.action_message = widgets.HTML()
+        self.stage_actions = pd.DataFrame()  # kit.stage_actions of the picked activity
+        self.action_buttons: dict[str, widgets.Button] = {}
+        self._picking = False
         activities_tab = widgets.VBox(
-            [widgets.HBox([self.note_text, self.note_button]), self.note_message, self.timeline]
+            [
+                widgets.HBox([self.note_text, self.note_button]),
+                self.note_message,
+                self.actions_html,
+                self.action_picker,
+                self.action_row,
+                self.action_message,
+                self.timeline,
+            ]  # fmt: skip
         )
 
         # alerts and tasks
@@ -282,6 +303,7 @@ class OpportunityView(widgets.VBox):
         self.add_class("oppkit-opportunity-view")
         self.refresh(timeline=False)
         self.private_box.observe(self._private_changed, names="value")
+        self.action_picker.observe(self._picked, names="value")
 
     # --- reading ------------------------------------------------------------------
 
@@ -301,6 +323,7 @@ class OpportunityView(widgets.VBox):
         self.editor.bind(self.deal, self.waiting)
         self._draw_alerts()
         self._draw_workflow()
+        self._draw_stage_actions()
         # the People and graph tabs read more; they load when first shown
         for index in list(self._loaded):
             self._load_tab(index)
@@ -440,7 +463,85 @@ class OpportunityView(widgets.VBox):
             self.forms[row.transition] = TransitionForm(self, row, d)
         self.workflow_forms.children = list(self.forms.values())
 
+    def _draw_stage_actions(self) -> None:
+        """Offer the deal's meetings and calls in the feed (newest first, the one picked
+        kept) and the stage actions of the one picked."""
+        frame = self.timeline.frame
+        picks = frame[frame["kind"].isin(STARTS_FROM)] if not frame.empty else frame
+        options = [
+            (f"{r.kind} · {text(r.occurred_at)} · {text(r.subject)}"[:120], int(r.id))
+            for r in picks.itertuples(index=False)
+        ]  # a dropdown's labels are text, not HTML
+        ids = [value for _label, value in options]
+        keep = self.action_picker.value
+        self._picking = True
+        try:
+            self.action_picker.options = options
+            self.action_picker.value = keep if keep in ids else (ids[0] if ids else None)
+        finally:
+            self._picking = False
+        self._load_stage_actions()
+
+    def _picked(self, _change: dict) -> None:
+        if not self._picking:
+            self.action_message.value = ""
+            self._load_stage_actions()
+
+    def _load_stage_actions(self) -> None:
+        self.action_buttons = {}
+        self.stage_actions = pd.DataFrame()
+        title = "<b>Stage actions</b> "
+        activity_id = self.action_picker.value
+        self.action_picker.layout.display = "none" if activity_id is None else "flex"
+        if activity_id is None:
+            self.actions_html.value = (
+                title + "<i>There is no meeting or call on this deal to start one from.</i>"
+            )
+            self.action_row.children = []
+            return
+        try:
+            self.stage_actions = self.kit.stage_actions(activity_id)
+        except (OppkitError, LookupError) as exc:
+            self.actions_html.value = title + error_html(exc)
+            self.action_row.children = []
+            return
+        if self.stage_actions.empty:
+            self.actions_html.value = title + "<i>No stage actions for this deal's stages.</i>"
+        else:
+            self.actions_html.value = title + (
+                "<small>from the meeting or call picked: its deal's stage "
+                f"<b>{esc(self.deal.get('stage'))}</b> first, then earlier ones</small>"
+            )
+        for a in self.stage_actions.itertuples(index=False):
+            key = a.name if a.name not in self.action_buttons else f"{a.name} ({a.stage})"
+            button = widgets.Button(
+                description=key[:60],
+                tooltip=f"{a.activity_kind or a.kind}: {a.subject} · {a.from_stage} stage "
+                f"{a.stage}",
+                button_style="info" if a.from_stage == "current" else "",
+                layout={"width": "auto"},
+            )
+            button.on_click(lambda _b, stage=a.stage, name=a.name: self.perform_action(stage, name))
+            self.action_buttons[key] = button
+        self.action_row.children = list(self.action_buttons.values())
+
     # --- writing ----------------------------------------------------------------
+
+    def perform_action(self, stage: str, name: str, **values: Any) -> int | None:
+        """Do stage action ``name`` of ``stage`` from the meeting or call picked; the new
+        activity's id (None when refused: the reason shows under the buttons)."""
+        try:
+            new_id = self.kit.perform_stage_action(
+                self.action_picker.value, {"stage": stage, "name": name}, **values
+            )
+        except (OppkitError, LookupError) as exc:
+            self.action_message.value = error_html(exc)
+            return None
+        self.refresh()  # the feed, the open tasks, the actions
+        made = self.timeline.frame[self.timeline.frame["id"] == new_id]
+        kind, subject = (made["kind"].iloc[0], made["subject"].iloc[0]) if len(made) else ("", "")
+        self.action_message.value = ok_html(f"{name}: {kind} “{text(subject)}” is on the timeline.")
+        return new_id
 
     def _edited(self) -> None:
         """After a save or a settled conflict in the edit form: read the deal again."""

@@ -54,6 +54,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
     print(
         f"workflow loaded from {args.file or 'the default'}: {len(definition.stages)} stages, "
         f"{len(definition.steps)} steps, {len(definition.transitions)} transitions"
+        + (f", {len(definition.stage_actions)} stage actions" if definition.stage_actions else "")
     )
     return 0
 

@@ -13,6 +13,24 @@ Format (see ``default_workflow.toml`` in this package for a complete one)::
     probability = 20
     salesforce = ["Needs Analysis"]   # Salesforce stages that are this stage too
     arrive_at = "Discovery"           # where a deal arriving in them from Salesforce stands
+    [[stages.actions]]                # what a meeting or call on a deal in this stage leads to
+    name = "Schedule follow-up call"  #   (oppkit.stage_actions; the stage above is theirs)
+    kind = "activity"                 # activity: a new activity on the deal's timeline
+    activity_kind = "call"            #   task, call, meeting or note
+    subject = "Follow-up: {activity_subject}"
+    [[stages.actions]]
+    name = "Send meeting summary letter"
+    kind = "letter"                   # letter: a letter rendered from the templates
+    subject = "Summary of our meeting on {activity_date}"
+    template = '''
+    Dear {contact_name}, thank you for meeting us about {name} ...'''
+
+    [[stage_actions]]                 # an action on a stage the file does not define
+    stage = "Id. Decision Makers"     # (one already in the database, synced from Salesforce)
+    name = "Map the buying committee"
+    kind = "activity"
+    activity_kind = "task"
+    subject = "Who decides on {name}?"
 
     [[steps]]
     name = "Discovery"
@@ -75,6 +93,7 @@ from ..db.schema import (
     lifecycle_stages,
     opportunities,
     process_entries,
+    stage_actions,
     stage_arrivals,
     stages,
     steps,
@@ -83,6 +102,8 @@ from ..db.schema import (
 )
 from .communications import template_problem
 from .model import (
+    ACTION_ACTIVITY_KINDS,
+    ACTION_KINDS,
     CATEGORIES,
     CHANNELS,
     CLOSED,
@@ -96,6 +117,7 @@ from .model import (
     LifecycleRule,
     LifecycleStage,
     Stage,
+    StageAction,
     Step,
     Transition,
 )
@@ -208,6 +230,82 @@ def _parse_communications(value: Any, where: str, problems: list[str]) -> list[C
     return result
 
 
+def _parse_action(item: dict, stage: str, i: int, problems: list[str]) -> StageAction:
+    """One ``[[stages.actions]]`` (or ``[[stage_actions]]``) table; its problems listed."""
+    name = _text(item, "name")
+    where = f"stage {stage!r} action {name or f'#{i}'!r}"
+    if not name:
+        problems.append(f"{where}: has no name")
+    kind = _text(item, "kind")
+    if kind not in ACTION_KINDS:
+        problems.append(f"{where}: kind {kind!r} is not one of {', '.join(ACTION_KINDS)}")
+    texts: dict[str, str | None] = {}
+    for key in ("activity_kind", "subject", "template"):
+        value = item.get(key)
+        if value is not None and not isinstance(value, str):
+            problems.append(f"{where}: {key} must be text")
+            value = None
+        texts[key] = value if value and value.strip() else None
+    activity_kind = texts["activity_kind"] and texts["activity_kind"].strip()
+    known = ", ".join(ACTION_ACTIVITY_KINDS)
+    if kind == "activity" and activity_kind is None:
+        problems.append(f"{where}: has no activity_kind (one of {known})")
+    elif kind == "activity" and activity_kind not in ACTION_ACTIVITY_KINDS:
+        problems.append(f"{where}: activity_kind {activity_kind!r} is not one of {known}")
+    elif kind == "letter" and activity_kind is not None:
+        problems.append(f"{where}: a letter has no activity_kind")
+    if kind in ACTION_KINDS and texts["subject"] is None:
+        problems.append(f"{where}: has no subject")
+    if kind == "letter" and texts["template"] is None:
+        problems.append(f"{where}: has no template")
+    for key in ("subject", "template"):
+        if texts[key] and (problem := template_problem(texts[key])):
+            problems.append(f"{where}: {key}: {problem}")
+    subject = texts["subject"] and texts["subject"].strip()
+    return StageAction(stage, name, kind, activity_kind, subject, texts["template"])
+
+
+def _parse_actions(
+    data: dict, stage_tables: list[tuple[str, Any]], known: set[str], problems: list[str]
+) -> list[StageAction]:
+    """The actions under each stage, then those naming a stage of the database."""
+    found: list[tuple[str, dict]] = []
+    for stage, value in stage_tables:
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            problems.append(f"stage {stage!r}: actions must be tables ([[stages.actions]])")
+            continue
+        for item in value:
+            named = _text(item, "stage")
+            if named and named != stage:
+                problems.append(
+                    f"stage {stage!r} action {_text(item, 'name')!r}: sits under stage "
+                    f"{stage!r} but names stage {named!r}"
+                )
+            found.append((stage, item))
+    for item in _tables(data, "stage_actions", problems):
+        stage = _text(item, "stage")
+        if not stage:
+            problems.append(f"stage action {_text(item, 'name') or '?'!r}: has no stage")
+            continue
+        if stage not in known:
+            problems.append(
+                f"stage {stage!r} action {_text(item, 'name') or '?'!r}: stage {stage!r} is "
+                "neither in the file nor in the database"
+            )
+        found.append((stage, item))
+    result: list[StageAction] = []
+    counts: dict[str, int] = {}
+    for stage, item in found:
+        counts[stage] = counts.get(stage, 0) + 1
+        action = _parse_action(item, stage, counts[stage], problems)
+        if action.name and any(a.stage == stage and a.name == action.name for a in result):
+            problems.append(f"stage {stage!r} action {action.name!r}: defined twice")
+        result.append(action)
+    return result
+
+
 def parse_definition(text: str, known_stages: dict[str, str] | None = None) -> Definition:
     """A validated :class:`Definition` from TOML text; raises :class:`InvalidWorkflow`.
 
@@ -221,11 +319,13 @@ def parse_definition(text: str, known_stages: dict[str, str] | None = None) -> D
     problems: list[str] = []
     definition = Definition()
 
+    stage_tables: list[tuple[str, Any]] = []  # each stage's [[stages.actions]]
     for i, item in enumerate(_tables(data, "stages", problems), start=1):
         name = _text(item, "name")
         if not name:
             problems.append(f"stage #{i}: has no name")
             continue
+        stage_tables.append((name, item.get("actions")))
         status = _text(item, "status") or "open"
         if status not in STAGE_STATUSES:
             problems.append(
@@ -249,6 +349,9 @@ def parse_definition(text: str, known_stages: dict[str, str] | None = None) -> D
             if other in mapped_by or (other != stage.name and definition.stage(other)):
                 problems.append(f"stage {stage.name!r}: Salesforce stage {other!r} is mapped twice")
             mapped_by[other] = stage.name
+    definition.stage_actions = _parse_actions(
+        data, stage_tables, set(statuses) | set(mapped_by), problems
+    )
 
     for i, item in enumerate(_tables(data, "steps", problems), start=1):
         name = _text(item, "name")
@@ -507,6 +610,20 @@ def save(conn: Connection, definition: Definition) -> None:
     for name, step in arrival_steps(definition).items():
         conn.execute(insert(stage_arrivals).values(stage_name=name, step_id=step_ids[step]))
 
+    conn.execute(delete(stage_actions))
+    for i, a in enumerate(definition.stage_actions, start=1):
+        conn.execute(
+            insert(stage_actions).values(
+                stage_name=a.stage,
+                name=a.name,
+                kind=a.kind,
+                activity_kind=a.activity_kind,
+                subject=a.subject,
+                template=a.template,
+                sort_order=i,
+            )  # fmt: skip
+        )
+
     conn.execute(delete(lifecycle_rules))
     conn.execute(delete(lifecycle_stages))
     for i, s in enumerate(definition.lifecycle_stages, start=1):
@@ -591,6 +708,12 @@ def load(conn: Connection) -> Definition:
         )
     for r in conn.execute(select(lifecycle_rules).order_by(lifecycle_rules.c.id)):
         definition.lifecycle_rules.append(LifecycleRule(r.kind, r.event, r.stage))
+    for r in conn.execute(
+        select(stage_actions).order_by(stage_actions.c.sort_order, stage_actions.c.id)
+    ):
+        definition.stage_actions.append(
+            StageAction(r.stage_name, r.name, r.kind, r.activity_kind, r.subject, r.template)
+        )
     return definition
 
 
@@ -617,6 +740,11 @@ def _table(header: str, items: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _action_items(a: StageAction) -> dict[str, Any]:
+    return {"name": a.name, "kind": a.kind, "activity_kind": a.activity_kind,
+            "subject": a.subject, "template": a.template}  # fmt: skip
+
+
 def export_text(definition: Definition) -> str:
     """The definition as a workflow file (the format :func:`parse_definition` reads)."""
     out = ["# oppkit workflow: load with `oppkit workflow load FILE`", ""]
@@ -626,6 +754,12 @@ def export_text(definition: Definition) -> str:
             {"name": s.name, "status": s.status, "probability": s.probability,
              "salesforce": s.salesforce, "arrive_at": s.arrive_at},
         )  # fmt: skip
+        for a in definition.actions(s.name):  # belongs to the [[stages]] just above
+            out += _table("[[stages.actions]]", _action_items(a))
+    defined = {s.name for s in definition.stages}
+    for a in definition.stage_actions:
+        if a.stage not in defined:
+            out += _table("[[stage_actions]]", {"stage": a.stage, **_action_items(a)})
     for s in definition.steps:
         out += _table("[[steps]]", {"name": s.name, "stage": s.stage, "attributes": s.attributes,
                                     "description": s.description})  # fmt: skip

@@ -35,6 +35,9 @@ COLUMN_ATTRIBUTES = (
     "amount", "close_date", "probability", "currency", "opportunity_type", "lead_source",
 )  # fmt: skip
 REFERENCE_ATTRIBUTES = ("account", "owner")
+# Stage actions (oppkit.stage_actions): what a person does from a meeting or call on a deal.
+ACTION_KINDS = ("activity", "letter")
+ACTION_ACTIVITY_KINDS = ("task", "call", "meeting", "note")  # what an activity action makes
 
 
 class WorkflowError(OppkitError):
@@ -117,6 +120,24 @@ class Transition:
 
 
 @dataclass
+class StageAction:
+    """What a stage lets a person do from a meeting or call on a deal in it.
+
+    ``kind`` ``activity``: a new activity of ``activity_kind`` titled ``subject`` (a
+    template; ``template``, optional, becomes its text). ``kind`` ``letter``: a letter,
+    ``subject`` and ``template`` rendered from the deal's values, ``{activity_subject}``
+    and ``{activity_date}``.
+    """
+
+    stage: str
+    name: str
+    kind: str  # activity / letter
+    activity_kind: str | None = None
+    subject: str | None = None
+    template: str | None = None
+
+
+@dataclass
 class LifecycleStage:
     kind: str  # contact / account
     name: str
@@ -145,6 +166,7 @@ class Definition:
     follow_ons: dict[str, str] = field(default_factory=dict)  # name -> step
     lifecycle_stages: list[LifecycleStage] = field(default_factory=list)
     lifecycle_rules: list[LifecycleRule] = field(default_factory=list)
+    stage_actions: list[StageAction] = field(default_factory=list)  # in the file's order
     # after a load: open deals it could not place at a step (id, name, stage)
     unplaced: list[tuple[int, str, str | None]] = field(default_factory=list)
 
@@ -153,6 +175,9 @@ class Definition:
 
     def step(self, name: str) -> Step | None:
         return next((s for s in self.steps if s.name == name), None)
+
+    def actions(self, stage: str) -> list[StageAction]:
+        return [a for a in self.stage_actions if a.stage == stage]
 
     def outgoing(self, step: str) -> list[Transition]:
         return [t for t in self.transitions if t.from_step == step]
