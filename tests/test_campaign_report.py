@@ -25,9 +25,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sqlalchemy import inspect
 
 import oppkit
 from oppkit.campaign_report import REPORT_COLUMNS, campaign_chart
+from oppkit.db.schema import campaign_members
 from oppkit.sync import sync_salesforce_export
 from tests.support import AVA, write_csv
 
@@ -240,3 +242,16 @@ def test_the_chart_shows_each_campaign_with_dollars_in_names(org: str):
 
     empty = campaign_chart(report.iloc[0:0], title="Nothing $here")
     empty.savefig(io.BytesIO(), format="png")
+
+
+def test_the_member_indexes_of_the_schema_are_the_migrated_ones(db_url: str):
+    kit = oppkit.connect(db_url)  # migrated to the head (0012)
+    migrated = {
+        (i["name"], tuple(i["column_names"]))
+        for i in inspect(kit.engine).get_indexes("campaign_members")
+        if i["name"].startswith("ix_")  # PostgreSQL lists the unique constraint too
+    }
+    declared = {(i.name, tuple(c.name for c in i.columns)) for i in campaign_members.indexes}
+    assert migrated == declared
+    assert ("ix_campaign_members_lead_id_campaign_id_is_deleted",
+            ("lead_id", "campaign_id", "is_deleted")) in migrated  # fmt: skip
