@@ -30,7 +30,9 @@ Example::
 
     report = kit.campaign_report(since="2026-01-01")
     report[["name", "opportunities", "won_amount", "win_rate", "return_on_cost"]]
-    campaign_chart(kit.campaign_report(["Spring webinar", "Trade fair"]))
+
+    from oppkit.campaign_report import campaign_chart
+    campaign_chart(kit.campaign_report(["Spring webinar", "Trade fair"]))   # a Figure
 """
 
 from __future__ import annotations
