@@ -28,6 +28,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from . import frames
+from .campaign_report import campaign_report
 from .config import load_settings
 from .db.engine import connect_engine
 from .frames.timeline import TIMELINE_COLUMNS
@@ -163,6 +164,7 @@ class Kit:
     sync_status = _reads(frames.sync_status)
     campaign_members = _reads(frames.campaign_members)
     campaign_activities = _reads(frames.campaign_activities)
+    campaign_report = _reads(campaign_report)
 
     # --- relationships and following (delegating to oppkit.graphs and oppkit.digest) ----
 
