@@ -245,7 +245,7 @@ def test_the_chart_shows_each_campaign_with_dollars_in_names(org: str):
 
 
 def test_the_member_indexes_of_the_schema_are_the_migrated_ones(db_url: str):
-    kit = oppkit.connect(db_url)  # migrated to the head (0012)
+    kit = oppkit.connect(db_url)  # migrated to the head
     migrated = {
         (i["name"], tuple(i["column_names"]))
         for i in inspect(kit.engine).get_indexes("campaign_members")

@@ -6,14 +6,14 @@ members the campaign-only index made SQLite read the table row by row (1.2 s for
 count); these covering indexes answer from the index alone. The one on ``campaign_id``
 alone is dropped: the new one starts with it.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 """
 
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
