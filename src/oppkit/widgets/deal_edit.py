@@ -194,10 +194,12 @@ class DealEditForm(widgets.VBox):
         """:func:`shown`, and a campaign id as the campaign's name."""
         if field != "campaign_id":
             return shown(field, value)
-        if self.campaign_names is None:
+        names = self.campaign_names
+        if names is None or (str(value).isdigit() and int(value) not in names):  # a new one
             found = self.kit.campaigns()
-            self.campaign_names = {int(i): str(n) for i, n in zip(found["id"], found["name"], strict=True)}  # fmt: skip
-        return campaign_name(value, self.campaign_names)
+            names = dict(zip(found["id"].astype(int), found["name"].astype(str), strict=True))
+            self.campaign_names = names
+        return campaign_name(value, names)
 
     def _draw_waiting(self) -> None:
         notes = []
