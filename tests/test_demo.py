@@ -83,7 +83,7 @@ def test_demo_opens_jupyterlab_on_the_notebooks_with_the_demo_database(tmp_path:
                 time.sleep(0.5)
         assert contents is not None, "JupyterLab did not start"
         names = {item["name"] for item in contents["content"]}
-        assert "01_quickstart.ipynb" in names
+        assert {"01_quickstart.ipynb", "04_workflow.ipynb", "05_campaigns.ipynb"} <= names
         environ = Path(f"/proc/{proc.pid}/environ")  # Linux: what the kernels inherit
         if environ.exists():
             lab_env = dict(

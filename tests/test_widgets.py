@@ -787,3 +787,185 @@ def test_both_apps_say_how_fresh_their_data_is_and_flag_a_failing_source(
     deal = int(kit.opportunities()["id"].iloc[0])
     view = oppkit.OpportunityView(kit, deal)
     assert "oppkit-stale" in view.freshness.value
+
+
+# --- Assigning deals to a campaign from the review ------------------------------------------
+
+
+def campaign_id(kit: oppkit.Kit, name: str) -> int:
+    return int(kit.campaigns().set_index("name").loc[name, "id"])
+
+
+def test_the_review_assigns_local_deals_to_a_campaign_and_the_table_follows(pipeline):
+    kit, d = pipeline["kit"], pipeline["deals"]
+    autumn = kit.campaigns.create(f"Autumn {EVIL}")
+    review = oppkit.PipelineReview(kit)
+    box = review.campaign_assign
+    assert review.tabs.get_title(3) == "Assign to campaign" and review.tabs.children[3] is box
+    labels = dict(box.campaign.options)
+    assert labels[f"Autumn {EVIL} (oppkit only)"] == autumn  # a dropdown's labels are text
+    assert labels["Spring webinar (oppkit only)"] == pipeline["campaign"]
+
+    box.campaign.value = autumn
+    box.assign_button.click()  # nothing picked: said, nothing written
+    assert "Pick the deals first" in box.message.value and box.result is None
+
+    review.owner_filter.value = "Ben Okafor"
+    assert {deal_id for _label, deal_id in box.deals.options} == {
+        d["resized"], d["quiet"], d["solo"],
+    }  # fmt: skip
+    box.select_all.click()
+    assert set(box.deals.value) == {d["resized"], d["quiet"], d["solo"]}
+    assert "<b>3</b> of <b>3</b> deals in view picked" in box.count.value
+    box.assign_button.click()
+    escaped = esc(f"Autumn {EVIL}")
+    assert box.message.value == (
+        f'<span class="oppkit-message-ok">{escaped}: 3 assigned, 0 queued for Salesforce, '
+        "0 already in it</span>"
+    )
+    assert "<img" not in box.message.value
+    assert sorted(box.result.assigned) == sorted([d["resized"], d["quiet"], d["solo"]])
+    campaigns_now = kit.opportunities().set_index("id")["campaign"]
+    assert set(campaigns_now.loc[[d["resized"], d["quiet"], d["solo"]]]) == {f"Autumn {EVIL}"}
+    assert campaigns_now.loc[d["busy"]] == "Spring webinar"  # not picked: not touched
+    assert review.table.value.count(f"<td>{escaped}</td>") == 3  # the campaign column
+    assert "<img" not in review.table.value and "pending" not in review.table.value
+    assert f"Autumn {EVIL}" in review.campaign_filter.options
+    assert set(box.deals.value) == {d["resized"], d["quiet"], d["solo"]}  # still picked
+    assert kit.changes().empty  # deals made here go nowhere else
+
+    box.assign_button.click()  # again: nothing to change
+    assert "0 assigned, 0 queued for Salesforce, 3 already in it" in box.message.value
+
+    review.owner_filter.value = "all"  # the picked deals stay picked while in view
+    assert set(box.deals.value) == {d["resized"], d["quiet"], d["solo"]}
+    assert len(box.deals.options) == 8
+    box.clear.click()  # one deal picked by hand, into Spring webinar
+    box.deals.value = (d["quiet"],)
+    box.campaign.value = pipeline["campaign"]
+    box.assign_button.click()
+    assert "Spring webinar: 1 assigned, 0 queued for Salesforce, 0 already in it" in (
+        box.message.value
+    )
+    box.campaign.value = 0  # "(no campaign)" takes it out again
+    assert dict(box.campaign.options)["(no campaign)"] == 0
+    box.assign_button.click()
+    assert "No campaign: 1 assigned" in box.message.value
+    assert pd.isna(kit.opportunities().set_index("id").loc[d["quiet"], "campaign"])
+
+
+def test_every_deal_in_view_takes_more_than_the_list_shows(pipeline):
+    kit, d = pipeline["kit"], pipeline["deals"]
+    review = oppkit.PipelineReview(kit, max_rows=2)
+    box = review.campaign_assign
+    review.owner_filter.value = "Ava Patel"
+    in_view = set(review.view()["id"])
+    assert len(box.deals.options) == 2 and len(in_view) == 5
+    assert "the first 2 are listed" in box.count.value
+    box.select_all.click()
+    assert len(box.targets()) == 2
+    box.all_in_view.value = True
+    assert set(box.targets()) == in_view and box.deals.disabled
+    assert box.all_in_view.description == "every deal in view: 5"
+    box.campaign.value = pipeline["campaign"]
+    box.assign_button.click()
+    assert "4 assigned, 0 queued for Salesforce, 1 already in it" in box.message.value  # Busy
+    assert set(kit.opportunities(campaign="Spring webinar")["id"]) == in_view
+    assert d["resized"] not in in_view
+
+
+@pytest.fixture
+def campaign_org(org):  # noqa: ANN001, ANN201
+    """The fake org with two campaigns (one named with untrusted text) and a second deal,
+    "Acme expansion", already in that campaign."""
+    ids = org.ids
+    ids["spring"] = org.add("Campaign", Name=f"Spring {EVIL}", Type="Webinar", Status="In Progress",
+                            IsActive=True, OwnerId=ids["ava"])  # fmt: skip
+    ids["expansion"] = org.add(
+        "Opportunity", Name="Acme expansion", AccountId=ids["acme"], OwnerId=ids["ava"],
+        StageName="Needs Analysis", Amount=30000, CloseDate=date(2027, 5, 31),
+        CampaignId=ids["spring"],
+    )  # fmt: skip
+    return org
+
+
+@pytest.mark.usefixtures("sf_fast_retries")
+def test_assigning_salesforce_deals_to_a_campaign_is_refused_with_write_back_off(
+    db_url, settings, fake, campaign_org, monkeypatch
+):  # fmt: skip
+    monkeypatch.delenv(WRITE_BACK, raising=False)
+    sync_fake_salesforce(db_url, settings, fake)
+    kit = oppkit.connect(db_url, user=AVA)
+    deals = kit.opportunities().set_index("name")["id"]
+    ava = int(kit.people().set_index("email").loc[AVA, "id"])
+    local = deal(kit, "Local deal", owner=ava)
+    review = oppkit.PipelineReview(kit)
+    box = review.campaign_assign
+    spring = campaign_id(kit, f"Spring {EVIL}")
+    assert dict(box.campaign.options)[f"Spring {EVIL}"] == spring  # Salesforce's: no suffix
+    box.deals.value = (int(deals["Acme pilot"]), local)
+    box.campaign.value = spring
+    box.assign_button.click()
+    message = box.message.value
+    assert "oppkit-message-error" in message and "Traceback" not in message
+    assert "campaign of &#x27;Acme pilot&#x27; is owned by Salesforce" in message
+    assert "change it in Salesforce" in message and "OPPKIT_SALESFORCE_WRITE_BACK=1" in message
+    assert box.result is None and kit.changes().empty  # all or nothing: the local deal too
+    now = kit.opportunities().set_index("name")["campaign"]
+    assert pd.isna(now["Acme pilot"]) and pd.isna(now["Local deal"])
+    assert "pending" not in review.table.value
+
+    kit.campaigns.create(f"List {EVIL}")  # a campaign of oppkit only: never on a Salesforce deal
+    review.refresh()
+    box.campaign.value = campaign_id(kit, f"List {EVIL}")
+    box.assign_button.click()
+    assert "is a campaign of oppkit only; Salesforce deals take Salesforce campaigns" in (
+        box.message.value
+    )
+    assert "<img" not in box.message.value and kit.changes().empty
+
+
+@pytest.mark.usefixtures("sf_fast_retries")
+def test_with_write_back_on_a_salesforce_deals_campaign_is_queued_and_shows_as_pending(
+    db_url, settings, fake, campaign_org, monkeypatch
+):  # fmt: skip
+    monkeypatch.setenv(WRITE_BACK, "1")
+    org = campaign_org
+    sync_fake_salesforce(db_url, settings, fake)
+    kit = oppkit.connect(db_url, user=AVA)
+    deals = kit.opportunities().set_index("name")["id"]
+    pilot, expansion = int(deals["Acme pilot"]), int(deals["Acme expansion"])
+    local = deal(kit, "Local deal", owner=int(kit.people().set_index("email").loc[AVA, "id"]))
+    review = oppkit.PipelineReview(kit)
+    box = review.campaign_assign
+    spring = campaign_id(kit, f"Spring {EVIL}")
+    box.select_all.click()
+    assert set(box.deals.value) == {pilot, expansion, local}
+    box.campaign.value = spring
+    box.assign_button.click()
+    assert f"{esc(f'Spring {EVIL}')}: 1 assigned, 1 queued for Salesforce, 1 already in it" in (
+        box.message.value
+    )
+    assert "pending until Salesforce confirms" in box.message.value
+    changes = kit.changes()
+    assert list(zip(changes["opportunity_id"], changes["field"], changes["new_value"],
+                    changes["status"], strict=True)) == [(pilot, "campaign_id", spring, "pending")]  # fmt: skip
+    assert box.result.queued == [int(changes["id"].iloc[0])]
+    row = kit.opportunities().set_index("id").loc[pilot]
+    assert pd.isna(row["campaign"]) and row["pending"] == {"campaign_id": spring}  # Salesforce's
+    assert kit.opportunities().set_index("id").loc[local, "campaign"] == f"Spring {EVIL}"
+    escaped = esc(f"Spring {EVIL}")
+    assert f'<td>{escaped} <span class="oppkit-pending" title="Salesforce has no campaign until it confirms">pending</span></td>' in review.table.value  # fmt: skip
+    assert "<img" not in review.table.value
+    assert "1</b> with changes pending in Salesforce" in review.summary.value
+    listed = {deal_id: label for label, deal_id in box.deals.options}
+    assert listed[pilot].endswith(f"campaign: Spring {EVIL} (pending)")
+    review.deal_picker.value = pilot  # the edit form names the campaign waiting, not its id
+    assert f"<b>Campaign</b> {escaped} " in review.editor.pending_html.value
+
+    org.advance(minutes=5)  # the agent pushes it; Salesforce has it, nothing pending
+    assert "pushed 1" in sync_fake_salesforce(db_url, settings, fake).line()
+    assert org.get("Opportunity", org.ids["pilot"])["CampaignId"] == org.ids["spring"]
+    review.refresh()
+    assert kit.opportunities().set_index("id").loc[pilot, "campaign"] == f"Spring {EVIL}"
+    assert "pending" not in review.table.value and list(kit.changes()["status"]) == ["pushed"]

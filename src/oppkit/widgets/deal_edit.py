@@ -28,6 +28,7 @@ import ipywidgets as widgets
 import pandas as pd
 
 from ..errors import OppkitError
+from .campaign_assign import campaign_name
 from .html import DASH, error_html, esc, is_missing, money, ok_html, text
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ LABELS = {
     "stage": "Stage",
     "probability": "Probability",
 }
+NAMES = {**LABELS, "name": "Name", "campaign_id": "Campaign"}  # of changes that may wait
 WAITING = ["pending", "conflict"]  # kit.changes(status=WAITING): not in Salesforce yet
 GROUPED = re.compile(r"\d{1,3}(,\d{3})+(\.\d+)?")  # 125,000 as the tables show it
 TEXT_STYLE = {"description_width": "80px"}
@@ -124,6 +126,7 @@ class DealEditForm(widgets.VBox):
         self.initial: dict[str, str] = {}
         self.keep_theirs: dict[str, widgets.Button] = {}
         self.push_mine: dict[str, widgets.Button] = {}
+        self.campaign_names: dict[int, str] | None = None  # read when a campaign waits
         box = {"width": "230px"}
         self.fields: dict[str, widgets.Text | widgets.Dropdown] = {
             "amount": widgets.Text(description="Deal size", placeholder="e.g. 125000",
@@ -187,14 +190,25 @@ class DealEditForm(widgets.VBox):
             return []
         return list(self.waiting[self.waiting["status"] == status].itertuples())
 
+    def _shown(self, field: str, value: Any) -> str:
+        """:func:`shown`, and a campaign id as the campaign's name."""
+        if field != "campaign_id":
+            return shown(field, value)
+        names = self.campaign_names
+        if names is None or (str(value).isdigit() and int(value) not in names):  # a new one
+            found = self.kit.campaigns()
+            names = dict(zip(found["id"].astype(int), found["name"].astype(str), strict=True))
+            self.campaign_names = names
+        return campaign_name(value, names)
+
     def _draw_waiting(self) -> None:
         notes = []
         for row in self._changes("pending"):
             field = row.field
             note = (
-                f"<b>{esc(LABELS.get(field, field))}</b> {esc(shown(field, row.new_value))} "
+                f"<b>{esc(NAMES.get(field, field))}</b> {esc(self._shown(field, row.new_value))} "
                 f'<span class="oppkit-pending">pending</span> — Salesforce has '
-                f"{esc(shown(field, self.deal.get(field)))} until it confirms"
+                f"{esc(self._shown(field, self.deal.get(field)))} until it confirms"
             )
             if not is_missing(row.last_error):
                 note += f"<br><small>Salesforce said: {esc(row.last_error)}</small>"
@@ -211,10 +225,10 @@ class DealEditForm(widgets.VBox):
             )
             note = widgets.HTML(
                 f'<span class="oppkit-conflict">conflict</span> '
-                f"<b>{esc(LABELS.get(field, field))}</b>: "
-                f"yours <b>{esc(shown(field, row.new_value))}</b>"
-                f" · Salesforce <b>{esc(shown(field, row.their_value))}</b>, changed there by "
-                f"{esc(who)}{when} (you saw {esc(shown(field, row.old_value))})"
+                f"<b>{esc(NAMES.get(field, field))}</b>: "
+                f"yours <b>{esc(self._shown(field, row.new_value))}</b>"
+                f" · Salesforce <b>{esc(self._shown(field, row.their_value))}</b>, changed there"
+                f" by {esc(who)}{when} (you saw {esc(self._shown(field, row.old_value))})"
             )  # fmt: skip
             theirs = widgets.Button(description="Keep theirs", icon="cloud-download")
             mine = widgets.Button(
@@ -269,7 +283,7 @@ class DealEditForm(widgets.VBox):
         except (OppkitError, LookupError) as exc:
             self.message.value = error_html(exc)
             return False
-        label = LABELS.get(field, field)
+        label = NAMES.get(field, field)
         self.message.value = ok_html(
             f"{label}: Salesforce's value stays." if keep == "theirs"
             else f"{label}: yours goes to Salesforce with the next sync."

@@ -7,7 +7,10 @@ since" list and the export all follow the current view. The deal picked in the l
 can be edited in place (deal size, close date, stage, probability:
 :class:`~oppkit.widgets.deal_edit.DealEditForm`); a change Salesforce has not confirmed
 yet shows as *pending*, one it changed meanwhile as a *conflict* with both values.
-"Open deal" shows its :class:`~oppkit.widgets.opportunity.OpportunityView` below.
+"Open deal" shows its :class:`~oppkit.widgets.opportunity.OpportunityView` below. The
+"Assign to campaign" tab stamps deals of the view with a campaign
+(:class:`~oppkit.widgets.campaign_assign.CampaignAssign`); the table's campaign column
+follows, a Salesforce deal's new campaign pending until Salesforce confirms.
 
 Example::
 
@@ -20,6 +23,9 @@ Example::
     review.deal_picker.value = deal_id        # the edit form shows the picked deal
     review.editor.fields["amount"].value = "125000"; review.editor.save_button.click()
     review.open_deal(review.view()["id"].iloc[0])  # the deal's OpportunityView in the detail area
+    review.campaign_assign.select_all.click()  # the deals shown, then a campaign, then Assign
+    review.campaign_assign.campaign.value = campaign_id
+    review.campaign_assign.assign_button.click()
     review.export("review.xlsx")              # or .csv
 """
 
@@ -34,6 +40,7 @@ import ipywidgets as widgets
 import pandas as pd
 
 from ..frames.review import FLAGS, Thresholds, changes_since, review_frame
+from .campaign_assign import CampaignAssign, campaign_html
 from .deal_edit import WAITING, DealEditForm, marked, marked_html
 from .freshness import FreshnessBar
 from .html import STYLE, error_html, esc, flags_html, money, ok_html, table
@@ -62,6 +69,7 @@ TABLE_COLUMNS = {
     "stage": "Stage",
     "amount": "Deal size",
     "close_date": "Close date",
+    "campaign": "Campaign",
     "days_since_activity": "Days quiet",
     "engaged_contacts": "Contacts engaged",
     "flags": "Flags",
@@ -73,6 +81,7 @@ EXPORT_COLUMNS = [
     *FLAGS, "flags",
 ]  # fmt: skip
 MARKED = ("stage", "amount", "close_date")  # shown with what waits for Salesforce
+TABS = ["Deals", "What changed", "Export", "Assign to campaign"]
 
 
 def _quarter_start(day: date) -> date:
@@ -160,6 +169,7 @@ class PipelineReview(widgets.VBox):
         self.export_button = widgets.Button(description="Export", icon="download")
         self.export_status = widgets.HTML()
         self.freshness = FreshnessBar(kit)  # data as of, per source; a badge when stale
+        self.campaign_assign = CampaignAssign(kit, on_change=self._assigned)
 
         filters = widgets.VBox([
             widgets.HBox([self.owner_filter, self.stage_filter, self.period_filter]),
@@ -177,9 +187,10 @@ class PipelineReview(widgets.VBox):
                 widgets.VBox(
                     [widgets.HBox([self.export_path, self.export_button]), self.export_status]
                 ),
+                self.campaign_assign,
             ]  # fmt: skip
         )
-        for i, title in enumerate(["Deals", "What changed", "Export"]):
+        for i, title in enumerate(TABS):
             self.tabs.set_title(i, title)
         super().__init__(
             [
@@ -218,6 +229,7 @@ class PipelineReview(widgets.VBox):
             self.freshness.refresh()
         self.waiting = self.kit.changes(status=WAITING)
         self._stage_order = self.kit.stages()
+        self.editor.campaign_names = self.campaign_assign.load_campaigns()
         self._drawing = True
         try:
             self._set_options(self.owner_filter, self.frame["owner"])
@@ -317,7 +329,7 @@ class PipelineReview(widgets.VBox):
         )  # fmt: skip
         self.table.value = more + table(
             self._marked(shown), list(TABLE_COLUMNS), TABLE_COLUMNS,
-            {**{field: str for field in MARKED},  # already escaped HTML
+            {**{field: str for field in (*MARKED, "campaign")},  # already escaped HTML
              "flags": lambda v: flags_html(v.split(", ") if isinstance(v, str) and v else [])},
             empty="No deals match the filters.",
         )  # fmt: skip
@@ -335,10 +347,11 @@ class PipelineReview(widgets.VBox):
         finally:
             self._picking = False
         self._bind_editor()
+        self.campaign_assign.bind(deals, shown)
 
     def _marked(self, deals: pd.DataFrame) -> pd.DataFrame:
-        """``deals`` with stage, deal size and close date as escaped HTML: values pending
-        in Salesforce marked, conflicts with both values and who changed it there."""
+        """``deals`` with stage, deal size, close date and campaign as escaped HTML: values
+        pending in Salesforce marked, conflicts with both values and who changed it there."""
         conflicts = self.waiting[self.waiting["status"] == "conflict"]
         their_by = {
             (r.opportunity_id, r.field): r.their_by for r in conflicts.itertuples(index=False)
@@ -351,6 +364,13 @@ class PipelineReview(widgets.VBox):
                     deals["id"], deals[field], deals["pending"], deals["conflicts"], strict=True
                 )
             ]
+        names = self.campaign_assign.names
+        out["campaign"] = [
+            campaign_html(value, pending, conflict, names, their_by.get((deal_id, "campaign_id")))
+            for deal_id, value, pending, conflict in zip(
+                deals["id"], deals["campaign"], deals["pending"], deals["conflicts"], strict=True
+            )
+        ]
         return out
 
     def _picked(self, _change: Any = None) -> None:
@@ -370,6 +390,12 @@ class PipelineReview(widgets.VBox):
         view = self.detail_view
         if view is not None and view.opportunity_id == self.editor.deal.get("id"):
             view.refresh(timeline=False)
+
+    def _assigned(self) -> None:
+        """After deals were stamped with a campaign: read again; the open deal's view too."""
+        self.refresh()
+        if self.detail_view is not None:
+            self.detail_view.refresh(timeline=False)
 
     def _draw_funnel(self, deals: pd.DataFrame) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
