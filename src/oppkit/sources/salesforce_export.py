@@ -20,10 +20,10 @@ rows only:
 * Encoding: a byte-order mark says UTF-8, UTF-16 or UTF-32 (UTF-16 without one is
   recognised by its zero bytes); otherwise UTF-8, and a file that is not UTF-8 is read as
   Windows-1252 with a :class:`Notice` saying so.
-* Rows are found by following quotes line by line (:class:`_Rows`), then each is parsed
-  by :mod:`csv`: a row over :data:`ROW_LIMIT` characters is skipped with one line (csv's
-  own limit of 131,072 characters a field used to end the file there); a quote that
-  never closes costs its row -- when a line it swallowed is a row of its own (the
+* Rows are parsed by :mod:`csv` over lines that are remembered per record
+  (:class:`_Rows`): a row over :data:`ROW_LIMIT` characters is skipped with one line
+  (csv's own limit of 131,072 characters a field used to end the file there); a quote
+  that never closes costs its row -- when a line it swallowed is a row of its own (the
   header's width, a Salesforce Id of the file's kind) the rows are read again from there,
   and when it runs to the end of the file the lines after it are read again once.
 * NUL characters are removed (PostgreSQL stores none); a second row with an Id already
@@ -82,8 +82,6 @@ _BOMS = (  # longest first: UTF-32 LE starts like UTF-16 LE
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
 _SALESFORCE_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
-_FIELD = r'(?:"(?:[^"]|"")*+"[^,\r\n]*|[^",\r\n][^,\r\n]*|)'
-_CLOSED = re.compile(rf"{_FIELD}(?:,{_FIELD})*(?:\r\n|\n|\r)?")  # no quote left open
 _LINE_END = re.compile(r"(?:\r\n|\n|\r)\Z")
 
 __all__ = [
@@ -163,7 +161,7 @@ def _ends_quoted(line: str, quoted: bool) -> bool:
     """Does ``line`` end inside a quoted field, starting inside one or not? As Python's
     csv reads it: a quote opens a field only at the field's start, ``""`` inside one is a
     quote, and after the closing quote the field runs on to the next comma."""
-    if not quoted and ('"' not in line or _CLOSED.fullmatch(line)):
+    if not quoted and '"' not in line:
         return False
     pos = 0
     while True:
@@ -194,71 +192,151 @@ def _count(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-class _Rows:
-    """The records of a CSV text, each as (number of its first line, its text or None,
-    why it cannot be used or None), found by following quotes line by line.
+class _TooLong(Exception):
+    """The record being read is over :data:`ROW_LIMIT` characters."""
 
-    ``starts_row`` (set once the header is known) tells whether a line swallowed by an
-    open quote is a row of its own; the rows are then read again from that line.
+
+class _Lines:
+    """A text file's lines for csv.reader: numbered, with lines given back to be read
+    again first, and the lines (and size) of the record being read remembered."""
+
+    def __init__(self, handle: Iterable[str]) -> None:
+        self._file = iter(handle)
+        self._number = 0
+        self.back: deque[tuple[int, str]] = deque()
+        self.record: list[tuple[int, str]] = []
+        self.size = 0
+        self.ended = False  # the end of the file was reached while reading the record
+        self.nul = False  # the record holds a NUL character
+
+    def start(self) -> None:
+        self.record, self.size, self.ended, self.nul = [], 0, False, False
+
+    def take(self) -> tuple[int, str] | None:
+        """The next line, not counted in the record (None at the end of the file)."""
+        if self.back:
+            return self.back.popleft()
+        line = next(self._file, None)
+        if line is None:
+            return None
+        self._number += 1
+        return self._number, line
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        item = self.take()
+        if item is None:
+            self.ended = True
+            raise StopIteration
+        self.record.append(item)
+        self.size += len(item[1])
+        if "\0" in item[1]:
+            self.nul = True
+        if self.size > ROW_LIMIT:  # bounded memory: csv never holds more of one row
+            raise _TooLong
+        return item[1]
+
+
+class _Rows:
+    """The records of a CSV text as (number of its first line, its values or None, why it
+    cannot be used or None).
+
+    csv.reader parses; a record is looked at again only when it spans lines, reaches the
+    end of the file or is too long: ``starts_row`` (set once the header is known) tells
+    whether a line an open quote swallowed is a row of its own, and the rows are then read
+    again from that line; a quote open at the end of the file has the lines after its row
+    read again, once.
     """
 
     def __init__(self, lines: Iterable[str]) -> None:
-        self._lines = enumerate(lines, start=1)
-        self._back: deque[tuple[int, str]] = deque()  # lines to read (again) first
+        self.lines = _Lines(lines)
         self._given_back = 0  # the last line given back after a quote ran to the end
         self.starts_row: Callable[[str], bool] = lambda line: False
 
-    def _next(self) -> tuple[int, str] | None:
-        return self._back.popleft() if self._back else next(self._lines, None)
-
-    def __iter__(self) -> Iterator[tuple[int, str | None, str | None]]:
-        while (item := self._next()) is not None:
-            number, line = item
-            if len(line) > ROW_LIMIT:
-                yield number, None, self._too_long(1)
-            elif _ends_quoted(line, False):
-                yield self._quoted(number, line)
-            else:
-                yield number, _LINE_END.sub("", line, 1), None
-
-    def _too_long(self, lines: int) -> str:
-        return f"row of more than {ROW_LIMIT} characters ({_count(lines, 'line')}); skipped"
-
-    def _quoted(self, number: int, first: str) -> tuple[int, str | None, str | None]:
-        """A record whose quoted field goes on past its first line."""
-        taken = [(number, first)]
-        size, lines, keep = len(first), 1, True
+    def __iter__(self) -> Iterator[tuple[int, list[str] | None, str | None]]:
+        reader = csv.reader(self.lines)
+        lines = self.lines
         while True:
-            item = self._next()
-            if item is None:
-                return number, None, self._ran_to_the_end(number, taken, lines, keep)
-            if self.starts_row(item[1]):
-                self._back.appendleft(item)
-                why = f"a quoted field runs on into the next row (line {item[0]})"
-                return number, None, f"unterminated quote: {why}; row skipped"
-            lines += 1
-            size += len(item[1])
-            if keep:
-                taken.append(item)
-                if size > ROW_LIMIT:  # bounded memory: the rest is only counted
-                    keep, taken = False, []
-            if not _ends_quoted(item[1], True):
-                if not keep:
-                    return number, None, self._too_long(lines)
-                return number, _LINE_END.sub("", "".join(t for _, t in taken), 1), None
+            lines.start()
+            try:
+                values = next(reader)
+            except StopIteration:
+                return
+            except _TooLong:
+                yield lines.record[0][0], None, self._too_long()
+                continue
+            except csv.Error as exc:
+                yield (
+                    lines.record[0][0],
+                    None,
+                    self._broken(f"cannot parse CSV row: {printable(exc)}"),
+                )
+                continue
+            number = lines.record[0][0]
+            if len(lines.record) > 1 or lines.ended:
+                why = self._swallowed() or self._open_at_the_end()
+                if why is not None:
+                    yield number, None, why
+                    continue
+            if lines.nul:
+                values = [clean_text(value) or "" for value in values]
+            yield number, values, None
 
-    def _ran_to_the_end(
-        self, number: int, taken: list[tuple[int, str]], lines: int, keep: bool
-    ) -> str:
-        """The quote never closed: the lines it swallowed are read again, once."""
-        if keep and number > self._given_back:
-            self._given_back = taken[-1][0]
-            self._back.extendleft(reversed(taken[1:]))
+    def _swallowed(self) -> str | None:
+        """An open quote took in a line that is a row: read again from there."""
+        record = self.lines.record
+        for at, (number, line) in enumerate(record[1:], start=1):
+            if self.starts_row(line):
+                self.lines.back.extendleft(reversed(record[at:]))
+                why = f"a quoted field runs on into the next row (line {number})"
+                return f"unterminated quote: {why}; row skipped"
+        return None
+
+    def _open_at_the_end(self) -> str | None:
+        """The file ended inside a quoted field: the lines after the row are read again,
+        once (not again when a line given back opens a quote to the end again)."""
+        record = self.lines.record
+        if not self.lines.ended or not _quoted_after(line for _, line in record):
+            return None
+        if record[0][0] > self._given_back:
+            self._given_back = record[-1][0]
+            self.lines.back.extendleft(reversed(record[1:]))
             return "unterminated quote: a quoted field runs to the end of the file; row skipped"
         return (
             "unterminated quote: a quoted field runs to the end of the file;"
-            f" {_count(lines, 'line')} skipped"
+            f" {_count(len(record), 'line')} skipped"
         )
+
+    def _too_long(self) -> str:
+        return self._broken(
+            f"row of more than {ROW_LIMIT} characters ({{lines}}); skipped", counted=True
+        )
+
+    def _broken(self, why: str, counted: bool = False) -> str:
+        """After a record that could not be parsed: a row an open quote swallowed is read
+        again; else the lines up to the end of its quoted field (if one is open) go too."""
+        swallowed = self._swallowed()
+        if swallowed is not None:
+            return swallowed
+        lines = len(self.lines.record)
+        quoted = _quoted_after(line for _, line in self.lines.record)
+        while quoted and (item := self.lines.take()) is not None:
+            if self.starts_row(item[1]):
+                self.lines.back.appendleft(item)
+                break
+            lines += 1
+            quoted = _ends_quoted(item[1], True)
+        return why.format(lines=_count(lines, "line")) if counted else why
+
+
+def _quoted_after(lines: Iterable[str]) -> bool:
+    """Do these lines, read from the start of a record, end inside a quoted field?"""
+    quoted = False
+    for line in lines:
+        quoted = _ends_quoted(line, quoted)
+    return quoted
 
 
 def _row_start(header: list[str], prefix: Callable[[], str | None]) -> Callable[[str], bool]:
@@ -291,36 +369,28 @@ class _Export:
         self.encoding = encoding
         self.header: list[str] = []
         self.prefix: str | None = None  # the key prefix of the file's Ids ("006")
-        if csv.field_size_limit() < ROW_LIMIT:  # process-wide; only ever raised
-            csv.field_size_limit(ROW_LIMIT)
+        if csv.field_size_limit() <= ROW_LIMIT:  # process-wide; only ever raised
+            csv.field_size_limit(ROW_LIMIT + 1)  # (oppkit bounds a whole row itself)
 
-    def rows(
-        self, starts: bool = True
-    ) -> Iterator[tuple[int, SalesforceRow | None, Skipped | None]]:
-        with self.path.open(
-            encoding=self.encoding.name, errors=self.encoding.errors, newline=""
-        ) as handle:
+    def rows(self) -> Iterator[tuple[int, SalesforceRow | None, Skipped | None]]:
+        encoding, errors = self.encoding.name, self.encoding.errors
+        with self.path.open(encoding=encoding, errors=errors, newline="") as handle:
             records = _Rows(handle)
             number = 0
-            for line, text, why in records:
+            for line, values, why in records:
                 where = f"{self.path.name} line {line}"
                 if not self.header:
-                    if text is not None and text.strip():
-                        self.header = self._header(text)
+                    if values:
+                        self.header = self._header(values)
                         if "Id" in self.header:
                             records.starts_row = _row_start(self.header, lambda: self.prefix)
                         yield 0, None, None  # the header is read
                     continue
-                if text is not None and not text:
+                if values is not None and not values:
                     continue  # a blank line is no row
                 number += 1
                 if why is not None:
                     yield number, None, Skipped(why, where)
-                    continue
-                try:
-                    values = _parse(clean_text(text) or "")
-                except csv.Error as exc:
-                    yield number, None, Skipped(f"cannot parse CSV row: {printable(exc)}", where)
                     continue
                 row = SalesforceRow(dict(zip(self.header, values, strict=False)), number, where)
                 if self.prefix is None and _SALESFORCE_ID.fullmatch(row.text("Id") or ""):
@@ -328,8 +398,8 @@ class _Export:
                 yield number, row, None
 
     @staticmethod
-    def _header(text: str) -> list[str]:
-        names = [clean_text(name.strip()) or "" for name in _parse(text)]
+    def _header(values: list[str]) -> list[str]:
+        names = [clean_text(name.strip()) or "" for name in values]
         if names:  # a UTF-8 mark read as Windows-1252, or one the codec left
             names[0] = names[0].removeprefix("\ufeff").removeprefix("ï»¿").strip()
         return names
