@@ -136,6 +136,10 @@ def calendar_files() -> list[BadFile]:
             _recurring("FREQ=SECONDLY", datetime(1970, 1, 1, tzinfo=UTC)))), 2, 1),
         BadFile("COUNT=10000000", "calendar", _write("count.ics", lambda: calendar_around(
             _recurring("FREQ=MINUTELY;COUNT=10000000", now - timedelta(days=1)))), 2 + CAP, 1),
+        BadFile("FREQ=HOURLY on 30 February", "calendar", _write("february.ics", lambda: calendar_around(
+            _recurring("FREQ=HOURLY;BYMONTH=2;BYMONTHDAY=30", now - timedelta(days=2)))), 2, 1),
+        BadFile("COUNT=-1", "calendar", _write("negative.ics", lambda: calendar_around(
+            _recurring("FREQ=MINUTELY;COUNT=-1", now - timedelta(days=2)))), 2, 1),
         BadFile("no DTSTART", "calendar", _write("undated.ics", calendar_around(
             event("undated@northwind.example", "Undated", None))), 2, 1),
         BadFile("RRULE:FREQ=FOO", "calendar", _write("foo.ics", calendar_around(

@@ -203,12 +203,29 @@ def test_a_secondly_series_from_1970_ends_quickly_with_one_line(tmp_path: Path):
     )
 
 
+def test_a_rule_that_matches_no_date_is_refused_at_once(tmp_path: Path):
+    path = _minutely(tmp_path, "FREQ=HOURLY;BYMONTH=2;BYMONTHDAY=30", NOW - timedelta(days=2))
+    began = time.perf_counter()
+    records = list(read_calendars(path, now=NOW))
+    assert time.perf_counter() - began < 5  # dateutil alone stepped to the year 9999: 59 s
+    assert {r.subject for r in _of(records, ActivityRecord)} == {"Good 1", "Good 3"}
+    [skipped] = _reports(records)
+    assert skipped.reason == (
+        "series busy@northwind.example: its rule matches no date at all (like 30 February);"
+        " not expanded"
+    )
+
+
 @pytest.mark.parametrize(
     ("extra", "reason"),
     [
         (
             "RRULE:FREQ=FOO\r\n",
             "unreadable event: bad RRULE 'FREQ=FOO' (Expected frequency, got: FOO)",
+        ),
+        (
+            "RRULE:FREQ=DAILY;COUNT=-1\r\n",
+            "unreadable event: RRULE COUNT must be at least 1, got -1",
         ),
         ("RRULE:garbage\r\n", "unreadable event: bad RRULE (no FREQ)"),
         ("RRULE:FREQ=DAILY;BYDAY=XX\r\n", "unreadable event: bad RRULE 'FREQ=DAILY;BYDAY=XX'"),

@@ -20,9 +20,10 @@ How the work is bounded: before recurring_ical_events expands a series, every ru
 it is stepped through with dateutil (uncached, so nothing is kept) up to the window's
 end. Steps before the window count against :data:`STEP_BUDGET`; once a rule has more
 than :data:`MAX_OCCURRENCES` starts in the window the expansion is asked to stop at the
-next one. So the library never computes more than the budget plus the cap per rule.
-(A rule whose BY parts can never match, e.g. 30 February, is stepped by dateutil itself
-up to the year 9999: seconds, not minutes.)
+next one. So the library never computes more than the budget plus the cap per rule. A
+rule whose BY parts can never meet (30 February) would have dateutil step through every
+date up to the year 9999 looking for one: it is tried on the calendar's last 32 years
+first, and refused (:class:`SeriesRefused`) when it finds none there.
 
 Example::
 
@@ -50,6 +51,8 @@ MAX_OCCURRENCES = 5000  # occurrences of one series kept in the window
 STEP_BUDGET = 100_000  # rule steps before the window (about a quarter second of dateutil)
 
 Window = tuple[datetime, datetime]
+_DAY_PARTS = {"BYMONTH", "BYWEEKNO", "BYYEARDAY", "BYMONTHDAY", "BYDAY", "BYSETPOS"}
+_PROBE_YEAR = 9968  # a leap year: any DTSTART's month and day exist in it
 
 
 class BadRule(ValueError):
@@ -119,6 +122,9 @@ def rules_of(event: Component) -> list[Any]:
         for interval in rule.get("INTERVAL", []):
             if int(interval) < 1:  # the expander would loop on it forever
                 raise BadRule(f"RRULE INTERVAL must be at least 1, got {interval}")
+        for count in rule.get("COUNT", []):
+            if int(count) < 1:  # the expander would take it as no COUNT at all
+                raise BadRule(f"RRULE COUNT must be at least 1, got {count}")
     return rules
 
 
@@ -129,6 +135,8 @@ def _cutoff(
     occurrences start in the window, else just after the ``wanted``-th such start."""
     steps = inside = 0
     plain, dtstart = _dateutil_rule(event, rule)
+    if _DAY_PARTS & set(rule) and _matches_no_day(plain, dtstart):
+        raise SeriesRefused("its rule matches no date at all (like 30 February); not expanded")
     start, end = (_like(moment, dtstart) for moment in window)
     for moment in plain:
         if moment >= end:
@@ -146,6 +154,16 @@ def _cutoff(
                     f" than {budget} times before the window; not expanded"
                 )
     return None
+
+
+def _matches_no_day(plain: rrule, dtstart: datetime) -> bool:
+    """Can the rule's BY parts never meet? dateutil would step through every date up to the
+    year 9999 to find out (a minute and more); from 9968 on it has 32 years to go, which
+    hold every kind of year (leap or not, each weekday for 1 January) -- milliseconds."""
+    probe = plain.replace(
+        dtstart=dtstart.replace(year=_PROBE_YEAR), count=None, until=None, interval=1, cache=False
+    )
+    return next(iter(probe), None) is None
 
 
 def _dateutil_rule(event: Component, rule: vRecur) -> tuple[rrule, datetime]:
