@@ -108,12 +108,12 @@ def worker(command: str, big: int, html: int, name: str = "", path: str = "") ->
 
 
 def _worker(*args: str) -> str:
-    env = {**os.environ, "PYTHONPATH": _pythonpath()}
+    env = {**os.environ, "PYTHONPATH": pythonpath()}
     cmd = [sys.executable, __file__, "--worker", *args]
     return subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
 
 
-def _pythonpath() -> str:
+def pythonpath() -> str:
     return os.pathsep.join(
         filter(None, [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH")])
     )
@@ -140,14 +140,20 @@ def build(name: str, where: Path, big: int, html: int) -> Path:
 
 
 def sync(mbox: Path, url: str, limit: float) -> tuple[float, float, int | None, str, str]:
-    """``oppkit sync mail --mbox`` in a subprocess: (seconds, peak RSS MB, exit code or
-    None when killed at the limit, stdout, stderr)."""
+    """``oppkit sync mail --mbox`` in a subprocess: see :func:`run_oppkit`."""
+    return run_oppkit(["sync", "mail", "--mbox", str(mbox)], url, limit)
+
+
+def run_oppkit(
+    args: list[str], url: str, limit: float
+) -> tuple[float, float, int | None, str, str]:
+    """``oppkit ARGS --db URL`` in a subprocess: (seconds, peak RSS MB, exit code or None
+    when killed at the limit, stdout, stderr)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        cmd = [sys.executable, "-m", "oppkit.cli", "sync", "mail", "--mbox", str(mbox),
-               "--db", url, "--no-progress"]  # fmt: skip
+        cmd = [sys.executable, "-m", "oppkit.cli", *args, "--db", url, "--no-progress"]
         env = {
             **os.environ,
-            "PYTHONPATH": _pythonpath(),
+            "PYTHONPATH": pythonpath(),
             "OPPKIT_INTERNAL_DOMAINS": mail_ingest.INTERNAL,
         }
         started = time.perf_counter()
@@ -170,15 +176,17 @@ def sync(mbox: Path, url: str, limit: float) -> tuple[float, float, int | None, 
         return seconds, usage.ru_maxrss / 1024, code, out.read(), err.read()
 
 
-def landed(url: str) -> int | None:
+def landed(url: str, table: str = "activities") -> int | None:
+    """Rows in ``table`` (one of oppkit's, never user input) of the database at ``url``."""
+    query = f"SELECT count(*) FROM {table}"  # noqa: S608 - a table name of this script's
     try:
         if url.startswith("sqlite"):
             with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-                return conn.execute("SELECT count(*) FROM activities").fetchone()[0]
+                return conn.execute(query).fetchone()[0]
         import psycopg
 
         with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
-            return conn.execute("SELECT count(*) FROM activities").fetchone()[0]
+            return conn.execute(query).fetchone()[0]
     except Exception:  # noqa: BLE001 - no schema: the run never got that far
         return None
 
@@ -186,11 +194,11 @@ def landed(url: str) -> int | None:
 class FreshPostgres:
     """A new database on the server of ``admin`` (a URL), dropped afterwards."""
 
-    def __init__(self, admin: str) -> None:
+    def __init__(self, admin: str, prefix: str = "oppkit_bad_mail") -> None:
         import psycopg
 
         self.admin = admin.replace("postgresql+psycopg://", "postgresql://")
-        self.name = f"oppkit_bad_mail_{uuid.uuid4().hex[:10]}"
+        self.name = f"{prefix}_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(self.admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.name}"')
         self.url = (

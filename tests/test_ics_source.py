@@ -213,7 +213,7 @@ def test_series_crosses_daylight_saving_time(calendars: Path) -> None:
     assert april.is_planned is False
 
 
-def test_default_window_is_two_years_back_one_year_ahead(tmp_path: Path) -> None:
+def test_default_window_is_twelve_months_back_six_ahead(tmp_path: Path) -> None:
     now = datetime(2024, 5, 1, 12, tzinfo=UTC)
     start = (now - timedelta(days=1000, hours=-6)).strftime("%Y%m%dT%H%M%SZ")  # daily at 18:00
     (tmp_path / "daily.ics").write_text(
@@ -223,10 +223,11 @@ def test_default_window_is_two_years_back_one_year_ahead(tmp_path: Path) -> None
     )
     found = list(read_calendars(tmp_path / "daily.ics", now=now))
     meetings = [r for r in found if isinstance(r, ActivityRecord)]
-    assert len(meetings) == 730 + 365
-    assert min(m.occurred_at for m in meetings) >= now - timedelta(days=730, minutes=15)
-    assert max(m.occurred_at for m in meetings) <= now + timedelta(days=365)
-    assert sum(m.is_planned for m in meetings) == 365  # today 18:00 .. in 364 days
+    # [calendar] past_months = 12, future_months = 6: 2023-05-01 12:00 .. 2024-11-01 12:00
+    assert len(meetings) == 366 + 184
+    assert min(m.occurred_at for m in meetings) == datetime(2023, 5, 1, 18, tzinfo=UTC)
+    assert max(m.occurred_at for m in meetings) == datetime(2024, 10, 31, 18, tzinfo=UTC)
+    assert sum(m.is_planned for m in meetings) == 184  # today 18:00 .. 31 October
 
 
 def test_all_day_cancelled_and_floating_events(calendars: Path) -> None:

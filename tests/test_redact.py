@@ -52,7 +52,7 @@ def test_secret_environment_values_and_remembered_ones_are_masked(monkeypatch):
 
 def test_one_line_is_printable_and_bounded():
     line = one_line("first\nsecond\r\n\tthird\x1b[31m" + "x" * 500)
-    assert line.startswith("first second third [31m") and line.isprintable()
+    assert line.startswith("first second third?xxx") and line.isprintable()
     assert len(line) == 300 and line.endswith("…")
     assert error_line(KeyError()) == "KeyError"
 

@@ -15,6 +15,7 @@ from oppkit.sources.records import (
     ActivityRecord,
     CampaignMemberRecord,
     Checkpoint,
+    Notice,
     OpportunityChangeRecord,
     OpportunityMemberRecord,
     OpportunityRecord,
@@ -503,33 +504,39 @@ def test_resume_from_incomplete_checkpoint_yields_only_remaining_rows(
     assert resumed[-1] == Checkpoint(object="salesforce-export:Contact.csv", cursor=checkpoints[2])
 
 
-def test_undecodable_file_is_one_skipped_and_other_files_go_on(tmp_path: Path) -> None:
+def test_a_file_that_is_not_utf8_is_read_as_windows_1252_with_a_notice(tmp_path: Path) -> None:
     (tmp_path / "Account.csv").write_bytes("Id,Name\n001A,Müller GmbH\n".encode("latin-1"))
     write_csv(tmp_path / "Contact.csv", [{"Id": "003C1", "Email": "a@b.com"}])
     records = list(read_export(tmp_path))
-    skipped = of_type(records, Skipped)
-    assert len(skipped) == 1
-    assert skipped[0].where == "Account.csv"
-    assert "UTF-8" in skipped[0].reason
-    assert of_type(records, AccountRecord) == []
+    assert of_type(records, Skipped) == []
+    [notice] = of_type(records, Notice)
+    assert notice.where == "Account.csv"
+    assert notice.reason == "not UTF-8 (first bad byte at 14); read as Windows-1252 (cp1252)"
+    assert [a.name for a in of_type(records, AccountRecord)] == ["Müller GmbH"]
     assert [p.source_id for p in of_type(records, PersonRecord)] == ["003C1"]
 
 
-def test_unparsable_csv_is_skipped_without_complete_checkpoint(tmp_path: Path) -> None:
-    huge = "x" * (csv.field_size_limit() + 10)
+def test_a_row_over_the_limit_is_skipped_and_the_rows_after_it_land(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(salesforce_export, "ROW_LIMIT", 1000)
     at = "2024-01-20T10:00:00Z"
     write_csv(
         tmp_path / "Task.csv",
-        [{"Id": "00T1", "CreatedDate": at}, {"Id": "00T2", "CreatedDate": at, "Description": huge}],
+        [
+            {"Id": "00T1", "CreatedDate": at},
+            {"Id": "00T2", "CreatedDate": at, "Description": "x" * 2000},
+            {"Id": "00T3", "CreatedDate": at},
+        ],
     )
     write_csv(tmp_path / "Event.csv", [{"Id": "00U1", "StartDateTime": at}])
     records = list(read_export(tmp_path))
     [skipped] = of_type(records, Skipped)
     assert skipped.where == "Task.csv line 3"
-    assert "cannot parse CSV" in skipped.reason
-    objects = [c.object for c in of_type(records, Checkpoint)]
-    assert objects == ["salesforce-export:Event.csv"]
-    assert [a.source_id for a in of_type(records, ActivityRecord)] == ["00T1", "00U1"]
+    assert skipped.reason == "row of more than 1000 characters (1 line); skipped"
+    objects = [c.object for c in of_type(records, Checkpoint) if c.cursor["complete"]]
+    assert objects == ["salesforce-export:Task.csv", "salesforce-export:Event.csv"]
+    assert [a.source_id for a in of_type(records, ActivityRecord)] == ["00T1", "00T3", "00U1"]
 
 
 def test_missing_folder_raises(tmp_path: Path) -> None:

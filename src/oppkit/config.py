@@ -273,3 +273,40 @@ def _template(spec: dict, where: str, default: MessageTemplate | None) -> Messag
     if not values["body"]:
         raise ConfigError(f"{where} needs a body")
     return MessageTemplate(**values)
+
+
+CALENDAR_MONTHS = {"past_months": 12, "future_months": 6}
+
+
+def calendar_months(settings: Settings | None = None) -> tuple[int, int]:
+    """How far calendars are expanded: (months back, months ahead) of now; default (12, 6).
+
+    Recurring meetings are expanded into occurrences within this window (one-off meetings
+    are kept whenever they are). ``OPPKIT_CALENDAR_PAST_MONTHS`` and
+    ``OPPKIT_CALENDAR_FUTURE_MONTHS`` win over ``[calendar] past_months`` and
+    ``future_months`` in oppkit.toml; each is a whole number, 0 or more.
+
+    Example::
+
+        calendar_months()  # (12, 6)
+    """
+    settings = settings or load_settings()
+    table = (settings.extra or {}).get("calendar") or {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{settings.config_path}: [calendar] must be a table")
+    months = []
+    for key, default in CALENDAR_MONTHS.items():
+        value: Any = env_setting(f"CALENDAR_{key.upper()}")
+        where = f"OPPKIT_CALENDAR_{key.upper()}"
+        if value in (None, ""):
+            value, where = table.get(key, default), f"[calendar] {key}"
+        try:
+            number = int(str(value).strip()) if not isinstance(value, bool | float) else -1
+        except ValueError:
+            number = -1
+        if number < 0:
+            raise ConfigError(
+                f"{where} must be a whole number of months (0 or more), not {value!r}"
+            )
+        months.append(number)
+    return months[0], months[1]

@@ -25,6 +25,8 @@ import os
 import re
 import threading
 
+from .errors import printable
+
 MASK = "***"
 MESSAGE_LIMIT = 300  # characters of an error line that is printed or stored
 MIN_SECRET = 4  # shorter values would mask ordinary text, and guard nothing
@@ -108,10 +110,9 @@ def redact(text: str) -> str:
 
 
 def one_line(text: object, limit: int = MESSAGE_LIMIT) -> str:
-    """Redacted, printable, one line of at most ``limit`` characters (cut with "…")."""
-    flat = "".join(c if c.isprintable() else " " for c in redact(str(text)))
-    flat = " ".join(flat.split())
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+    """Redacted, printable, one line of at most ``limit`` characters (cut with "…"); see
+    :func:`oppkit.errors.printable` for what becomes of control characters."""
+    return printable(redact(str(text)), limit)
 
 
 def error_line(exc: BaseException, limit: int = MESSAGE_LIMIT) -> str:

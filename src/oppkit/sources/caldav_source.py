@@ -6,8 +6,8 @@ anyone exporting files.
 
 What: every event becomes exactly the :class:`ActivityRecord` the .ics source makes of it
 (the same functions build it: source ``calendar``, the UID or ``UID/<occurrence>`` as id,
-UTC times, recurrence expanded within the window), so a meeting seen in an export and on
-the server is one activity.
+UTC times, recurrence expanded within the window by :mod:`oppkit.sources.recurrence`), so a
+meeting seen in an export and on the server is one activity.
 
 How, per calendar of the principal:
 
@@ -53,19 +53,13 @@ import caldav
 from caldav.elements import dav
 from caldav.lib import error as dav_error
 from caldav.lib.url import URL
-from icalendar import Calendar
 
 from oppkit.config import Settings, env_setting
 from oppkit.errors import ConfigError, SourceError
 from oppkit.sources.declaration import SourceOptions
-from oppkit.sources.ics import (
-    SOURCE,
-    WINDOW_FUTURE,
-    WINDOW_PAST,
-    Window,
-    calendar_activities,
-)
+from oppkit.sources.ics import SOURCE, ics_records
 from oppkit.sources.records import ActivityRecord, Checkpoint, Deleted, Record, Skipped
+from oppkit.sources.recurrence import Window, calendar_window
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +134,10 @@ def read_caldav(
     TLS verification (default: verify). The password is only handed to the HTTP client.
     """
     now = now or datetime.now(UTC)
-    window = (window_start or now - WINDOW_PAST, window_end or now + WINDOW_FUTURE)
+    if window_start is None or window_end is None:
+        default = calendar_window(now)
+        window_start, window_end = window_start or default[0], window_end or default[1]
+    window = (window_start, window_end)
     previous = previous or {}
     server = _Server(url, password)
     with server.talking("connect"):
@@ -399,18 +396,9 @@ class _CalendarSync:
 
 
 def _object_records(data: str, href: str, window: Window, now: datetime) -> list[Record]:
-    """The activities (and Skipped) of one calendar object, built as the .ics source does."""
-    try:
-        calendars = Calendar.from_ical(data, multiple=True)
-    except Exception as exc:  # icalendar raises ValueError and friends on garbage
-        return [Skipped(reason=f"not an iCalendar object: {exc}", where=href)]
-    if not calendars:
-        return [Skipped(reason="no calendar data in object", where=href)]
-    records: list[Record] = []
-    for calendar in calendars:
-        # ics names the file in Skipped.where; here the member's href takes its place
-        records.extend(calendar_activities(calendar, href, window, now))  # type: ignore[arg-type]
-    return records
+    """The activities (and Skipped, Notice) of one calendar object, as the .ics source
+    makes them; the member's href names it where the .ics source names the file."""
+    return list(ics_records(data, href, window, now, what="object"))
 
 
 def _outside(source_id: str, window: Window) -> bool:

@@ -40,7 +40,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
 
 from .records import ActivityRecord, Attachment, Checkpoint, Participant, Record, Skipped
-from .text import latest_text, truncate
+from .text import clean_text, latest_text, truncate
 
 log = logging.getLogger(__name__)
 # compat32 parses 10x faster than policy.default; headers are decoded explicitly below.
@@ -312,25 +312,13 @@ def _occurred_at(msg: Message, fallbacks: tuple[datetime | None, ...]) -> dateti
     return next(filter(None, map(_sane, fallbacks)), None)
 
 
-def _clean(value: str | None) -> str | None:
-    """No NUL byte and no unpaired surrogate: text every database stores."""
-    if not value or value.isascii() and "\0" not in value:
-        return value
-    value = value.replace("\0", "")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # a pair becomes its character, a lone one U+FFFD
-        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return value
-
-
 def _cleaned(record: ActivityRecord) -> ActivityRecord:
     for name in ("source_id", "subject", "snippet", "text", "thread_id"):
-        setattr(record, name, _clean(getattr(record, name)))
+        setattr(record, name, clean_text(getattr(record, name)))
     for p in record.participants:
-        p.email, p.name = _clean(p.email) or "", _clean(p.name)
+        p.email, p.name = clean_text(p.email) or "", clean_text(p.name)
     for a in record.attachments:
-        a.name, a.content_type = _clean(a.name), _clean(a.content_type)
+        a.name, a.content_type = clean_text(a.name), clean_text(a.content_type)
     return record
 
 

@@ -10,6 +10,9 @@ Besides data, a source may yield:
   commits those rows and the cursor in one transaction, so a killed run resumes there.
 * :class:`Skipped` -- an input the source could not use, with the reason; counted in the
   run summary, never fatal.
+* :class:`Notice` -- a line for the user about input that was used, but not as it came
+  (a file read as Windows-1252, a series cut at 5,000 occurrences); printed like a
+  Skipped, never counted as one.
 
 All datetimes are timezone-aware (UTC); dates are ``datetime.date``.
 """
@@ -244,6 +247,15 @@ class Skipped:
     where: str = ""
 
 
+@dataclass(slots=True)
+class Notice:
+    """Something the user should know about input that was used, e.g. a file that was not
+    UTF-8 and was read as Windows-1252; one line, not a skip."""
+
+    reason: str
+    where: str = ""
+
+
 Record = (
     ActivityRecord
     | AccountRecord
@@ -258,4 +270,5 @@ Record = (
     | Deleted
     | Checkpoint
     | Skipped
+    | Notice
 )

@@ -135,3 +135,16 @@ def make_snippet(
 ) -> str | None:
     """A plain-text snippet of at most ``limit`` characters from a text or HTML body."""
     return truncate(latest_text(text, html), limit)
+
+
+def clean_text(value: str | None) -> str | None:
+    """No NUL byte and no unpaired surrogate: text every database stores (PostgreSQL
+    refuses NUL in text; a lone surrogate cannot be encoded as UTF-8)."""
+    if not value or value.isascii() and "\0" not in value:
+        return value
+    value = value.replace("\0", "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a pair becomes its character, a lone one U+FFFD
+        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value

@@ -31,7 +31,7 @@ from ..config import Settings
 from ..db.engine import write_transaction
 from ..db.schema import sync_state
 from ..db.upsert import upsert
-from ..errors import DatabaseError
+from ..errors import DatabaseError, printable
 from ..identity import DomainRules, Resolver
 from ..matching import Matcher, grace_period
 from ..sources.records import (
@@ -42,6 +42,7 @@ from ..sources.records import (
     Checkpoint,
     Deleted,
     LeadRecord,
+    Notice,
     OpportunityChangeRecord,
     OpportunityMemberRecord,
     OpportunityRecord,
@@ -120,6 +121,7 @@ class RunSummary:
     written: int = 0
     skipped: int = 0
     errors: int = 0
+    notices: int = 0  # lines about input that was used, not as it came (not skips)
     seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
     before: list[str] = field(default_factory=list)  # what before-run hooks did
@@ -134,10 +136,17 @@ class RunSummary:
         )
         if self.before:
             text += "; " + "; ".join(self.before)
+        if self.notices:
+            text += f"; {self.notices} notice{'' if self.notices == 1 else 's'}"
         if self.reasons:
             top = sorted(self.reasons.items(), key=lambda kv: -kv[1])[:3]
             text += "; " + ", ".join(f"{n} {reason}" for reason, n in top)
         return text
+
+
+def _line(text: str) -> str:
+    """Part of a log line: printable and one line whatever the source quoted."""
+    return printable(text, 1000)
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -244,6 +253,9 @@ class SyncRunner:
             ):
                 if isinstance(record, Skipped):
                     self._count_skip(summary, record)
+                elif isinstance(record, Notice):
+                    summary.notices += 1
+                    log.warning("notice %s: %s", _line(record.where), _line(record.reason))
                 elif isinstance(record, Checkpoint):
                     batch.pending[record.object] = record
                     if batch.due(self.commit_rows, self.commit_seconds):
@@ -283,7 +295,7 @@ class SyncRunner:
     def _count_skip(self, summary: RunSummary, skipped: Skipped) -> None:
         summary.skipped += 1
         summary.reasons[skipped.reason] = summary.reasons.get(skipped.reason, 0) + 1
-        log.warning("skipped %s: %s", skipped.where, skipped.reason)
+        log.warning("skipped %s: %s", _line(skipped.where), _line(skipped.reason))
 
     def _flush(
         self, buffer: Sequence[Any], summary: RunSummary, checkpoints: Sequence[Checkpoint]
