@@ -40,8 +40,13 @@ FIELDS = {
     "OpportunityContactRole": "Id OpportunityId ContactId Role IsPrimary IsDeleted",
     "OpportunityHistory": "Id OpportunityId StageName Amount CloseDate Probability CreatedDate "
     "CreatedById IsDeleted",
-    "Campaign": "Id Name Status Type StartDate EndDate IsActive IsDeleted",
-    "CampaignMember": "Id CampaignId ContactId LeadId Status IsDeleted",
+    "Campaign": "Id Name Status Type StartDate EndDate IsActive ParentId BudgetedCost ActualCost "
+    "ExpectedRevenue IsDeleted",
+    "Lead": "Id FirstName LastName Name Email Company Title Status LeadSource OwnerId IsConverted "
+    "ConvertedDate ConvertedAccountId ConvertedContactId ConvertedOpportunityId CreatedDate "
+    "SystemModstamp IsDeleted",
+    "CampaignMember": "Id CampaignId ContactId LeadId Status HasResponded FirstRespondedDate "
+    "IsDeleted",
     "Task": "Id WhoId WhatId AccountId OwnerId Subject Description ActivityDate Status Priority "
     "IsClosed TaskSubtype CallType CallDurationInSeconds CompletedDateTime CreatedDate "
     "SystemModstamp IsDeleted",
@@ -58,6 +63,7 @@ PREFIXES = {
     "Event": "00U",
     "Campaign": "701",
     "CampaignMember": "00v",
+    "Lead": "00Q",
     "OpportunityContactRole": "00K",
     "OpportunityHistory": "008",
     "OpportunityStage": "01J",
@@ -76,6 +82,7 @@ REFERENCES = {
     ("OpportunityHistory", "CreatedById"): "User",
     ("CampaignMember", "CampaignId"): "Campaign",
     ("CampaignMember", "ContactId"): "Contact",
+    ("CampaignMember", "LeadId"): "Lead",
     ("Task", "WhoId"): "Contact",
     ("Task", "WhatId"): "Opportunity Account",  # one logged email is on its account
     ("Task", "AccountId"): "Account",
@@ -347,7 +354,7 @@ def test_references_point_at_existing_rows(demo: DemoFiles) -> None:
     checked = 0
     for (name, field), target in REFERENCES.items():
         for row in _csv(demo, name):
-            if row[field] == "" and field in ("CampaignId",):
+            if row[field] == "" and field in ("CampaignId", "ContactId", "LeadId"):
                 continue
             assert any(row[field] in ids[t] for t in target.split()), (name, field, row[field])
             checked += 1
