@@ -320,15 +320,7 @@ class Campaigns:
         now = datetime.now(UTC)
         with write_transaction(self.scope.engine) as conn:
             name = conn.scalar(select(campaigns.c.name).where(campaigns.c.id == campaign_id))
-            accounts_of = dict(
-                conn.execute(
-                    select(people.c.id, people.c.account_id).where(
-                        people.c.id.in_([int(i) for i in members["person_id"]])
-                    )
-                ).all()
-            )
             for member in members.itertuples():
-                person_id = int(member.person_id)
                 values = {
                     "name": member.name or member.email, "email": member.email,
                     "first_name": (member.name or "").split(" ")[0] or member.email,
@@ -338,7 +330,7 @@ class Campaigns:
                 title = " ".join(communications.render(subject, values).split())
                 activity_id = communications.record_outbound(
                     conn, channel="email", recipient=member.email, subject=title, body=text,
-                    account_id=accounts_of.get(person_id), campaign_id=campaign_id,
+                    campaign_id=campaign_id,
                     sender_id=self.scope.user_id, when=now,
                 )  # fmt: skip
                 result.messages.append(
