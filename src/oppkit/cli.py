@@ -36,7 +36,7 @@ from .config import load_settings
 from .errors import ConfigError, OppkitError
 from .report_command import add_run_arguments, run_reports
 from .sources.declaration import parse_duration
-from .stops import CODES, exit_code, stop_code
+from .stops import CODES, announce, disarm, exit_code, finish, stop_code
 from .stops import install as install_stops
 
 __all__ = ["agent_main", "build_parser", "guarded", "main", "parse_duration"]
@@ -295,16 +295,28 @@ def guarded(run: Callable[[], int], debug: bool) -> int:
 
 
 def _stopped(code: int) -> int:
-    what = "stopped (SIGTERM)" if code == 143 else "interrupted"
-    print(f"oppkit: {what}; committed work is kept, the next run resumes", file=sys.stderr)
+    announce(code)
+    return code
+
+
+def _ended(code: int) -> int:
+    """A stopped command exits here and now (:func:`oppkit.stops.finish`); any other
+    gives the process its signal handlers back, for callers that run it in-process."""
+    if stop_code():
+        finish(code)
+    disarm()
     return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     install_stops()
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit:
+        disarm()
+        raise
     _setup_logging(args.debug)
-    return guarded(lambda: args.func(args), args.debug)
+    return _ended(guarded(lambda: args.func(args), args.debug))
 
 
 # --- agents -----------------------------------------------------------------------
@@ -325,18 +337,20 @@ def agent_main(what: str, argv: Sequence[str] | None = None) -> int:
     when.add_argument("--once", action="store_true", help="run one sync and exit (default)")
     when.add_argument("--every", type=parse_duration, metavar="DURATION", help="repeat, e.g. 15m")
     install_stops()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit:
+        disarm()
+        raise
     _setup_logging(args.debug)
     while True:
         code = guarded(lambda: _print_summaries(run(args)), args.debug)
-        if not args.every:
-            return code
-        if code in (2, *CODES.values()):  # bad configuration, or asked to stop
-            return code
+        if not args.every or code in (2, *CODES.values()):  # once, bad configuration, a stop
+            return _ended(code)
         sys.stdout.flush()
         code = guarded(lambda: time.sleep(args.every) or 0, args.debug)
         if code:  # stopped while waiting for the next run
-            return code
+            return _ended(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
