@@ -98,3 +98,29 @@ def test_demo_opens_jupyterlab_on_the_notebooks_with_the_demo_database(tmp_path:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert "mail: read" in out
+
+
+def test_a_scratch_copy_leaves_the_demo_database_as_it_was(tmp_path: Path):
+    """Notebook 04 moves deals: on a scratch copy, the demo keeps what it had (seen before:
+    each run of notebook 04 added another deal to the shared demo database)."""
+    from sqlalchemy import create_engine, func, insert, select
+
+    from oppkit.db.schema import opportunities
+    from oppkit.demo import scratch_copy
+    from oppkit.kit import connect
+
+    original = f"sqlite:///{tmp_path / 'demo.sqlite'}"
+    kit = connect(original)
+    before = len(kit.opportunities())
+    copy = scratch_copy(original)
+    assert copy != original and copy.startswith("sqlite:///")
+    engine = create_engine(copy)
+    with engine.begin() as conn:
+        conn.execute(insert(opportunities).values(name="Scratch", source="oppkit", source_id="s1"))
+        assert conn.scalar(select(func.count()).select_from(opportunities)) == before + 1
+    engine.dispose()
+    assert len(connect(original).opportunities()) == before
+    assert (
+        scratch_copy("postgresql+psycopg://x@127.0.0.1/test")
+        == "postgresql+psycopg://x@127.0.0.1/test"
+    )

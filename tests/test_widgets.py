@@ -478,8 +478,7 @@ def test_review_filters_sort_and_funnel(pipeline):
     assert list(review.funnel()[["stage", "count"]].itertuples(index=False, name=None)) == [
         ("Lead", 6), ("Proposal", 2),
     ]  # fmt: skip
-    assert review.chart.value[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [t.get_text() for t in review.figure.axes[0].get_yticklabels()] == ["Proposal", "Lead"]
+    assert list(review.funnel_chart.buttons) == ["Lead", "Proposal"]  # funnel order
 
     review.owner_filter.value = "Ben Okafor"
     assert set(review.view()["name"]) == {"Resized", "Quiet", "Solo"}
@@ -546,14 +545,98 @@ def test_export_writes_the_current_view_to_csv_and_excel(pipeline, tmp_path: Pat
     assert set(csv["owner"]) == {"Ben Okafor"}
     assert csv.set_index("id").loc[pipeline["deals"]["solo"], "flags"] == "single-threaded"
     assert csv["name"].str.startswith("'=HYPERLINK").any()  # no formula in a spreadsheet
-    review.export_path.value = str(tmp_path / "review.xlsx")
-    review.export_button.click()
-    assert "Written" in review.export_status.value
+    (tmp_path / "review.xlsx").write_bytes(review.export_bytes("xlsx"))
     excel = pd.read_excel(tmp_path / "review.xlsx")
     assert list(excel["id"]) == list(csv["id"])
     assert list(excel["amount_changed"]) == list(csv["amount_changed"])
     with pytest.raises(ValueError, match="csv or .xlsx"):
         review.export(tmp_path / "review.json")
+
+
+def test_export_hands_the_file_to_the_browser_and_writes_nothing_on_the_server(
+    pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The Export tab's button makes a download link holding the file (seen before: a
+    download icon that wrote pipeline_review.xlsx into the notebook's folder)."""
+    import base64
+    import html
+    import io
+    import re
+
+    kernel_dir = tmp_path / "notebooks"
+    kernel_dir.mkdir()
+    monkeypatch.chdir(kernel_dir)
+    review = oppkit.PipelineReview(pipeline["kit"])
+    review.owner_filter.value = "Ben Okafor"
+    for fmt, read in (("csv", pd.read_csv), ("xlsx", pd.read_excel)):
+        review.export_format.value = fmt
+        review.export_button.click()
+        link = re.search(r'<a class="oppkit-download" download="([^"]+)" href="data:([^;]+);base64,([^"]+)"',
+                         review.export_status.value)  # fmt: skip
+        assert link, review.export_status.value
+        name, mime, data = html.unescape(link[1]), link[2], base64.b64decode(link[3])
+        assert name.startswith("pipeline_review_") and name.endswith(f".{fmt}")
+        assert mime == {"csv": "text/csv", "xlsx": EXCEL}[fmt]
+        got = read(io.BytesIO(data))
+        assert list(got["id"]) == list(review.view()["id"]) and set(got["owner"]) == {"Ben Okafor"}
+        assert "3 deals" in review.export_status.value
+    assert list(kernel_dir.iterdir()) == []  # nothing was written where the kernel runs
+
+
+EXCEL = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def test_a_stage_named_like_mathematics_opens_the_review_and_a_click_filters_by_it(pipeline):
+    """Seen before: a stage holding ``$...$`` made the review raise ValueError (matplotlib
+    read it as math) and never open; long stage names were cut at the chart's edge."""
+    kit, d = pipeline["kit"], pipeline["deals"]
+    odd = "Negotiation $1M+ deals $x^2$ — with a very long name from Salesforce that goes on"
+    set_columns(kit, d["busy"], stage=odd)
+    set_columns(kit, d["late"], stage=EVIL)
+    review = oppkit.PipelineReview(kit)
+    assert list(review.funnel_chart.buttons) == ["Lead", "Proposal", EVIL, odd]
+    assert review.funnel_chart.buttons[odd].description == odd  # the whole name, as text
+    assert EVIL not in "".join(c.value for c in review.funnel_chart.children[1:]
+                               if hasattr(c, "value"))  # fmt: skip
+
+    review.funnel_chart.buttons["Proposal"].click()
+    assert review.stage_filter.value == "Proposal"
+    assert set(review.view()["name"]) == {"Pushed", "Solo"}
+    assert list(review.funnel_chart.buttons) == ["Lead", "Proposal", EVIL, odd]  # all stages
+    assert review.funnel_chart.buttons["Proposal"].button_style == "info"
+    review.funnel_chart.buttons[odd].click()
+    assert list(review.view()["name"]) == ["Busy"]
+    review.funnel_chart.buttons[odd].click()  # again: every stage
+    assert review.stage_filter.value == "all" and len(review.view()) == 8
+
+
+def test_tables_show_amounts_dates_and_closed_deals_as_a_person_reads_them(pipeline):
+    """Seen before: ``80000.0`` for amounts, dates wrapped over two lines, and
+    ``days_to_close`` of -45 on closed deals."""
+    kit = pipeline["kit"]
+    deals = kit.opportunities().set_index("name")
+    assert pd.isna(deals.loc["Won deal", "days_to_close"])  # closed: nothing left to close
+    assert deals.loc["Late", "days_to_close"] == -3  # open and overdue: still counted
+    review = oppkit.PipelineReview(kit)
+    review.tabs.selected_index = 1
+    review.since.value = (NOW - timedelta(days=5)).date()
+    changes = review.changes_html.value
+    assert "90,000" in changes and "90000.0" not in changes and "25000.0" not in changes
+    assert '<td class="oppkit-when">' in changes  # dates never wrap
+    assert review.table.layout.max_height and review.table.layout.overflow == "auto"
+    labels = dict(review.ascending.options)  # the toggle names the order it sorts in
+    assert labels == {"↓ descending": False, "↑ ascending": True}
+
+
+def test_the_deal_picked_and_the_deal_shown_below_are_always_the_same(pipeline):
+    """Seen before: the picker highlighted one deal while the view below showed another."""
+    review = oppkit.PipelineReview(pipeline["kit"])
+    d = pipeline["deals"]
+    review.open_deal(d["pushed"])
+    assert review.deal_picker.value == d["pushed"]
+    review.deal_picker.value = d["quiet"]
+    assert review.detail_view.opportunity_id == d["quiet"]
+    assert review.detail.children == (review.detail_view,)
 
 
 def test_private_deals_stay_out_of_the_review_of_others(pipeline):

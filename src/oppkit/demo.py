@@ -61,6 +61,40 @@ def build_demo(
     return files, url, summaries
 
 
+def scratch_copy(url: str | None = None) -> str:
+    """A copy of a SQLite database (default: the configured one) in a temporary folder;
+    its URL.
+
+    Why: notebook 04 walks deals through the workflow and pushes them to a fake
+    Salesforce. Run on the demo database itself, every run would leave another deal and
+    moved stages behind; on a copy, the demo stays as it was. A database that is not a
+    SQLite file (a team's PostgreSQL) is not copied: its URL comes back unchanged.
+
+    >>> kit = oppkit.connect(scratch_copy(), user="anna.keller@northwind.example")
+    """
+    import sqlite3
+    import tempfile
+
+    from sqlalchemy.engine import make_url
+
+    from .config import load_settings
+
+    url = url or load_settings().resolved_database_url
+    parsed = make_url(url)
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or not parsed.database
+        or parsed.database == ":memory:"
+    ):
+        return url
+    copy = Path(tempfile.mkdtemp(prefix="oppkit-scratch-")) / Path(parsed.database).name
+    with sqlite3.connect(parsed.database) as source, sqlite3.connect(copy) as target:
+        source.backup(target)  # consistent even while an agent writes the original
+    source.close()
+    target.close()
+    return f"sqlite:///{copy}"
+
+
 def notebooks_folder() -> Path:
     for candidate in (REPO_NOTEBOOKS, Path.cwd() / "notebooks"):
         if candidate.is_dir():

@@ -121,13 +121,14 @@ def opportunities(
     df["amount"] = df["amount"].astype("Float64")
     df["close_date"] = pd.to_datetime(df["close_date"]).dt.date
     today = datetime.now(UTC).date()
-    df["days_to_close"] = pd.array(
+    df["days_to_close"] = pd.array(  # a closed deal has nothing left to close
         [
-            (d - today).days if isinstance(d, date) and not pd.isna(d) else None
-            for d in df["close_date"]
+            (d - today).days if isinstance(d, date) and not pd.isna(d) and status == "open"
+            else None
+            for d, status in zip(df["close_date"], df["stage_status"].fillna("open"), strict=True)
         ],
         dtype="Int64",
-    )
+    )  # fmt: skip
     df["open_alerts"] = df["open_alerts"].astype("int64")
     df["is_private"] = df["is_private"].astype(bool)
     for column in ("created_at", "updated_at"):

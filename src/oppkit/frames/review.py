@@ -199,7 +199,8 @@ def review_frame(
     df["last_stage_change"] = pd.to_datetime(df["last_stage_change"], utc=True)
     stamp = pd.Timestamp(now)
     df["days_since_activity"] = (stamp - df["last_activity"]).dt.days.astype("Int64")
-    since_stage = df["last_stage_change"].fillna(df["created_at"])
+    created = df["created_at"].astype(df["last_stage_change"].dtype)  # one resolution
+    since_stage = df["last_stage_change"].fillna(created)
     df["days_in_stage"] = (stamp - since_stage).dt.days.astype("Int64")
     is_open = (df["stage_status"] == "open").to_numpy()
     close = pd.to_datetime(df["close_date"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import math
+import numbers
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
@@ -28,7 +29,11 @@ STYLE = """
 <style>
 .oppkit-table{border-collapse:collapse;font-size:12px;width:100%}
 .oppkit-table th{text-align:left;border-bottom:2px solid #ccc;padding:3px 6px;background:#f6f6f6}
-.oppkit-table td{border-bottom:1px solid #eee;padding:3px 6px;vertical-align:top}
+.oppkit-table td{border-bottom:1px solid #eee;padding:3px 6px;vertical-align:top;
+  line-height:1.3}
+.oppkit-table td p{margin:0}
+.oppkit-table td.oppkit-num{text-align:right;white-space:nowrap}
+.oppkit-table td.oppkit-when{white-space:nowrap}
 .oppkit-flag{display:inline-block;background:#fdecea;color:#a61b1b;border-radius:3px;
   padding:0 4px;margin:1px;font-size:11px}
 .oppkit-metric{display:inline-block;min-width:110px;margin:4px 12px 4px 0;padding:6px 10px;
@@ -113,6 +118,25 @@ def flags_html(flags: Iterable[str]) -> str:
     return "".join(f'<span class="oppkit-flag">{esc(f)}</span>' for f in flags)
 
 
+def cell_text(value: Any) -> str:
+    """A value as a table shows it: ``80000.0`` as ``80,000``, ``0.25`` as is, newlines in
+    a text as spaces, missing as "—", dates as :func:`text`."""
+    if isinstance(value, float) and not is_missing(value) and value.is_integer():
+        return f"{value:,.0f}"
+    if isinstance(value, str):
+        return " ".join(value.split()) if "\n" in value or "\r" in value else value
+    return text(value)
+
+
+def _cell_open(value: Any) -> str:
+    """A cell's opening tag: dates and numbers are never wrapped over two lines."""
+    if isinstance(value, (date, datetime, pd.Timestamp)) and not is_missing(value):
+        return '<td class="oppkit-when">'
+    if isinstance(value, numbers.Number) and not isinstance(value, bool) and not is_missing(value):
+        return '<td class="oppkit-num">'
+    return "<td>"
+
+
 def table(
     df: pd.DataFrame,
     columns: Iterable[str],
@@ -135,6 +159,6 @@ def table(
         cells = []
         for column, value in zip(columns, record, strict=True):
             fmt = formatters.get(column)
-            cells.append(f"<td>{fmt(value) if fmt else esc(value)}</td>")
+            cells.append(f"{_cell_open(value)}{fmt(value) if fmt else esc(cell_text(value))}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return f'<table class="oppkit-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'

@@ -1,9 +1,12 @@
 """The pipeline review: a consultant's live walk through the deals, with what needs a look.
 
 Filters (owner, stage, close period, campaign) narrow one frame read at start-up
-(:func:`oppkit.widgets.flags.review_frame`); the funnel chart (matplotlib, drawn to a PNG
-in the kernel: offline, no CDN), the sortable deals table with flags, the "what changed
-since" list and the export all follow the current view. The deal picked in the list
+(:func:`oppkit.frames.review.review_frame`); the funnel (one button per open stage: a
+click filters the deals to that stage, :class:`~oppkit.widgets.funnel_chart.FunnelChart`),
+the sortable deals table with flags (in a scroll area of fixed height), the "what changed
+since" list and the download all follow the current view. The Export tab hands the view
+to the person's browser as a CSV or Excel download (a link holding the file); nothing is
+written on the server. The deal picked in the list
 can be edited in place (deal size, close date, stage, probability:
 :class:`~oppkit.widgets.deal_edit.DealEditForm`); a change Salesforce has not confirmed
 yet shows as *pending*, one it changed meanwhile as a *conflict* with both values.
@@ -18,6 +21,7 @@ Example::
     review                                    # in a notebook
     review.owner_filter.value = "Anna Keller"
     review.sort_by.value = "amount"; review.ascending.value = False
+    review.funnel_chart.buttons["Proposal"].click()  # the deals in Proposal; again: all
     review.view()                             # the deals shown now (a DataFrame)
     review.changes("2026-11-01")              # stage moves, amount/close-date changes, new/won/lost
     review.deal_picker.value = deal_id        # the edit form shows the picked deal
@@ -26,11 +30,13 @@ Example::
     review.campaign_assign.select_all.click()  # the deals shown, then a campaign, then Assign
     review.campaign_assign.campaign.value = campaign_id
     review.campaign_assign.assign_button.click()
-    review.export("review.xlsx")              # or .csv
+    review.export_format.value = "xlsx"; review.export_button.click()  # a download link
+    review.export("review.xlsx")              # a file, from a script (or .csv)
 """
 
 from __future__ import annotations
 
+import base64
 import io
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -43,11 +49,10 @@ from ..frames.review import FLAGS, Thresholds, changes_since, review_frame
 from .campaign_assign import CampaignAssign, campaign_html
 from .deal_edit import WAITING, DealEditForm, marked, marked_html
 from .freshness import FreshnessBar
-from .html import STYLE, error_html, esc, flags_html, money, ok_html, table
+from .funnel_chart import FunnelChart
+from .html import STYLE, error_html, esc, flags_html, money, table
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from ..kit import Kit
 
 ALL = "all"
@@ -82,6 +87,11 @@ EXPORT_COLUMNS = [
 ]  # fmt: skip
 MARKED = ("stage", "amount", "close_date")  # shown with what waits for Salesforce
 TABS = ["Deals", "What changed", "Export", "Assign to campaign"]
+TABLE_HEIGHT = "420px"  # the deals table scrolls inside this height
+FORMATS = {
+    "csv": "text/csv",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
 
 
 def _quarter_start(day: date) -> date:
@@ -114,6 +124,13 @@ def defuse(value: Any) -> Any:
     return value
 
 
+def _amount_text(value: Any) -> Any:
+    try:
+        return money(float(value))
+    except (TypeError, ValueError):
+        return value
+
+
 class PipelineReview(widgets.VBox):
     """The pipeline review app (see module docs); ``max_rows`` caps the table's rows."""
 
@@ -132,7 +149,6 @@ class PipelineReview(widgets.VBox):
         self.thresholds = Thresholds(stale_days, stuck_days, engaged_days)
         self.frame = pd.DataFrame()
         self.waiting = pd.DataFrame()  # kit.changes(): pending and in conflict
-        self.figure: Figure | None = None
         self.detail_view: Any = None
         self._drawing = False
         self._picking = False
@@ -153,10 +169,13 @@ class PipelineReview(widgets.VBox):
         self.sort_by = widgets.Dropdown(
             description="Sort by", options=[(v, k) for k, v in SORTS.items()], value="n_flags"
         )
-        self.ascending = widgets.ToggleButton(value=False, description="ascending", icon="sort")
+        self.ascending = widgets.ToggleButtons(
+            options=[("↓ descending", False), ("↑ ascending", True)], value=False,
+            style={"button_width": "110px"},
+        )  # fmt: skip
         self.summary = widgets.HTML()
-        self.chart = widgets.Image(format="png", layout={"max_width": "640px"})
-        self.table = widgets.HTML()
+        self.funnel_chart = FunnelChart(on_pick=self._stage_picked)
+        self.table = widgets.HTML(layout={"max_height": TABLE_HEIGHT, "overflow": "auto"})
         self.deal_picker = widgets.Select(description="Deal", rows=6, layout={"width": "60%"})
         self.open_button = widgets.Button(description="Open deal", icon="folder-open")
         self.editor = DealEditForm(kit, on_change=self._edited)
@@ -165,8 +184,13 @@ class PipelineReview(widgets.VBox):
             description="Since", value=datetime.now(UTC).date() - timedelta(days=7)
         )
         self.changes_html = widgets.HTML()
-        self.export_path = widgets.Text(value="pipeline_review.xlsx", description="File")
-        self.export_button = widgets.Button(description="Export", icon="download")
+        self.export_format = widgets.ToggleButtons(
+            options=[("CSV", "csv"), ("Excel", "xlsx")], value="xlsx", description="Format"
+        )
+        self.export_button = widgets.Button(
+            description="Prepare download", icon="download", layout={"width": "auto"},
+            tooltip="Make a file of the deals in view, for your browser to download",
+        )  # fmt: skip
         self.export_status = widgets.HTML()
         self.freshness = FreshnessBar(kit)  # data as of, per source; a badge when stale
         self.campaign_assign = CampaignAssign(kit, on_change=self._assigned)
@@ -185,7 +209,7 @@ class PipelineReview(widgets.VBox):
                 deals,
                 widgets.VBox([self.since, self.changes_html]),
                 widgets.VBox(
-                    [widgets.HBox([self.export_path, self.export_button]), self.export_status]
+                    [widgets.HBox([self.export_format, self.export_button]), self.export_status]
                 ),
                 self.campaign_assign,
             ]  # fmt: skip
@@ -198,7 +222,7 @@ class PipelineReview(widgets.VBox):
                 self.freshness,
                 filters,
                 self.summary,
-                self.chart,
+                self.funnel_chart,
                 self.tabs,
             ]  # fmt: skip
         )
@@ -259,13 +283,21 @@ class PipelineReview(widgets.VBox):
 
     def view(self) -> pd.DataFrame:
         """The deals the filters select, in the table's order (all rows, not just shown)."""
-        df = self.frame
+        df = self._filtered(self.frame)
+        if self.stage_filter.value != ALL:
+            df = df[df["stage"] == self.stage_filter.value]
+        column = self.sort_by.value
+        return df.sort_values(
+            [column, "id"], ascending=[self.ascending.value, True], na_position="last",
+            kind="stable",
+        )  # fmt: skip
+
+    def _filtered(self, df: pd.DataFrame) -> pd.DataFrame:
+        """``df`` narrowed by every filter but the stage (the funnel shows every stage)."""
         if self.open_only.value:
             df = df[df["stage_status"] == "open"]
         if self.owner_filter.value != ALL:
             df = df[df["owner"] == self.owner_filter.value]
-        if self.stage_filter.value != ALL:
-            df = df[df["stage"] == self.stage_filter.value]
         if self.campaign_filter.value != ALL:
             df = df[df["campaign"] == self.campaign_filter.value]
         start, end = period_range(self.period_filter.value)
@@ -279,15 +311,12 @@ class PipelineReview(widgets.VBox):
             df = df[keep.fillna(False)]
         if self.flagged_only.value:
             df = df[df["n_flags"] > 0]
-        column = self.sort_by.value
-        return df.sort_values(
-            [column, "id"], ascending=[self.ascending.value, True], na_position="last",
-            kind="stable",
-        )  # fmt: skip
+        return df
 
     def funnel(self, deals: pd.DataFrame | None = None) -> pd.DataFrame:
-        """Open stages in funnel order with count and amount, for ``deals`` (default: the view)."""
-        deals = self.view() if deals is None else deals
+        """Open stages in funnel order with count and amount, for ``deals`` (default: the
+        view's deals in every stage, so that a stage picked in the funnel keeps the others)."""
+        deals = self._filtered(self.frame) if deals is None else deals
         open_deals = deals[deals["stage_status"] == "open"]
         order = self._stage_order[self._stage_order["status"] == "open"]["name"].tolist()
         order += sorted(set(open_deals["stage"].dropna()) - set(order))
@@ -321,7 +350,7 @@ class PipelineReview(widgets.VBox):
             + (f", <b>{pending}</b> with changes pending in Salesforce" if pending else "")
             + (f", <b>{conflicts}</b> in conflict with Salesforce" if conflicts else "")
         )
-        self._draw_funnel(deals)
+        self._draw_funnel()
         shown = deals.head(self.max_rows)
         more = (
             f"<p><i>Showing {len(shown)} of {len(deals)} deals; export for all.</i></p>"
@@ -378,6 +407,9 @@ class PipelineReview(widgets.VBox):
             return
         self.editor.message.value = ""  # the message was about the deal picked before
         self._bind_editor()
+        shown = self.detail_view
+        if shown is not None and shown.opportunity_id != self.deal_picker.value:
+            self.open_deal(self.deal_picker.value)  # the view below is the deal picked
 
     def _bind_editor(self) -> None:
         picked = self.frame[self.frame["id"] == self.deal_picker.value]
@@ -397,32 +429,15 @@ class PipelineReview(widgets.VBox):
         if self.detail_view is not None:
             self.detail_view.refresh(timeline=False)
 
-    def _draw_funnel(self, deals: pd.DataFrame) -> None:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+    def _draw_funnel(self) -> None:
+        stage = self.stage_filter.value
+        self.funnel_chart.draw(self.funnel(), None if stage == ALL else stage)
 
-        funnel = self.funnel(deals)
-        fig = Figure(figsize=(6.4, 0.45 * max(len(funnel), 2) + 0.9), dpi=90)
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-        labels = funnel["stage"].tolist()[::-1]
-        values = funnel["amount"].tolist()[::-1]
-        counts = funnel["count"].tolist()[::-1]
-        bars = ax.barh(labels, values, color="#4a7ab5")
-        for bar, count, value in zip(bars, counts, values, strict=True):
-            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
-                    f"  {count} · {value:,.0f}", va="center", fontsize=8)  # fmt: skip
-        ax.set_title("Open pipeline by stage (deal size)", fontsize=10)
-        ax.tick_params(labelsize=8)
-        ax.set_xlim(0, max(values + [1]) * 1.35)
-        ax.xaxis.set_visible(False)
-        for side in ("top", "right", "bottom"):
-            ax.spines[side].set_visible(False)
-        fig.subplots_adjust(left=0.3, right=0.97, top=0.85, bottom=0.06)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        self.figure = fig
-        self.chart.value = buffer.getvalue()
+    def _stage_picked(self, stage: str | None) -> None:
+        """A click on the funnel: only that stage's deals (None: every stage again)."""
+        if stage is not None and stage not in self.stage_filter.options:
+            return
+        self.stage_filter.value = ALL if stage is None else stage
 
     def _tab_selected(self, change: dict) -> None:
         if change["new"] == 1 and self._changes_stale:
@@ -438,8 +453,14 @@ class PipelineReview(widgets.VBox):
             f"<p><i>The newest {self.max_rows} of {len(found)} changes; "
             "review.changes() has them all.</i></p>" if len(found) > self.max_rows else ""
         )  # fmt: skip
+        shown = found.head(self.max_rows).copy()
+        for column in ("old", "new"):  # "80000.0" from the history as a deal size: 80,000
+            shown[column] = [
+                _amount_text(v) if change == "amount" else v
+                for change, v in zip(shown["change"], shown[column], strict=True)
+            ]
         self.changes_html.value = more + table(
-            found.head(self.max_rows), ["changed_at", "opportunity", "change", "old", "new"],
+            shown, ["changed_at", "opportunity", "change", "old", "new"],
             {"changed_at": "When", "opportunity": "Deal", "change": "Change", "old": "From",
              "new": "To"},
             empty="Nothing changed since then.",
@@ -448,38 +469,62 @@ class PipelineReview(widgets.VBox):
     # --- actions ----------------------------------------------------------------
 
     def open_deal(self, opportunity: Any) -> Any:
-        """Show the deal's :class:`OpportunityView` in the detail area and return it."""
+        """Show the deal's :class:`OpportunityView` in the detail area and return it; the
+        deal picker follows when the deal is in view, so both always name the same deal."""
         from .opportunity import OpportunityView
 
         if opportunity is None:
             return None
         self.detail_view = OpportunityView(self.kit, opportunity, on_change=self.refresh)
         self.detail.children = [self.detail_view]
+        picked = self.detail_view.opportunity_id
+        if picked != self.deal_picker.value and picked in [v for _l, v in self.deal_picker.options]:
+            self.deal_picker.value = picked
         return self.detail_view
 
+    def export_bytes(self, fmt: str = "xlsx") -> bytes:
+        """The current view (every row, with flags) as a ``csv`` or ``xlsx`` file's bytes.
+
+        Text a spreadsheet would run as a formula is made inert (:func:`defuse`).
+
+        >>> open("review.csv", "wb").write(review.export_bytes("csv"))
+        """
+        df = self.view()[EXPORT_COLUMNS].copy()
+        for column in ("name", "account", "owner", "owner_email", "stage", "campaign"):
+            df[column] = df[column].map(defuse)
+        buffer = io.BytesIO()
+        if fmt == "csv":
+            buffer.write(df.to_csv(index=False).encode("utf-8-sig"))  # Excel reads the BOM
+        elif fmt in ("xlsx", "xlsm"):
+            df["last_activity"] = df["last_activity"].dt.tz_localize(None)
+            df.to_excel(buffer, index=False, sheet_name="Pipeline review", engine="openpyxl")
+        else:
+            raise ValueError(f"export to .csv or .xlsx, not {fmt!r}")
+        return buffer.getvalue()
+
     def export(self, path: str | Path) -> Path:
-        """Write the current view (every row, with flags) to ``.csv`` or ``.xlsx``; the path.
+        """Write the current view to a ``.csv`` or ``.xlsx`` file (from a script); the path.
+
+        In the app, the Export tab hands the same file to the browser instead.
 
         >>> review.export("review.xlsx")
         """
         path = Path(path)
-        df = self.view()[EXPORT_COLUMNS].copy()
-        for column in ("name", "account", "owner", "owner_email", "stage", "campaign"):
-            df[column] = df[column].map(defuse)
-        suffix = path.suffix.lower()
-        if suffix == ".csv":
-            df.to_csv(path, index=False)
-        elif suffix in (".xlsx", ".xlsm"):
-            df["last_activity"] = df["last_activity"].dt.tz_localize(None)
-            df.to_excel(path, index=False, sheet_name="Pipeline review", engine="openpyxl")
-        else:
-            raise ValueError(f"export to .csv or .xlsx, not {path.suffix or 'no suffix'!r}")
+        path.write_bytes(self.export_bytes(path.suffix.lower().lstrip(".") or "no suffix"))
         return path
 
     def _export_clicked(self, _button: Any) -> None:
+        """A download link holding the file: the person's browser saves it where they say."""
+        fmt = self.export_format.value
         try:
-            path = self.export(self.export_path.value)
+            data = self.export_bytes(fmt)
         except (OSError, ValueError) as exc:
             self.export_status.value = error_html(exc)
-        else:
-            self.export_status.value = ok_html(f"Written: {path.resolve()}")
+            return
+        name = f"pipeline_review_{datetime.now(UTC):%Y-%m-%d}.{fmt}"
+        rows = len(self.view())
+        href = f"data:{FORMATS[fmt]};base64,{base64.b64encode(data).decode('ascii')}"
+        self.export_status.value = (
+            f'<a class="oppkit-download" download="{esc(name)}" href="{href}">'
+            f"⬇ Download {esc(name)}</a> <small>({rows} deals, {len(data) / 1024:,.0f} KB)</small>"
+        )
