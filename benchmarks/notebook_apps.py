@@ -9,8 +9,8 @@ and "engaged" flags have something to find). Then ANALYZE.
 
 It measures, beside a baseline timed in the same run:
 
-- ``PipelineReview(kit)`` built and first drawn (the flags over all deals, the funnel
-  chart as a PNG, the table) — baseline: the bare ``kit.opportunities()`` it starts from;
+- ``PipelineReview(kit)`` built and first drawn (the flags over all deals, the funnel,
+  the deal grid of every deal with its change markers since the baseline, the table) — baseline: the bare ``kit.opportunities()`` it starts from;
 - ``OpportunityView(kit, id)`` built and first drawn for random deals — baseline: the bare
   ``kit.timeline(opportunity=id)`` + ``kit.alerts(opportunity=id)`` it is built on;
 - for information: the People tab (members, suggested people) loaded on first view.

@@ -639,6 +639,50 @@ def test_the_deal_picked_and_the_deal_shown_below_are_always_the_same(pipeline):
     assert review.detail.children == (review.detail_view,)
 
 
+def test_the_grid_marks_what_changed_since_the_baseline_and_what_moved_out(pipeline):
+    """Pipeline Inspection's question, deal by deal: what is different since a date?"""
+    review = oppkit.PipelineReview(pipeline["kit"])
+    review.since.value = (NOW - timedelta(days=5)).date()
+    rows = review.grid_view().set_index("name")["change"].to_dict()
+    assert rows["Pushed"] == "stage forward · pushed"
+    assert rows["Resized"] == "amount ↑"
+    assert rows["Busy"] == ""  # 90000 -> 90000.0 is no change
+    assert rows["Quiet"] == "" and rows["Late"] == ""
+    assert rows["Won deal"] == "moved out · won"  # open at the baseline, won since
+    grid = review.grid.frame.set_index("Deal")
+    assert grid.loc["Won deal", "Change"] == "moved out · won"
+    assert grid.loc["Pushed", "Close date"] == (TODAY + timedelta(days=30)).isoformat()
+
+    review.stage_filter.value = "Proposal"
+    rows = review.grid_view().set_index("name")["change"].to_dict()
+    assert rows == {"Pushed": "moved in · stage forward · pushed", "Solo": "",
+                    "Won deal": "moved out · won"}  # fmt: skip
+    review.since.value = TODAY - timedelta(days=1)  # after Pushed moved, before the win
+    assert dict(review.grid_view()[["name", "change"]].to_numpy()) == {
+        "Pushed": "", "Solo": "", "Won deal": "moved out · won"}  # fmt: skip
+
+
+def test_the_grids_sort_and_filter_survive_a_refresh_and_a_click_opens_the_row(pipeline):
+    kit, d = pipeline["kit"], pipeline["deals"]
+    set_columns(kit, d["quiet"], name=EVIL)
+    review = oppkit.PipelineReview(kit)
+    grid = review.grid.grid
+    sort = [{"type": "sort", "column": "Deal size", "desc": True}]
+    grid.transform(sort)
+    set_columns(kit, d["busy"], amount=95_000)
+    review.refresh()
+    assert grid._transforms == sort  # the person's sort is kept
+    assert review.grid.frame.set_index("Deal").loc["Busy", "Deal size"] == 95_000
+    assert EVIL in set(review.grid.frame["Deal"])  # drawn as text on a canvas, never markup
+
+    ids = list(review.grid.frame.index)
+    grid._visible_rows = list(reversed(range(len(ids))))  # as the browser reports its sort
+    grid.selections = [{"r1": 0, "c1": 0, "r2": 0, "c2": 9}]
+    assert review.detail_view.opportunity_id == ids[-1]  # the row shown first, not data row 0
+    review.shown_as.value = "Table"
+    assert review.deals_area.children == (review.table,)
+
+
 def test_private_deals_stay_out_of_the_review_of_others(pipeline):
     kit, url = pipeline["kit"], pipeline["url"]
     actions.set_private(kit, pipeline["deal"], True)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,9 +46,11 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 import pandas as pd
 
+from ..frames.deal_changes import as_of, markers
 from ..frames.review import FLAGS, Thresholds, changes_since, review_frame
 from .campaign_assign import CampaignAssign, campaign_html
 from .deal_edit import WAITING, DealEditForm, marked, marked_html
+from .deal_grid import DealGrid
 from .freshness import FreshnessBar
 from .funnel_chart import FunnelChart
 from .html import STYLE, error_html, esc, flags_html, money, table
@@ -124,6 +127,10 @@ def defuse(value: Any) -> Any:
     return value
 
 
+def _joined(first: str, rest: str) -> str:
+    return f"{first} · {rest}" if rest else first
+
+
 def _amount_text(value: Any) -> Any:
     try:
         return money(float(value))
@@ -176,13 +183,22 @@ class PipelineReview(widgets.VBox):
         self.summary = widgets.HTML()
         self.funnel_chart = FunnelChart(on_pick=self._stage_picked)
         self.table = widgets.HTML(layout={"max_height": TABLE_HEIGHT, "overflow": "auto"})
+        self.grid = DealGrid(on_pick=self._grid_picked)
+        self.shown_as = widgets.ToggleButtons(
+            options=["Grid", "Table"], value="Grid", style={"button_width": "80px"},
+            tooltips=["sort and filter in the column headers; a click opens the deal",
+                      "with what waits for Salesforce marked"],
+        )  # fmt: skip
+        self.deals_area = widgets.Box([self.grid], layout={"width": "100%"})
         self.deal_picker = widgets.Select(description="Deal", rows=6, layout={"width": "60%"})
         self.open_button = widgets.Button(description="Open deal", icon="folder-open")
         self.editor = DealEditForm(kit, on_change=self._edited)
         self.detail = widgets.VBox()
-        self.since = widgets.DatePicker(
-            description="Since", value=datetime.now(UTC).date() - timedelta(days=7)
-        )
+        self.since = widgets.DatePicker(  # the baseline: the grid's markers, "What changed"
+            description="Changes since", value=datetime.now(UTC).date() - timedelta(days=7),
+            style={"description_width": "initial"},
+        )  # fmt: skip
+        self._changes: tuple[Any, pd.DataFrame] | None = None
         self.changes_html = widgets.HTML()
         self.export_format = widgets.ToggleButtons(
             options=[("CSV", "csv"), ("Excel", "xlsx")], value="xlsx", description="Format"
@@ -198,16 +214,16 @@ class PipelineReview(widgets.VBox):
         filters = widgets.VBox([
             widgets.HBox([self.owner_filter, self.stage_filter, self.period_filter]),
             widgets.HBox([self.campaign_filter, self.open_only, self.flagged_only]),
-            widgets.HBox([self.stale_days, self.stuck_days]),
+            widgets.HBox([self.stale_days, self.stuck_days, self.since]),
         ])  # fmt: skip
         deals = widgets.VBox([
-            widgets.HBox([self.sort_by, self.ascending]), self.table,
+            widgets.HBox([self.shown_as, self.sort_by, self.ascending]), self.deals_area,
             widgets.HBox([self.deal_picker, self.open_button]), self.editor, self.detail,
         ])  # fmt: skip
         self.tabs = widgets.Tab(
             [
                 deals,
-                widgets.VBox([self.since, self.changes_html]),
+                self.changes_html,
                 widgets.VBox(
                     [widgets.HBox([self.export_format, self.export_button]), self.export_status]
                 ),
@@ -235,7 +251,8 @@ class PipelineReview(widgets.VBox):
             control.observe(self._redraw, names="value")
         for control in (self.stale_days, self.stuck_days):
             control.observe(self._rethreshold, names="value")
-        self.since.observe(lambda _c: self._draw_changes(), names="value")
+        self.since.observe(self._new_baseline, names="value")
+        self.shown_as.observe(self._switch_table, names="value")
         self.tabs.observe(self._tab_selected, names="selected_index")
         self.deal_picker.observe(self._picked, names="value")
         self.open_button.on_click(lambda _b: self.open_deal(self.deal_picker.value))
@@ -249,6 +266,7 @@ class PipelineReview(widgets.VBox):
             self.stale_days.value, self.stuck_days.value, self.thresholds.engaged_days
         )
         self.frame = review_frame(self.kit, self.thresholds)
+        self._changes = None  # read again for the new frame
         if hasattr(self, "freshness"):
             self.freshness.refresh()
         self.waiting = self.kit.changes(status=WAITING)
@@ -283,14 +301,67 @@ class PipelineReview(widgets.VBox):
 
     def view(self) -> pd.DataFrame:
         """The deals the filters select, in the table's order (all rows, not just shown)."""
-        df = self._filtered(self.frame)
-        if self.stage_filter.value != ALL:
-            df = df[df["stage"] == self.stage_filter.value]
+        df = self._in_view(self.frame)
         column = self.sort_by.value
         return df.sort_values(
             [column, "id"], ascending=[self.ascending.value, True], na_position="last",
             kind="stable",
         )  # fmt: skip
+
+    def grid_view(self) -> pd.DataFrame:
+        """The grid's rows: :meth:`view` with ``change`` (what changed since the baseline
+        date, :attr:`since`: new, moved in, stage forward/back, won, lost, amount ↑/↓,
+        pushed, pulled) and ``waiting`` (values Salesforce has not confirmed), then the
+        deals that were in view at the baseline and are not now, marked *moved out*.
+
+        >>> review.grid_view()[["name", "change"]]
+        """
+        view = self.view()
+        if self.since.value is None:
+            return view.assign(change="", waiting=self._waiting_text(view))
+        changes = self._changes_since_baseline()
+        status = dict(zip(self._stage_order["name"], self._stage_order["status"], strict=True))
+        rank = {name: i for i, name in enumerate(self._stage_order["name"])}
+        then = as_of(self.frame, changes, status)
+        frame = self.frame.assign(change=markers(self.frame, then, rank))
+        was_in = set(self._in_view(then.assign(n_flags=self.frame["n_flags"]))["id"])
+        now_in = set(view["id"])
+        change = frame.set_index("id")["change"]
+        shown = view.assign(change=[
+            _joined("moved in", change[i]) if i not in was_in and change[i] != "new" else change[i]
+            for i in view["id"]
+        ])  # fmt: skip
+        gone = frame[frame["id"].isin(was_in - now_in)]
+        gone = gone.assign(change=[_joined("moved out", c) for c in gone["change"]])
+        out = pd.concat([shown, gone], ignore_index=True) if len(gone) else shown
+        return out.assign(waiting=self._waiting_text(out))
+
+    def _changes_since_baseline(self) -> pd.DataFrame:
+        since = self.since.value
+        if self._changes is None or self._changes[0] != since:
+            self._changes = (since, changes_since(self.kit, since, deals=self.frame))
+        return self._changes[1]
+
+    @staticmethod
+    def _waiting_text(deals: pd.DataFrame) -> list[str]:
+        """Per deal, what waits for Salesforce, as text: ``amount 125,000 (pending)``."""
+        out = []
+        for row in deals.itertuples(index=False):
+            pending = row.pending if isinstance(row.pending, Mapping) else {}
+            conflicts = row.conflicts if isinstance(row.conflicts, Mapping) else {}
+            fields = dict.fromkeys([*conflicts, *pending])
+            out.append("; ".join(
+                f"{field.replace('_', ' ')} "
+                f"{marked(field, getattr(row, field, None), pending, conflicts)}"
+                for field in fields
+            ))  # fmt: skip
+        return out
+
+    def _in_view(self, df: pd.DataFrame) -> pd.DataFrame:
+        df = self._filtered(df)
+        if self.stage_filter.value != ALL:
+            df = df[df["stage"] == self.stage_filter.value]
+        return df
 
     def _filtered(self, df: pd.DataFrame) -> pd.DataFrame:
         """``df`` narrowed by every filter but the stage (the funnel shows every stage)."""
@@ -351,6 +422,7 @@ class PipelineReview(widgets.VBox):
             + (f", <b>{conflicts}</b> in conflict with Salesforce" if conflicts else "")
         )
         self._draw_funnel()
+        self.grid.show(self.grid_view())
         shown = deals.head(self.max_rows)
         more = (
             f"<p><i>Showing {len(shown)} of {len(deals)} deals; export for all.</i></p>"
@@ -438,6 +510,23 @@ class PipelineReview(widgets.VBox):
         if stage is not None and stage not in self.stage_filter.options:
             return
         self.stage_filter.value = ALL if stage is None else stage
+
+    def _new_baseline(self, _change: Any = None) -> None:
+        """A new baseline date: the grid's markers and the "What changed" list follow."""
+        self.grid.show(self.grid_view())
+        if self.tabs.selected_index == 1:
+            self._draw_changes()
+        else:
+            self._changes_stale = True
+
+    def _switch_table(self, change: dict) -> None:
+        self.deals_area.children = [self.grid if change["new"] == "Grid" else self.table]
+
+    def _grid_picked(self, deal_id: int) -> None:
+        """A click on a grid row: the deal is picked (its edit form) and opened below."""
+        if deal_id in [v for _l, v in self.deal_picker.options]:
+            self.deal_picker.value = deal_id
+        self.open_deal(deal_id)
 
     def _tab_selected(self, change: dict) -> None:
         if change["new"] == 1 and self._changes_stale:
