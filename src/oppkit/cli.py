@@ -153,6 +153,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_present(args: argparse.Namespace) -> int:
+    from .demo import run_present
+
+    return run_present(
+        args.notebook, db=args.db, voila_args=[a for a in args.voila_args if a != "--"]
+    )
+
+
 def _cmd_sync(run: Callable[[argparse.Namespace], list], args: argparse.Namespace) -> int:
     return _print_summaries(run(args))
 
@@ -187,6 +195,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="arguments for JupyterLab after --, e.g. -- --no-browser --port 8899",
     )  # fmt: skip
     demo.set_defaults(func=_cmd_demo)
+
+    present = commands.add_parser(
+        "present", help="show a notebook's apps without its code, for a client (Voilà)"
+    )
+    present.add_argument(
+        "notebook", nargs="?", type=Path, help="default: notebooks/02_pipeline_review.ipynb"
+    )
+    present.add_argument(
+        "voila_args", nargs=argparse.REMAINDER, metavar="-- VOILA_ARGS",
+        help="arguments for Voilà after --, e.g. -- --no-browser --port 8866",
+    )  # fmt: skip
+    present.set_defaults(func=_cmd_present)
 
     team = commands.add_parser(
         "team", help="PostgreSQL: each person connects as their own role (row-level security)"

@@ -30,6 +30,7 @@ from .sync import sync_calendar, sync_mail, sync_salesforce_export
 from .sync.runner import RunSummary
 
 REPO_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+VOILA_TEMPLATES = Path(__file__).resolve().parent / "present"  # voila/templates/oppkit
 
 
 def demo_folder() -> Path:
@@ -129,6 +130,41 @@ def run_demo(
     print("starting JupyterLab (Ctrl+C to stop)...", flush=True)
     command += lab_args or []
     if os.name == "posix":  # become JupyterLab, so Ctrl+C and signals reach it directly
+        os.execve(sys.executable, command, env)
+    return subprocess.call(command, env=env)
+
+
+def run_present(
+    notebook: Path | None = None, db: str | None = None, voila_args: list[str] | None = None
+) -> int:
+    """The `oppkit present` command: a notebook as an app, without its code; the exit code.
+
+    Why Voilà: a consultant shares the screen with a client. Voilà runs the notebook in
+    its own kernel and shows only its markdown and outputs, the widgets live (filters,
+    funnel, grid, downloads), with no code cells, no kernel menus and no file browser;
+    its JavaScript comes from the installed packages (offline). JupyterLab's
+    Presentation Mode only hides the side panels and keeps every code cell on screen.
+    Default: notebooks/02_pipeline_review.ipynb on the configured (or demo) database.
+    """
+    if not _has_module("voila"):
+        raise ConfigError("Voilà is not installed: pip install 'oppkit[demo]'")
+    notebook = (notebook or notebooks_folder() / "02_pipeline_review.ipynb").expanduser()
+    if not notebook.is_file():
+        raise ConfigError(f"no notebook at {notebook}")
+    env = dict(os.environ)
+    if db:
+        env["OPPKIT_DATABASE_URL"] = db
+    elif "OPPKIT_DATABASE_URL" not in env and (demo_folder() / "oppkit-demo.sqlite").exists():
+        env["OPPKIT_DATABASE_URL"] = f"sqlite:///{(demo_folder() / 'oppkit-demo.sqlite').resolve()}"
+        env.setdefault("OPPKIT_DEMO_FILES", str((demo_folder() / "files").resolve()))
+    # our template (no CDN links) is found through JUPYTER_PATH, before the installed ones
+    env["JUPYTER_PATH"] = os.pathsep.join(
+        [str(VOILA_TEMPLATES), *filter(None, [env.get("JUPYTER_PATH")])]
+    )
+    command = [sys.executable, "-m", "voila", str(notebook.resolve()), "--Voila.ip=127.0.0.1",
+               "--strip_sources=True", "--template=oppkit", *(voila_args or [])]  # fmt: skip
+    print(f"presenting {notebook.name} (Ctrl+C to stop)...", flush=True)
+    if os.name == "posix":  # become Voilà, so Ctrl+C and signals reach it directly
         os.execve(sys.executable, command, env)
     return subprocess.call(command, env=env)
 

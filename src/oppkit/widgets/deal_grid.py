@@ -61,7 +61,7 @@ class DealGrid(widgets.VBox):
         )
         self.grid.add_class("oppkit-deal-grid")
         self.grid.observe(self._selected, names="selections")
-        super().__init__([self.grid])
+        super().__init__([self.grid], layout={"width": "100%"})
 
     def show(self, deals: pd.DataFrame) -> None:
         """Show ``deals`` (an ``id`` column and those of :data:`GRID_COLUMNS`); the
