@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 
 FIELDS = {"stage": "stage", "won": "stage", "lost": "stage", "amount": "amount",
@@ -31,27 +32,29 @@ def as_of(
 ) -> pd.DataFrame:
     """``deals`` (id, stage, amount, close_date, stage_status...) as they were before the
     changes in ``changes`` (:func:`~oppkit.frames.review.changes_since`); ``existed`` is
-    False for a deal created since."""
+    False for a deal created since. Set-wise: one pass per field, no loop per deal."""
     then = deals.copy()
-    then["existed"] = True
-    if changes.empty:
-        return then
-    index = {deal_id: i for i, deal_id in enumerate(then["id"])}
-    new = changes[changes["change"] == "new deal"]
-    then.loc[then["id"].isin(new["opportunity_id"]), "existed"] = False
+    then["existed"] = ~then["id"].isin(
+        changes.loc[changes["change"] == "new deal", "opportunity_id"]
+    )
     moves = changes[changes["change"].isin(list(FIELDS))]
+    if moves.empty:
+        return then
     # changes come newest first: the last one per (deal, field) is the first after the baseline
     first = moves.assign(field=moves["change"].map(FIELDS)).drop_duplicates(
         ["opportunity_id", "field"], keep="last"
     )
-    for deal_id, field, old in first[["opportunity_id", "field", "old"]].itertuples(
-        index=False, name=None
-    ):
-        row = index.get(deal_id)
-        if row is None:
-            continue
-        column = then.columns.get_loc(field)
-        then.iat[row, column] = _typed(field, old)
+    for field, rows in first.groupby("field"):
+        old = pd.Series(rows["old"].to_numpy(), index=rows["opportunity_id"].to_numpy())
+        if field == "amount":
+            old = pd.to_numeric(old, errors="coerce")
+        elif field == "close_date":
+            old = pd.to_datetime(old, errors="coerce").dt.date.astype(object)
+            old = old.where(old.notna(), None)
+        hit = then["id"].isin(old.index).to_numpy()
+        values = then[field].astype(object).to_numpy(copy=True)
+        values[hit] = old.reindex(then["id"][hit]).to_numpy()
+        then[field] = values
     then["stage_status"] = [
         stage_status.get(stage, status) if stage is not None else status
         for stage, status in zip(then["stage"], then["stage_status"], strict=True)
@@ -59,53 +62,44 @@ def as_of(
     return then
 
 
-def _typed(field: str, value: object) -> object:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return None
-    if field == "amount":
-        try:
-            return float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            return None
-    if field == "close_date":
-        stamp = pd.to_datetime(value, errors="coerce")
-        return None if pd.isna(stamp) else stamp.date()
-    return value
-
-
 def markers(now: pd.DataFrame, then: pd.DataFrame, stage_rank: Mapping[str, int]) -> list[str]:
     """One text per deal of ``now``: what changed against ``then`` (same ids and order),
-    e.g. ``"amount ↑ · pushed"``; "" when nothing did."""
-    out = []
-    for cur, old in zip(now.itertuples(index=False), then.itertuples(index=False), strict=True):
-        if not old.existed:
-            out.append("new")
+    e.g. ``"amount ↑ · pushed"``; "" when nothing did. Compared column by column; text
+    is built only for the deals that changed."""
+    existed = then["existed"].to_numpy(dtype=bool)
+    stage_now, stage_then = now["stage"].astype(object), then["stage"].astype(object)
+    stage_moved = (stage_now.fillna("") != stage_then.fillna("")).to_numpy()
+    closed = (
+        now["stage_status"].isin(["won", "lost"]).to_numpy()
+        & (then["stage_status"] == "open").to_numpy()
+    )
+    rank_now = stage_now.map(lambda s: stage_rank.get(s, 0)).to_numpy()
+    rank_then = stage_then.map(lambda s: stage_rank.get(s, 0)).to_numpy()
+    a = pd.to_numeric(then["amount"], errors="coerce").astype(float).to_numpy()
+    b = pd.to_numeric(now["amount"], errors="coerce").astype(float).to_numpy()
+    amount_moved = ~((a == b) | (np.isnan(a) & np.isnan(b)))
+    was = pd.to_datetime(then["close_date"], errors="coerce").to_numpy()
+    is_ = pd.to_datetime(now["close_date"], errors="coerce").to_numpy()
+    close_moved = ~((was == is_) | (pd.isna(was) & pd.isna(is_)))
+    out = [""] * len(now)
+    status = now["stage_status"].to_numpy()
+    for i in np.flatnonzero(~existed | stage_moved | amount_moved | close_moved):
+        if not existed[i]:
+            out[i] = "new"
             continue
-        seen: list[str] = []
-        if cur.stage != old.stage:
-            if cur.stage_status in ("won", "lost") and old.stage_status == "open":
-                seen.append(str(cur.stage_status))
+        seen = []
+        if stage_moved[i]:
+            if closed[i]:
+                seen.append(str(status[i]))
             else:
-                ahead = stage_rank.get(cur.stage, 0) >= stage_rank.get(old.stage, 0)
-                seen.append("stage forward" if ahead else "stage back")
-        a, b = _number(old.amount), _number(cur.amount)
-        if a != b:
-            seen.append("amount ↑" if (b or 0) > (a or 0) else "amount ↓")
-        was, is_ = _day(old.close_date), _day(cur.close_date)
-        if was != is_:
-            seen.append("pushed" if was is None or (is_ is not None and is_ > was) else "pulled")
-        out.append(" · ".join(seen))
+                seen.append("stage forward" if rank_now[i] >= rank_then[i] else "stage back")
+        if amount_moved[i]:
+            seen.append("amount ↑" if np.nan_to_num(b[i]) > np.nan_to_num(a[i]) else "amount ↓")
+        if close_moved[i]:
+            later = pd.isna(was[i]) or (not pd.isna(is_[i]) and is_[i] > was[i])
+            seen.append("pushed" if later else "pulled")
+        out[i] = " · ".join(seen)
     return out
-
-
-def _day(value: object) -> object:
-    return None if value is None or pd.isna(value) else pd.Timestamp(value).date()  # type: ignore[arg-type]
-
-
-def _number(value: object) -> float | None:
-    if value is None or pd.isna(value):  # type: ignore[arg-type]
-        return None
-    return float(value)  # type: ignore[arg-type]
 
 
 __all__ = ["as_of", "markers"]

@@ -18,7 +18,6 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import ipywidgets as widgets
 import pandas as pd
@@ -49,7 +48,7 @@ class DealGrid(widgets.VBox):
 
     def __init__(self, on_pick: Callable[[int], None]) -> None:
         self.on_pick = on_pick
-        self.frame = _grid_frame(pd.DataFrame(columns=["id", *GRID_COLUMNS]))
+        self.frame = _grid_frame(pd.DataFrame({"id": pd.Series(dtype="int64")}))
         self.grid = DataGrid(
             self.frame,
             selection_mode="row",
@@ -84,32 +83,26 @@ class DealGrid(widgets.VBox):
 
 
 def _grid_frame(deals: pd.DataFrame) -> pd.DataFrame:
-    """Text as text, dates as YYYY-MM-DD, amounts as numbers; the deal id as the index."""
-    out = pd.DataFrame(index=pd.Index(deals["id"].astype("int64"), name="id"))
+    """Text as text (whitespace runs as one space), dates as YYYY-MM-DD, numbers as
+    numbers; the deal id as the index. Column by column, never cell by cell."""
+    out = pd.DataFrame(index=pd.Index(deals["id"].astype("int64").to_numpy(), name="id"))
     for column, label in GRID_COLUMNS.items():
-        values = deals[column] if column in deals else pd.Series([None] * len(deals))
-        values = values.to_numpy()
+        if column not in deals:
+            out[label] = ""
+            continue
+        values = deals[column]
         if column == "amount":
-            out[label] = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy()
-        elif column in ("days_since_activity",):
-            out[label] = pd.Series(values, dtype="object").map(_plain).to_numpy()
+            out[label] = pd.to_numeric(values, errors="coerce").astype(float).to_numpy()
+        elif column == "days_since_activity":
+            numbers = pd.to_numeric(values, errors="coerce").astype(float)
+            out[label] = numbers.astype(object).where(numbers.notna(), None).to_numpy()
+        elif column == "close_date":
+            days = pd.to_datetime(values, errors="coerce")
+            out[label] = days.dt.strftime("%Y-%m-%d").fillna("").to_numpy()
         else:
-            out[label] = pd.Series(values, dtype="object").map(_plain).to_numpy()
+            text = values.astype(object).where(values.notna(), "").astype(str)
+            out[label] = text.str.replace(r"\s+", " ", regex=True).str.strip().to_numpy()
     return out
-
-
-def _plain(value: Any) -> Any:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return ""
-    if isinstance(value, float) and pd.isna(value):
-        return ""
-    if isinstance(value, pd.Timestamp):
-        return value.strftime("%Y-%m-%d")
-    if hasattr(value, "isoformat") and not isinstance(value, str):
-        return value.isoformat()[:10]
-    if isinstance(value, int | float):
-        return int(value) if float(value).is_integer() else value
-    return " ".join(str(value).split())
 
 
 def _marker_renderer() -> TextRenderer:

@@ -198,7 +198,7 @@ class PipelineReview(widgets.VBox):
             description="Changes since", value=datetime.now(UTC).date() - timedelta(days=7),
             style={"description_width": "initial"},
         )  # fmt: skip
-        self._changes: tuple[Any, pd.DataFrame] | None = None
+        self._changes: tuple[Any, tuple[pd.DataFrame, pd.DataFrame]] | None = None
         self.changes_html = widgets.HTML()
         self.export_format = widgets.ToggleButtons(
             options=[("CSV", "csv"), ("Excel", "xlsx")], value="xlsx", description="Format"
@@ -319,11 +319,7 @@ class PipelineReview(widgets.VBox):
         view = self.view()
         if self.since.value is None:
             return view.assign(change="", waiting=self._waiting_text(view))
-        changes = self._changes_since_baseline()
-        status = dict(zip(self._stage_order["name"], self._stage_order["status"], strict=True))
-        rank = {name: i for i, name in enumerate(self._stage_order["name"])}
-        then = as_of(self.frame, changes, status)
-        frame = self.frame.assign(change=markers(self.frame, then, rank))
+        then, frame = self._baseline()
         was_in = set(self._in_view(then.assign(n_flags=self.frame["n_flags"]))["id"])
         now_in = set(view["id"])
         change = frame.set_index("id")["change"]
@@ -336,25 +332,35 @@ class PipelineReview(widgets.VBox):
         out = pd.concat([shown, gone], ignore_index=True) if len(gone) else shown
         return out.assign(waiting=self._waiting_text(out))
 
-    def _changes_since_baseline(self) -> pd.DataFrame:
+    def _baseline(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(the deals as of the baseline, the deals with their ``change``), read once per
+        frame and baseline date: the filters only pick among them."""
         since = self.since.value
         if self._changes is None or self._changes[0] != since:
-            self._changes = (since, changes_since(self.kit, since, deals=self.frame))
+            changes = changes_since(self.kit, since, deals=self.frame)
+            order = self._stage_order
+            status = dict(zip(order["name"], order["status"], strict=True))
+            then = as_of(self.frame, changes, status)
+            rank = {name: i for i, name in enumerate(order["name"])}
+            marked_frame = self.frame.assign(change=markers(self.frame, then, rank))
+            self._changes = (since, (then, marked_frame))
         return self._changes[1]
 
     @staticmethod
     def _waiting_text(deals: pd.DataFrame) -> list[str]:
         """Per deal, what waits for Salesforce, as text: ``amount 125,000 (pending)``."""
-        out = []
-        for row in deals.itertuples(index=False):
+        out = [""] * len(deals)
+        waiting = (deals["pending"].notna() | deals["conflicts"].notna()).to_numpy()
+        for i in waiting.nonzero()[0]:
+            row = deals.iloc[i]
             pending = row.pending if isinstance(row.pending, Mapping) else {}
             conflicts = row.conflicts if isinstance(row.conflicts, Mapping) else {}
             fields = dict.fromkeys([*conflicts, *pending])
-            out.append("; ".join(
+            out[i] = "; ".join(
                 f"{field.replace('_', ' ')} "
-                f"{marked(field, getattr(row, field, None), pending, conflicts)}"
+                f"{marked(field, row.get(field), pending, conflicts)}"
                 for field in fields
-            ))  # fmt: skip
+            )  # fmt: skip
         return out
 
     def _in_view(self, df: pd.DataFrame) -> pd.DataFrame:
