@@ -256,6 +256,9 @@ class CaseRecord:
     parent_ref: str | None = None
     created_at: datetime | None = None
     is_deleted: bool = False
+    # whether the org names a Case's deal (then its deal link is Salesforce's; else
+    # oppkit's: a pending case formalised into it hands it the deal)
+    links_opportunity: bool = False
 
 
 @dataclass(slots=True)

@@ -398,6 +398,7 @@ class CustomFields:
         elif isinstance(record, CaseRecord) and self.case_opportunity:
             deal = row.text(self.case_opportunity) or ""
             record.opportunity_ref = deal if deal.startswith(OPPORTUNITY_PREFIX) else None
+            record.links_opportunity = True
 
 
 def _campaign_member(row: SalesforceRow) -> CampaignMemberRecord:

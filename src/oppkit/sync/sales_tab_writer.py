@@ -5,7 +5,8 @@ same batch (or an earlier one) wrote, and nothing else refers to them, so they n
 of the writer's matching. A Contract of an account oppkit does not know (yet) is skipped
 and comes with the next sync that brings the account; a Case without a known account or
 deal keeps what it has (a Case's deal only ever comes from the org's own field, never a
-guess). Columns oppkit owns (:data:`oppkit.db.ownership.OPPKIT_OWNED`) are left alone.
+guess; without the org's field, the deal link is oppkit's: a pending case formalised
+into the Case gives it). Columns oppkit owns (:data:`oppkit.db.ownership.OPPKIT_OWNED`) are left alone.
 
 Example::
 
@@ -100,8 +101,13 @@ def write_cases(conn: Connection, ctx: WriteContext, records: Sequence[CaseRecor
                 "is_deleted": r.is_deleted,
             }
         )
-    columns = [k for k in rows[0] if k not in ("source", "source_id", "created_at")]
-    upsert(conn, cases, rows, ["source", "source_id"], synced_columns("cases", columns))
+    for linked in (True, False):  # the deal link is Salesforce's only where the org names it
+        part = [row for row, r in zip(rows, records, strict=True) if r.links_opportunity is linked]
+        if not part:
+            continue
+        skip = {"source", "source_id", "created_at"} | (set() if linked else {"opportunity_id"})
+        columns = synced_columns("cases", [k for k in part[0] if k not in skip])
+        upsert(conn, cases, part, ["source", "source_id"], columns)
     children = [r for r in records if r.parent_ref]
     if children:
         own = _by_source_id(conn, cases, [r.source_id for r in children])
