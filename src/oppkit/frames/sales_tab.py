@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import case, literal, or_, select
 
-from .. import db
+from ..db import schema as db
 from ..scope import ScopeLike, scope_of
 
 __all__ = ["LINK_COLUMNS", "agreement_status", "agreements", "cases", "links", "policies"]
