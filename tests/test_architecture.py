@@ -144,7 +144,7 @@ def test_features_never_import_the_kit() -> None:
 
 def test_only_cli_demo_and_agents_import_the_sync_package() -> None:
     commands = ("oppkit.sync", "oppkit.cli", "oppkit.sync_commands", "oppkit.agents_command",
-                "oppkit.report_command", "oppkit.demo")  # fmt: skip
+                "oppkit.report_command", "oppkit.agreements_command", "oppkit.demo")  # fmt: skip
     offenders = _offenders(("oppkit",), ("oppkit.sync",), allowed=commands)
     assert offenders == []
     agents = Path(__file__).resolve().parents[1] / "agents"

@@ -381,7 +381,7 @@ def test_bad_agents_config_exits_2_with_each_problem_on_its_own_line(
         where = f"oppkit: error: {tmp_path / 'oppkit.toml'}: [[agents]]"
         assert capsys.readouterr().err.splitlines() == [
             f"{where} 1 (mial): unknown source 'mial' (one of: salesforce, mail, calendar, "
-            "salesforce-export, digest, report)",
+            "salesforce-export, digest, report, agreements)",
             f"{where} 2 (mail): every: not a duration: 'soon' (try 15m, 1h, 30s)",
             f"{where} 3 (mail#2): unknown option --mbx",
             f"{where} 4 (calendar): give --ics PATH, --caldav-url URL or --ews-url URL",

@@ -53,6 +53,8 @@ WRITES = {"follow", "unfollow", "load", "create", "transition", "follow_on", "se
           "resolve_conflict", "discard_change", "assign", "add_contacts", "plan_activity",
           "set_activity_status", "set_process", "send", "accept", "plan", "record_result",
           "follow_up", "cancel", "attach", "perform_stage_action",
+          # agreements, cases, policies: writes (a deal named must be found first)
+          "update", "link", "open_pending", "formalise",
           # saved reports: these need a report saved in oppkit.toml (none here); who a
           # filter finds is kit.reports.preview, called as a door
           "get", "check", "run", "save"}  # fmt: skip
@@ -139,6 +141,12 @@ def org(db_url: str, settings, export: Path) -> tuple[str, int]:
         env.setenv("OPPKIT_SALESFORCE_WRITE_BACK", "1")
         owner.update_opportunity("Globex secret", amount=7313)
     assert len(owner.changes()) == 1
+    # a pending case and a policy on the secret deal; an agreement of its account
+    owner.cases.open_pending("secret terms: pending case", opportunity="Globex secret",
+                             contact=COUNSEL)  # fmt: skip
+    owner.policies.create("secret terms", opportunity="Globex secret", premium=9000)
+    owner.agreements.create("globex.example", "Contract", start_date=NOW.date(),
+                            end_date=NOW.date() + timedelta(days=10), contract_number="G-1")  # fmt: skip
     return db_url, secret_row_id
 
 
@@ -177,7 +185,9 @@ def _arguments(method: Any, where: str, found: dict[str, Any] | None = None) -> 
              "stage": "Churned", "activity_id": 1, "change_id": 1, "field": "amount",
              "keep": "mine", "campaign": "Globex summit", "lead": "Lena Lead",
              "deals": PUBLIC_DEAL, "plan": PUBLIC_PLAN, "interaction_type": "call",
-             "start": NOW, "action": "Schedule follow-up call", **(found or {})}  # fmt: skip
+             "start": NOW, "action": "Schedule follow-up call", "subject": "Public issue",
+             "case": 1, "policy_number": "P-1", "policy": "P-1", "agreement": "G-1",
+             "agreement_type": "Contract", "start_date": NOW.date(), **(found or {})}  # fmt: skip
     kwargs = {}
     for name, param in inspect.signature(method).parameters.items():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -192,7 +202,9 @@ def _arguments(method: Any, where: str, found: dict[str, Any] | None = None) -> 
 def _doors(kit: oppkit.Kit) -> list[tuple[str, Any]]:
     doors = [("kit", kit), ("kit.workflow", kit.workflow), ("kit.lifecycle", kit.lifecycle),
              ("kit.campaigns", kit.campaigns), ("kit.leads", kit.leads),
-             ("kit.interactions", kit.interactions), ("kit.reports", kit.reports)]  # fmt: skip
+             ("kit.interactions", kit.interactions), ("kit.reports", kit.reports),
+             ("kit.agreements", kit.agreements), ("kit.cases", kit.cases),
+             ("kit.policies", kit.policies)]  # fmt: skip
     return [
         (f"{prefix}.{name}", getattr(obj, name))
         for prefix, obj in doors
@@ -213,6 +225,8 @@ def test_no_public_method_shows_a_trace_of_a_private_deal(org, who: str, tmp_pat
     assert "secret terms: send the redline" in set(owner.open_tasks()["text"])
     assert "secret terms: follow-up" in set(owner.open_tasks()["text"])  # an overdue plan
     assert "secret terms: pricing call" in set(owner.interactions()["name"])
+    assert "secret terms: pending case" in set(owner.cases()["subject"])
+    assert "policy" in set(owner.links("Globex secret")["record_type"])
     by_source = owner.timeline().set_index("source_id")["id"]
     # Acme pilot's Demo (public); the secret deal's call
     public_meeting, secret_call = (int(by_source[i]) for i in ("00U000000000001AAA",
@@ -244,7 +258,8 @@ def test_no_public_method_shows_a_trace_of_a_private_deal(org, who: str, tmp_pat
         called.append(where)
     assert {"kit.timeline", "kit.alerts", "kit.open_tasks", "kit.people",
             "kit.lifecycle.history", "kit.interactions.__call__",
-            "kit.interactions.items", "kit.stage_actions"} <= set(called)  # fmt: skip
+            "kit.interactions.items", "kit.stage_actions", "kit.links",
+            "kit.agreements.__call__", "kit.cases.__call__", "kit.policies.__call__"} <= set(called)  # fmt: skip
 
     # the pandas accessor, from every frame that has it
     for frame in (kit.opportunities(), kit.accounts(), kit.people(), kit.timeline(),

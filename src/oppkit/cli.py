@@ -32,6 +32,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from . import __version__, redact
+from .agreements_command import add_check_arguments, run_check
 from .config import load_settings
 from .errors import ConfigError, OppkitError
 from .report_command import add_run_arguments, run_reports
@@ -99,6 +100,7 @@ def _run_digest(args: argparse.Namespace) -> list:
 AGENTS: dict[str, tuple[Callable, Callable, str]] = {
     "digest": (_add_digest, _run_digest, "follower digests (daily or weekly) over SMTP"),
     "report": (add_run_arguments, run_reports, "saved reports: who they find into campaigns"),
+    "agreements": (add_check_arguments, run_check, "expiring agreements: alerts on open deals"),
 }
 
 
@@ -228,11 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
         add_arguments(sub)
         sub.set_defaults(func=partial(_cmd_sync, run))
     from .agents_command import add_commands as add_agents_commands
+    from .agreements_command import add_commands as add_agreements_commands
     from .report_command import add_commands as add_report_commands
     from .workflow.cli import add_commands
 
     more = add_commands(commands)
     more += add_report_commands(commands)
+    more += add_agreements_commands(commands)
     more += add_agents_commands(commands, _runners)
     # options may also follow the subcommand: `oppkit sync mail --mbox X --db URL`
     for sub in [init, demo, team, digest, sync, *what.choices.values(), *more]:

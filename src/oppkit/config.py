@@ -310,3 +310,96 @@ def calendar_months(settings: Settings | None = None) -> tuple[int, int]:
             )
         months.append(number)
     return months[0], months[1]
+
+
+# --- agreements, cases: option sets and the Salesforce fields they read -----------------
+
+DEFAULT_AGREEMENT_TYPES = ("Framework agreement", "Service contract", "Maintenance", "License",
+                           "Contract")  # fmt: skip
+FALLBACK_AGREEMENT_TYPE = "Contract"  # a synced Contract whose type field is absent or empty
+DEFAULT_EXPIRING_DAYS = 60
+DEFAULT_CONTRACT_TYPE_FIELD = "Type__c"
+
+
+def agreements_table(settings: Settings | None = None) -> dict[str, Any]:
+    """The ``[agreements]`` table of oppkit.toml (empty without one)."""
+    settings = settings or load_settings()
+    table = (settings.extra or {}).get("agreements") or {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{settings.config_path}: [agreements] must be a table")
+    return table
+
+
+def agreement_types(settings: Settings | None = None) -> tuple[str, ...]:
+    """The types an agreement may have: ``[agreements] types`` in oppkit.toml (a list of
+    names), else :data:`DEFAULT_AGREEMENT_TYPES`.
+
+    Example::
+
+        agreement_types()  # ('Framework agreement', 'Service contract', ...)
+    """
+    settings = settings or load_settings()
+    value = agreements_table(settings).get("types")
+    if value is None:
+        return DEFAULT_AGREEMENT_TYPES
+    where = f"{settings.config_path}: [agreements] types"
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where} must be a list of names")
+    names: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not item.strip() or len(item.strip()) > 60:
+            raise ConfigError(f"{where}: {item!r} is not a name (1 to 60 characters)")
+        if item.strip().casefold() in {n.casefold() for n in names}:
+            raise ConfigError(f"{where}: {item.strip()!r} is listed twice")
+        names.append(item.strip())
+    return tuple(names)
+
+
+def expiring_days(settings: Settings | None = None) -> int:
+    """How many days before its end an agreement counts as expiring (an alert on the
+    account's open deals): ``[agreements] expiring_days``, default 60."""
+    settings = settings or load_settings()
+    value = agreements_table(settings).get("expiring_days", DEFAULT_EXPIRING_DAYS)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(
+            f"{settings.config_path}: [agreements] expiring_days must be a whole number of "
+            f"days (0 or more), not {value!r}"
+        )
+    return value
+
+
+def _field_setting(
+    key: str, env: str, default: str | None, settings: Settings | None
+) -> str | None:
+    value: Any = env_setting(env)
+    where = f"OPPKIT_{env}"
+    if value in (None, ""):
+        value, where = salesforce_table(settings).get(key, default), f"[salesforce] {key}"
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str) or not _FIELD_NAME.fullmatch(value.strip()):
+        raise ConfigError(f"{where} must be a Salesforce field's API name, not {value!r}")
+    return value.strip()
+
+
+def contract_type_field(settings: Settings | None = None) -> str | None:
+    """The Contract field that holds an agreement's type: ``OPPKIT_SF_CONTRACT_TYPE_FIELD``
+    or ``[salesforce] contract_type_field``, default ``Type__c``. Where the org (or the
+    export) lacks it, or a Contract leaves it empty, the agreement's type is
+    :data:`FALLBACK_AGREEMENT_TYPE`.
+
+    Example::
+
+        contract_type_field()  # "Type__c"
+    """
+    return _field_setting(
+        "contract_type_field", "SF_CONTRACT_TYPE_FIELD", DEFAULT_CONTRACT_TYPE_FIELD, settings
+    )
+
+
+def case_opportunity_field(settings: Settings | None = None) -> str | None:
+    """The Case field that names its opportunity (a lookup such as ``Opportunity__c``):
+    ``OPPKIT_SF_CASE_OPPORTUNITY_FIELD`` or ``[salesforce] case_opportunity_field``. None
+    (the default): a synced Case belongs to its account only; oppkit never guesses a deal.
+    """
+    return _field_setting("case_opportunity_field", "SF_CASE_OPPORTUNITY_FIELD", None, settings)

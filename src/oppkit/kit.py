@@ -35,10 +35,13 @@ from .frames.timeline import TIMELINE_COLUMNS
 from .scope import NotFoundError, Scope
 
 if TYPE_CHECKING:
+    from .agreements import Agreements
     from .campaigns import Campaigns
+    from .cases import Cases
     from .graphs import RelationshipGraph
     from .interactions import Interactions
     from .leads import Leads
+    from .policies import Policies
     from .saved_reports import Reports
     from .workflow.engine import Workflow
     from .workflow.lifecycle import Lifecycle
@@ -141,6 +144,30 @@ class Kit:
         return Interactions(self.scope)
 
     @property
+    def agreements(self) -> Agreements:
+        """An account's agreements: ``kit.agreements(account=..., include_inactive=False)``
+        is the frame; ``.create``, ``.update``, ``.check``, ``.types`` (oppkit.agreements)."""
+        from .agreements import Agreements
+
+        return Agreements(self.scope)
+
+    @property
+    def cases(self) -> Cases:
+        """Cases: ``kit.cases(opportunity=..., account=...)`` is the frame;
+        ``.open_pending``, ``.formalise`` (oppkit.cases)."""
+        from .cases import Cases
+
+        return Cases(self.scope)
+
+    @property
+    def policies(self) -> Policies:
+        """Policies: ``kit.policies(opportunity=..., account=...)`` is the frame;
+        ``.create``, ``.link`` (oppkit.policies)."""
+        from .policies import Policies
+
+        return Policies(self.scope)
+
+    @property
     def reports(self) -> Reports:
         """Saved reports that fill campaigns: ``kit.reports()`` lists them; ``.run``,
         ``.preview``, ``.save`` (oppkit.saved_reports)."""
@@ -165,6 +192,7 @@ class Kit:
     campaign_members = _reads(frames.campaign_members)
     campaign_activities = _reads(frames.campaign_activities)
     campaign_report = _reads(campaign_report)
+    links = _reads(frames.links)
 
     # --- relationships and following (delegating to oppkit.graphs and oppkit.digest) ----
 

@@ -16,6 +16,7 @@ export: notebooks/04_workflow.ipynb writes back to it), keeping the export's rec
 from __future__ import annotations
 
 import base64
+import calendar
 import csv
 import functools
 import itertools
@@ -179,6 +180,13 @@ Lead 00Q: IsDeleted:boolean~ LastName:string! FirstName:string Name:string!~ Com
 CampaignMember 00v: IsDeleted:boolean~ CampaignId:reference>Campaign! LeadId:reference>Lead
   ContactId:reference>Contact Status:picklist HasResponded:boolean~ FirstRespondedDate:date~
   +audit
+Contract 800: IsDeleted:boolean~ AccountId:reference>Account! ContractNumber:string!~
+  StartDate:date EndDate:date~ ContractTerm:int Status:picklist! StatusCode:picklist~
+  Description:textarea OwnerId:reference>User! ActivatedDate:datetime~ +audit
+Case 500: IsDeleted:boolean~ CaseNumber:string!~ AccountId:reference>Account
+  ContactId:reference>Contact ParentId:reference>Case Subject:string Description:textarea
+  Status:picklist! Priority:picklist Origin:picklist Type:picklist IsClosed:boolean~
+  ClosedDate:datetime~ OwnerId:reference>User! +audit
 OpportunityContactRole 00K: IsDeleted:boolean~ OpportunityId:reference>Opportunity!
   ContactId:reference>Contact! Role:picklist IsPrimary:boolean +audit
 OpportunityHistory 008: IsDeleted:boolean~ OpportunityId:reference>Opportunity!~
@@ -449,6 +457,9 @@ class FakeOrg:
             out[name] = _coerce(types[name], value)
         return out
 
+    def fields_of(self, obj: str) -> set[str]:
+        return {f["name"] for f in self.fields[obj]}
+
     def _stages(self) -> dict[str, dict]:
         return {s["MasterLabel"]: s for s in self.records["OpportunityStage"].values()}
 
@@ -457,6 +468,15 @@ class FakeOrg:
         if "FirstName" in given or "LastName" in given:
             rec["Name"] = " ".join(p for p in (rec.get("FirstName"), rec.get("LastName")) if p)
         stage = stages.get(rec.get("StageName")) if "StageName" in given else None
+        for auto in ("ContractNumber", "CaseNumber"):  # auto numbers, as Salesforce gives them
+            if obj in ("Contract", "Case") and auto in self.fields_of(obj) and not rec.get(auto):
+                rec[auto] = f"{next(self._seq):08d}"
+        if obj == "Contract" and "ContractTerm" in given and rec.get("StartDate"):
+            start, months = rec["StartDate"], int(rec["ContractTerm"] or 0)
+            year, month = divmod(start.month - 1 + months, 12)
+            year, month = start.year + year, month + 1
+            day = min(start.day, calendar.monthrange(year, month)[1])
+            rec["EndDate"] = date(year, month, day) - timedelta(days=1)
         if obj == "Opportunity" and stage:
             for name in ("IsClosed", "IsWon", "ForecastCategory", "ForecastCategoryName"):
                 rec[name] = given.get(name, stage[name])

@@ -44,6 +44,8 @@ OPPKIT_OWNED: dict[str, frozenset[str]] = {
     # a stage's place in the one funnel (oppkit.funnel numbers it; Salesforce's own
     # order is source_order)
     "stages": frozenset({"sort_order"}),
+    # notes on an agreement (oppkit.agreements); the rest of a synced Contract is Salesforce's
+    "agreements": frozenset({"description"}),
 }
 
 # Fields of a Salesforce Opportunity a person may change in oppkit, and the Salesforce

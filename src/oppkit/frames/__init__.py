@@ -10,21 +10,26 @@ from .deals import alerts, open_tasks, opportunities, pipeline, stage_history, s
 from .freshness import sync_status
 from .interactions import interactions
 from .people import accounts, people, suggested_people
+from .sales_tab import agreements, cases, links, policies
 from .timeline import TIMELINE_COLUMNS, possible_deals, timeline
 
 __all__ = [
     "TIMELINE_COLUMNS",
     "accounts",
+    "agreements",
     "alerts",
     "campaign_activities",
     "campaign_members",
     "campaigns",
+    "cases",
     "interactions",
     "leads",
+    "links",
     "open_tasks",
     "opportunities",
     "people",
     "pipeline",
+    "policies",
     "possible_deals",
     "stage_history",
     "stages",

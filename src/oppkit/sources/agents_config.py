@@ -9,7 +9,8 @@ Plain data and argparse: no SQL, no sync.
 
     [[agents]]
     source = "mail"          # an agent: mail, calendar, salesforce, salesforce-export, digest,
-                             # report (options: a saved report's name, or --all)
+                             # report (options: a saved report's name, or --all),
+                             # agreements (expiring agreements as alerts)
     options = ["--imap-host", "127.0.0.1", "--imap-user", "ava"]   # its CLI options
     every = "15m"            # its schedule
     name = "ava-mail"        # optional: how logs call it (default: the agent)
@@ -35,7 +36,7 @@ from .catalog import agents, sources_of
 from .declaration import Option, OptionGroup, Source, SourceOptions, parse_duration, target_label
 
 # Agents the CLI runs that read no source (oppkit.cli.AGENTS): configurable all the same.
-OTHER_AGENTS = ("digest", "report")
+OTHER_AGENTS = ("digest", "report", "agreements")
 ENTRY_KEYS = ("source", "options", "every", "name")
 
 

@@ -71,6 +71,7 @@ SALESFORCE_API = Source(
     lock_wait_from="wait",
     environment=_SF_CREDENTIALS,
     before_run=("push_salesforce_changes",),  # write-back: push before the pull
+    after_run=("check_agreements",),  # expiring Contracts: alerts on the account's deals
 )
 
 MAIL_FILES = Source(
@@ -218,6 +219,7 @@ SALESFORCE_EXPORT = Source(
     options=(cli_option("directory", "folder with Account.csv, Opportunity.csv, ...", type=Path),),
     trigger="directory",
     check=existing_folder("Salesforce export folder"),
+    after_run=("check_agreements",),
 )
 
 _SOURCES: dict[str, Source] = {

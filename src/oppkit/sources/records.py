@@ -223,6 +223,45 @@ class CampaignMemberRecord:
 
 
 @dataclass(slots=True)
+class ContractRecord:
+    """An agreement of an account (Salesforce Contract): its type (the field named by
+    ``[salesforce] contract_type_field``; None: the fallback type), dates, number, status."""
+
+    source: str
+    source_id: str
+    account_ref: str
+    agreement_type: str | None = None
+    start_date: date | None = None
+    end_date: date | None = None
+    contract_number: str | None = None
+    contract_status: str | None = None
+    is_deleted: bool = False
+
+
+@dataclass(slots=True)
+class CaseRecord:
+    """A case (Salesforce Case) on an account; ``opportunity_ref`` only where the org names
+    the deal in a field of its own (``[salesforce] case_opportunity_field``)."""
+
+    source: str
+    source_id: str
+    case_number: str | None = None
+    subject: str | None = None
+    status: str | None = None
+    priority: str | None = None
+    description: str | None = None
+    account_ref: str | None = None
+    contact_ref: str | None = None
+    opportunity_ref: str | None = None
+    parent_ref: str | None = None
+    created_at: datetime | None = None
+    is_deleted: bool = False
+    # whether the org names a Case's deal (then its deal link is Salesforce's; else
+    # oppkit's: a pending case formalised into it hands it the deal)
+    links_opportunity: bool = False
+
+
+@dataclass(slots=True)
 class Deleted:
     """An upstream record that was deleted (e.g. Salesforce getDeleted): hide its row."""
 
@@ -267,6 +306,8 @@ Record = (
     | CampaignRecord
     | CampaignMemberRecord
     | LeadRecord
+    | ContractRecord
+    | CaseRecord
     | Deleted
     | Checkpoint
     | Skipped

@@ -30,13 +30,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..config import Settings, status_field
+from ..config import Settings, case_opportunity_field, contract_type_field, status_field
 from .declaration import SourceOptions
 from .records import Checkpoint, Deleted, Record, Skipped
 from .salesforce_client import SalesforceClient, SalesforceSettings
 from .salesforce_fields import (
     BUILDERS,
     SOURCE,
+    CustomFields,
     SalesforceRow,
     Unusable,
     as_text,
@@ -81,6 +82,10 @@ WANTED: dict[str, tuple[str, ...]] = {
              "IsDeleted"),
     "CampaignMember": ("Id", "CampaignId", "ContactId", "LeadId", "Status", "HasResponded",
                        "FirstRespondedDate", "CreatedDate", "SystemModstamp", "IsDeleted"),
+    "Contract": ("Id", "AccountId", "ContractNumber", "StartDate", "EndDate", "Status",
+                 "SystemModstamp", "IsDeleted"),
+    "Case": ("Id", "CaseNumber", "AccountId", "ContactId", "ParentId", "Subject", "Description",
+             "Status", "Priority", "CreatedDate", "SystemModstamp", "IsDeleted"),
     "Task": ("Id", "WhoId", "WhatId", "AccountId", "OwnerId", "Subject", "Description",
              "ActivityDate", "Status", "Priority", "IsClosed", "TaskSubtype", "CallType",
              "CallDurationInSeconds", "CompletedDateTime", "CreatedDate", "SystemModstamp",
@@ -115,8 +120,10 @@ class _ObjectReader:
         overlap: timedelta,
         attributes: Mapping[str, str],
         status_field: str | None = None,
+        custom: CustomFields | None = None,
     ) -> None:
         self.client, self.name, self.fields = client, name, fields
+        self.custom = custom  # the team's fields: a Contract's type, a Case's deal
         self.status_field = status_field  # the lifecycle status (Contact, Account)
         self.cursor_field = _cursor_field(fields)
         self.since = parse_datetime(cursor.get("modstamp")) if cursor.get("modstamp") else None
@@ -167,6 +174,8 @@ class _ObjectReader:
                 record.attributes = {a: raw.get(f) for f, a in self.attributes.items() if f in raw}
             if self.status_field:
                 record.external_status = row.text(self.status_field)
+            if self.custom is not None:
+                self.custom.apply(record, row)
             if self.owner_only and self.name == "Opportunity":
                 record.is_private = True  # the org shares deals with their owners only
             yield record
@@ -249,6 +258,7 @@ class SalesforceOrg:
     overlap: timedelta = DEFAULT_OVERLAP
     opportunity_attributes: Mapping[str, str] | None = None
     status_fields: Mapping[str, str] | None = None
+    custom_fields: CustomFields = CustomFields()
 
     def describe(self) -> str:
         return self.login.describe()
@@ -275,9 +285,10 @@ def salesforce_org(
         for sobject, kind in STATUS_OBJECTS.items()
         if (field := status_field(kind, settings))
     }
+    custom = CustomFields(contract_type_field(settings), case_opportunity_field(settings))
     return SalesforceOrg(
         login, tuple(objects) if objects else None, overlap, config.get("opportunity_attributes"),
-        statuses or None,
+        statuses or None, custom,
     )  # fmt: skip
 
 
@@ -305,6 +316,7 @@ def read_org(org: SalesforceOrg, previous: Mapping[str, dict] | None = None) -> 
         overlap=org.overlap,
         opportunity_attributes=org.opportunity_attributes,
         status_fields=org.status_fields,
+        custom_fields=org.custom_fields,
     )
 
 
@@ -316,6 +328,7 @@ def read_salesforce(
     overlap: timedelta = DEFAULT_OVERLAP,
     opportunity_attributes: Mapping[str, str] | None = None,
     status_fields: Mapping[str, str] | None = None,
+    custom_fields: CustomFields | None = None,
 ) -> Iterator[Record]:
     """Records from a Salesforce org, object by object, resuming from ``previous`` cursors.
 
@@ -323,7 +336,10 @@ def read_salesforce(
     names (``region``) stored with the opportunity. ``status_fields`` names the field of a
     Contact or Account that holds its lifecycle status (``{"Contact":
     "Lifecycle_Status__c"}``): read, where the org has it, into ``external_status``.
+    ``custom_fields`` names a Contract's type field and a Case's deal field (where the
+    org lacks one, the Contract takes the fallback type and the Case its account only).
     """
+    custom = custom_fields or CustomFields()
     previous = previous or {}
     attributes = dict(opportunity_attributes or {})
     owner_only = "Opportunity" in (objects or WANTED) and deals_are_owner_only(client)
@@ -338,6 +354,7 @@ def read_salesforce(
         status = (status_fields or {}).get(name)
         if status and status not in wanted:
             wanted.append(status)
+        wanted += [f for f in custom.wanted(name) if f not in wanted]
         fields = [f for f in wanted if f in available]
         if "Id" not in fields:
             yield Skipped("object without a readable Id", name)
@@ -348,6 +365,8 @@ def read_salesforce(
         reader = _ObjectReader(
             client, name, fields, previous.get(f"salesforce:{name}", {}), overlap,
             attributes if name == "Opportunity" else {}, status if status in fields else None,
+            CustomFields(*(f if f in fields else None
+                           for f in (custom.contract_type, custom.case_opportunity))),
         )  # fmt: skip
         reader.owner_only = owner_only
         yield from reader.read()

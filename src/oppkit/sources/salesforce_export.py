@@ -42,10 +42,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from oppkit.config import case_opportunity_field, contract_type_field, load_settings
 from oppkit.errors import printable
 from oppkit.sources.records import Checkpoint, Notice, Record, Skipped
 from oppkit.sources.salesforce_fields import (
     BUILDERS,
+    CustomFields,
     SalesforceRow,
     Snapshot,
     Unusable,
@@ -73,6 +75,7 @@ REQUIRED_COLUMNS = {
     "OpportunityContactRole.csv": ("OpportunityId", "ContactId"),
     "OpportunityHistory.csv": ("OpportunityId", "CreatedDate"),
     "CampaignMember.csv": ("CampaignId",),
+    "Contract.csv": ("AccountId",),
 }
 _BOMS = (  # longest first: UTF-32 LE starts like UTF-16 LE
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -409,7 +412,10 @@ class _Export:
 
 
 def _read_file(
-    path: Path, build: Callable[[SalesforceRow], Record] | None, previous: Mapping[str, dict]
+    path: Path,
+    build: Callable[[SalesforceRow], Record] | None,
+    previous: Mapping[str, dict],
+    custom: CustomFields,
 ) -> Iterator[Record]:
     object_name = f"salesforce-export:{path.name}"
     try:
@@ -466,6 +472,7 @@ def _read_file(
             except Unusable as exc:
                 yield Skipped(str(exc), row.where)
             else:
+                custom.apply(record, row)
                 yield record
         if build is not None and rows % CHECKPOINT_EVERY == 0:
             cursor = {"sha256": sha256, "row": rows, "complete": False}
@@ -474,8 +481,15 @@ def _read_file(
     yield Checkpoint(object=object_name, cursor={"sha256": sha256, "rows": rows, "complete": True})
 
 
-def read_export(directory: Path, previous: Mapping[str, dict] | None = None) -> Iterator[Record]:
+def read_export(
+    directory: Path, previous: Mapping[str, dict] | None = None, custom: CustomFields | None = None
+) -> Iterator[Record]:
     """Yield records from a Salesforce Data Export folder in dependency order.
+
+    ``custom`` names a Contract's type field and a Case's deal field as the API source
+    reads them (default: from the settings, :func:`oppkit.config.contract_type_field` and
+    :func:`oppkit.config.case_opportunity_field`); a file without the column leaves the
+    type to the fallback and the Case to its account.
 
     ``previous`` maps ``salesforce-export:<file>`` to the last committed checkpoint cursor:
     files whose SHA-256 matches a complete cursor are skipped, an incomplete one resumes
@@ -485,9 +499,12 @@ def read_export(directory: Path, previous: Mapping[str, dict] | None = None) -> 
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"not a Salesforce export folder: {directory}")
+    if custom is None:
+        settings = load_settings()
+        custom = CustomFields(contract_type_field(settings), case_opportunity_field(settings))
     for filename, build in EXPORT_FILES.items():
         path = directory / filename
         if path.is_file():
-            yield from _read_file(path, build, previous or {})
+            yield from _read_file(path, build, previous or {}, custom)
         else:
             log.debug("%s: no %s, nothing to read", directory, filename)

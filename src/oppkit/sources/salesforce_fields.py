@@ -14,6 +14,7 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
@@ -25,6 +26,8 @@ from oppkit.sources.records import (
     ActivityRecord,
     CampaignMemberRecord,
     CampaignRecord,
+    CaseRecord,
+    ContractRecord,
     LeadRecord,
     OpportunityChangeRecord,
     OpportunityMemberRecord,
@@ -338,6 +341,66 @@ def _contact_role(row: SalesforceRow) -> OpportunityMemberRecord:
     )
 
 
+def _contract(row: SalesforceRow) -> ContractRecord:
+    """A Contract; its type comes from the configured field (:class:`CustomFields`)."""
+    return ContractRecord(
+        source=SOURCE,
+        source_id=row.require("Id"),
+        account_ref=row.require("AccountId"),
+        start_date=row.as_date("StartDate"),
+        end_date=row.as_date("EndDate"),
+        contract_number=row.text("ContractNumber"),
+        contract_status=row.text("Status"),
+        is_deleted=row.as_bool("IsDeleted"),
+    )
+
+
+def _case(row: SalesforceRow) -> CaseRecord:
+    """A Case on its account; its deal only through the configured field (:class:`CustomFields`)."""
+    return CaseRecord(
+        source=SOURCE,
+        source_id=row.require("Id"),
+        case_number=row.text("CaseNumber"),
+        subject=row.text("Subject"),
+        status=row.text("Status"),
+        priority=row.text("Priority"),
+        description=make_snippet(row.text("Description")),
+        account_ref=row.text("AccountId"),
+        contact_ref=row.text("ContactId"),
+        parent_ref=row.text("ParentId"),
+        created_at=row.as_datetime("CreatedDate"),
+        is_deleted=row.as_bool("IsDeleted"),
+    )
+
+
+@dataclass(frozen=True)
+class CustomFields:
+    """The fields a team names in oppkit.toml that the API and the export read alike:
+    ``contract_type`` (a Contract's agreement type, default ``Type__c``) and
+    ``case_opportunity`` (a Case's deal; None: a Case belongs to its account only).
+
+    >>> CustomFields("Agreement_Type__c", "Opportunity__c").wanted("Case")
+    ['Opportunity__c']
+    """
+
+    contract_type: str | None = None
+    case_opportunity: str | None = None
+
+    def wanted(self, sobject: str) -> list[str]:
+        """The extra fields to read of ``sobject``."""
+        field = {"Contract": self.contract_type, "Case": self.case_opportunity}.get(sobject)
+        return [field] if field else []
+
+    def apply(self, record: Record, row: SalesforceRow) -> None:
+        """Fill what the named fields say into a built record (in place)."""
+        if isinstance(record, ContractRecord) and self.contract_type:
+            record.agreement_type = row.text(self.contract_type)
+        elif isinstance(record, CaseRecord) and self.case_opportunity:
+            deal = row.text(self.case_opportunity) or ""
+            record.opportunity_ref = deal if deal.startswith(OPPORTUNITY_PREFIX) else None
+            record.links_opportunity = True
+
+
 def _campaign_member(row: SalesforceRow) -> CampaignMemberRecord:
     contact, lead = row.text("ContactId"), row.text("LeadId")
     if contact is None and lead is None:
@@ -457,6 +520,8 @@ BUILDERS: dict[str, Callable[[SalesforceRow], Record] | None] = {
     "OpportunityHistory": None,
     "Lead": _lead,
     "CampaignMember": _campaign_member,
+    "Contract": _contract,
+    "Case": _case,
     "Task": _task,
     "Event": _event,
 }

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from ..agreement_alerts import check_agreements
 from ..config import Settings, load_settings
 from ..db.engine import connect_engine
 from ..errors import OppkitError
@@ -27,9 +28,12 @@ from .alert_writer import refresh_unanswered
 from .runner import RunSummary, SyncRunner
 from .runs import record_failure
 
-# After-run hooks by the name a declaration uses: each runs in its own transaction.
-AFTER_RUN_HOOKS: dict[str, Callable[[Connection], Any]] = {
-    "refresh_unanswered": refresh_unanswered,
+# After-run hooks by the name a declaration uses, called with (connection, settings); all
+# of a run's hooks share one transaction after its last commit.
+AFTER_RUN_HOOKS: dict[str, Callable[[Connection, Settings], Any]] = {
+    "refresh_unanswered": lambda conn, settings: refresh_unanswered(conn),
+    # expiring agreements (Salesforce Contracts) as alerts on their accounts' open deals
+    "check_agreements": lambda conn, settings: check_agreements(conn, settings),
 }
 # Before-run hooks, run under the run's lock with (engine, target, settings); what one
 # returns (an object with ``line()``, or None) joins the run's summary line.
@@ -47,7 +51,9 @@ def engine_for(db: str | Engine | None, settings: Settings) -> Engine:
     return connect_engine(db or settings.resolved_database_url)
 
 
-def after_run_of(source: Source) -> Callable[[Connection], None] | None:
+def after_run_of(
+    source: Source, settings: Settings | None = None
+) -> Callable[[Connection], None] | None:
     """The source's after-run hooks as one callable, or None when it names none."""
     try:
         hooks = [AFTER_RUN_HOOKS[name] for name in source.after_run]
@@ -58,7 +64,7 @@ def after_run_of(source: Source) -> Callable[[Connection], None] | None:
 
     def after_run(conn: Connection) -> None:
         for hook in hooks:
-            hook(conn)
+            hook(conn, settings or load_settings())
 
     return after_run
 
@@ -98,7 +104,7 @@ def run_source(
         lock=declared.lock_key(target),
         lock_wait=lock_wait,
         target=target_label(target),
-        after_run=after_run_of(declared),
+        after_run=after_run_of(declared, settings),
         before_run=[lambda hook=hook: hook(engine, target, settings) for hook in hooks],
     )
     return runner.run(declared.read(target, runner.cursors()))

@@ -39,7 +39,9 @@ from ..sources.records import (
     ActivityRecord,
     CampaignMemberRecord,
     CampaignRecord,
+    CaseRecord,
     Checkpoint,
+    ContractRecord,
     Deleted,
     LeadRecord,
     Notice,
@@ -55,6 +57,7 @@ from .claims import sharing, synced_since
 from .locks import LockBusy, heartbeat, sync_lock
 from .reader_thread import read_ahead
 from .runs import recorded_run
+from .sales_tab_writer import write_cases, write_contracts
 from .writer import (
     WriteContext,
     WriteResult,
@@ -85,6 +88,8 @@ WRITERS: list[tuple[type, Callable[..., WriteResult]]] = [
     (OpportunityChangeRecord, write_changes),
     (LeadRecord, write_leads),
     (CampaignMemberRecord, write_campaign_members),
+    (ContractRecord, write_contracts),
+    (CaseRecord, write_cases),
     (ActivityRecord, write_activities),
     (Deleted, write_deletions),
 ]
