@@ -6,9 +6,12 @@ A screenshot is saved to ``test-artifacts/notebook_apps.png`` (git-ignored) for 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -50,21 +53,34 @@ def lab(tmp_path: Path):  # noqa: ANN201
     }
     book.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
     nbformat.write(book, folder / "apps.ipynb")
+    with _jupyter_lab(tmp_path, folder, {"OPPKIT_DATABASE_URL": url}) as running:
+        yield running
 
+
+@contextlib.contextmanager
+def _jupyter_lab(tmp_path: Path, folder: Path, env_extra: dict[str, str]):  # noqa: ANN202
+    """JupyterLab on ``folder`` (every cell rendered: no windowing), until the block ends."""
+    settings = tmp_path / "jsettings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
+    news = tmp_path / "jsettings" / "@jupyterlab" / "apputils-extension"
+    news.mkdir(parents=True)
+    (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     port, token = free_port(), secrets.token_hex(16)
     env = {
         **os.environ,
-        "OPPKIT_DATABASE_URL": url,
+        **env_extra,
         "JUPYTER_CONFIG_DIR": str(tmp_path / "jcfg"),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "jrt"),
         "JUPYTER_DATA_DIR": str(tmp_path / "jdata"),
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "jsettings"),
     }
     log = (tmp_path / "lab.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
          "--ServerApp.ip=127.0.0.1", f"--ServerApp.token={token}", "--allow-root",
          f"--ServerApp.root_dir={folder}", "--LabApp.news_url=", "--ServerApp.open_browser=False"],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
@@ -131,6 +147,145 @@ def test_the_opportunity_view_and_the_funnel_chart_show_in_jupyterlab(lab):
             page.screenshot(path=str(ARTIFACTS / "notebook_apps.png"), full_page=True)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "notebook_apps_failed.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
+# --- the product's notebooks, as a consultant clicks through them ---------------------
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ["01_quickstart", "02_pipeline_review", "03_relationships", "04_workflow"]
+VIEWPORT = {"width": 1280, "height": 800}
+MAX_OUTPUT_PX = 2400  # no single output (an app with a deal open in it) is taller
+CUT = """() => [...document.querySelectorAll(
+    '.jp-OutputArea-output button, .jp-OutputArea-output .widget-label, '
+    + '.jp-OutputArea-output .lm-TabBar-tabLabel')]
+  .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
+  .map(e => e.innerText.trim()).filter(t => t)"""
+TALLEST = """() => Math.max(0, ...[...document.querySelectorAll('.jp-OutputArea-output')]
+  .map(e => e.getBoundingClientRect().height))"""
+FINISHED = """() => {
+  const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+  return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.innerText));
+}"""
+
+
+@pytest.fixture
+def notebooks_lab(tmp_path: Path):  # noqa: ANN201
+    """JupyterLab on copies of notebooks 01-04 (the repository's stay untouched) beside
+    the repository's tests/ (notebook 04 serves its fake Salesforce from there)."""
+    from oppkit.demo import build_demo
+
+    files, url, _ = build_demo(tmp_path / "demo", progress=False)
+    root = tmp_path / "repo"
+    (root / "notebooks").mkdir(parents=True)
+    for name in NOTEBOOKS:
+        shutil.copy(REPO / "notebooks" / f"{name}.ipynb", root / "notebooks")
+    (root / "tests").symlink_to(REPO / "tests")
+    env = {"OPPKIT_DATABASE_URL": url, "OPPKIT_DEMO_FILES": str(files.root),
+           "OPPKIT_INTERNAL_DOMAINS": "northwind.example"}  # fmt: skip
+    with _jupyter_lab(tmp_path, root / "notebooks", env) as running:
+        yield running
+
+
+def _run_all(page, base: str, token: str, name: str) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect
+
+    page.goto(f"{base}/lab/tree/{name}.ipynb?token={token}", timeout=180_000)
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=180_000)
+    expect(page.locator(".jp-StatusBar-Widget", has_text="Idle").first).to_be_visible(
+        timeout=180_000
+    )
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    page.wait_for_function(FINISHED, timeout=300_000)
+    expect(page.locator(".jp-StatusBar-Widget", has_text="Idle").first).to_be_visible(
+        timeout=120_000
+    )
+
+
+def _check(page, name: str, moment: str) -> None:  # noqa: ANN001
+    """No error shown, no output taller than MAX_OUTPUT_PX, no text cut; a screenshot."""
+    page.screenshot(path=str(ARTIFACTS / f"{name}_{moment}.png"), full_page=False)
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    traces = [t for t in errors.all_inner_texts() if "Traceback" in t or "Error" in t]
+    assert traces == [], (name, moment, traces[:1])
+    assert page.evaluate(TALLEST) <= MAX_OUTPUT_PX, (name, moment, page.evaluate(TALLEST))
+    assert page.evaluate(CUT) == [], (name, moment, page.evaluate(CUT))
+
+
+def _click_tabs(page, app, name: str) -> None:  # noqa: ANN001
+    """Every tab of an app, one after the other, each checked."""
+    tabs = app.locator(".lm-TabBar-tab")
+    for i in range(tabs.count()):
+        tab = tabs.nth(i)
+        label = tab.inner_text().strip()
+        tab.click()
+        page.wait_for_function("el => el.classList.contains('lm-mod-current')",
+                               arg=tab.element_handle())  # fmt: skip
+        _check(page, name, f"tab_{i}_{label.split()[0].lower()}")
+
+
+def _review(page, name: str) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect
+
+    review = page.locator(".oppkit-pipeline-review").first
+    stages = review.locator(".oppkit-funnel-stage")
+    for i in range(stages.count()):  # each stage filters; a second click shows all again
+        stage = stages.nth(i)
+        stage.click()
+        expect(stage).to_have_class(re.compile("mod-info"), timeout=30_000)
+        stage.click()
+        expect(stage).not_to_have_class(re.compile("mod-info"), timeout=30_000)
+    owner = review.locator("select").first
+    choices = [o for o in owner.locator("option").all_inner_texts() if o != "all"]
+    owner.select_option(choices[0])  # a filter narrows the deals
+    expect(review).to_contain_text(" deals, ", timeout=30_000)
+    owner.select_option("all")
+    _click_tabs(page, review.locator(".jupyter-widget-TabPanel, .widget-tab").first, name)
+    review.locator(".lm-TabBar-tab", has_text="Export").first.click()
+    review.get_by_role("button", name="CSV").click()
+    review.get_by_role("button", name="Prepare download").click()
+    with page.expect_download() as download:
+        review.locator("a.oppkit-download").click()
+    assert download.value.suggested_filename.endswith(".csv")
+    review.locator(".lm-TabBar-tab", has_text="Deals").first.click()
+    grid = review.locator(".oppkit-deal-grid").first
+    box = grid.bounding_box()
+    assert box and box["width"] > 800, box
+    page.mouse.click(box["x"] + 300, box["y"] + 20 + 26 + 13)  # the first deal's row
+    expect(review.locator(".oppkit-opportunity-view")).to_be_visible(timeout=60_000)
+    _check(page, name, "deal_opened")
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_a_consultant_clicks_through_the_notebooks_at_1280x800(notebooks_lab, name: str):
+    from playwright.sync_api import sync_playwright
+
+    base, token = notebooks_lab
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"],
+        )  # fmt: skip
+        page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
+        page.set_default_timeout(120_000)
+        problems: list[str] = []
+        page.on("pageerror", lambda exc: problems.append(str(exc)))
+        try:
+            _run_all(page, base, token, name)
+            _check(page, name, "run")
+            if name == "02_pipeline_review":
+                _review(page, name)
+            for app in page.locator(".oppkit-opportunity-view").all():
+                app.scroll_into_view_if_needed()
+                _click_tabs(page, app.locator(".lm-TabBar").first.locator(".."), name)
+            assert problems == [], problems
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / f"{name}_failed.png"), full_page=True)
             raise
         finally:
             browser.close()
