@@ -171,11 +171,14 @@ FINISHED = """() => {
 }"""
 
 
-@pytest.fixture
-def notebooks_lab(tmp_path: Path):  # noqa: ANN201
+@pytest.fixture(scope="module")
+def notebooks_lab(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     """JupyterLab on copies of notebooks 01-04 (the repository's stay untouched) beside
-    the repository's tests/ (notebook 04 serves its fake Salesforce from there)."""
+    the repository's tests/ (notebook 04 serves its fake Salesforce from there); one for
+    the four notebooks, each run in its own kernel."""
     from oppkit.demo import build_demo
+
+    tmp_path = tmp_path_factory.mktemp("notebooks_lab")
 
     files, url, _ = build_demo(tmp_path / "demo", progress=False)
     root = tmp_path / "repo"
@@ -192,7 +195,9 @@ def notebooks_lab(tmp_path: Path):  # noqa: ANN201
 def _run_all(page, base: str, token: str, name: str) -> None:  # noqa: ANN001
     from playwright.sync_api import expect
 
-    page.goto(f"{base}/lab/tree/{name}.ipynb?token={token}", timeout=180_000)
+    # a workspace of its own: only this notebook open, whatever ran before
+    page.goto(f"{base}/lab/workspaces/w{name[:2]}/tree/{name}.ipynb?reset&token={token}",
+              timeout=180_000)  # fmt: skip
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=180_000)
     expect(page.locator(".jp-StatusBar-Widget", has_text="Idle").first).to_be_visible(
         timeout=180_000
