@@ -237,7 +237,8 @@ class Agent:
         )  # fmt: skip
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         for line in self.proc.stdout:  # type: ignore[union-attr]
@@ -264,9 +265,14 @@ class Agent:
         return code, took, self.proc.stderr.read()  # type: ignore[union-attr]
 
     def finish(self, timeout: float = 300) -> tuple[int, str]:
-        """Wait (with a deadline) for the agent to end by itself: (exit code, stderr)."""
+        """Wait (with a deadline) for the agent to end by itself: (exit code, stderr);
+        ``seen`` then holds every line it printed."""
         code = self.proc.wait(timeout=timeout)
-        return code, self.proc.stderr.read()  # type: ignore[union-attr]
+        err = self.proc.stderr.read()  # type: ignore[union-attr]
+        self._reader.join(timeout=10)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return code, err
 
 
 def assert_clean(code: int, took: float, err: str, signum: int) -> None:
