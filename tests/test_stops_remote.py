@@ -57,9 +57,11 @@ class Remote:
     prefix: str  # of the line a finished run prints
     page: str  # what the description of a page request holds
     pages: int  # page requests of a whole run
+    login: dict[str, str] | None = None  # env of a login by password, where there is one
 
-    def agent(self, db: str, *more: str) -> Agent:
-        return Agent(self.script, *self.args, "--db", db, *more, env=self.env)
+    def agent(self, db: str, *more: str, login: bool = False) -> Agent:
+        env = self.login if login and self.login is not None else self.env
+        return Agent(self.script, *self.args, "--db", db, *more, env=env)
 
 
 @contextmanager
@@ -83,10 +85,15 @@ def salesforce(monkeypatch: pytest.MonkeyPatch) -> Iterator[Remote]:
             "OPPKIT_SF_CA_BUNDLE": fake.ca_path,  # the fake's own CA, not the system's
             "OPPKIT_SF_RETRY_MAX_WAIT": "0.05",
         }
+        login = {  # the SOAP login at login.salesforce.com reaches the fake through its proxy
+            "OPPKIT_SF_INSTANCE_URL": "", "OPPKIT_SF_SESSION_ID": "",
+            "OPPKIT_SF_USERNAME": fake.username, "OPPKIT_SF_PASSWORD": fake.password,
+            "OPPKIT_SF_SECURITY_TOKEN": fake.token, "HTTPS_PROXY": fake.proxy_url, "NO_PROXY": "",
+        }  # fmt: skip
         args = ["--objects", "User,Account,Opportunity,Task"]
         # the Task pages after the first follow nextRecordsUrl: /queryAll/<locator>-<n>
         yield Remote("salesforce_agent.py", args, env, fake.holds, TASKS, "salesforce:",
-                     "/queryAll/01g", TASKS // 200 - 1)  # fmt: skip
+                     "/queryAll/01g", TASKS // 200 - 1, {**env, **login})  # fmt: skip
 
 
 @contextmanager
@@ -130,6 +137,8 @@ def reach(point: str, remote: Remote, db: str) -> Agent:
     holds = remote.holds
     if point == "connecting":  # the agent's very first request to the server
         hold = holds.hold()
+    elif point == "logging-in":  # a login by password: the main thread waits on it
+        hold = holds.hold("/services/Soap/u/")
     elif point == "reading":  # the third page: the agent has nothing left but to wait
         hold = holds.hold(remote.page, nth=3)
     elif point == "between-pages":  # page 2's page-ahead fetch, as page 1 is processed
@@ -143,16 +152,25 @@ def reach(point: str, remote: Remote, db: str) -> Agent:
         agent = remote.agent(db, "--every", "1h")
         agent.wait_for_line(remote.prefix)  # the first run is done; it sleeps for an hour
         return agent
-    agent = remote.agent(db, "--once")
+    agent = remote.agent(db, "--once", login=point == "logging-in")
     if point == "writing":  # the source's rows are committed at a checkpoint, pages go on
         wait_for_rows(db, agent)
     else:
         assert hold is not None
-        hold.wait(alive=agent.alive)
+        try:
+            hold.wait(alive=agent.alive)
+        except AssertionError:
+            raise AssertionError(_why(agent)) from None
         if point == "reading":
             wait_idle(agent)  # every page before the held one is processed
-    assert agent.alive(), agent.proc.stderr.read()  # type: ignore[union-attr]
+    assert agent.alive(), _why(agent)
     return agent
+
+
+def _why(agent: Agent) -> str:
+    if agent.alive():
+        return "the agent never got there"
+    return f"the agent ended ({agent.proc.returncode}): {agent.proc.stderr.read()}"  # type: ignore[union-attr]
 
 
 def wait_for_rows(db: str, agent: Agent, timeout: float = 60) -> None:
@@ -210,6 +228,13 @@ def test_a_remote_agent_stops_cleanly_at_any_point_and_resumes_without_loss(
     source: str, point: str, signum: int, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ):
     run_case(SOURCES[source], point, signum, sqlite_url, monkeypatch)
+
+
+@SIGNALS
+def test_the_salesforce_agent_stops_cleanly_while_it_logs_in(
+    signum: int, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    run_case(salesforce, "logging-in", signum, sqlite_url, monkeypatch)
 
 
 @pytest.mark.parametrize("source", list(SOURCES))
