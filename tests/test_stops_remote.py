@@ -2,15 +2,17 @@
 simple-salesforce against tests/fakes/salesforce.py over HTTPS) and the Exchange mail
 agent (real exchangelib against tests/fakes/ews.py over HTTPS).
 
-SIGINT and SIGTERM at each point of a sync -- connecting, reading a page, between pages
-(a page-ahead fetch in flight while the page before it is processed), writing (a
-checkpoint committed) and sleeping between runs of ``--every`` -- end the agent within
-2 s with one line and exit 130 / 143; the next ``--once`` run then holds every record
-of the source exactly once.
+SIGINT and SIGTERM at each point of a sync -- connecting (the first request), logging in
+(Salesforce by password: the main thread itself waits on the server), reading a page
+(the agent has nothing left to do but wait for it), between pages (a page-ahead fetch in
+flight while the page before it is processed), writing (the source's rows committed at
+a checkpoint while pages keep coming) and sleeping between runs of ``--every`` -- end the
+agent within 2 s with one line and exit 130 / 143, keep what was committed, and the next
+``--once`` run holds every record of the source exactly once.
 
-Each test waits for its moment by a condition (the fake holds the agent's request, a
-checkpoint is in the database, a run's line was printed, the agent's CPU is idle), never
-for a fixed time. The fakes' holds (tests/fakes/holds.py) keep the agent waiting on the
+Each test waits for its moment by a condition (the fake holds the agent's request, rows
+are in the database, a run's line was printed, the agent's CPU is idle), never for a
+fixed time. The fakes' holds (tests/fakes/holds.py) keep the agent waiting on the
 network for as long as the test needs.
 """
 
@@ -197,10 +199,11 @@ def holds_every_record_once(db: str, remote: Remote) -> None:
     engine = create_engine(db.replace("postgresql://", "postgresql+psycopg://"))
     key = (activities.c.source, activities.c.source_id)
     with engine.connect() as conn:
-        rows = conn.scalar(select(func.count()).select_from(activities))
-        distinct = conn.scalar(select(func.count()).select_from(select(*key).distinct().subquery()))
+        n = conn.scalar(select(func.count()).select_from(activities))
+        distinct = select(*key).distinct().subquery()
+        unique = conn.scalar(select(func.count()).select_from(distinct))
     engine.dispose()
-    assert rows == distinct == remote.records
+    assert n == unique == remote.records  # nothing lost, nothing doubled
 
 
 def run_case(source: Callable, point: str, signum: int, db: str, monkeypatch) -> None:  # noqa: ANN001
