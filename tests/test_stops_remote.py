@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import OperationalError
 
 from oppkit.db.schema import activities
@@ -245,3 +245,48 @@ def test_a_remote_agent_stopped_while_it_writes_to_postgresql_resumes_without_lo
     source: str, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ):
     run_case(SOURCES[source], "writing", signal.SIGTERM, pg_url, monkeypatch)
+
+
+@pytest.mark.parametrize(
+    ("source", "signum"),
+    [("salesforce", signal.SIGINT), ("exchange", signal.SIGTERM)],
+    ids=["salesforce-SIGINT", "exchange-SIGTERM"],
+)
+def test_a_remote_agent_waiting_on_a_locked_postgresql_table_stops_cleanly(
+    source: str, signum: int, pg_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    """Someone else locks the timeline (a long report, a migration) after the agent's first
+    commit: its next commit waits in the database driver, with rows of its own uncommitted
+    (and, when it is not the last commit, a page in flight)."""
+    engine = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    with SOURCES[source](monkeypatch) as remote:
+        remote.holds.delay(SLOW, remote.page)  # pages keep coming after the first commit
+        agent = remote.agent(pg_url, "--once")
+        wait_for_rows(pg_url, agent)
+        with engine.connect() as conn, conn.begin() as locked:
+            conn.execute(text("LOCK TABLE activities IN ACCESS EXCLUSIVE MODE"))
+            committed = conn.scalar(select(func.count()).select_from(activities))
+            wait_blocked(engine, agent)
+            assert_clean(*agent.stop(signum), signum)
+            locked.rollback()
+        assert rows(pg_url) >= committed > 0  # the committed rows are kept
+        remote.holds.delay(0)
+        code, err = remote.agent(pg_url, "--once").finish()
+        assert code == 0, err
+    engine.dispose()
+    holds_every_record_once(pg_url, remote)
+
+
+def wait_blocked(engine, agent: Agent, timeout: float = 60) -> str:  # noqa: ANN001
+    """Wait (with a deadline) until a PostgreSQL session waits for a lock; its query."""
+    waiting = text(
+        "SELECT query FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    deadline = time.monotonic() + timeout
+    with engine.connect() as watch:
+        while not (query := watch.execute(waiting).scalar()):
+            watch.rollback()  # pg_stat_activity is read once per transaction
+            assert agent.alive() and time.monotonic() < deadline, _why(agent)
+            time.sleep(0.05)  # polling interval of the wait
+    return query
