@@ -1,14 +1,18 @@
 """Plain helpers the tests share (fixtures live in conftest.py): mail to sync (good and
-malformed), a small Salesforce export, counting rows, running the command."""
+malformed), a small Salesforce export, counting rows, running the command, running an
+agent and stopping it."""
 
 from __future__ import annotations
 
 import base64
 import csv
 import os
+import queue
 import random
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +25,7 @@ from sqlalchemy import create_engine, func, select
 
 from oppkit.db.schema import activities, sync_state
 
+REPO = Path(__file__).resolve().parents[1]
 TODAY = datetime.now(UTC).date()
 INTERNAL = ("northwind.example",)  # the company's own domains in every test
 AVA = "ava.patel@northwind.example"  # an account executive at the company
@@ -212,6 +217,71 @@ def stop_process(proc: subprocess.Popen, signum: int, timeout: float = 30) -> tu
         proc.kill()
         raise AssertionError(f"the process did not exit within {timeout} s of the signal") from None
     return code, time.monotonic() - sent
+
+
+EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}  # a stopped command's exit code
+STOP_WITHIN = 2.0  # seconds from the signal to the exit
+
+
+class Agent:
+    """An agent script in a subprocess, its output read line by line as it comes.
+
+    ``env`` is added to the environment (the test's own, so OPPKIT_* of conftest).
+    """
+
+    def __init__(self, script: str, *args: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(REPO / "agents" / script), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:  # type: ignore[union-attr]
+            self.lines.put(line.rstrip("\n"))
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_for_line(self, prefix: str, n: int = 1, timeout: float = 120) -> None:
+        """Wait (with a deadline) until ``n`` lines starting with ``prefix`` were printed."""
+        deadline = time.monotonic() + timeout
+        while sum(line.startswith(prefix) for line in self.seen) < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None and self.lines.empty():
+                raise AssertionError(f"no {n} lines {prefix!r}: {self.seen}")
+            try:
+                self.seen.append(self.lines.get(timeout=min(left, 0.5)))
+            except queue.Empty:
+                continue
+
+    def stop(self, signum: int) -> tuple[int, float, str]:
+        """Send ``signum``; (exit code, seconds to exit, stderr)."""
+        code, took = stop_process(self.proc, signum)
+        return code, took, self.proc.stderr.read()  # type: ignore[union-attr]
+
+    def finish(self, timeout: float = 300) -> tuple[int, str]:
+        """Wait (with a deadline) for the agent to end by itself: (exit code, stderr);
+        ``seen`` then holds every line it printed."""
+        code = self.proc.wait(timeout=timeout)
+        err = self.proc.stderr.read()  # type: ignore[union-attr]
+        self._reader.join(timeout=10)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return code, err
+
+
+def assert_clean(code: int, took: float, err: str, signum: int) -> None:
+    """A clean stop: 130 / 143, within STOP_WITHIN seconds, one line, no traceback."""
+    assert code == EXIT[signum], err
+    assert took < STOP_WITHIN, f"took {took:.2f}s to stop"
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("oppkit: "), err
 
 
 def engine_at(url: str, revision: str):  # noqa: ANN201

@@ -6,66 +6,14 @@ stdout), never for a fixed time."""
 
 from __future__ import annotations
 
-import os
-import queue
 import signal
-import subprocess
-import sys
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.support import big_mbox, count, stop_process, wait_for_checkpoint
-
-REPO = Path(__file__).resolve().parents[1]
-EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
-STOP_WITHIN = 2.0  # seconds from the signal to the exit
-
-
-class Agent:
-    """An agent script in a subprocess, its output read line by line as it comes."""
-
-    def __init__(self, script: str, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(REPO / "agents" / script), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:  # type: ignore[union-attr]
-            self.lines.put(line.rstrip("\n"))
-
-    def wait_for_line(self, prefix: str, n: int = 1, timeout: float = 120) -> None:
-        """Wait (with a deadline) until ``n`` lines starting with ``prefix`` were printed."""
-        deadline = time.monotonic() + timeout
-        while sum(line.startswith(prefix) for line in self.seen) < n:
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None and self.lines.empty():
-                raise AssertionError(f"no {n} lines {prefix!r}: {self.seen}")
-            try:
-                self.seen.append(self.lines.get(timeout=min(left, 0.5)))
-            except queue.Empty:
-                continue
-
-    def stop(self, signum: int) -> tuple[int, float, str]:
-        """Send ``signum``; (exit code, seconds to exit, stderr)."""
-        code, took = stop_process(self.proc, signum)
-        return code, took, self.proc.stderr.read()  # type: ignore[union-attr]
-
-
-def assert_clean(code: int, took: float, err: str, signum: int) -> None:
-    assert code == EXIT[signum], err
-    assert took < STOP_WITHIN, f"took {took:.2f}s to stop"
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("oppkit: "), err
+from tests.support import Agent, assert_clean, big_mbox, count, wait_for_checkpoint
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

@@ -37,7 +37,7 @@ from .config import load_settings
 from .errors import ConfigError, OppkitError
 from .report_command import add_run_arguments, run_reports
 from .sources.declaration import parse_duration
-from .stops import CODES, announce, disarm, exit_code, finish, stop_code
+from .stops import CODES, announce, disarm, exit_code, finish, stop_code, stopping
 from .stops import install as install_stops
 
 __all__ = ["agent_main", "build_parser", "guarded", "main", "parse_duration"]
@@ -267,10 +267,18 @@ def _setup_logging(debug: bool) -> None:
     )
     for handler in logging.getLogger().handlers:
         redact.install(handler)
+        if not debug and _quiet_once_stopped not in handler.filters:
+            handler.addFilter(_quiet_once_stopped)
     sys.excepthook = _redacted_traceback
     if not debug:
         for noisy in ("alembic", "sqlalchemy"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _quiet_once_stopped(_record: logging.LogRecord) -> bool:
+    """A stop prints one line: what its clean-up logs (a driver's query cancelled under
+    it, a connection closed) does not reach stderr, except with --debug."""
+    return not stopping()
 
 
 def _redacted_traceback(kind, value, tb) -> None:  # noqa: ANN001

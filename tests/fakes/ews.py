@@ -56,6 +56,8 @@ import requests
 import trustme
 from lxml import etree
 
+from tests.fakes.holds import Holds
+
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 MNS = "http://schemas.microsoft.com/exchange/services/2006/messages"
 TNS = "http://schemas.microsoft.com/exchange/services/2006/types"
@@ -532,6 +534,7 @@ class FakeEws:
         self._busy: list[int] = []  # back-off (ms) for each of the next requests
         self._answers_left: int | None = None  # None = healthy; 0 = dead
         self._lock = threading.Lock()
+        self.holds = Holds()  # requests to hold until the test releases them (by operation)
         self._dir = tempfile.TemporaryDirectory(prefix="fake-ews-")
         self.ca_path: str | None = None
         context = None
@@ -553,6 +556,7 @@ class FakeEws:
         self.close()
 
     def close(self) -> None:
+        self.holds.release_all()
         self._server.shutdown()
         self._server.server_close()
         self._dir.cleanup()
@@ -598,6 +602,7 @@ class FakeEws:
             if self._answers_left:
                 self._answers_left -= 1
             busy = None if dead or not self._busy else self._busy.pop(0)
+        self.holds.check(operation)
         if dead:
             h.close_connection = True  # the server died: hang up without a word
             return

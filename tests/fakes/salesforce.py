@@ -45,6 +45,8 @@ from xml.sax.saxutils import escape
 import trustme
 from requests.structures import CaseInsensitiveDict
 
+from tests.fakes.holds import Holds
+
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # ascending in ASCII
 _TEXT = {"string", "picklist", "textarea", "email", "phone", "url", "combobox"}
 _NUMBER = {"double", "currency", "percent", "int"}
@@ -904,6 +906,7 @@ class FakeSalesforce:
         self._faults: list[list] = []  # [times, path_contains, status or None (= drop), code, msg]
         self._limit_exceeded = False
         self.latency = 0.0  # seconds each API answer takes, as a real org's query does
+        self.holds = Holds()  # requests to hold until the test releases them ("GET /path?q")
         self._cursors: dict[str, tuple] = {}
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -932,6 +935,7 @@ class FakeSalesforce:
 
     def close(self) -> None:
         self._stopped.set()
+        self.holds.release_all()
         for server in (self._https, self._tunnel):
             server.shutdown()
             server.server_close()
@@ -1015,6 +1019,7 @@ class FakeSalesforce:
     # -- dispatch --
     def _dispatch(self, h: _Handler) -> None:
         self.requests.append((h.command, h.path))
+        self.holds.check(f"{h.command} {h.path}")
         path, query = urlsplit(h.path)[2:4]
         body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
         if h.command == "PATCH":
