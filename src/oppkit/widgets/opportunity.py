@@ -147,7 +147,7 @@ class TransitionForm(widgets.VBox):
                 continue
             self.fields[attribute] = widgets.Text(
                 description=f"{attribute} *",
-                description_tooltip=f"{attribute} (required)",
+                tooltip=f"{attribute} (required)",
                 placeholder="YYYY-MM-DD" if attribute == "close_date" else "new value",
                 style={"description_width": "120px"},
                 layout={"width": "340px", "max_width": "100%"},
