@@ -17,8 +17,9 @@ from sqlalchemy import insert, update
 
 import oppkit
 from oppkit.db.engine import write_transaction
-from oppkit.db.schema import activities, alerts, opportunities
+from oppkit.db.schema import activities, alerts, opportunities, outbound_changes
 from oppkit.signal_rules import RULES
+from oppkit.sync import sync_salesforce_export
 from oppkit.widgets.layout import FIT_CLASS
 from oppkit.widgets.opportunity import RULE_LABELS, rule_label
 from oppkit.workflow.model import WorkflowError
@@ -262,6 +263,34 @@ def test_undo_is_refused_when_the_deal_changed_meanwhile(world):
     with pytest.raises(WorkflowError, match="moved on since .*Negotiation"):
         kit.workflow.undo(first)
     assert stage_of(kit, other) == ("Negotiation", "Negotiation")
+
+
+def test_undo_of_a_salesforce_deal_takes_back_the_change_still_waiting(
+    db_url, settings, export, monkeypatch
+):  # fmt: skip
+    monkeypatch.setenv("OPPKIT_SALESFORCE_WRITE_BACK", "1")
+    sync_salesforce_export(export, settings=settings)
+    kit = oppkit.connect(db_url, user=AVA)
+    kit.workflow.load()  # the default: Proposal/Price Quote is step "Proposal sent"
+    view = oppkit.OpportunityView(kit, "Acme pilot")
+    form = view.forms["Negotiate"]
+    form.button.click()
+    form.confirm_button.click()
+    waiting = kit.changes(view.opportunity_id, status="pending")
+    assert list(zip(waiting["field"], waiting["new_value"], strict=True)) == [
+        ("stage", "Negotiation/Review")
+    ]
+    assert view.metrics["Stage"] == "Negotiation/Review (pending)"
+    view.undo_button.click()
+    assert kit.changes(view.opportunity_id, status="pending").empty  # nothing goes out
+    assert view.deal["step"] == "Proposal sent" and view.metrics["Stage"] == "Proposal/Price Quote"
+
+    done = kit.workflow.transition("Acme pilot", "Negotiate")
+    with write_transaction(kit.engine) as conn:  # the agent pushed it meanwhile
+        conn.execute(update(outbound_changes).values(status="pushed"))
+    with pytest.raises(WorkflowError, match="already sent to Salesforce"):
+        kit.workflow.undo(done)
+    assert kit.workflow.deal("Acme pilot")["step"] == "Negotiation"
 
 
 def test_undo_of_a_deal_one_may_not_see_is_not_found(world):

@@ -59,7 +59,9 @@ def fit_button(text: str, *, tooltip: str | None = None, **kwargs: Any) -> widge
     button = widgets.Button(
         description=text,
         tooltip=tooltip or text,
-        layout=widgets.Layout(width="auto", max_width="100%", height="auto"),
+        layout=widgets.Layout(
+            width="auto", max_width="100%", height="auto", align_self="flex-start"
+        ),
         **kwargs,
     )
     button.add_class(FIT_CLASS)

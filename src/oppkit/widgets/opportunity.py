@@ -308,10 +308,13 @@ class OpportunityView(widgets.VBox):
         self.follow_frequency = widgets.Dropdown(
             options=FREQUENCIES, value="weekly", description="Digest", layout={"width": "180px"}
         )
-        self.follow_button = widgets.Button(description="Follow", icon="bell")
-        self.unfollow_button = widgets.Button(description="Unfollow", icon="bell-slash")
-        self.private_box = widgets.Checkbox(description="private (owner and members only)")
-        self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
+        self.follow_button = fit_button("Follow", icon="bell")
+        self.unfollow_button = fit_button("Unfollow", icon="bell-slash")
+        self.private_box = widgets.Checkbox(
+            description="private (owner and members only)", indent=False,
+            layout={"width": "auto"},
+        )  # fmt: skip
+        self.refresh_button = fit_button("Refresh", icon="refresh")
         self.settings_message = widgets.HTML()
         self.follow_button.on_click(lambda _b: self.follow())
         self.unfollow_button.on_click(lambda _b: self.unfollow())
@@ -323,7 +326,8 @@ class OpportunityView(widgets.VBox):
                 self.unfollow_button,
                 self.private_box,
                 self.refresh_button,
-            ]  # fmt: skip
+            ],  # fmt: skip
+            layout={"flex_flow": "row wrap", "align_items": "center"},
         )
 
         self.header = widgets.HTML()

@@ -125,7 +125,7 @@ def page_options() -> dict[str, Any]:
     return {
         "physics": {"enabled": False},
         "edges": {"smooth": {"enabled": True, "type": "curvedCW", "roundness": 0.2},
-                  "font": {"size": EDGE_FONT, "align": "middle",
+                  "font": {"size": EDGE_FONT, "align": "horizontal",
                            "background": "rgba(255,255,255,0.9)", "strokeWidth": 0},
                   "selectionWidth": 1},
         "nodes": {"font": {"size": NODE_FONT}, "margin": 8},
