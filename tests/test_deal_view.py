@@ -429,3 +429,23 @@ def test_the_deal_view_keeps_its_lists_in_scroll_areas(world):
     for area in (view.timeline.feed, view.alerts_list, view.workflow_forms):
         assert area.layout.overflow == "auto" and area.layout.max_height.endswith("px")
         assert int(area.layout.max_height[:-2]) <= 480
+
+
+def test_what_the_new_parts_show_is_escaped(world):
+    kit, deal = world["kit"], world["deal"]
+    with write_transaction(kit.engine) as conn:
+        conn.execute(update(opportunities).where(opportunities.c.id == deal)
+                     .values(name=f"Acme {EVIL}"))  # fmt: skip
+    view = oppkit.OpportunityView(kit, deal)
+    form = view.forms["Send proposal"]
+    form.fields["decision_maker"].value = EVIL
+    form.button.click()
+    assert "<img" not in form.question.value
+    assert f"Move <b>Acme {ESCAPED}</b>" in form.question.value
+    assert f"decision_maker: <b>{ESCAPED}</b> (new)" in form.question.value
+    form.confirm_button.click()
+    now = " ".join(w.value for w in _html_of(view.forms["Negotiate"]))
+    view.undo_button.click()
+    said = view.workflow_message.value
+    assert "<img" not in said and f"Undone: Acme {ESCAPED} is back at New" in said
+    assert "<img" not in now
