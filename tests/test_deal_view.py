@@ -426,7 +426,9 @@ def test_the_workflow_graph_is_redrawn_after_a_transition_and_an_undo(world):
 def test_the_deal_view_keeps_its_lists_in_scroll_areas(world):
     kit, deal = world["kit"], world["deal"]
     view = oppkit.OpportunityView(kit, deal)
-    for area in (view.timeline.feed, view.alerts_list, view.workflow_forms):
+    scrolled = (view.timeline.feed, view.alerts_list, view.workflow_forms, view.members_html,
+                view.suggested_list, view.followers_html)  # fmt: skip
+    for area in scrolled:
         assert area.layout.overflow == "auto" and area.layout.max_height.endswith("px")
         assert int(area.layout.max_height[:-2]) <= 480
 

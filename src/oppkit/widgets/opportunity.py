@@ -387,9 +387,9 @@ class OpportunityView(widgets.VBox):
         # relationship graph, people, workflow
         self.graph_area = widgets.HTML(layout={"width": "100%"})  # the graph's iframe
         self.graph_note = widgets.HTML()
-        self.members_html = widgets.HTML()
-        self.suggested_list = widgets.VBox()
-        self.followers_html = widgets.HTML()
+        self.members_html = widgets.HTML(layout=scroll_layout(LIST_HEIGHT // 2 + 60))
+        self.suggested_list = widgets.VBox(layout=scroll_layout(LIST_HEIGHT // 2 + 60))
+        self.followers_html = widgets.HTML(layout=scroll_layout(LIST_HEIGHT // 2))
         self.people_message = widgets.HTML()
         # the owner manages members: change a role, or take someone off the deal
         self.member_picker = widgets.Dropdown(description="Member", options=[])
