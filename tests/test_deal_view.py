@@ -354,7 +354,7 @@ def test_alerts_have_a_readable_name_their_message_an_overdue_marker_and_show_on
     assert len(rows) == 2  # the rule fired on two sentences of one message: one alert
     shown = " ".join(labels)
     assert "request.we_need" not in shown and "risk.some_new_rule" not in shown
-    assert "Request: they need something" in labels[0] and "Risk: some new rule" in labels[1]
+    assert "Request: something is needed" in labels[0] and "Risk: some new rule" in labels[1]
     assert 'class="oppkit-overdue">overdue' in labels[0]  # due yesterday
     assert "overdue" not in labels[1]
     assert f"from “{ESCAPED}”" in labels[0] and "<img" not in shown and ESCAPED in labels[1]

@@ -66,7 +66,7 @@ if TYPE_CHECKING:
 
 FREQUENCIES = ("daily", "weekly")
 # A readable name for the rule that raised an alert (oppkit.signal_rules and the syncs);
-# an id not listed here is de-slugged: "request.we_need" -> "Request: we need".
+# an id not listed here is de-slugged: "risk.new_rule" -> "Risk: new rule".
 RULE_LABELS = {
     "request.could_you": "Request: could you…",
     "request.would_you_mind": "Request: would you mind…",
@@ -74,16 +74,16 @@ RULE_LABELS = {
     "request.appreciate": "Request: we'd appreciate…",
     "request.please": "Request: please…",
     "request.imperative": "Request: send / share…",
-    "request.we_need": "Request: they need something",
+    "request.we_need": "Request: something is needed",
     "request.look_forward": "Request: looking forward to receiving…",
-    "commitment.i_will": "Commitment: we said we will",
+    "commitment.i_will": "Commitment: will do something",
     "commitment.will_do": "Commitment: will do",
     "commitment.let_me": "Commitment: let me check",
     "commitment.our_team": "Commitment: our team will",
     "commitment.you_will_receive": "Commitment: you will receive",
-    "commitment.expect_from_me": "Commitment: expect it from us",
-    "commitment.can_with_date": "Commitment: we can, by a date",
-    "commitment.sending": "Commitment: we are sending",
+    "commitment.expect_from_me": "Commitment: expect it from me/us",
+    "commitment.can_with_date": "Commitment: can do it by a date",
+    "commitment.sending": "Commitment: sending something",
     "risk.budget_freeze": "Risk: budget freeze",
     "risk.postponed": "Risk: deal postponed",
     "risk.on_hold": "Risk: on hold",
