@@ -1,20 +1,24 @@
 """Plain helpers the tests share (fixtures live in conftest.py): mail to sync (good and
 malformed), a small Salesforce export, counting rows, running the command, running an
-agent and stopping it."""
+agent and stopping it, a JupyterLab on a notebook for the browser tests."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
+import json
 import os
 import queue
 import random
+import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
@@ -437,3 +441,81 @@ def bad_mail(big: int = 30 * 2**20, html: int = 2**20) -> list[BadMail]:
         BadMail("30 MB body of 30 KB lines", lambda: [good(1), _long_lines(2, big), good(3)], 3),
         BadMail("empty Message-ID", lambda: [good(1), good(2, message_id="<>"), good(3, message_id="<>", body="Another text.\n"), good(4)], 4),
     ]  # fmt: skip
+
+
+CHROMIUM_PATH = Path("/usr/bin/chromium")  # Debian's, driven by Playwright (never downloaded)
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
+]  # fmt: skip
+
+
+@contextlib.contextmanager
+def lab_server(folder: Path, env_extra: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """A JupyterLab serving ``folder`` (own config, runtime, data and settings dirs beside
+    it, a free port; every cell rendered: no windowing; no news pop-up), its kernels with
+    ``env_extra``; yields (base url, token) and stops it afterwards."""
+    from tests.servers.net import free_port
+
+    home = folder.parent / f"{folder.name}-jupyter"
+    for plugin, name, value in (
+        ("notebook-extension", "tracker", '{"windowingMode": "none"}'),
+        ("apputils-extension", "notification", '{"fetchNews": "false"}'),
+    ):
+        where = home / "settings" / "@jupyterlab" / plugin
+        where.mkdir(parents=True, exist_ok=True)
+        (where / f"{name}.jupyterlab-settings").write_text(value)
+    port, token = free_port(), secrets.token_hex(16)
+    env = {
+        **os.environ,
+        **env_extra,
+        "JUPYTER_CONFIG_DIR": str(home / "cfg"),
+        "JUPYTER_RUNTIME_DIR": str(home / "rt"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+    }
+    log_path = home / "lab.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
+             "--ServerApp.ip=127.0.0.1", f"--ServerApp.token={token}", "--allow-root",
+             f"--ServerApp.root_dir={folder}", "--LabApp.news_url=",
+             "--ServerApp.open_browser=False"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + 180
+            while True:
+                assert proc.poll() is None, log_path.read_text()
+                try:
+                    with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=3) as r:
+                        json.load(r)
+                    break
+                except OSError:
+                    assert time.time() < deadline, "JupyterLab did not start in 180 s"
+                    time.sleep(0.5)
+            yield base, token
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@contextlib.contextmanager
+def jupyter_lab(folder: Path, cells: list[str], database_url: str) -> Iterator[tuple[str, str]]:
+    """:func:`lab_server` on ``folder`` holding one notebook ``apps.ipynb`` of ``cells``
+    (code), its kernel on ``database_url``; yields (base url, token)."""
+    import nbformat
+
+    folder.mkdir(parents=True, exist_ok=True)
+    book = nbformat.v4.new_notebook()
+    book.metadata = {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+    }
+    book.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    nbformat.write(book, folder / "apps.ipynb")
+    with lab_server(folder, {"OPPKIT_DATABASE_URL": database_url}) as served:
+        yield served

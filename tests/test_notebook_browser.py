@@ -6,24 +6,15 @@ A screenshot is saved to ``test-artifacts/notebook_apps.png`` (git-ignored) for 
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import re
-import secrets
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from tests.servers.net import free_port
+from tests.support import CHROMIUM_FLAGS, CHROMIUM_PATH, jupyter_lab, lab_server
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = CHROMIUM_PATH
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 DEAL = "Acme Robotics — Predictive maintenance pilot"
 CELLS = [
@@ -45,63 +36,8 @@ def lab(tmp_path: Path):  # noqa: ANN201
     from oppkit.demo import build_demo
 
     _files, url, _ = build_demo(tmp_path / "demo", progress=False)
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
-    book = nbformat.v4.new_notebook()
-    book.metadata = {
-        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
-    }
-    book.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
-    nbformat.write(book, folder / "apps.ipynb")
-    with _jupyter_lab(tmp_path, folder, {"OPPKIT_DATABASE_URL": url}) as running:
+    with jupyter_lab(tmp_path / "notebooks", CELLS, url) as running:
         yield running
-
-
-@contextlib.contextmanager
-def _jupyter_lab(tmp_path: Path, folder: Path, env_extra: dict[str, str]):  # noqa: ANN202
-    """JupyterLab on ``folder`` (every cell rendered: no windowing), until the block ends."""
-    settings = tmp_path / "jsettings" / "@jupyterlab" / "notebook-extension"
-    settings.mkdir(parents=True)
-    (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
-    news = tmp_path / "jsettings" / "@jupyterlab" / "apputils-extension"
-    news.mkdir(parents=True)
-    (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
-    port, token = free_port(), secrets.token_hex(16)
-    env = {
-        **os.environ,
-        **env_extra,
-        "JUPYTER_CONFIG_DIR": str(tmp_path / "jcfg"),
-        "JUPYTER_RUNTIME_DIR": str(tmp_path / "jrt"),
-        "JUPYTER_DATA_DIR": str(tmp_path / "jdata"),
-        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "jsettings"),
-    }
-    log = (tmp_path / "lab.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
-         "--ServerApp.ip=127.0.0.1", f"--ServerApp.token={token}", "--allow-root",
-         f"--ServerApp.root_dir={folder}", "--LabApp.news_url=", "--ServerApp.open_browser=False"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 180
-        while True:
-            assert proc.poll() is None, (tmp_path / "lab.log").read_text()
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=3) as r:
-                    json.load(r)
-                break
-            except OSError:
-                assert time.time() < deadline, "JupyterLab did not start in 180 s"
-                time.sleep(0.5)
-        yield base, token
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def test_the_opportunity_view_and_the_funnel_chart_show_in_jupyterlab(lab):
@@ -112,9 +48,8 @@ def test_the_opportunity_view_and_the_funnel_chart_show_in_jupyterlab(lab):
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"],
-        )  # fmt: skip
+            args=CHROMIUM_FLAGS,
+        )
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.set_default_timeout(120_000)
         try:
@@ -188,7 +123,7 @@ def notebooks_lab(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     (root / "tests").symlink_to(REPO / "tests")
     env = {"OPPKIT_DATABASE_URL": url, "OPPKIT_DEMO_FILES": str(files.root),
            "OPPKIT_INTERNAL_DOMAINS": "northwind.example"}  # fmt: skip
-    with _jupyter_lab(tmp_path, root / "notebooks", env) as running:
+    with lab_server(root / "notebooks", env) as running:
         yield running
 
 
@@ -222,7 +157,7 @@ def _check(page, name: str, moment: str) -> None:  # noqa: ANN001
 
 def _click_tabs(page, app, name: str) -> None:  # noqa: ANN001
     """Every tab of an app, one after the other, each checked."""
-    tabs = app.locator(".lm-TabBar-tab")
+    tabs = app.locator(":scope > .lm-TabBar .lm-TabBar-tab")  # its own, not a nested app's
     for i in range(tabs.count()):
         tab = tabs.nth(i)
         label = tab.inner_text().strip()
@@ -248,7 +183,7 @@ def _review(page, name: str) -> None:  # noqa: ANN001
     owner.select_option(choices[0])  # a filter narrows the deals
     expect(review).to_contain_text(" deals, ", timeout=30_000)
     owner.select_option("all")
-    _click_tabs(page, review.locator(".jupyter-widget-TabPanel, .widget-tab").first, name)
+    _click_tabs(page, review.locator(".oppkit-review-tabs"), name)
     review.locator(".lm-TabBar-tab", has_text="Export").first.click()
     review.get_by_role("button", name="CSV").click()
     review.get_by_role("button", name="Prepare download").click()
@@ -273,9 +208,8 @@ def test_a_consultant_clicks_through_the_notebooks_at_1280x800(notebooks_lab, na
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"],
-        )  # fmt: skip
+            args=CHROMIUM_FLAGS,
+        )
         page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
         page.set_default_timeout(120_000)
         problems: list[str] = []

@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from tests.servers.net import free_port
+from tests.support import CHROMIUM_FLAGS, CHROMIUM_PATH
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = CHROMIUM_PATH
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_pipeline_review.ipynb"
 
@@ -82,9 +83,8 @@ def test_a_client_sees_the_apps_without_code_filters_by_stage_and_downloads(pres
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"],
-        )  # fmt: skip
+            args=CHROMIUM_FLAGS,
+        )
         page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
         page.set_default_timeout(120_000)
         errors: list[str] = []

@@ -52,7 +52,7 @@ WRITES = {"follow", "unfollow", "load", "create", "transition", "follow_on", "se
           "apply_rules", "deliver", "link_activity", "update_opportunity",
           "resolve_conflict", "discard_change", "assign", "add_contacts", "plan_activity",
           "set_activity_status", "set_process", "send", "accept", "plan", "record_result",
-          "follow_up", "cancel", "attach", "perform_stage_action",
+          "follow_up", "cancel", "attach", "perform_stage_action", "undo",
           # agreements, cases, policies: writes (a deal named must be found first)
           "update", "link", "open_pending", "formalise",
           # saved reports: these need a report saved in oppkit.toml (none here); who a

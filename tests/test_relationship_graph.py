@@ -4,6 +4,7 @@ with the network off."""
 
 from __future__ import annotations
 
+import html as html_lib
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -391,3 +392,65 @@ def test_a_database_without_interactions_gives_an_empty_graph_and_page(db_url: s
     assert (rel.graph.number_of_nodes(), rel.graph.number_of_edges()) == (0, 0)
     assert kit.engagement().empty and kit.engagement(pairs=True).empty
     assert "<script" in rel.html()
+
+
+# --- in the deal view: named after the deal, sized to its frame (issue #15) ---------------
+
+
+def test_the_caption_names_the_deal_and_the_account_never_an_id(synced: str):
+    kit = oppkit.connect(synced, user=AVA)
+    deal = int(kit.opportunities().set_index("name").loc["Acme pilot", "id"])
+    for ref in ("Acme pilot", deal):
+        rel = kit.relationship_graph(opportunity=ref, now=NOW)
+        assert rel.heading == "Acme pilot"
+        assert '<span id="oppkit-caption">Acme pilot — ' in rel.html()
+    account = kit.relationship_graph(account="acme-robotics.example", now=NOW)
+    assert account.heading == "Acme Robotics GmbH" and "Account" not in account.heading
+    both = kit.relationship_graph(account="acme-robotics.example", opportunity=deal, now=NOW)
+    assert both.heading == "Acme pilot · Acme Robotics GmbH"
+    frame = both.frame(height=460)
+    assert "height:460px" in frame and "width:100%" in frame
+    assert "calc(100vh - 36px)" in html_lib.unescape(frame)  # the drawing fills the frame
+
+
+@needs_chromium
+def test_a_graph_drawn_hidden_fits_its_frame_once_shown(synced: str, tmp_path: Path):
+    """A notebook tab draws the graph before it is shown: once shown, every node is inside
+    the frame (nothing clipped on the right) and the drawing fills the frame's height."""
+    from playwright.sync_api import sync_playwright
+
+    rel = oppkit.connect(synced, user=AVA).relationship_graph(account="acme-robotics.example")
+    host = tmp_path / "host.html"
+    host.write_text(
+        '<!DOCTYPE html><html><body style="margin:0">'
+        f'<div id="host" style="width:900px;display:none">{rel.frame(height=460)}</div>'
+        "</body></html>",
+        encoding="utf-8",
+    )
+    with sync_playwright() as p:
+        browser, page, events = _chromium_page(p, tmp_path)
+        try:
+            page.goto(host.as_uri())
+            page.wait_for_timeout(500)
+            page.evaluate("() => { document.getElementById('host').style.display = 'block'; }")
+            graph = page.frames[1]
+            deadline = time.monotonic() + 30
+            while not graph.evaluate("() => Boolean(window.oppkitGraph && oppkitGraph.stabilized)"):
+                assert time.monotonic() < deadline, "the graph did not stabilise in time"
+                page.wait_for_timeout(100)
+            page.wait_for_timeout(500)  # the resize observer fits again
+            seen = graph.evaluate(
+                """() => { const n = oppkitGraph.network, box = document.getElementById("oppkit-graph");
+                           const spots = Object.values(n.getPositions()).map(p => n.canvasToDOM(p));
+                           return {width: box.clientWidth, height: box.clientHeight,
+                                   xs: spots.map(s => s.x), ys: spots.map(s => s.y),
+                                   caption: document.getElementById("oppkit-caption").textContent}; }"""
+            )
+            assert seen["width"] == 900 and seen["height"] >= 460 - 60
+            assert min(seen["xs"]) >= 0 and max(seen["xs"]) <= seen["width"]
+            assert min(seen["ys"]) >= 0 and max(seen["ys"]) <= seen["height"]
+            assert seen["caption"].startswith("Acme Robotics")
+            page.screenshot(path=str(tmp_path / "graph-in-frame.png"))
+            assert events["errors"] == [] and events["requests"] == []
+        finally:
+            browser.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import oppkit
-from oppkit.workflow.graph import STATUS_COLORS
+from oppkit.workflow.graph import MIN_SCALE, STATUS_COLORS, page_options
 from tests.workflow_support import TEST_WORKFLOW
 
 EVIL = "<img src=x onerror=alert(1)>"
@@ -140,3 +140,54 @@ def test_the_legend_escapes_a_step_name(kit):
     page = kit.workflow.graph(second).html
     assert "at <strong>&lt;img src=x onerror=alert(1)&gt;</strong>" in page
     assert EVIL not in page
+
+
+# --- readable and locked down (issue #15) ---------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
+
+
+def test_the_page_has_a_content_security_policy_and_readable_spread_edge_labels(kit):
+    graph = kit.workflow.graph()
+    page = graph.html
+    csp = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', page)
+    assert csp and "default-src 'none'" in csp.group(1)
+    assert "connect-src" not in csp.group(1) and "http" not in csp.group(1)  # fetches nothing
+    assert page.index("Content-Security-Policy") < page.index("<script")  # before any script
+    options = page_options()
+    assert options["edges"]["font"]["size"] >= 11 and options["nodes"]["font"]["size"] >= 11
+    assert f'"minScale": {MIN_SCALE}' in page
+    assert options["edges"]["font"]["size"] * MIN_SCALE >= 11
+    edges = {e["label"]: e for e in graph.pyvis.edges}
+    # two arrows New -> Proposal sent bend apart; Park and Unpark curve to either side
+    assert edges["Send proposal"]["smooth"]["roundness"] != edges["Explode"]["smooth"]["roundness"]
+    assert all(e["smooth"]["type"].startswith("curved") for e in graph.pyvis.edges)
+    frame = graph.frame(height=400)
+    assert 'sandbox="allow-scripts"' in frame and "height:400px" in frame and "width:100%" in frame
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="no Chromium at /usr/bin/chromium")
+def test_edge_labels_are_at_least_11_px_on_screen_in_chromium(kit, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    deal = kit.workflow.create("Acme pilot", amount=10)
+    path = kit.workflow.graph(deal).save(tmp_path / "workflow.html")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 640, "height": 480})  # a narrow frame
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(path.as_uri())
+            page.wait_for_timeout(300)
+            seen = page.evaluate(
+                """() => ({scale: oppkitGraph.network.getScale(), font: oppkitGraph.view.edgeFont,
+                           height: document.getElementById("oppkit-graph").clientHeight})"""
+            )
+            assert errors == []  # the CSP lets the page's own script run
+            assert seen["font"] * seen["scale"] >= 11 - 1e-6
+            assert seen["height"] >= 240
+            page.screenshot(path=str(tmp_path / "workflow.png"))
+        finally:
+            browser.close()

@@ -10,6 +10,11 @@ Example::
     rel                                   # in a notebook: the interactive graph
     rel.graph.degree("ava.patel@northwind.example")
     rel.save("acme.html")                 # one offline HTML file
+    rel.frame(height=460)                 # the sandboxed iframe, sized for a widget
+
+The caption names the deal and the account (never an internal id). The page fills its
+frame: the drawing takes the frame's height, is fitted to it after the layout settles,
+and again whenever the frame is resized (e.g. a notebook tab shown after it was drawn).
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from typing import Any
 
 import networkx as nx
 import pandas as pd
+from sqlalchemy import select
 
+from ..db.schema import accounts, opportunities
 from ..scope import ScopeLike, scope_of
 from .model import (
     DEFAULT_HALF_LIFE_DAYS,
@@ -64,12 +71,19 @@ class RelationshipGraph:
         path.write_text(self.html(**kwargs), encoding="utf-8")
         return path
 
-    def _repr_html_(self) -> str:
-        # A sandboxed iframe: the page's scripts run, but cannot reach the notebook.
+    def frame(self, *, height: int = 720, max_edges: int = DEFAULT_MAX_EDGES) -> str:
+        """The page in a sandboxed iframe ``height`` px tall and as wide as its container;
+        the drawing fills the frame (its scripts run, but cannot reach the notebook)."""
+        page = render_html(self.graph, heading=self.heading, max_edges=max_edges, height="fill")
         return (
-            '<iframe sandbox="allow-scripts" style="width:100%;height:780px;border:0" '
-            f'srcdoc="{html_lib.escape(self.html(), quote=True)}"></iframe>'
+            '<iframe sandbox="allow-scripts" class="oppkit-graph-frame" '
+            f'title="{html_lib.escape(self.heading)}" style="display:block;width:100%;max-width:100%;'
+            f'height:{int(height)}px;border:0" '
+            f'srcdoc="{html_lib.escape(page, quote=True)}"></iframe>'
         )
+
+    def _repr_html_(self) -> str:
+        return self.frame()
 
     def __repr__(self) -> str:
         return (
@@ -78,12 +92,25 @@ class RelationshipGraph:
         )
 
 
-def _heading(account: Any, opportunity: Any) -> str:
+def _heading(scope: ScopeLike, account: Any, opportunity: Any) -> str:
+    """The caption: the deal's and the account's names as this scope sees them."""
+    scope = scope_of(scope)
     parts = []
-    if opportunity is not None:
-        parts.append(f"Opportunity {opportunity}")
-    if account is not None:
-        parts.append(f"Account {account}")
+    with scope.engine.connect() as conn:
+        if opportunity is not None:
+            names = conn.scalars(
+                select(opportunities.c.name)
+                .where(opportunities.c.id.in_(scope.opportunity_ids(opportunity)))
+                .order_by(opportunities.c.id)
+            ).all()
+            parts.append(", ".join(n for n in names if n) or f"Opportunity {opportunity}")
+        if account is not None:
+            names = conn.scalars(
+                select(accounts.c.name)
+                .where(accounts.c.id.in_(scope.account_ids(account)))
+                .order_by(accounts.c.id)
+            ).all()
+            parts.append(", ".join(n for n in names if n) or f"Account {account}")
     return " · ".join(parts) or "Relationships"
 
 
@@ -104,7 +131,7 @@ def relationship_graph(
         graph=build_graph(persons, pairs),
         people=persons,
         pairs=pairs,
-        heading=_heading(account, opportunity),
+        heading=_heading(scope, account, opportunity),
         now=data.now,
     )
 

@@ -130,12 +130,16 @@ def render_html(
     max_edges: int = DEFAULT_MAX_EDGES,
     height: str = "720px",
 ) -> str:
-    """The page for ``graph`` (nodes keyed by email, attributes as in :mod:`.model`)."""
+    """The page for ``graph`` (nodes keyed by email, attributes as in :mod:`.model`).
+
+    ``height="fill"``: the drawing takes what the page's frame leaves below the caption.
+    """
     edges = sorted(graph.edges(data=True), key=lambda e: e[2].get("score", 0.0), reverse=True)
     shown = edges[:max_edges]
     caption = f"{heading} — {graph.number_of_nodes():,} people, {len(edges):,} connections"
     if len(shown) < len(edges):
         caption += f" (showing the {len(shown):,} strongest)"
+    height = "calc(100vh - 36px)" if height == "fill" else height
     net = Network(height=height, width="100%", bgcolor="#ffffff", cdn_resources="in_line")
     net.nodes = [_node(n, attrs) for n, attrs in graph.nodes(data=True)]
     net.edges = [_edge(graph, a, b, attrs) for a, b, attrs in shown]

@@ -1,4 +1,5 @@
-"""Everything about one deal on one screen: metrics, timeline, alerts, people, workflow.
+"""Everything about one deal on one screen: metrics, timeline, alerts, people, workflow,
+the account's sales records.
 
 Deal size, close date, stage and probability are edited in place
 (:class:`~oppkit.widgets.deal_edit.DealEditForm`, ``view.editor``); a value Salesforce has
@@ -10,6 +11,15 @@ privacy setting, a workflow transition, following) go through the package functi
 :mod:`oppkit.actions` and ``kit.workflow``, so a widget never writes SQL of its own.
 Every text from a mailbox or Salesforce is escaped before it becomes HTML.
 
+Sized for a notebook (:mod:`oppkit.widgets.layout`): the feed is paged (25 a page) in a
+420 px scroll area, alerts, transition forms and the graphs have fixed maximum heights,
+and buttons size to their text. Alerts show a readable name for the rule that found them
+(:data:`RULE_LABELS`), the message they came from (subject and date, opened in the feed
+with one click), an *overdue* marker, and each (rule, message) once; overdue planned
+interactions are listed with them. The *Sales* tab
+(:class:`~oppkit.widgets.sales_tab.SalesTab`, ``view.sales``) shows the account's planned
+interactions and results, its agreements and the deal's linked records.
+
 Example::
 
     kit = oppkit.connect(user="anna.keller@northwind.example")
@@ -18,7 +28,11 @@ Example::
     view.metrics                           # {'Stage': 'Proposal/Price Quote', 'Deal size': ...}
     view.editor.fields["amount"].value = "125000"; view.editor.save_button.click()
     view.add_note("Pricing call booked for Thursday.")
-    view.forms["Negotiate"].submit()       # a workflow transition from its form
+    view.forms["Negotiate"].submit()       # a workflow transition from its form (no question)
+    view.forms["Negotiate"].button.click() # asks "Move ... from ... to ...?" first
+    view.forms["Negotiate"].confirm_button.click()
+    view.undo_button.click()               # back where it was (a stage change of its own)
+    view.alert_sources[12].click()         # the message an alert came from, in the feed
     view.action_picker.value = 4711        # a meeting or call of the deal (newest by default)
     view.action_buttons["Schedule follow-up call"].click()   # a stage action from it
 """
@@ -38,13 +52,57 @@ from ..stage_actions import STARTS_FROM
 from ..workflow.model import REFERENCE_ATTRIBUTES, IncompleteTransition
 from .deal_edit import WAITING, DealEditForm, marked, waiting_values
 from .freshness import FreshnessBar
-from .html import STYLE, error_html, esc, metric, money, ok_html, table, text
+from .html import DASH, STYLE, error_html, esc, is_missing, metric, money, ok_html, table, text
+from .layout import (
+    FORMS_HEIGHT,
+    GRAPH_HEIGHT,
+    LAYOUT_STYLE,
+    LIST_HEIGHT,
+    fit_button,
+    scroll_layout,
+)
+from .sales_tab import SalesTab
 from .timeline import TimelineView
 
 if TYPE_CHECKING:
     from ..kit import Kit
+    from ..workflow.engine import TransitionResult
 
 FREQUENCIES = ("daily", "weekly")
+TAB_NAMES = ("Activities", "Alerts & Tasks", "Relationship graph", "People", "Workflow", "Sales")
+# A readable name for the rule that raised an alert (oppkit.signal_rules and the syncs);
+# an id not listed here is de-slugged: "risk.new_rule" -> "Risk: new rule".
+RULE_LABELS = {
+    "request.could_you": "Request: could you…",
+    "request.would_you_mind": "Request: would you mind…",
+    "request.possible": "Request: would it be possible…",
+    "request.appreciate": "Request: we'd appreciate…",
+    "request.please": "Request: please…",
+    "request.imperative": "Request: send / share…",
+    "request.we_need": "Request: something is needed",
+    "request.look_forward": "Request: looking forward to receiving…",
+    "commitment.i_will": "Commitment: will do something",
+    "commitment.will_do": "Commitment: will do",
+    "commitment.let_me": "Commitment: let me check",
+    "commitment.our_team": "Commitment: our team will",
+    "commitment.you_will_receive": "Commitment: you will receive",
+    "commitment.expect_from_me": "Commitment: expect it from me/us",
+    "commitment.can_with_date": "Commitment: can do it by a date",
+    "commitment.sending": "Commitment: sending something",
+    "risk.budget_freeze": "Risk: budget freeze",
+    "risk.postponed": "Risk: deal postponed",
+    "risk.on_hold": "Risk: on hold",
+    "risk.paused": "Risk: paused",
+    "risk.competitor": "Risk: went with a competitor",
+    "risk.deprioritised": "Risk: deprioritised",
+    "risk.not_proceeding": "Risk: not proceeding",
+    "risk.cancelled": "Risk: cancelled",
+    "risk.lost_funding": "Risk: lost funding",
+    "risk.reorg": "Risk: reorganisation",
+    "risk.champion_leaving": "Risk: champion leaving",
+    "unanswered.question": "Unanswered question",
+    "manual": "Added by hand",
+}
 MISSING_CLASS = "oppkit-missing"
 RED_BORDER = "2px solid #d32f2f"
 
@@ -52,79 +110,164 @@ RED_BORDER = "2px solid #d32f2f"
 class TransitionForm(widgets.VBox):
     """A form for one workflow transition: a field per required attribute and a button.
 
-    On submit it calls ``kit.workflow.transition``; when attributes are missing it shows
-    the "Incomplete" message, marks the missing fields (CSS class ``oppkit-missing``
-    and a red border) and keeps their names in :attr:`missing`.
+    Every required field is marked ``*`` and shows the deal's current value beside it
+    ("now: 42,000", "now: 2027-01-31", "now: not set"), so a blank field is never mistaken
+    for a missing value. A click on the button (or :meth:`ask`) changes nothing: it shows
+    what will happen ("Move <deal> from <stage> to <stage>?", with the values it will use)
+    and Confirm / Cancel; Confirm calls :meth:`submit`. When attributes are missing it
+    shows the "Incomplete" message at once, marks the missing fields (CSS class
+    ``oppkit-missing`` and a red border) and keeps their names in :attr:`missing`.
+    :meth:`submit` commits without asking (for code); after it the view offers Undo.
     """
 
     def __init__(self, view: OpportunityView, row: Any, deal: dict[str, Any]) -> None:
         self.view = view
+        self.deal = deal
         self.name: str = row.transition
         self.to_step: str = row.to_step
+        self.to_stage: str = row.to_stage
         self.requires: list[str] = list(row.requires)
+        self.not_set: list[str] = list(row.missing)  # required and not set on the deal
+        self.sends: int = int(row.communications or 0)
+        self.triggers: list[str] = list(row.triggers or [])
         self.missing: list[str] = []
         self.fields: dict[str, widgets.Text] = {}
-        notes = []
+        self.current: dict[str, str] = {}  # attribute -> the deal's value as shown
+        rows: list[widgets.Widget] = []
         for attribute in self.requires:
-            current = deal.get(attribute)
+            value = deal.get(attribute)
             if attribute in REFERENCE_ATTRIBUTES:
-                state = "set" if deal.get(f"{attribute}_id") or current else "missing"
-                notes.append(f"{esc(attribute)}: {esc(state)}")
-                continue
-            shown = money(current) if attribute == "amount" else text(current)
-            self.fields[attribute] = widgets.Text(
-                description=attribute,
-                placeholder="YYYY-MM-DD" if attribute == "close_date" else f"now: {shown}",
-                style={"description_width": "110px"},
+                value = value or (deal.get(f"{attribute}_id") and "set")
+            shown = DASH if is_missing(value) or value in ("", None) else (
+                money(value) if attribute == "amount" else text(value)
+            )  # fmt: skip
+            self.current[attribute] = shown
+            now = (
+                '<small>now: <span class="oppkit-required">not set</span></small>'
+                if shown == DASH
+                else f"<small>now: {esc(shown)}</small>"
             )
-        self.button = widgets.Button(
-            description=f"{self.name} → {self.to_step}"[:60],
+            if attribute in REFERENCE_ATTRIBUTES:  # set elsewhere, never by a transition
+                rows.append(widgets.HTML(f"{esc(attribute)} <b>*</b> {now}"))
+                continue
+            self.fields[attribute] = widgets.Text(
+                description=f"{attribute} *",
+                tooltip=f"{attribute} (required)",
+                placeholder="YYYY-MM-DD" if attribute == "close_date" else "new value",
+                style={"description_width": "120px"},
+                layout={"width": "340px", "max_width": "100%"},
+            )
+            rows.append(widgets.HBox([self.fields[attribute], widgets.HTML(now)],
+                                     layout={"align_items": "center", "flex_flow": "row wrap"}))  # fmt: skip
+        label = f"{self.name} → {self.to_step}"
+        self.button = fit_button(
+            label,
+            tooltip=f"{label} ({self.to_stage}): "
+            + ("ready" if row.ready else f"needs {', '.join(row.missing)}"),
             button_style="success" if row.ready else "",
-            tooltip="ready" if row.ready else f"needs {', '.join(row.missing)}",
         )
         self.message = widgets.HTML()
-        self.button.on_click(lambda _b: self.submit())
-        header = (
-            f"<b>{esc(self.name)}</b> → {esc(self.to_step)} ({esc(row.to_stage)})"
-            + (
-                f"<br><small>requires {esc(', '.join(self.requires))}</small>"
-                if self.requires
-                else ""
-            )
-            + (f"<br><small>{' · '.join(notes)}</small>" if notes else "")
+        self.question = widgets.HTML()
+        self.confirm_button = fit_button("Confirm", button_style="warning", icon="check")
+        self.cancel_button = fit_button("Cancel", icon="times")
+        self.confirm_box = widgets.VBox(
+            [self.question, widgets.HBox([self.confirm_button, self.cancel_button])],
+            layout={"display": "none"},
         )
-        super().__init__([widgets.HTML(header), *self.fields.values(), self.button, self.message])
+        self.confirm_box.add_class("oppkit-confirm")
+        self.button.on_click(lambda _b: self.ask())
+        self.confirm_button.on_click(lambda _b: self.confirm())
+        self.cancel_button.on_click(lambda _b: self.cancel())
+        header = f"<b>{esc(self.name)}</b> → {esc(self.to_step)} ({esc(self.to_stage)})" + (
+            "<br><small>required fields are marked *</small>" if self.requires else ""
+        )
+        super().__init__(
+            [widgets.HTML(header), *rows, self.button, self.confirm_box, self.message],
+            layout={"border": "1px solid #e0e0e0", "padding": "4px 6px", "margin": "0 0 6px 0",
+                    "max_width": "100%"},
+        )  # fmt: skip
         self.add_class("oppkit-transition")
+
+    @property
+    def asking(self) -> bool:
+        """Whether the confirmation is shown (nothing has changed yet)."""
+        return self.confirm_box.layout.display != "none"
 
     def values(self) -> dict[str, Any]:
         """What the user typed (blank fields are left out: the deal's value stays)."""
         return {k: w.value.strip() for k, w in self.fields.items() if w.value.strip()}
 
+    def _mark(self, missing: list[str]) -> None:
+        self.missing = list(missing)
+        for name, field in self.fields.items():
+            if name in missing:
+                field.add_class(MISSING_CLASS)
+                field.layout.border = RED_BORDER
+            else:
+                field.remove_class(MISSING_CLASS)
+                field.layout.border = None
+
+    def ask(self) -> bool:
+        """Show what the transition will do, with Confirm / Cancel; nothing changes yet.
+
+        False (and the "Incomplete" message, missing fields marked) when a required
+        attribute is neither typed nor set on the deal.
+        """
+        typed = self.values()
+        missing = [a for a in self.not_set if a not in typed]
+        self._mark(missing)
+        if missing:
+            self.confirm_box.layout.display = "none"
+            self.message.value = error_html(IncompleteTransition(self.name, missing))
+            return False
+        d = self.deal
+        items = []
+        for attribute in self.requires:
+            if attribute in typed:
+                items.append(f"{esc(attribute)}: <b>{esc(typed[attribute])}</b> (new)")
+            else:
+                items.append(f"{esc(attribute)}: {esc(self.current[attribute])} (as now)")
+        extra = []
+        if self.triggers:
+            extra.append(f"runs {esc(', '.join(self.triggers))}")
+        if self.sends:
+            extra.append(f"sends {self.sends} message{'s' if self.sends != 1 else ''}")
+        self.question.value = (
+            f"Move <b>{esc(d.get('name'))}</b> from <b>{esc(d.get('stage'))}</b>"
+            f" ({esc(d.get('step'))}) to <b>{esc(self.to_stage)}</b> ({esc(self.to_step)})?"
+            + (f"<br><small>{' · '.join(items)}</small>" if items else "")
+            + (f"<br><small>It also {' and '.join(extra)}.</small>" if extra else "")
+        )
+        self.message.value = ""
+        self.confirm_box.layout.display = "flex"
+        return True
+
+    def cancel(self) -> None:
+        """Hide the confirmation; nothing changed."""
+        self.confirm_box.layout.display = "none"
+        self.message.value = ok_html("Cancelled: nothing changed.")
+
+    def confirm(self) -> bool:
+        """Run the transition asked about (see :meth:`submit`)."""
+        self.confirm_box.layout.display = "none"
+        return self.submit()
+
     def submit(self, **values: Any) -> bool:
-        """Run the transition with the form's values (and ``values``); True when it moved."""
-        for field in self.fields.values():
-            field.remove_class(MISSING_CLASS)
-            field.layout.border = None
+        """Run the transition with the form's values (and ``values``) without asking;
+        True when it moved (the view then offers Undo)."""
+        self._mark([])
         try:
             result = self.view.kit.workflow.transition(
                 self.view.opportunity_id, self.name, **{**self.values(), **values}
             )
         except IncompleteTransition as exc:
-            self.missing = list(exc.missing)
-            for attribute in self.missing:
-                if attribute in self.fields:
-                    self.fields[attribute].add_class(MISSING_CLASS)
-                    self.fields[attribute].layout.border = RED_BORDER
+            self._mark([a for a in exc.missing])
             self.message.value = error_html(str(exc))
             return False
         except OppkitError as exc:
             self.message.value = error_html(str(exc))
             return False
-        self.missing = []
-        self.view.refresh()
-        self.view.workflow_message.value = ok_html(
-            f"{result.transition}: now at {result.to_step} ({result.stage})"
-        )
+        self.view.transitioned(result)
         return True
 
 
@@ -158,18 +301,25 @@ class OpportunityView(widgets.VBox):
         self.followers = pd.DataFrame()
         self.transitions = pd.DataFrame()
         self.forms: dict[str, TransitionForm] = {}
+        self.last_transition: TransitionResult | None = None  # what Undo moves back
         self.alert_buttons: dict[int, widgets.Button] = {}
+        self.alert_sources: dict[int, widgets.Button] = {}  # alert id -> "open in feed"
+        self.shown_alerts = pd.DataFrame()  # the alerts listed: each (rule, message) once
         self.add_buttons: dict[str, widgets.Button] = {}
-        self.graph: Any = None
+        self.graph: Any = None  # the RelationshipGraph drawn (its tab, once shown)
+        self.workflow_graph: Any = None  # the WorkflowGraph drawn (the Workflow tab)
 
         # settings
         self.follow_frequency = widgets.Dropdown(
             options=FREQUENCIES, value="weekly", description="Digest", layout={"width": "180px"}
         )
-        self.follow_button = widgets.Button(description="Follow", icon="bell")
-        self.unfollow_button = widgets.Button(description="Unfollow", icon="bell-slash")
-        self.private_box = widgets.Checkbox(description="private (owner and members only)")
-        self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
+        self.follow_button = fit_button("Follow", icon="bell")
+        self.unfollow_button = fit_button("Unfollow", icon="bell-slash")
+        self.private_box = widgets.Checkbox(
+            description="private (owner and members only)", indent=False,
+            layout={"width": "auto"},
+        )  # fmt: skip
+        self.refresh_button = fit_button("Refresh", icon="refresh")
         self.settings_message = widgets.HTML()
         self.follow_button.on_click(lambda _b: self.follow())
         self.unfollow_button.on_click(lambda _b: self.unfollow())
@@ -181,7 +331,8 @@ class OpportunityView(widgets.VBox):
                 self.unfollow_button,
                 self.private_box,
                 self.refresh_button,
-            ]  # fmt: skip
+            ],  # fmt: skip
+            layout={"flex_flow": "row wrap", "align_items": "center"},
         )
 
         self.header = widgets.HTML()
@@ -219,27 +370,31 @@ class OpportunityView(widgets.VBox):
         )
 
         # alerts and tasks
-        self.alerts_list = widgets.VBox()
+        self.alerts_list = widgets.VBox(layout=scroll_layout(LIST_HEIGHT))
+        self.alerts_list.add_class("oppkit-scroll")
         self.task_text = widgets.Text(placeholder="What needs doing", description="New")
         self.task_kind = widgets.Dropdown(options=["task", "alert"], layout={"width": "90px"})
-        self.task_due = widgets.DatePicker(description="Due")
-        self.task_button = widgets.Button(description="Add", icon="plus")
+        self.task_due = widgets.DatePicker(description="Due", layout={"width": "auto"})
+        self.task_button = fit_button("Add", icon="plus")
         self.task_message = widgets.HTML()
         self.task_button.on_click(lambda _b: self._task_clicked())
         alerts_tab = widgets.VBox(
             [
                 self.alerts_list,
-                widgets.HBox([self.task_text, self.task_kind, self.task_due, self.task_button]),
+                widgets.HBox(
+                    [self.task_text, self.task_kind, self.task_due, self.task_button],
+                    layout={"flex_flow": "row wrap"},
+                ),
                 self.task_message,
             ]  # fmt: skip
         )
 
         # relationship graph, people, workflow
-        self.graph_area = widgets.Output()
+        self.graph_area = widgets.HTML(layout={"width": "100%"})  # the graph's iframe
         self.graph_note = widgets.HTML()
-        self.members_html = widgets.HTML()
-        self.suggested_list = widgets.VBox()
-        self.followers_html = widgets.HTML()
+        self.members_html = widgets.HTML(layout=scroll_layout(LIST_HEIGHT // 2 + 60))
+        self.suggested_list = widgets.VBox(layout=scroll_layout(LIST_HEIGHT // 2 + 60))
+        self.followers_html = widgets.HTML(layout=scroll_layout(LIST_HEIGHT // 2))
         self.people_message = widgets.HTML()
         # the owner manages members: change a role, or take someone off the deal
         self.member_picker = widgets.Dropdown(description="Member", options=[])
@@ -266,12 +421,24 @@ class OpportunityView(widgets.VBox):
             ]  # fmt: skip
         )
         self.workflow_html = widgets.HTML()
-        self.workflow_forms = widgets.VBox()
+        self.workflow_forms = widgets.VBox(layout=scroll_layout(FORMS_HEIGHT))
+        self.workflow_forms.add_class("oppkit-scroll")
         self.workflow_message = widgets.HTML()
+        self.undo_button = fit_button("Undo", icon="undo", button_style="warning")
+        self.undo_button.layout.display = "none"
+        self.undo_button.on_click(lambda _b: self.undo())
+        self.workflow_graph_area = widgets.HTML(layout={"width": "100%"})
         workflow_tab = widgets.VBox(
-            [self.workflow_html, self.workflow_message, self.workflow_forms]
-        )
+            [
+                self.workflow_html,
+                widgets.HBox([self.workflow_message, self.undo_button],
+                             layout={"align_items": "center", "flex_flow": "row wrap"}),
+                self.workflow_forms,
+                self.workflow_graph_area,
+            ]
+        )  # fmt: skip
 
+        self.sales = SalesTab(kit, self.opportunity_id, None)  # its account when first shown
         self.tabs = widgets.Tab(
             [
                 activities_tab,
@@ -279,18 +446,18 @@ class OpportunityView(widgets.VBox):
                 widgets.VBox([self.graph_note, self.graph_area]),
                 people_tab,
                 workflow_tab,
+                self.sales,
             ]  # fmt: skip
         )
-        for i, title in enumerate(
-            ["Activities", "Alerts & Tasks", "Relationship graph", "People", "Workflow"]
-        ):
+        self.tab_names = list(TAB_NAMES)
+        for i, title in enumerate(self.tab_names):
             self.tabs.set_title(i, title)
         self._loaded: set[int] = set()
         self._quiet = False
         self.tabs.observe(self._tab_selected, names="selected_index")
         super().__init__(
             [
-                widgets.HTML(STYLE),
+                widgets.HTML(STYLE + LAYOUT_STYLE),
                 self.header,
                 self.freshness,
                 settings,
@@ -337,6 +504,11 @@ class OpportunityView(widgets.VBox):
             self._draw_graph()
         elif index == 3:
             self.load_people()
+        elif index == 4:
+            self._draw_workflow_graph()
+        elif index == 5:
+            self.sales.account_id = self.deal.get("account_id")
+            self.sales.load()
         self._loaded.add(index)
 
     def _draw_header(self) -> None:
@@ -372,42 +544,92 @@ class OpportunityView(widgets.VBox):
         )
         self.follow_button.disabled = self.unfollow_button.disabled = not self.kit.user
 
+    def _source(self, activity_id: Any) -> tuple[str, Any]:
+        """The subject and date of the activity an alert came from, as the feed has it."""
+        frame = self.timeline.frame
+        if pd.isna(activity_id) or frame.empty:
+            return "", None
+        found = frame[frame["id"] == int(activity_id)]
+        if found.empty:
+            return "", None
+        return text(found["subject"].iloc[0]), found["occurred_at"].iloc[0]
+
     def _draw_alerts(self) -> None:
         rows = []
         self.alert_buttons = {}
-        shown = self.alerts.sort_values(["status", "due_at"], na_position="last", kind="stable")
-        for a in shown.itertuples(index=False):
+        self.alert_sources = {}
+        now = pd.Timestamp.now(tz="UTC")
+        self.shown_alerts = dedupe_alerts(self.alerts)
+        for a in self.shown_alerts.itertuples(index=False):
             due = f" · due {esc(a.due_at.date())}" if not pd.isna(a.due_at) else ""
+            late = a.status == "open" and not pd.isna(a.due_at) and a.due_at < now
+            subject, when = self._source(a.activity_id)
+            source = ""
+            if not pd.isna(a.activity_id):
+                source = (
+                    f'<div class="oppkit-source">from “{esc(subject)}” · {esc(when)}</div>'
+                    if subject or when is not None
+                    else '<div class="oppkit-source">from a message older than the feed shows</div>'
+                )
             label = widgets.HTML(
-                f"<b>{esc(a.kind)}</b> {esc(a.text)}<br><small>{esc(a.status)}{due}"
-                f" · {esc(a.rule)}</small>"
+                f"<b>{esc(rule_label(a.rule) if a.rule else a.kind)}</b>"
+                f"{overdue_html() if late else ''} {esc(a.text)}{source}"
+                f"<small>{esc(a.kind)} · {esc(a.status)}{due}</small>",
+                layout={"flex": "1 1 auto", "min_width": "0"},
             )
             if a.status == "open":
-                button = widgets.Button(description="Done", icon="check", layout={"width": "90px"})
+                button = fit_button("Done", icon="check")
                 button.on_click(lambda _b, alert_id=int(a.id): self.mark_done(alert_id))
                 self.alert_buttons[int(a.id)] = button
-                rows.append(widgets.HBox([button, label]))
+                first: widgets.Widget = button
             else:
-                rows.append(widgets.HBox([widgets.HTML(layout={"width": "90px"}), label]))
-        # open tasks of the deal's source (Salesforce): shown here, closed where they live
-        synced = self.open_tasks[self.open_tasks["origin"] == "activity"]
-        for t in synced.itertuples(index=False):
+                first = widgets.HTML(layout={"width": "72px"})
+            row = [first, label]
+            if subject or when is not None:
+                opener = fit_button(
+                    "Open in feed", icon="envelope-open",
+                    tooltip=f"Show “{subject}” in the Activities tab",
+                )  # fmt: skip
+                opener.on_click(lambda _b, aid=int(a.activity_id): self.open_activity(aid))
+                self.alert_sources[int(a.id)] = opener
+                row.append(opener)
+            rows.append(widgets.HBox(row, layout={"align_items": "flex-start"}))
+        # open tasks of the deal's source (Salesforce), and planned interactions now
+        # overdue: shown here, closed where they live
+        others = self.open_tasks[self.open_tasks["origin"].isin(["activity", "interaction"])]
+        for t in others.itertuples(index=False):
             due = f" · due {esc(t.due_at.date())}" if not pd.isna(t.due_at) else ""
+            planned = t.origin == "interaction"
+            late = planned or (not pd.isna(t.due_at) and t.due_at < now)
+            what = "planned interaction" if planned else "task"
             label = widgets.HTML(
-                f"<b>task</b> {esc(t.text)}<br><small>{esc(t.status or 'open')}{due}"
-                f" · from {esc(t.source)}</small>"
+                f"<b>{esc(what)}</b>{overdue_html() if late else ''} {esc(t.text)}"
+                f"<br><small>{esc(t.status or 'open')}{due} · from {esc(t.source)}</small>",
+                layout={"flex": "1 1 auto", "min_width": "0"},
             )
-            rows.append(widgets.HBox([widgets.HTML(layout={"width": "90px"}), label]))
+            rows.append(widgets.HBox([widgets.HTML(layout={"width": "72px"}), label]))
         self.alerts_list.children = rows or [widgets.HTML("<i>No alerts or tasks.</i>")]
 
+    def open_activity(self, activity_id: int) -> bool:
+        """Show an activity (e.g. the message an alert came from) in the Activities tab."""
+        found = self.timeline.show_activity(activity_id)
+        if found:
+            self.tabs.selected_index = 0
+        return found
+
     def _draw_graph(self) -> None:
-        self.graph_area.clear_output()
         self.graph = self.kit.relationship_graph(opportunity=self.opportunity_id)
         self.graph_note.value = ""
-        with self.graph_area:
-            from IPython.display import display
+        self.graph_area.value = self.graph.frame(height=GRAPH_HEIGHT)
 
-            display(self.graph)
+    def _draw_workflow_graph(self) -> None:
+        try:
+            self.workflow_graph = self.kit.workflow.graph(self.opportunity_id)
+        except (OppkitError, LookupError) as exc:
+            self.workflow_graph = None
+            self.workflow_graph_area.value = error_html(exc)
+            return
+        self.workflow_graph_area.value = self.workflow_graph.frame(height=GRAPH_HEIGHT)
 
     def load_people(self) -> None:
         """Read members, followers and suggested people (the People tab)."""
@@ -462,6 +684,46 @@ class OpportunityView(widgets.VBox):
         for row in self.transitions.itertuples(index=False):
             self.forms[row.transition] = TransitionForm(self, row, d)
         self.workflow_forms.children = list(self.forms.values())
+
+    def transitioned(self, result: TransitionResult) -> None:
+        """After a transition from a form: read the deal again, offer Undo."""
+        self.last_transition = result
+        self.refresh()
+        self.workflow_message.value = ok_html(
+            f"{result.transition}: now at {result.to_step} ({result.stage})"
+        )
+        self.undo_button.description = f"Undo {result.transition}"
+        self.undo_button.tooltip = (
+            f"Move it back to {result.from_step} ({result.from_stage}); recorded as a "
+            "stage change. Messages sent stay sent."
+        )
+        self.undo_button.layout.display = "flex"
+        if self.on_change is not None:
+            self.on_change()
+
+    def undo(self) -> bool:
+        """Move the deal back before the last transition made here (a stage change in the
+        history of its own). Refused, with the reason shown, when the deal changed since."""
+        done = self.last_transition
+        if done is None:
+            self.workflow_message.value = error_html("Nothing to undo.")
+            return False
+        try:
+            back = self.kit.workflow.undo(done)
+        except (OppkitError, LookupError) as exc:
+            self.workflow_message.value = error_html(exc)
+            self.undo_button.layout.display = "none"
+            self.last_transition = None
+            return False
+        self.last_transition = None
+        self.undo_button.layout.display = "none"
+        self.refresh()
+        self.workflow_message.value = ok_html(
+            f"Undone: {self.deal.get('name')} is back at {back.to_step} ({back.stage})."
+        )
+        if self.on_change is not None:
+            self.on_change()
+        return True
 
     def _draw_stage_actions(self) -> None:
         """Offer the deal's meetings and calls in the feed (newest first, the one picked
@@ -649,3 +911,36 @@ class OpportunityView(widgets.VBox):
         self.settings_message.value = ok_html("Not following any more.")
         if 3 in self._loaded:
             self.load_people()
+
+
+def rule_label(rule: str) -> str:
+    """A readable name for an alert's rule id: :data:`RULE_LABELS`, else the id de-slugged
+    ("risk.new_thing" -> "Risk: new thing")."""
+    if rule in RULE_LABELS:
+        return RULE_LABELS[rule]
+    head, _, tail = str(rule).partition(".")
+    words = (tail or head).replace("_", " ").replace("-", " ").strip()
+    if not tail:
+        return words[:1].upper() + words[1:]
+    return f"{head.replace('_', ' ').capitalize()}: {words}"
+
+
+def overdue_html() -> str:
+    """The *overdue* marker."""
+    return ' <span class="oppkit-overdue">overdue</span>'
+
+
+def dedupe_alerts(alerts: pd.DataFrame) -> pd.DataFrame:
+    """Alerts to list: open ones first (soonest due first), and one per (rule, message) —
+    a rule that fired on two sentences of one message is one alert (an open one kept)."""
+    if alerts.empty:
+        return alerts
+    df = alerts.assign(_closed=alerts["status"] != "open")
+    df = df.sort_values(["_closed", "due_at", "created_at"], na_position="last", kind="stable")
+    has_source = df["activity_id"].notna() & df["rule"].notna()
+    once = df[has_source].drop_duplicates(["rule", "activity_id"], keep="first")
+    return (
+        pd.concat([once, df[~has_source]])
+        .sort_values(["_closed", "due_at", "created_at"], na_position="last", kind="stable")
+        .drop(columns="_closed")
+    )

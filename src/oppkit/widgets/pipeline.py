@@ -232,6 +232,7 @@ class PipelineReview(widgets.VBox):
         )
         for i, title in enumerate(TABS):
             self.tabs.set_title(i, title)
+        self.tabs.add_class("oppkit-review-tabs")
         super().__init__(
             [
                 widgets.HTML(STYLE + "<h3>Pipeline review</h3>"),

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
 from ..db.engine import write_transaction
 from ..db.schema import (
@@ -39,9 +39,11 @@ from ..db.schema import (
     links,
     opportunities,
     opportunity_people,
+    outbound_changes,
     outbox,
     people,
     stage_arrivals,
+    stage_history,
     stages,
     steps,
     transitions,
@@ -69,11 +71,18 @@ if TYPE_CHECKING:
     from .graph import WorkflowGraph
 
 SOURCE = "oppkit"
+UNDONE = ("step_id", "step", "stage", "amount", "close_date", "probability", "attributes")
 
 
 @dataclass
 class TransitionResult:
-    """What a transition did: where the deal went, what it created, what was sent."""
+    """What a transition did: where the deal went, what it created, what was sent.
+
+    ``before`` (the deal's step, stage, amount, close date, probability and attributes
+    before it moved), ``from_stage``, ``updated_at`` (the deal's as the transition left
+    it) and ``queued`` (ids of changes queued for Salesforce) are what
+    :meth:`Workflow.undo` needs to move it back.
+    """
 
     opportunity_id: int
     transition: str
@@ -82,6 +91,10 @@ class TransitionResult:
     stage: str
     links: list[dict[str, Any]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
+    from_stage: str | None = None
+    before: dict[str, Any] = field(default_factory=dict, repr=False)
+    updated_at: datetime | None = field(default=None, repr=False)
+    queued: list[int] = field(default_factory=list, repr=False)
 
 
 # --- values ---------------------------------------------------------------------------
@@ -419,13 +432,15 @@ class Workflow:
             target = _step(conn, chosen["to_step_id"])
             attributes = {**(row["attributes"] or {}), **custom}
             pushed: dict[str, Any] = {}
+            queued_changes: list[int] = []
+            before = {k: row[k] for k in UNDONE}
             if owned_by_salesforce(row):
                 # stage, amount, close date... are Salesforce's: queued for it (write-back
                 # on) or the whole transition is refused; the step is oppkit's
                 pushed = dict(column_values)
                 if _workflow_stage(conn, row["stage"]) != target.stage:
                     pushed["stage"] = target.stage
-                queue_changes(conn, row, pushed, origin="transition", by_id=by_id)
+                queued_changes = queue_changes(conn, row, pushed, origin="transition", by_id=by_id)
                 column_values = {}
             else:
                 if target.probability is not None:
@@ -468,13 +483,104 @@ class Workflow:
                 conn, values_now, chosen["name"],
                 [Communication(**c) for c in chosen["communications"] or []], sender_id=by_id,
             )  # fmt: skip
+            updated_at = conn.scalar(
+                select(opportunities.c.updated_at).where(opportunities.c.id == opportunity_id)
+            )
         result = TransitionResult(
             opportunity_id, chosen["name"], current.name, target.name, target.stage,
-            links=context.created,
+            links=context.created, from_stage=row["stage"], before=before,
+            updated_at=updated_at, queued=queued_changes,
         )  # fmt: skip
         if queued and deliver:
             result.messages = communications.deliver(self.engine, queued)
         return result
+
+    def undo(self, done: TransitionResult, *, by: str | None = None) -> TransitionResult:
+        """Move a deal back to where transition ``done`` found it (step, stage, amount,
+        close date, probability, attributes), recorded as a normal stage change
+        (``stage_history``, origin ``transition``); no triggers run and nothing is sent.
+
+        Refuses with :class:`WorkflowError` (nothing changed) when the deal changed since
+        (it moved on, was edited or synced), or when a change queued for Salesforce has
+        already been sent there. What the transition's triggers created and the messages
+        it sent stay.
+
+        >>> done = kit.workflow.transition("Acme pilot", "Send proposal")
+        >>> kit.workflow.undo(done)
+        """
+        opportunity_id = self.scope.opportunity_id(done.opportunity_id)
+        by_id = self.scope.acting_person_id(by)
+        refused = f"Cannot undo {done.transition!r}"
+        if done.from_step is None or not done.before:
+            raise WorkflowError(f"{refused}: it does not say where the deal stood before")
+        with write_transaction(self.engine) as conn:
+            row = conn.execute(
+                select(opportunities).where(opportunities.c.id == opportunity_id).with_for_update()
+            ).mappings().one()  # fmt: skip
+            step_id = current_step_id(conn, row)
+            now_at = _step(conn, step_id).name if step_id is not None else None
+            if now_at != done.to_step:
+                raise WorkflowError(
+                    f"{refused}: {row['name']!r} moved on since (now at step {now_at!r}, "
+                    f"not {done.to_step!r}); nothing was changed"
+                )
+            if done.updated_at is not None and row["updated_at"] != done.updated_at:
+                later = conn.execute(
+                    select(stage_history.c.field, stage_history.c.new_value)
+                    .where(stage_history.c.opportunity_id == opportunity_id)
+                    .order_by(stage_history.c.changed_at.desc(), stage_history.c.id.desc())
+                    .limit(1)
+                ).first()  # fmt: skip
+                what = f" (last: {later.field} set to {later.new_value!r})" if later else ""
+                raise WorkflowError(
+                    f"{refused}: {row['name']!r} was changed since{what}; nothing was changed"
+                )
+            back = conn.execute(
+                select(steps.c.id).where(steps.c.name == done.from_step)
+            ).scalar()  # fmt: skip
+            if back is None:
+                raise WorkflowError(f"{refused}: step {done.from_step!r} no longer exists")
+            before = done.before
+            if owned_by_salesforce(row):
+                if done.queued:
+                    sent = conn.scalar(
+                        select(func.count()).select_from(outbound_changes).where(
+                            outbound_changes.c.id.in_(done.queued),
+                            outbound_changes.c.status != "pending",
+                        )
+                    )  # fmt: skip
+                    if sent:
+                        raise WorkflowError(
+                            f"{refused}: its change was already sent to Salesforce; change "
+                            "it back in the edit form"
+                        )
+                    conn.execute(
+                        delete(outbound_changes).where(outbound_changes.c.id.in_(done.queued))
+                    )
+                columns: dict[str, Any] = {}
+            else:
+                columns = {k: before[k] for k in ("stage", "amount", "close_date", "probability")}
+            conn.execute(
+                update(opportunities)
+                .where(opportunities.c.id == opportunity_id)
+                .values(
+                    step_id=back,
+                    step=done.from_step,
+                    attributes=before.get("attributes"),
+                    updated_at=datetime.now(UTC),
+                    **columns,
+                )  # fmt: skip
+            )
+            record_history(conn, opportunity_id, [
+                ("step", done.to_step, done.from_step),
+                *[(f, row[f], columns[f]) for f in ("stage", "amount", "close_date")
+                  if f in columns],
+            ], origin="transition", by_id=by_id)  # fmt: skip
+            rematch_opportunities(conn, [opportunity_id])
+        return TransitionResult(
+            opportunity_id, f"Undo {done.transition}", done.to_step, done.from_step,
+            before.get("stage") or done.from_stage or "", from_stage=done.stage,
+        )  # fmt: skip
 
     def available(self, opportunity: Any) -> pd.DataFrame:
         """Transitions the deal can take from its step, with what each still needs.

@@ -17,12 +17,21 @@ their stage's colour. Every arrow turns blue under the mouse (vis-network's edge
 ``hover``, with ``interaction.hover`` on) and shows the transition's required (and
 missing) attributes.
 
+Why readable: labels are drawn at 13 px (edges) and 14 px (steps) and the drawing is
+never zoomed out below 85 % (edge labels stay at 11 px or more on screen); a wider
+workflow is panned instead, starting at the deal's step. Arrows between the same two
+steps bend apart (curved, each further out), and labels sit on a white background.
+
+Why locked down: the page carries a Content-Security-Policy that allows its own inline
+script and style and nothing else (no fetch, no frame, no remote image or font).
+
 Example::
 
     g = kit.workflow.graph("Acme pilot")
     g            # in a notebook: drawn in a sandboxed iframe
     g.network    # the networkx MultiDiGraph (steps; one edge per transition)
     g.save("acme_workflow.html")
+    g.frame(height=460)    # the sandboxed iframe, sized for a widget
 """
 
 from __future__ import annotations
@@ -55,6 +64,15 @@ HIGHLIGHT = "#2e7d32"  # a transition it can take now: green (dashed while lacki
 HOVER = "#1565c0"  # any arrow under the mouse, or selected: blue
 EDGE = "#7a7a7a"
 FADED = "#d0d0d0"  # an arrow leaving a step the deal cannot reach
+EDGE_FONT = 13  # px at 100 %: an edge label's size
+NODE_FONT = 14
+MIN_SCALE = 0.85  # never zoomed out further: edge labels stay >= 11 px on screen
+COLUMN = 280  # px between stage columns
+ROW = 110  # px between steps of a stage
+CSP = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "img-src data:; font-src data:"
+)
 
 
 @dataclass
@@ -72,11 +90,18 @@ class WorkflowGraph:
         path.write_text(self.html, encoding="utf-8")
         return path
 
-    def _repr_html_(self) -> str:
+    def frame(self, *, height: int | None = None) -> str:
+        """The page in a sandboxed iframe ``height`` px tall (default: the drawing's height
+        plus the legend) and as wide as its container; the drawing fills the frame."""
+        height = self.height + 60 if height is None else int(height)
         return (
             f'<iframe srcdoc="{html.escape(self.html, quote=True)}" sandbox="allow-scripts" '
-            f'style="width:100%;height:{self.height + 60}px;border:none"></iframe>'
+            f'class="oppkit-graph-frame" style="display:block;width:100%;max-width:100%;'
+            f'height:{height}px;border:none"></iframe>'
         )
+
+    def _repr_html_(self) -> str:
+        return self.frame()
 
 
 def _json(value: Any) -> str:
@@ -95,33 +120,65 @@ def _vis_assets() -> tuple[str, str]:
     return js, re.sub(r"</style", r"<\\/style", css, flags=re.IGNORECASE)
 
 
-def _page(net: Network, title: str, legend: str, height: int) -> str:
-    js, css = _vis_assets()
-    options = {
+def page_options() -> dict[str, Any]:
+    """The vis-network options of the page (label sizes, curved edges, no physics)."""
+    return {
         "physics": {"enabled": False},
-        "edges": {"smooth": {"enabled": True, "type": "curvedCW", "roundness": 0.15},
-                  "font": {"size": 11, "align": "middle"}},
-        "nodes": {"font": {"size": 14}},
+        "edges": {"smooth": {"enabled": True, "type": "curvedCW", "roundness": 0.2},
+                  "font": {"size": EDGE_FONT, "align": "horizontal",
+                           "background": "rgba(255,255,255,0.9)", "strokeWidth": 0},
+                  "selectionWidth": 1},
+        "nodes": {"font": {"size": NODE_FONT}, "margin": 8},
         "interaction": {"hover": True, "tooltipDelay": 100},
     }  # fmt: skip
+
+
+def _page(net: Network, title: str, legend: str, height: int, focus: int | None = None) -> str:
+    js, css = _vis_assets()
+    view = {"minScale": MIN_SCALE, "edgeFont": EDGE_FONT, "focus": focus}
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<title>{html.escape(title)}</title>
 <style>{css}
-body {{ font-family: system-ui, sans-serif; margin: 0; }}
-#oppkit-legend {{ padding: 6px 10px; font-size: 13px; }}
+html, body {{ height: 100%; margin: 0; overflow: hidden; }}
+body {{ font-family: system-ui, sans-serif; display: flex; flex-direction: column; }}
+#oppkit-legend {{ flex: none; padding: 6px 10px; font-size: 13px; overflow-wrap: anywhere; }}
 #oppkit-legend .now {{ color: {HIGHLIGHT}; }}
 #oppkit-legend .hover {{ color: {HOVER}; }}
-#oppkit-graph {{ width: 100%; height: {height}px; border-top: 1px solid #ddd; }}
+#oppkit-graph {{ flex: 1 1 auto; width: 100%; min-height: 240px; height: {height}px;
+  border-top: 1px solid #ddd; box-sizing: border-box; }}
 </style>
 <script>{js}</script>
 </head><body>
 <div id="oppkit-legend">{legend}</div>
 <div id="oppkit-graph"></div>
 <script>
-var nodes = new vis.DataSet({_json(net.nodes)});
-var edges = new vis.DataSet({_json(net.edges)});
-var network = new vis.Network(document.getElementById("oppkit-graph"),
-  {{nodes: nodes, edges: edges}}, {_json(options)});
+(function () {{
+  "use strict";
+  var view = {_json(view)};
+  var nodes = new vis.DataSet({_json(net.nodes)});
+  var edges = new vis.DataSet({_json(net.edges)});
+  var network = new vis.Network(document.getElementById("oppkit-graph"),
+    {{nodes: nodes, edges: edges}}, {_json(page_options())});
+  // fit, but never smaller than minScale (labels stay readable): then pan to the deal
+  function place() {{
+    network.redraw();
+    network.fit({{animation: false}});
+    if (network.getScale() < view.minScale) {{
+      if (view.focus !== null) {{
+        network.focus(view.focus, {{scale: view.minScale, animation: false}});
+      }} else {{
+        network.moveTo({{scale: view.minScale, animation: false}});
+      }}
+    }}
+  }}
+  place();
+  window.oppkitGraph = {{network: network, nodes: nodes, edges: edges, view: view, place: place}};
+  if (window.ResizeObserver) {{
+    new ResizeObserver(place).observe(document.getElementById("oppkit-graph"));
+  }}
+}})();
 </script>
 </body></html>
 """
@@ -169,7 +226,7 @@ def build_graph(
         if not any(s.stage == stage for s in definition.steps):
             continue
         fill, border = STATUS_COLORS.get(statuses.get(stage, "open"), STATUS_COLORS["open"])
-        net.add_node(f"stage:{stage}", label=stage, shape="box", x=column_of[stage] * 240, y=-110,
+        net.add_node(f"stage:{stage}", label=stage, shape="box", x=column_of[stage] * COLUMN, y=-ROW,
                      color={"background": "#ffffff", "border": border}, font={"bold": True},
                      title=f"stage {stage} ({statuses.get(stage, 'open')})",)  # fmt: skip
     for s in definition.steps:
@@ -192,10 +249,17 @@ def build_graph(
                      color={"background": colors[0], "border": colors[1]},
                      borderWidth=2 if s.name in ready_targets else 1,
                      shapeProperties={"borderDashes": [5, 4] if dashed else False},
-                     x=column_of[s.stage] * 240, y=row * 100)  # fmt: skip
+                     x=column_of[s.stage] * COLUMN, y=row * ROW)  # fmt: skip
+    seen: dict[frozenset, int] = {}  # arrows between two steps so far (either way)
     for t in definition.transitions:
         if t.from_step not in ids or t.to_step not in ids:
             continue
+        pair = frozenset((t.from_step, t.to_step))
+        nth = seen[pair] = seen.get(pair, -1) + 1
+        span = abs(column_of[graph.nodes[t.from_step]["stage"]]
+                   - column_of[graph.nodes[t.to_step]["stage"]])  # fmt: skip
+        bend = {"enabled": True, "type": "curvedCW",
+                "roundness": round(min(0.2 + 0.2 * nth + (0.1 if span > 1 else 0.0), 0.9), 2)}  # fmt: skip
         now = current is not None and t.from_step == current
         lacking = missing.get(t.name, [])
         tip = f"{t.name}\nrequires: {', '.join(t.requires) or 'nothing'}"
@@ -209,7 +273,8 @@ def build_graph(
         color = HIGHLIGHT if now else (FADED if faded else EDGE)
         net.add_edge(ids[t.from_step], ids[t.to_step], label=t.name, title=tip, arrows="to",
                      color={"color": color, "hover": HOVER, "highlight": HOVER},
-                     width=4 if now else 1.5, dashes=bool(now and lacking))  # fmt: skip
+                     width=4 if now else 1.5, dashes=bool(now and lacking),
+                     smooth=bend)  # fmt: skip
 
     legend = f"<strong>{html.escape(title)}</strong>"
     if current is not None:
@@ -226,4 +291,5 @@ def build_graph(
             " and where that leads (dashed: attributes missing); grey: out of reach;"
             ' an arrow under the mouse turns <span class="hover">blue</span>.</small>'
         )
-    return WorkflowGraph(graph, net, _page(net, title, legend, height), height)
+    focus = ids.get(current) if current is not None else None
+    return WorkflowGraph(graph, net, _page(net, title, legend, height, focus), height)
