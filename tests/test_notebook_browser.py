@@ -219,7 +219,9 @@ def test_a_consultant_clicks_through_the_notebooks_at_1280x800(notebooks_lab, na
             _check(page, name, "run")
             if name == "02_pipeline_review":
                 _review(page, name)
-            for app in page.locator(".oppkit-opportunity-view").all():
+            views = page.locator(".oppkit-opportunity-view")
+            for i in range(views.count()):  # found afresh: a click may redraw one
+                app = views.nth(i)
                 app.scroll_into_view_if_needed()
                 _click_tabs(page, app.locator(".lm-TabBar").first.locator(".."), name)
             assert problems == [], problems
