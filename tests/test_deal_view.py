@@ -451,3 +451,21 @@ def test_what_the_new_parts_show_is_escaped(world):
     said = view.workflow_message.value
     assert "<img" not in said and f"Undone: Acme {ESCAPED} is back at New" in said
     assert "<img" not in now
+
+
+def test_a_view_drawn_before_the_deal_moved_shows_where_it_stands_instead_of_failing(world):
+    """Seen in notebook 04: a view drawn before later cells moved the deal offered the old
+    step's transition and answered its click with "not available from step ..."."""
+    kit, deal = world["kit"], world["deal"]
+    view = oppkit.OpportunityView(kit, deal)
+    stale = view.forms["Send proposal"]
+    kit.workflow.transition(deal, "Send proposal", decision_maker="Bob Smith")  # elsewhere
+    stale.fields["decision_maker"].value = "Bob Smith"
+    stale.button.click()  # asks on the deal as it stands: it moved
+    assert not stale.asking and stage_of(kit, deal) == ("Proposal", "Proposal sent")
+    assert "moved on meanwhile" in view.workflow_message.value
+    assert "Proposal sent" in view.workflow_message.value
+    assert set(view.forms) == {"Negotiate"}  # what it can do now
+    assert "not available" not in stale.message.value
+    assert stale.submit() is False  # from code too: no move, the view follows
+    assert stage_of(kit, deal) == ("Proposal", "Proposal sent")

@@ -199,6 +199,35 @@ def _review(page, name: str) -> None:  # noqa: ANN001
     _check(page, name, "deal_opened")
 
 
+def _transition(page, view, name: str) -> None:  # noqa: ANN001
+    """The first transition on offer: asked first, moved on Confirm, Undo offered."""
+    from playwright.sync_api import expect
+
+    view.locator(":scope > .lm-TabBar .lm-TabBar-tab", has_text="Workflow").first.click()
+    move = view.locator("button", has_text="→").first
+    expect(move).to_be_visible()
+    move.click()
+    confirm = view.locator(".oppkit-confirm").first
+    moved = view.locator(".oppkit-message-error", has_text="moved on meanwhile")
+    expect(
+        view.locator(
+            ".oppkit-confirm:visible, .oppkit-message-error:has-text('moved on meanwhile')"
+        ).first
+    ).to_be_visible()
+    if moved.is_visible():  # the notebook moved the deal after drawing the view: redrawn
+        _check(page, name, "moved_meanwhile")
+        move = view.locator("button", has_text="→").first
+        move.click()
+    label = move.inner_text().strip()
+    expect(confirm).to_contain_text("Move ")
+    _check(page, name, "transition_asked")
+    confirm.locator("button", has_text="Confirm").click()
+    expect(view.locator("button", has_text=f"Undo {label.split(' →')[0]}")).to_be_visible(
+        timeout=60_000
+    )
+    _check(page, name, "transition_done")
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_a_consultant_clicks_through_the_notebooks_at_1280x800(notebooks_lab, name: str):
     from playwright.sync_api import sync_playwright
@@ -223,7 +252,10 @@ def test_a_consultant_clicks_through_the_notebooks_at_1280x800(notebooks_lab, na
             for i in range(views.count()):  # found afresh: a click may redraw one
                 app = views.nth(i)
                 app.scroll_into_view_if_needed()
-                _click_tabs(page, app.locator(".lm-TabBar").first.locator(".."), name)
+                tabbed = app.locator(".lm-TabBar").first.locator("..")
+                _click_tabs(page, tabbed, name)
+                if name == "04_workflow":
+                    _transition(page, tabbed, name)
             assert problems == [], problems
         except Exception:
             page.screenshot(path=str(ARTIFACTS / f"{name}_failed.png"), full_page=True)

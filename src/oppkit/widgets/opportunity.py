@@ -49,7 +49,7 @@ import pandas as pd
 from .. import actions
 from ..errors import OppkitError
 from ..stage_actions import STARTS_FROM
-from ..workflow.model import REFERENCE_ATTRIBUTES, IncompleteTransition
+from ..workflow.model import REFERENCE_ATTRIBUTES, IncompleteTransition, TransitionNotAvailable
 from .deal_edit import WAITING, DealEditForm, marked, waiting_values
 from .freshness import FreshnessBar
 from .html import DASH, STYLE, error_html, esc, is_missing, metric, money, ok_html, table, text
@@ -213,6 +213,10 @@ class TransitionForm(widgets.VBox):
         False (and the "Incomplete" message, missing fields marked) when a required
         attribute is neither typed nor set on the deal.
         """
+        now = self.view.kit.workflow.deal(self.view.opportunity_id)
+        if now.get("step_id") != self.deal.get("step_id"):  # moved since the view was drawn
+            self.view.moved_meanwhile()
+            return False
         typed = self.values()
         missing = [a for a in self.not_set if a not in typed]
         self._mark(missing)
@@ -263,6 +267,9 @@ class TransitionForm(widgets.VBox):
         except IncompleteTransition as exc:
             self._mark([a for a in exc.missing])
             self.message.value = error_html(str(exc))
+            return False
+        except TransitionNotAvailable:  # the deal moved since the view was drawn
+            self.view.moved_meanwhile()
             return False
         except OppkitError as exc:
             self.message.value = error_html(str(exc))
@@ -473,6 +480,17 @@ class OpportunityView(widgets.VBox):
         self.action_picker.observe(self._picked, names="value")
 
     # --- reading ------------------------------------------------------------------
+
+    def moved_meanwhile(self) -> None:
+        """The deal moved since this view was drawn (another cell, a sync, a colleague):
+        draw it as it stands now and say so, instead of offering transitions it no longer
+        has."""
+        self.refresh()
+        d = self.deal
+        self.workflow_message.value = error_html(
+            f"{d.get('name')} moved on meanwhile: it stands at {d.get('step')} "
+            f"({d.get('stage')}) now. The transitions below are the ones it has now."
+        )
 
     def refresh(self, *, run_callback: bool = False, timeline: bool = True) -> None:
         """Re-read the deal from the database and redraw (optionally run ``on_refresh``)."""
