@@ -4,6 +4,7 @@ tests/test_signals_speed.py checks that the fast implementation finds exactly wh
 one finds (signals, rules, texts and due dates). Do not edit it to make a test pass: it
 is the old behaviour, verbatim from commit dc4a273.
 """
+
 from __future__ import annotations
 
 import re

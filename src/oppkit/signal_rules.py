@@ -37,8 +37,8 @@ carry no due date.
 from __future__ import annotations
 
 import re
-from calendar import monthrange
 from bisect import bisect_right
+from calendar import monthrange
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -117,6 +117,7 @@ PERIOD_RE = re.compile(r"\b(?:extend\w*|extension|prolong\w*|valid)\b", re.IGNOR
 # searched with the same patterns compiled without IGNORECASE (their literals are lower
 # case): the same matches at the same positions, in half the time.
 UNFOLDED = ("İ", "ı", "ſ")
+ASCII_FOLD = str.maketrans({"İ": "i", "ı": "i", "ſ": "s", "K": "k"})
 DATE_LOWER = re.compile(DATE_RE.pattern, re.VERBOSE)
 DATE_HINT_LOWER = re.compile(DATE_HINT.pattern)
 PERIOD_LOWER = re.compile(PERIOD_RE.pattern)
@@ -160,8 +161,14 @@ def _date_matches(text: str) -> list[re.Match[str]]:
     return found
 
 
+def _folded(name: str) -> str:
+    """``name`` lower-cased as IGNORECASE matched it: "FRıDAY" is "friday" (the old
+    ``.lower()`` raised KeyError on such a name)."""
+    return name.translate(ASCII_FOLD).lower()
+
+
 def _month(name: str) -> int:
-    return MONTHS.index(name[:3].lower()) + 1
+    return MONTHS.index(_folded(name)[:3]) + 1
 
 
 def _upcoming(today: date, month: int, day: int) -> date | None:
@@ -218,16 +225,16 @@ def _resolve(m: re.Match[str], today: date) -> date | None:
     if g["thisweek"] is not None:
         return _on_or_after(today, FR.weekday)
     if g["next_wd"] or g["wd_next"]:
-        weekday = WEEKDAYS[(g["next_wd"] or g["wd_next"])[:3].lower()]
+        weekday = WEEKDAYS[_folded(g["next_wd"] or g["wd_next"])[:3]]
         return _on_or_after(_next_monday(today), weekday.weekday)
     if g["wd"]:
-        return _on_or_after(today, WEEKDAYS[g["wd"][:3].lower()].weekday)
+        return _on_or_after(today, WEEKDAYS[_folded(g["wd"])[:3]].weekday)
     if g["tomorrow"]:
         return today + timedelta(days=1)
     if g["today"]:
         return today
     if g["n"]:
-        n = int(g["n"]) if g["n"].isdigit() else NUMBERS[g["n"].lower()]
+        n = int(g["n"]) if g["n"].isdigit() else NUMBERS[_folded(g["n"])]
         return today + timedelta(days=n * (7 if g["unit"].lower() == "week" else 1))
     if g["nth"]:
         day = int(g["nth"])
@@ -442,7 +449,9 @@ def _fold_anchors(kinds: tuple[str, ...]) -> dict[tuple[str, bool], int]:
     return masks
 
 
-def _anchor_search(kinds: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[str], dict[str, int]]:
+def _anchor_search(
+    kinds: tuple[str, ...],
+) -> tuple[re.Pattern[str], re.Pattern[str], dict[str, int]]:
     """Patterns finding the anchors of ``kinds`` (lower-case text; any text with
     IGNORECASE) and each named group's rule bitmask.
 
@@ -474,7 +483,9 @@ def _anchor_search(kinds: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[
     return re.compile(pattern), re.compile(pattern, re.IGNORECASE), groups
 
 
-ANCHOR_SEARCH = {direction: _anchor_search(kinds) for direction, kinds in KINDS_BY_DIRECTION.items()}
+ANCHOR_SEARCH = {
+    direction: _anchor_search(kinds) for direction, kinds in KINDS_BY_DIRECTION.items()
+}
 
 # --------------------------------------------------------------------------- text
 AUTO_SUBJECT = re.compile(
