@@ -200,8 +200,19 @@ def _month_end(year: int, month: int) -> date:
     return date(year, month, monthrange(year, month)[1])
 
 
+# A date match's groups as _resolve reads them, without building all twenty: each
+# alternative of DATE_RE ends with its own group (``m.lastgroup``), and four carry one
+# more. The rest are None, as in ``m.groupdict()``.
+NO_GROUPS = dict.fromkeys(DATE_RE.groupindex)
+COMPANION = {"num2": "num", "dm_mon": "dm", "md": "md_mon", "unit": "n"}
+
+
 def _resolve(m: re.Match[str], today: date) -> date | None:
-    g = m.groupdict()
+    g = NO_GROUPS.copy()
+    last = m.lastgroup
+    g[last] = m[last]  # type: ignore[index]
+    if (other := COMPANION.get(last)) is not None:  # type: ignore[arg-type]
+        g[other] = m[other]
     if g["iso"]:
         return date.fromisoformat(g["iso"])
     if g["num"]:
@@ -259,16 +270,20 @@ def _past_ref(text: str, end: int) -> bool:
 def resolve_due(sentence: str, occurred_at: datetime, start: int = 0) -> datetime | None:
     """The first date phrase after ``start`` (else one before it that starts with
     "by"/"until"/...), as 17:00 UTC on that day; None if there is none."""
-    if not sentence.isascii() and any(ch in sentence for ch in UNFOLDED):
-        text = sentence
+    odd = not sentence.isascii() and any(ch in sentence for ch in UNFOLDED)
+    return _due(sentence if odd else sentence.lower(), odd, occurred_at, start)
+
+
+def _due(text: str, odd: bool, occurred_at: datetime, start: int) -> datetime | None:
+    """:func:`resolve_due` of a sentence already lower-cased (``odd``: kept as it was,
+    because it holds a character of UNFOLDED)."""
+    if odd:
         dates = list(DATE_RE.finditer(text)) if DATE_HINT.search(text) else []
-        period = PERIOD_RE.search(text) is not None
     else:  # the same patterns without IGNORECASE over the lower-cased sentence: faster
-        text = sentence.lower()
         dates = _date_matches(text)
-        period = PERIOD_LOWER.search(text) is not None
     if not dates:  # most sentences: no date phrase at all
         return None
+    period = (PERIOD_RE if odd else PERIOD_LOWER).search(text) is not None
     today = _as_utc(occurred_at).date()
     matches = [m for m in dates
                if not (period and (m["prep"] or "").lower().startswith(("until", "till")))]  # fmt: skip
@@ -293,6 +308,9 @@ RESOLVED = re.compile(
     r"|\b(?:reorg\w*|restructuring)\s+(?:is|was)\s+(?:now\s+)?(?:over|finished|done|complete)",
     re.IGNORECASE,
 )
+NEGATION_LOWER = re.compile(NEGATION.pattern)
+HYPOTHETICAL_LOWER = re.compile(HYPOTHETICAL.pattern)
+RESOLVED_LOWER = re.compile(RESOLVED.pattern)
 CLAUSE_START = re.compile(r".*(?:[,;:(–—]|\s-\s|\bbut\b|\band\b|\bso\b)", re.I | re.DOTALL)
 
 REQ_VERBS = (
@@ -332,10 +350,14 @@ class Rule:
     guard: Callable[[str, re.Match[str]], bool] | None = None  # extra check: True keeps
     negatable: bool = True  # False when the phrase itself is negative ("no longer ...")
     needs_date: bool = False  # fires only together with a due date
+    # ``pattern`` for lower-cased text: without IGNORECASE, its one capital ("I") in lower
+    # case. The same matches on ``text.lower()`` as ``pattern`` on a text without UNFOLDED.
+    lower: re.Pattern[str] | None = None
 
 
 def _rule(rule_id: str, regex: str, **kw: object) -> Rule:
-    return Rule(rule_id, rule_id.split(".")[0], re.compile(regex, re.IGNORECASE), **kw)  # type: ignore[arg-type]
+    lower = re.compile(re.sub(r"(?<!\\)I", "i", regex))
+    return Rule(rule_id, rule_id.split(".")[0], re.compile(regex, re.IGNORECASE), lower=lower, **kw)  # type: ignore[arg-type]
 
 
 PLEASANTRY = re.compile(r"\s+(?:if|when|whether)\s+(?:you|there|anything|any)\b", re.I)
@@ -503,6 +525,8 @@ BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 
 
 def _as_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is UTC:
+        return moment
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
@@ -511,14 +535,14 @@ def split_sentences(text: str) -> list[str]:
     chunks: list[list[str]] = [[]]
     for line in text.splitlines():
         stripped = line.strip()
-        if HISTORY.match(stripped):
+        if stripped[:1] in "oO-" and HISTORY.match(stripped):  # it starts "On" or "--"
             break
         if stripped.startswith(">"):
             continue
         if not stripped:
             chunks.append([])
             continue
-        if bullet := BULLET.match(stripped):
+        if (stripped[0] in "-*•" or stripped[0].isdigit()) and (bullet := BULLET.match(stripped)):
             chunks.append([])
             stripped = stripped[bullet.end() :]
         chunks[-1].append(stripped)
@@ -534,15 +558,22 @@ def split_sentences(text: str) -> list[str]:
     return sentences
 
 
-def _blocked(rule: Rule, sentence: str, m: re.Match[str]) -> bool:
-    """Negations in the clause before the match, hypotheticals anywhere before it."""
+def _blocked(rule: Rule, sentence: str, m: re.Match[str], odd: bool = True) -> bool:
+    """Negations in the clause before the match, hypotheticals anywhere before it.
+
+    ``odd`` False: ``sentence`` is lower-cased, and the guards' patterns compiled without
+    IGNORECASE (their literals are lower case) find the same, faster."""
+    negation, hypothetical, resolved = (
+        (NEGATION, HYPOTHETICAL, RESOLVED) if odd else (NEGATION_LOWER, HYPOTHETICAL_LOWER, RESOLVED_LOWER)
+    )  # fmt: skip
     before = sentence[: m.start()]
-    clause = before[start.end() :] if (start := CLAUSE_START.match(before)) else before
-    if rule.negatable and (NEGATION.search(clause) or NEGATION.search(m.group())):
+    if rule.negatable:
+        clause = before[start.end() :] if (start := CLAUSE_START.match(before)) else before
+        if negation.search(clause) or negation.search(m.group()):
+            return True
+    if hypothetical.search(before):
         return True
-    if HYPOTHETICAL.search(before):
-        return True
-    if rule.kind == "risk" and (sentence.rstrip().endswith("?") or RESOLVED.search(sentence)):
+    if rule.kind == "risk" and (sentence.rstrip().endswith("?") or resolved.search(sentence)):
         return True
     return rule.guard is not None and not rule.guard(sentence, m)
 
@@ -570,39 +601,50 @@ def find_signals(
         return []
     text = text[:MAX_INPUT]
     lower, folding, groups = ANCHOR_SEARCH[direction]
-    if any(ch in text for ch in UNFOLDED):
-        search, fold = folding, str  # rare: IGNORECASE on the text itself
-    else:
-        search, fold = lower, str.lower
-    if search.search(fold(text)) is None:  # no rule can match anywhere in this message
+    odd = not text.isascii() and any(ch in text for ch in UNFOLDED)
+    search = folding if odd else lower  # rare: IGNORECASE on the text itself
+    if search.search(text if odd else text.lower()) is None:  # no rule can match anywhere
         return []
     sentences = split_sentences(text)
+    if not odd:
+        sentences_cased, sentences = sentences, [s.lower() for s in sentences]
+    else:
+        sentences_cased = sentences
     # Which rules can match in which sentence: one pass over the sentences joined by a
     # line break (no anchor contains one), each hit credited to the sentence it is in.
-    starts, offset = [], 0
-    for sentence in sentences:
-        starts.append(offset)
-        offset += len(sentence) + 1
     candidates: dict[int, int] = {}
-    for hit in search.finditer(fold("\n".join(sentences))):
-        at = bisect_right(starts, hit.start()) - 1
-        candidates[at] = candidates.get(at, 0) | groups[hit.lastgroup]  # type: ignore[index]
+    if len(sentences) == 1:
+        for hit in search.finditer(sentences[0]):
+            candidates[0] = candidates.get(0, 0) | groups[hit.lastgroup]  # type: ignore[index]
+    else:
+        starts, offset = [], 0
+        for sentence in sentences:
+            starts.append(offset)
+            offset += len(sentence) + 1
+        for hit in search.finditer("\n".join(sentences)):
+            at = bisect_right(starts, hit.start()) - 1
+            candidates[at] = candidates.get(at, 0) | groups[hit.lastgroup]  # type: ignore[index]
     signals: list[Signal] = []
     for at in sorted(candidates):
         if len(signals) >= MAX_SIGNALS:
             break
         sentence, mask, done = sentences[at], candidates[at], ""
-        for i, rule in enumerate(RULES):  # in RULES order, as before: kinds, then rules
-            if not mask >> i & 1 or rule.kind == done:
+        while mask:  # the candidate rules in RULES order, as before: kinds, then rules
+            bit = mask & -mask
+            mask ^= bit
+            rule = RULES[bit.bit_length() - 1]
+            if rule.kind == done:
                 continue
-            m = next((m for m in rule.pattern.finditer(sentence) if not _blocked(rule, sentence, m)), None)  # fmt: skip
-            if m is None:
+            for m in (rule.pattern if odd else rule.lower).finditer(sentence):  # type: ignore[union-attr]
+                if not _blocked(rule, sentence, m, odd):
+                    break
+            else:
                 continue
             kind = rule.kind
-            due = None if kind == "risk" else resolve_due(sentence, occurred_at, m.start())
+            due = None if kind == "risk" else _due(sentence, odd, occurred_at, m.start())
             if rule.needs_date and due is None:
                 continue
-            clean = " ".join(sentence.split())
+            clean = " ".join(sentences_cased[at].split())
             if len(clean) > MAX_TEXT:
                 clean = clean[: MAX_TEXT - 1].rstrip() + "…"
             signals.append(Signal(kind, clean, rule.id, due))
