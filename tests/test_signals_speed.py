@@ -170,7 +170,9 @@ def test_an_impossible_iso_date_gives_no_date_instead_of_an_error() -> None:
     with pytest.raises(ValueError):
         ref.resolve_due("We need it by 2026-02-30.", WHEN[0])
     assert fast.resolve_due("We need it by 2026-02-30.", WHEN[0]) is None
-    [s] = fast.find_signals("Could you send it by 2026-02-30?", occurred_at=WHEN[0], direction="inbound")
+    [s] = fast.find_signals(
+        "Could you send it by 2026-02-30?", occurred_at=WHEN[0], direction="inbound"
+    )
     assert (s.rule, s.due_at) == ("request.could_you", None)
 
 

@@ -137,11 +137,6 @@ DATE_GUARD = (
 DATE_FAST = re.compile(rf"\b(?={DATE_GUARD}){DATE_LOWER.pattern}", re.VERBOSE)
 
 
-def _date_matches(text: str) -> list[re.Match[str]]:
-    """``list(DATE_RE.finditer(text))`` for a lower-cased sentence without UNFOLDED."""
-    return list(DATE_FAST.finditer(text))
-
-
 def _folded(name: str) -> str:
     """``name`` lower-cased as IGNORECASE matched it: "FRıDAY" is "friday" (the old
     ``.lower()`` raised KeyError on such a name)."""
@@ -264,16 +259,25 @@ def _due(text: str, odd: bool, occurred_at: datetime, start: int) -> datetime | 
     if odd:
         dates = list(DATE_RE.finditer(text)) if DATE_HINT.search(text) else []
     else:  # the same patterns without IGNORECASE over the lower-cased sentence: faster
-        dates = _date_matches(text)
+        dates = list(DATE_FAST.finditer(text))
     if not dates:  # most sentences: no date phrase at all
         return None
-    period = (PERIOD_RE if odd else PERIOD_LOWER).search(text) is not None
-    today = _as_utc(occurred_at).date()
-    matches = [m for m in dates
-               if not (period and (m["prep"] or "").lower().startswith(("until", "till")))]  # fmt: skip
-    for m in sorted(matches, key=lambda m: (m.start() < start, m.start())):
-        if (m.start() < start and not m["prep"]) or _past_ref(text, m.start()):
+    if len(dates) > 1:  # those from ``start`` on first, then those before it, each in order
+        dates = [m for m in dates if m.start() >= start] + [m for m in dates if m.start() < start]
+    period, today = None, None  # worked out when first needed
+    for m in dates:
+        prep = m["prep"]
+        if m.start() < start and not prep:
             continue
+        if prep and prep.lower().startswith(("until", "till")):
+            if period is None:
+                period = (PERIOD_RE if odd else PERIOD_LOWER).search(text) is not None
+            if period:  # "extend until <date>": a period, not a deadline
+                continue
+        if _past_ref(text, m.start()):
+            continue
+        if today is None:
+            today = _as_utc(occurred_at).date()
         found = _resolve(m, today)
         if found is not None:
             return datetime.combine(found, DUE_TIME)
