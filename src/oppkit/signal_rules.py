@@ -241,8 +241,9 @@ def _past_ref(text: str, end: int) -> bool:
     """``PAST_REF.search(text[:end])`` ("since", "from" ... right before), looking only at
     the end: the whitespace run before ``end`` and the word before it."""
     head = text[:end].rstrip()
-    if len(head) == end:  # no whitespace before the date phrase
-        return False
+    tail = head[-2:]
+    if len(head) == end or (tail.isascii() and tail.lower() not in ("om", "ce", "st", "of")):
+        return False  # no whitespace before the date phrase, or no such word before that
     return PAST_WORD.search(head, max(0, len(head) - 5)) is not None
 
 
@@ -276,8 +277,10 @@ def _due(text: str, odd: bool, occurred_at: datetime, start: int) -> datetime | 
                 continue
         if _past_ref(text, m.start()):
             continue
-        if today is None:
-            today = _as_utc(occurred_at).date()
+        if today is None:  # a naive moment is UTC already: its date, without a copy
+            today = (
+                occurred_at.date() if occurred_at.tzinfo is None else _as_utc(occurred_at).date()
+            )
         found = _resolve(m, today)
         if found is not None:
             return datetime.combine(found, DUE_TIME)
@@ -299,6 +302,11 @@ RESOLVED = re.compile(
 NEGATION_LOWER = re.compile(NEGATION.pattern)
 HYPOTHETICAL_LOWER = re.compile(HYPOTHETICAL.pattern)
 RESOLVED_LOWER = re.compile(RESOLVED.pattern)
+# One search for both over the sentence up to a match's end: most matches have neither, and
+# a negation in the clause before the match, in the match or a hypothetical before it are
+# all found by it (a match starts at a word boundary, so nothing spans its start).
+NEGATION_OR_HYPOTHETICAL = re.compile(f"{NEGATION.pattern}|{HYPOTHETICAL.pattern}", re.IGNORECASE)
+EITHER_LOWER = re.compile(NEGATION_OR_HYPOTHETICAL.pattern)
 CLAUSE_START = re.compile(r".*(?:[,;:(–—]|\s-\s|\bbut\b|\band\b|\bso\b)", re.I | re.DOTALL)
 
 REQ_VERBS = (
@@ -551,9 +559,14 @@ def _blocked(rule: Rule, sentence: str, m: re.Match[str], odd: bool = True) -> b
 
     ``odd`` False: ``sentence`` is lower-cased, and the guards' patterns compiled without
     IGNORECASE (their literals are lower case) find the same, faster."""
-    negation, hypothetical, resolved = (
-        (NEGATION, HYPOTHETICAL, RESOLVED) if odd else (NEGATION_LOWER, HYPOTHETICAL_LOWER, RESOLVED_LOWER)
+    negation, hypothetical, resolved, either = (
+        (NEGATION, HYPOTHETICAL, RESOLVED, NEGATION_OR_HYPOTHETICAL) if odd
+        else (NEGATION_LOWER, HYPOTHETICAL_LOWER, RESOLVED_LOWER, EITHER_LOWER)
     )  # fmt: skip
+    if either.search(sentence, 0, m.end()) is None:  # neither anywhere up to the match's end
+        if rule.kind == "risk" and (sentence.rstrip().endswith("?") or resolved.search(sentence)):
+            return True
+        return rule.guard is not None and not rule.guard(sentence, m)
     before = sentence[: m.start()]
     if rule.negatable:
         clause = before[start.end() :] if (start := CLAUSE_START.match(before)) else before
