@@ -107,7 +107,11 @@ def iter_mbox(
             elif in_from_line:
                 in_from_line = not line_start
             elif len(kept) < limit:
-                escaped = starts_line and chunk.startswith(b">")
+                # mboxrd: only ">From " lines (any number of ">") lose one ">"; a quoted
+                # line of a reply ("> text") is kept as it is, without a substitution
+                escaped = (
+                    starts_line and chunk.startswith(b">") and chunk.lstrip(b">").startswith(b"From ")
+                )
                 kept += (_ESCAPED_FROM.sub(rb"\1", chunk) if escaped else chunk)[
                     : limit - len(kept)
                 ]
