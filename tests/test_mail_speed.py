@@ -86,3 +86,26 @@ def test_every_header_holds_a_token_no_more_than_four_lines_after_its_start() ->
             token = text._first_header_token(body[match.start() :])
             assert token >= 0, match.group()
             assert body[match.start() : match.start() + token].count("\n") <= 5
+
+
+MBOX_PIECES = [
+    b"From a@b Mon Jan  1 00:00:00 2024\n", b"\n", b"\r\n", b"Subject: x\n", b">From me\n",
+    b">>From you\n", b"text line\n", b"From not a boundary\n", b"x" * 70_000 + b"\n",
+    b"From " + b"y" * 70_000 + b"\n", b"> quoted\n", b"no newline at end", b"\r\nFrom q\r\n",
+]  # fmt: skip
+
+
+def test_the_mapped_mbox_reader_yields_what_the_line_reader_yields(tmp_path) -> None:
+    """Boundaries (a From_ line after a blank line, or at the start), From_ lines longer
+    than a read chunk, >From un-escaping, the per-message limit, any start offset."""
+    from oppkit.sources.mail import iter_mbox, iter_mbox_lines
+
+    rng, path = random.Random(3), tmp_path / "m.mbox"
+    for _ in range(1500):
+        data = b"".join(rng.choice(MBOX_PIECES) for _ in range(rng.randint(0, 12)))
+        path.write_bytes(data)
+        for start in {0, rng.randint(0, len(data))}:
+            for limit in (100, 100_000):
+                assert list(iter_mbox(path, start, limit)) == list(
+                    iter_mbox_lines(path, start, limit)
+                ), (data[:300], start, limit)

@@ -27,9 +27,11 @@ from __future__ import annotations
 import codecs
 import hashlib
 import logging
+import mmap
 import os
 import re
 from collections.abc import Iterator, Mapping
+from contextlib import closing
 from datetime import MAXYEAR, UTC, datetime, timedelta
 from email import policy
 from email.errors import HeaderParseError
@@ -48,6 +50,9 @@ _parser = BytesParser(policy=policy.compat32)
 _ANGLE_ID = re.compile(r"<([^<>\s]+)>")
 _FROM_LINE = re.compile(rb"^From \S*\s+(.*)$")
 _ESCAPED_FROM = re.compile(rb"^>(>*From )")
+_ESCAPED_FROM_LINE = re.compile(rb"^>(>*From )", re.MULTILINE)
+_FROM_AFTER_BLANK = re.compile(rb"\n\r?\nFrom ")  # a From_ line after a blank line
+_BLANK_AT = re.compile(rb"(?:\r?\n)?From ")
 _HEAD_END = re.compile(rb"\n\r?\n")
 _BARE_CR = re.compile(rb"\r(?!\n)")
 # "1 Jan 0001": the parser reads a year below 100 as 19xx/20xx, even written in 4 digits
@@ -86,6 +91,49 @@ def iter_mbox(
 ) -> Iterator[tuple[int, int, bytes, bytes]]:
     """Yield (offset, end, from_line, raw message) from an mbox, starting at byte ``start``.
 
+    The same as :func:`iter_mbox_lines` (which documents the rules), found with a few
+    searches over the mapped file instead of a Python loop over its lines (a third of
+    the reader's time in #16): a message starts at a "From " line after a blank line (or
+    at ``start``). A message longer than ``limit`` or a From_ line longer than
+    :data:`LINE_CHUNK` is read by :func:`iter_mbox_lines` itself, so what it keeps of
+    them cannot differ.
+    """
+    with path.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size <= start:
+            return
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            # (where a region starts, whether it starts with a From_ line)
+            first = _BLANK_AT.match(data, start)
+            if first is None:  # text before the first From_ line: a message without one
+                regions = [(start, False)]
+            elif first.end() - 5 == start:
+                regions = [(start, True)]
+            else:  # a blank line, then a From_ line: the line reader yields the blank alone
+                regions = [(start, False), (first.end() - 5, True)]
+            regions += ((m.end() - 5, True) for m in _FROM_AFTER_BLANK.finditer(data, start))
+            ends = [at for at, _ in regions[1:]] + [size]
+            for (at, has_from), upto in zip(regions, ends, strict=True):
+                body, from_line = at, b""
+                if has_from:
+                    eol = data.find(b"\n", at, upto)
+                    body = upto if eol < 0 else eol + 1
+                    from_line = bytes(data[at:body])
+                if upto - body > limit or len(from_line) > LINE_CHUNK:
+                    with closing(iter_mbox_lines(path, at, limit)) as one:
+                        yield next(one)
+                    continue
+                raw = bytes(data[body:upto])
+                if b">" in raw:
+                    raw = _ESCAPED_FROM_LINE.sub(rb"\1", raw)
+                yield at, upto, from_line, raw
+
+
+def iter_mbox_lines(
+    path: Path, start: int = 0, limit: int = MAX_MESSAGE_BYTES
+) -> Iterator[tuple[int, int, bytes, bytes]]:
+    """Yield (offset, end, from_line, raw message) from an mbox, starting at byte ``start``.
+
     Un-escapes ``>From`` lines (mboxrd). ``end`` is the byte offset after the message.
     Memory is bounded whatever the file holds: lines are read in chunks of at most
     :data:`LINE_CHUNK` bytes and a message keeps its first ``limit`` bytes (a longer one,
@@ -110,7 +158,9 @@ def iter_mbox(
                 # mboxrd: only ">From " lines (any number of ">") lose one ">"; a quoted
                 # line of a reply ("> text") is kept as it is, without a substitution
                 escaped = (
-                    starts_line and chunk.startswith(b">") and chunk.lstrip(b">").startswith(b"From ")
+                    starts_line
+                    and chunk.startswith(b">")
+                    and chunk.lstrip(b">").startswith(b"From ")
                 )
                 kept += (_ESCAPED_FROM.sub(rb"\1", chunk) if escaped else chunk)[
                     : limit - len(kept)
