@@ -109,3 +109,32 @@ def test_the_mapped_mbox_reader_yields_what_the_line_reader_yields(tmp_path) -> 
                 assert list(iter_mbox(path, start, limit)) == list(
                     iter_mbox_lines(path, start, limit)
                 ), (data[:300], start, limit)
+
+
+PLAIN_AND_ODD_ADDRESSES = [
+    "Ava Patel <ava.patel0@northwind.example>", "mia.kim3@pilot-rossi-12.example",
+    '"Smith, J" <j@x.example>', "J. Smith <j@x.example>", "a@b.example (Comment)",
+    "Group: a@b.example, c@d.example;", "=?utf-8?q?J=C3=BCrgen?= <j@x.example>",
+    "Ann  Lee <ann@x.example>", " ann@x.example ", "ann@x.example,", ",ann@x.example",
+    "Ann <ann@x.example>, bob@y.example", "O'Brien <ob@x.example>", "x@y", "<a@b.example>",
+    "Ann<ann@x.example>", "Ann <ann @x.example>", "a..b@x.example", "a.@x.example",
+    "ann@x..example", "ann@-x.example", "Jürgen <j@x.example>", "ann@x.example bob@y.example",
+    "", "Ann\t<ann@x.example>", "Ann <ANN@X.EXAMPLE>", "undisclosed-recipients:;",
+    "a@b.example, , c@d.example", "Mr - <m@x.example>", "a+tag@x.example", "Ann <a@x.example",
+]  # fmt: skip
+
+
+def test_plain_address_lists_give_what_getaddresses_gives() -> None:
+    from email.utils import getaddresses
+
+    from oppkit.sources.mail import _address_pairs
+
+    rng = random.Random(1)
+    cases = [[a] for a in PLAIN_AND_ODD_ADDRESSES]
+    cases += [
+        [", ".join(rng.choice(PLAIN_AND_ODD_ADDRESSES) for _ in range(rng.randint(1, 4)))]
+        for _ in range(3000)
+    ]
+    cases += [[rng.choice(PLAIN_AND_ODD_ADDRESSES), rng.choice(PLAIN_AND_ODD_ADDRESSES)]] * 50
+    for values in cases:
+        assert _address_pairs(values) == getaddresses(values), values
