@@ -50,6 +50,7 @@ _parser = BytesParser(policy=policy.compat32)
 _ANGLE_ID = re.compile(r"<([^<>\s]+)>")
 _FROM_LINE = re.compile(rb"^From \S*\s+(.*)$")
 _ESCAPED_FROM = re.compile(rb"^>(>*From )")
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # a raw 8-bit byte the parser kept
 _ESCAPED_FROM_LINE = re.compile(rb"^>(>*From )", re.MULTILINE)
 _FROM_AFTER_BLANK = re.compile(rb"\n\r?\nFrom ")  # a From_ line after a blank line
 _BLANK_AT = re.compile(rb"(?:\r?\n)?From ")
@@ -197,7 +198,7 @@ def _cut(where: str, size: int) -> None:
 
 def _unescape(value: str) -> str:
     """Raw 8-bit header bytes (kept as surrogates by the parser) read as UTF-8 or cp1252."""
-    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+    if value.isascii() or _ESCAPED_BYTE.search(value) is None:
         return value
     data = value.encode("ascii", "surrogateescape")
     try:

@@ -20,6 +20,7 @@ import threading
 
 from lxml import etree
 from mailparser_reply import EmailReplyParser
+from mailparser_reply.constants import OUTLOOK_MAIL_SEPARATOR
 from mailparser_reply.parser import EmailMessage
 
 SNIPPET_LIMIT = 400
@@ -85,6 +86,14 @@ class _LatestReply(EmailMessage):
     """
 
     _header_cache: dict[tuple[str, ...], re.Pattern[str]] = {}
+
+    def _normalize_text(self) -> None:
+        """The parent's, with its Outlook-separator substitution (up to ``re.MULTILINE``,
+        i.e. 8, as the parent passes it as the count) run only when a run of ``_``/``-``
+        can be there at all (a run of 32 holds two of them side by side)."""
+        self.text = "\n".join(line.strip() for line in self.text.replace("\r\n", "\n").split("\n"))
+        if any(pair in self.text for pair in ("__", "--", "_-", "-_")):
+            self.text = re.sub(f"([^\n]){OUTLOOK_MAIL_SEPARATOR}", "\\1\n", self.text, re.MULTILINE)  # noqa: B034
 
     @property
     def HEADER_REGEX(self) -> re.Pattern[str]:  # noqa: N802 - the parent's name
