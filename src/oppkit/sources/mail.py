@@ -39,6 +39,7 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
+from itertools import chain
 from pathlib import Path
 
 from .records import ActivityRecord, Attachment, Checkpoint, Participant, Record, Skipped
@@ -62,6 +63,7 @@ HEAD_BYTES = 65536
 CHECKPOINT_EVERY = 500
 MAX_MESSAGE_BYTES = 8 * 2**20  # of one message, read and parsed; the rest is passed over
 LINE_CHUNK = 65536  # an mbox is read in lines of at most this many bytes
+RELEASE_BYTES = 8 * 2**20  # mapped mbox pages read are given back every this many bytes
 BODY_BYTES = 2**20  # of a text part, decoded: far more than a snippet or signals read
 MAX_ATTACHMENTS = 200  # listed per message
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -112,9 +114,9 @@ def iter_mbox(
                 regions = [(start, True)]
             else:  # a blank line, then a From_ line: the line reader yields the blank alone
                 regions = [(start, False), (first.end() - 5, True)]
-            regions += ((m.end() - 5, True) for m in _FROM_AFTER_BLANK.finditer(data, start))
-            ends = [at for at, _ in regions[1:]] + [size]
-            for (at, has_from), upto in zip(regions, ends, strict=True):
+            later = ((m.end() - 5, True) for m in _FROM_AFTER_BLANK.finditer(data, start))
+            released = start - start % mmap.PAGESIZE  # pages before this are given back
+            for (at, has_from), upto in _with_ends(chain(regions, later), size):
                 body, from_line = at, b""
                 if has_from:
                     eol = data.find(b"\n", at, upto)
@@ -123,11 +125,29 @@ def iter_mbox(
                 if upto - body > limit or len(from_line) > LINE_CHUNK:
                     with closing(iter_mbox_lines(path, at, limit)) as one:
                         yield next(one)
-                    continue
-                raw = bytes(data[body:upto])
-                if b">" in raw:
-                    raw = _ESCAPED_FROM_LINE.sub(rb"\1", raw)
-                yield at, upto, from_line, raw
+                else:
+                    raw = bytes(data[body:upto])
+                    if b">" in raw:
+                        raw = _ESCAPED_FROM_LINE.sub(rb"\1", raw)
+                    yield at, upto, from_line, raw
+                # Memory stays flat: the mapped pages read so far leave this process's
+                # resident set (they stay in the page cache) every few megabytes.
+                done = upto - upto % mmap.PAGESIZE
+                if done - released >= RELEASE_BYTES:
+                    data.madvise(mmap.MADV_DONTNEED, released, done - released)
+                    released = done
+
+
+def _with_ends(
+    regions: Iterator[tuple[int, bool]], size: int
+) -> Iterator[tuple[tuple[int, bool], int]]:
+    """Each region with where it ends: the next one's start, the last one's ``size``."""
+    previous = next(regions, None)
+    for region in regions:
+        yield previous, region[0]  # type: ignore[misc]
+        previous = region
+    if previous is not None:
+        yield previous, size
 
 
 def iter_mbox_lines(
