@@ -114,7 +114,7 @@ def iter_mbox(
                 regions = [(start, True)]
             else:  # a blank line, then a From_ line: the line reader yields the blank alone
                 regions = [(start, False), (first.end() - 5, True)]
-            later = ((m.end() - 5, True) for m in _FROM_AFTER_BLANK.finditer(data, start))
+            later = _from_lines_after_blank(data, start)
             released = start - start % mmap.PAGESIZE  # pages before this are given back
             for (at, has_from), upto in _with_ends(chain(regions, later), size):
                 body, from_line = at, b""
@@ -136,6 +136,16 @@ def iter_mbox(
                 if done - released >= RELEASE_BYTES:
                     data.madvise(mmap.MADV_DONTNEED, released, done - released)
                     released = done
+
+
+def _from_lines_after_blank(data: mmap.mmap, start: int) -> Iterator[tuple[int, bool]]:
+    """Where each From_ line after a blank line starts (``finditer``'s matches, but one
+    search at a time: a finditer scanner holds the map's buffer between matches, and a
+    run stopped mid-file could then not close the map)."""
+    pos = start
+    while (found := _FROM_AFTER_BLANK.search(data, pos)) is not None:
+        yield found.end() - 5, True
+        pos = found.end()
 
 
 def _with_ends(
