@@ -21,6 +21,14 @@ paused/priority is a risk. Its due date is "by <weekday>" (the next such day) or
 Target: precision >= 0.9 for each kind (the exit status is 1 otherwise). Throughput is
 measured over the set repeated to ~20,000 messages.
 
+Speed (#16): the rules as they were before the anchor prefilter, frozen verbatim in
+``tests/signals_reference.py``, are scored and timed in the same run, interleaved with
+the current ones (best of several rounds each, so that a shared box's noise hits both).
+The script prints both throughputs and the speed-up, on the labelled set and on
+mail-sized messages (ten labelled messages joined, ~700 characters, and 7 KB messages
+of benchmarks/mail_ingest.py's kind), and checks that every table is unchanged: the
+exit status is 1 if any count differs.
+
     .venv/bin/python benchmarks/signals_eval.py
     .venv/bin/python benchmarks/signals_eval.py --quick    # ~2,000 messages for throughput
 """
@@ -41,7 +49,11 @@ from dateutil.relativedelta import FR, MO, SA, SU, TH, TU, WE, relativedelta
 
 from oppkit.signal_rules import find_signals
 
-EVAL = Path(__file__).resolve().parents[1] / "tests" / "data" / "signals_eval.jsonl"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests/signals_reference.py: the rules before #16
+from tests import signals_reference  # noqa: E402
+
+EVAL = ROOT / "tests" / "data" / "signals_eval.jsonl"
 KINDS = ("request", "commitment", "risk")
 TARGET_PRECISION = 0.9
 Finder = Callable[[dict], list[tuple[str, str | None]]]
@@ -51,8 +63,8 @@ def load() -> list[dict]:
     return [json.loads(line) for line in EVAL.read_text(encoding="utf-8").splitlines() if line]
 
 
-def rules(row: dict) -> list[tuple[str, str | None]]:
-    found = find_signals(
+def rules(row: dict, find: Callable[..., list] = find_signals) -> list[tuple[str, str | None]]:
+    found = find(
         row["text"],
         occurred_at=datetime.fromisoformat(row["occurred_at"]),
         direction=row["direction"],
@@ -60,6 +72,10 @@ def rules(row: dict) -> list[tuple[str, str | None]]:
         is_auto=row.get("is_auto", False),
     )
     return [(s.kind, s.due_at.date().isoformat() if s.due_at else None) for s in found]
+
+
+def old_rules(row: dict) -> list[tuple[str, str | None]]:
+    return rules(row, signals_reference.find_signals)
 
 
 WEEKDAY = {"mon": MO, "tue": TU, "wed": WE, "thu": TH, "fri": FR, "sat": SA, "sun": SU}
@@ -141,6 +157,45 @@ def throughput(rows: list[dict], finder: Finder, target: int) -> tuple[int, floa
     return len(batch), len(batch) / (time.perf_counter() - start)
 
 
+def speed(rows: list[dict], target: int, rounds: int = 5) -> tuple[float, float]:
+    """(old, current) messages/s over ``rows`` repeated to ~``target``: best of ``rounds``
+    interleaved rounds each."""
+    batch = rows * (target // len(rows) + 1)
+    best = {old_rules: 0.0, rules: 0.0}
+    for _ in range(rounds):
+        for finder in best:
+            start = time.perf_counter()
+            for row in batch:
+                finder(row)
+            best[finder] = max(best[finder], len(batch) / (time.perf_counter() - start))
+    return best[old_rules], best[rules]
+
+
+def mail_sized(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Messages of realistic size: ten labelled messages joined (one direction), and the
+    7 KB bodies of benchmarks/mail_ingest.py (quoted history and all)."""
+    joined = []
+    for i in range(0, len(rows) - 10, 10):
+        group = rows[i : i + 10]
+        joined.append({**group[0], "text": "\n\n".join(r["text"] for r in group)})
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import mailbox
+    import tempfile
+
+    import mail_ingest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.mbox"
+        mail_ingest.generate_mbox(path, 300)
+        bodies = []
+        for msg in mailbox.mbox(path):
+            part = next((p for p in msg.walk() if p.get_content_type() == "text/plain"), None)
+            text = (part or msg).get_payload(decode=True).decode()
+            bodies.append({"text": text, "occurred_at": "2026-03-04T10:00:00+00:00",
+                           "direction": ("inbound", "outbound")[len(bodies) % 2]})  # fmt: skip
+    return joined, bodies
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="throughput over ~2,000 messages")
@@ -163,10 +218,31 @@ def main() -> int:
     print(f"\nthroughput: rules {rate:,.0f} messages/s over {n:,} messages; "
           f"baseline {rate_base:,.0f} messages/s over {n_base:,}")  # fmt: skip
 
+    same = all(score(part, rules) == score(part, old_rules) for part in (rows, dev, holdout))
+    joined, bodies = mail_sized(rows)
+    same_found = all(rules(r) == old_rules(r) for r in rows + joined + bodies)
+    print(
+        "\nspeed against the rules before #16 (tests/signals_reference.py), same run, "
+        "best of 5 interleaved rounds:"
+    )
+    print(f"  {'messages':<44}{'before/s':>10}{'now/s':>10}{'speed-up':>10}")
+    scale = 10 if args.quick else 1
+    for label, part, target in (
+        (f"labelled set ({len(rows)}, ~65 chars)", rows, 20_000 // scale),
+        (f"ten labelled joined ({len(joined)}, ~700 chars)", joined, 4_000 // scale),
+        (f"mail_ingest bodies ({len(bodies)}, ~7 KB)", bodies, 1_200 // scale),
+    ):
+        old, new = speed(part, target)
+        print(f"  {label:<44}{old:>10,.0f}{new:>10,.0f}{new / old:>9.1f}x")
+    print(
+        f"precision/recall/due tables identical to before: {'yes' if same else 'NO'}; "
+        f"same signals on every message: {'yes' if same_found else 'NO'}"
+    )
+
     failed = [k for k, s in stats.items() if ratio(s["tp"], s["tp"] + s["fp"]) < TARGET_PRECISION]
     print(f"target precision >= {TARGET_PRECISION} per kind: "
           f"{'FAILED for ' + ', '.join(failed) if failed else 'met'}")  # fmt: skip
-    return 1 if failed else 0
+    return 1 if failed or not same or not same_found else 0
 
 
 if __name__ == "__main__":
