@@ -245,7 +245,7 @@ def changes_since(scope: ScopeLike, since: Any, deals: pd.DataFrame | None = Non
         rows = _rows(
             conn,
             select(
-                stage_history.c.changed_at,
+                type_coerce(stage_history.c.changed_at, String),  # parsed once, by pandas
                 stage_history.c.opportunity_id,
                 stage_history.c.field,
                 stage_history.c.old_value,
@@ -269,6 +269,7 @@ def changes_since(scope: ScopeLike, since: Any, deals: pd.DataFrame | None = Non
         rows, columns=["changed_at", "opportunity_id", "field", "old", "new", "status"]
     )
     hist = hist[hist["opportunity_id"].isin(ids)]
+    hist = hist.assign(changed_at=pd.to_datetime(hist["changed_at"], utc=True, format="ISO8601"))
     # a stage set for the first time comes with the deal itself: counted as "new deal"
     hist = hist[~((hist["field"] == "stage") & hist["old"].isna())]
     change = hist["field"].map({"stage": "stage", "amount": "amount", "close_date": "close date"})
