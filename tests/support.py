@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
-import json
 import os
 import queue
 import random
@@ -17,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -450,6 +450,24 @@ CHROMIUM_FLAGS = [
 ]  # fmt: skip
 
 
+def wait_until_serving(
+    url: str, proc: subprocess.Popen, log_path: Path, what: str, timeout: float = 180
+) -> None:
+    """Wait (with a deadline) until ``url`` answers at all (any HTTP status: a 403 for a
+    missing token is a server that is up); fail with ``log_path`` if ``proc`` died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, log_path.read_text()
+        try:
+            with urllib.request.urlopen(url, timeout=3):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"{what} did not start in {timeout:.0f} s"
+            time.sleep(0.3)
+
+
 @contextlib.contextmanager
 def lab_server(folder: Path, env_extra: dict[str, str]) -> Iterator[tuple[str, str]]:
     """A JupyterLab serving ``folder`` (own config, runtime, data and settings dirs beside
@@ -485,16 +503,7 @@ def lab_server(folder: Path, env_extra: dict[str, str]) -> Iterator[tuple[str, s
         )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.time() + 180
-            while True:
-                assert proc.poll() is None, log_path.read_text()
-                try:
-                    with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=3) as r:
-                        json.load(r)
-                    break
-                except OSError:
-                    assert time.time() < deadline, "JupyterLab did not start in 180 s"
-                    time.sleep(0.5)
+            wait_until_serving(f"{base}/api/status?token={token}", proc, log_path, "JupyterLab")
             yield base, token
         finally:
             proc.terminate()

@@ -13,15 +13,12 @@ import io
 import os
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.servers.net import free_port
-from tests.support import CHROMIUM_FLAGS, CHROMIUM_PATH
+from tests.support import CHROMIUM_FLAGS, CHROMIUM_PATH, wait_until_serving
 
 CHROMIUM = CHROMIUM_PATH
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -49,17 +46,7 @@ def presented(tmp_path: Path):  # noqa: ANN201
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (tmp_path / "voila.log").read_text()
-            try:
-                with urllib.request.urlopen(base + "api/kernelspecs", timeout=3):
-                    break
-            except urllib.error.HTTPError:  # it answers (403 without a token): it is up
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "Voilà did not start in 120 s"
-                time.sleep(0.3)
+        wait_until_serving(base + "api/kernelspecs", proc, tmp_path / "voila.log", "Voilà", 120)
         yield base, tmp_path
     finally:
         proc.terminate()
