@@ -7,6 +7,7 @@ plain IMAP with STARTTLS and IMAPS with a certificate from a trustme test CA.
 from __future__ import annotations
 
 import imaplib
+import mailbox
 import os
 import pwd
 import shutil
@@ -159,6 +160,18 @@ class Dovecot:
                 conn.append(folder, None, None, raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
         finally:
             conn.logout()
+
+    def deliver(self, user: str, messages: list[bytes]) -> None:
+        """Drop messages into a user's INBOX as a local delivery agent does (Maildir
+        ``new/``): thousands in a second, where APPEND takes a round trip each."""
+        inbox = mailbox.Maildir(self.root / "mail" / user, create=True)
+        for raw in messages:
+            inbox.add(raw)
+        inbox.close()
+        if os.geteuid() == 0:
+            user_name, group = _mail_user()
+            for path in [self.root / "mail" / user, *(self.root / "mail" / user).rglob("*")]:
+                shutil.chown(path, user_name, group)
 
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.ca_path)
