@@ -321,14 +321,12 @@ class PipelineReview(widgets.VBox):
         if self.since.value is None:
             return view.assign(change="", waiting=self._waiting_text(view))
         then, frame = self._baseline()
-        was_in = set(self._in_view(then.assign(n_flags=self.frame["n_flags"]))["id"])
-        now_in = set(view["id"])
-        change = frame.set_index("id")["change"]
-        shown = view.assign(change=[
-            _joined("moved in", change[i]) if i not in was_in and change[i] != "new" else change[i]
-            for i in view["id"]
-        ])  # fmt: skip
-        gone = frame[frame["id"].isin(was_in - now_in)]
+        was_in = self._in_view(then.assign(n_flags=self.frame["n_flags"]))["id"]
+        change = view["id"].map(frame.set_index("id")["change"]).fillna("")
+        moved_in = ~view["id"].isin(was_in) & (change != "new")
+        with_move = ("moved in · " + change).where(change != "", "moved in")
+        shown = view.assign(change=change.where(~moved_in, with_move))
+        gone = frame[frame["id"].isin(was_in) & ~frame["id"].isin(view["id"])]
         gone = gone.assign(change=[_joined("moved out", c) for c in gone["change"]])
         out = pd.concat([shown, gone], ignore_index=True) if len(gone) else shown
         return out.assign(waiting=self._waiting_text(out))
