@@ -24,6 +24,11 @@ WEBINAR_PROCESS = """
 new_account = "New lead"
 existing_account = "New lead"
 """
+UPSELL_PROCESS = """
+[processes."Webinar follow-up"]
+new_account = "New lead"
+existing_account = "Up-sell discovery"
+"""
 
 pytestmark = pytest.mark.usefixtures("sf_fast_retries")
 
@@ -181,19 +186,51 @@ def test_accepting_a_lead_starts_its_deal_in_the_campaign_process_or_the_default
     assert (deal.step, pd_isna(deal.process), pd_isna(deal.campaign)) == (default_entry, True, True)
 
 
-def test_marketing_options_add_contacts_and_deals_once(db_url, settings, fake, org):
+def test_marketing_options_give_each_contact_one_deal_in_the_campaign_process(
+    db_url, settings, fake, org, tmp_path
+):
+    carla = "carla.diaz@acme-robotics.example"
+    org.add("Contact", AccountId=org.ids["acme"], FirstName="Carla", LastName="Diaz", Email=carla)
+    org.add("Contact", FirstName="Sam", LastName="Solo", Email="sam.solo@gmail.com")
     sync(db_url, settings, fake)
     kit = oppkit.connect(db_url, user=AVA)
-    kit.workflow.load()
-    spring = kit.campaigns.create("Spring push")
-    people = kit.people(account="Acme Robotics")
-    first = kit.campaigns.add_contacts(people, spring)
-    assert len(first.members) == len(people) and len(first.opportunities) == 1
-    again = kit.campaigns.add_contacts(people, spring)
+    from oppkit.workflow.definition import default_workflow_text
+
+    workflow = tmp_path / "workflow.toml"
+    workflow.write_text(default_workflow_text() + UPSELL_PROCESS, encoding="utf-8")
+    kit.workflow.load(workflow)
+    spring = kit.campaigns.create("Spring push", process="Webinar follow-up")
+    contacts = ["bob.smith@acme-robotics.example", carla, "sam.solo@gmail.com", AVA]
+
+    first = kit.campaigns.add_contacts(contacts, spring)
+    deals = kit.opportunities(campaign=spring).set_index("name").sort_index()
+    assert deals[["account", "process", "step"]].values.tolist() == [
+        ["Acme Robotics", "Webinar follow-up", "Up-sell discovery"],
+        ["Acme Robotics", "Webinar follow-up", "Up-sell discovery"],
+    ]
+    assert list(deals.index) == ["Spring push — Bob Smith", "Spring push — Carla Diaz"]
+    assert sorted(first.opportunities) == sorted(deals["id"])
+    for deal in deals.itertuples():  # each contact is on their own deal
+        assert kit.people(opportunity=deal.id)["name"].tolist() == [deal.Index.split(" — ")[1]]
+    assert sorted((n.name, n.reason) for n in first.no_deal) == [
+        ("Ava Patel", "one of our people"), ("Sam Solo", "no account"),
+    ]  # fmt: skip
+    assert len(first.members) == 4
+
+    again = oppkit.connect(db_url, user=AVA).campaigns.add_contacts(contacts, "Spring push")
     assert (again.members, again.opportunities) == ([], [])
-    assert sorted(again.already) == sorted(people["id"].tolist())
-    assert len(kit.campaign_members(campaign=spring)) == len(people)
-    assert kit.opportunities(campaign=spring)["name"].tolist() == ["Acme Robotics — Spring push"]
+    assert len(again.already) == 4 and len(again.had_deal) == 2
+    assert set(again.no_deal) == set(first.no_deal)  # still said, every run
+    assert len(kit.opportunities(campaign=spring)) == 2
+
+    plain = kit.campaigns.create("Plain push")  # no process: the default one
+    kit.campaigns.add_contacts([carla], plain, create_deals=False)
+    later = kit.campaigns.add_contacts([carla], plain)
+    deal = kit.opportunities(campaign=plain).iloc[0]
+    assert (later.members, len(later.opportunities)) == ([], 1)  # a member before, a deal now
+    assert deal["name"] == "Plain push — Carla Diaz"
+    default_entry = kit.workflow.definition().entries["existing_account"]
+    assert (deal.step, pd_isna(deal.process)) == (default_entry, True)
 
 
 def test_campaign_activities_on_an_account_are_filtered_by_kind_and_status(
