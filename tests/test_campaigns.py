@@ -46,10 +46,11 @@ def org() -> FakeOrg:
                       Status="In Progress", ParentId=summit, IsActive=True)  # fmt: skip
     nora = org.add("Lead", FirstName="Nora", LastName="Lindqvist", Company="Soylent Foods",
                    Email="Nora.Lindqvist@soylent.example", Status="Open - Not Contacted",
-                   LeadSource="Webinar")  # fmt: skip
-    org.add("CampaignMember", CampaignId=summit, ContactId=bob, Status="Responded")
+                   LeadSource="Webinar", OwnerId=org.ids["ava"])  # fmt: skip
+    bob_member = org.add("CampaignMember", CampaignId=summit, ContactId=bob, Status="Responded")
     member = org.add("CampaignMember", CampaignId=webinar, LeadId=nora, Status="Sent")
-    org.ids |= {"bob": bob, "summit": summit, "webinar": webinar, "nora": nora, "member": member}
+    org.ids |= {"bob": bob, "summit": summit, "webinar": webinar, "nora": nora, "member": member,
+                "bob_member": bob_member}  # fmt: skip
     return org
 
 
@@ -84,7 +85,7 @@ def test_campaigns_leads_and_members_arrive_and_follow_changes_and_deletions(
     ]
     assert kit.leads(campaign="Data Summit").empty
 
-    # incremental: a conversion, a response and a deletion arrive with the next sync
+    # incremental: a status change, a response and a deletion arrive with the next sync
     org.advance(minutes=5)
     org.update("Lead", org.ids["nora"], Status="Working - Contacted")
     org.update("CampaignMember", org.ids["member"], Status="Responded")
@@ -99,6 +100,46 @@ def test_campaigns_leads_and_members_arrive_and_follow_changes_and_deletions(
     before = kit.campaign_members(), kit.leads()
     sync(db_url, settings, fake)
     assert len(kit.campaign_members()) == len(before[0]) and len(kit.leads()) == len(before[1])
+
+
+def test_a_conversion_and_deleted_leads_and_members_arrive_with_the_next_sync(
+    db_url, settings, fake, org
+):
+    ola = org.add("Lead", FirstName="Ola", LastName="Nordmann", Company="Nordic Ice",
+                  Email="ola@nordic-ice.example", Status="Open - Not Contacted")  # fmt: skip
+    org.add("CampaignMember", CampaignId=org.ids["webinar"], LeadId=ola, Status="Sent")
+    sync(db_url, settings, fake)
+    kit = oppkit.connect(db_url, user=AVA)
+    nora = kit.leads().set_index("name").loc["Nora Lindqvist"]
+    assert (nora.owner, nora.owner_email, nora.lead_source, nora.is_converted) == (
+        "Ava Patel", AVA, "Webinar", False,
+    )  # fmt: skip
+    bob = kit.campaign_members(campaign="Data Summit").iloc[0]
+    assert (bob["name"], bob.has_responded, bob.first_responded_at) == (
+        "Bob Smith", True, T0.date(),
+    )  # fmt: skip
+
+    org.advance(days=1)
+    made = org.convert_lead(org.ids["nora"])
+    org.delete("Lead", ola)
+    org.delete("CampaignMember", org.ids["bob_member"])
+    sync(db_url, settings, fake)
+    converted = kit.leads(converted=True)
+    assert converted[
+        ["name", "status", "converted_account", "converted_contact", "converted_opportunity",
+         "converted_at"]
+    ].values.tolist() == [
+        ["Nora Lindqvist", "Closed - Converted", "Soylent Foods",
+         "nora.lindqvist@soylent.example", "Soylent Foods-", date(2026, 11, 3)],
+    ]  # fmt: skip
+    assert converted["converted_opportunity_id"][0] == kit.scope.opportunity_id(made["opportunity"])
+    assert kit.leads()["name"].tolist() == ["Nora Lindqvist"]  # Ola is gone
+    webinar = kit.campaign_members(campaign="Spring <b>Webinar</b>")
+    assert webinar[["name", "member_type", "account"]].values.tolist() == [
+        ["Nora Lindqvist", "contact", "Soylent Foods"]  # the member is her contact now
+    ]
+    assert kit.campaign_members(campaign="Data Summit").empty
+    assert kit.campaigns().set_index("name").loc["Data Summit", "members"] == 0
 
 
 def test_assigning_a_salesforce_deal_is_refused_with_write_back_off(db_url, settings, fake, org):
