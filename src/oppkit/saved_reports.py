@@ -6,8 +6,9 @@ SQL or a notebook. A saved report is that question (a filter of
 :mod:`oppkit.people_filter`) with a campaign. Each run finds the people and adds them to
 the campaign with :meth:`oppkit.campaigns.Campaigns.add_contacts` (a deal per contact in
 the campaign's process, unless ``create_deals = false``), and says how many it found and
-added, and who got no deal and why (a contact without an account). Adding is idempotent, so a report may run as often as it likes: a person already
-in the campaign is found again but not added again.
+added, and who got no deal and why (a contact without an account). Adding is idempotent,
+so a report may run as often as it likes: a person already in the campaign is found again
+but not added again, and gets no second deal.
 
 Saved reports live in oppkit.toml beside ``[[agents]]`` (no table in the database, so no
 migration), written by hand, by ``oppkit report add`` or by :meth:`Reports.save`::
@@ -351,8 +352,9 @@ class Reports:
     def run(self, report: str | SavedReport, *, now: datetime | None = None) -> ReportRun:
         """Find the report's people and add them to its campaign (with a deal per contact
         unless ``create_deals`` is false; ``no_deal`` lists who could have none, and why).
-        Idempotent: those already in it are found, not added, and get no second deal. Everything is checked first (:meth:`check`): a problem is a ConfigError
-        and nothing is added.
+        Idempotent: those already in it are found, not added, and get no second deal.
+        Everything is checked first (:meth:`check`): a problem is a ConfigError and
+        nothing is added.
 
         >>> kit.reports.run("webinar-leads").line()
         'report webinar-leads: 12 found, 3 added to Spring webinar, 2 deals created'
