@@ -142,6 +142,32 @@ def test_a_conversion_and_deleted_leads_and_members_arrive_with_the_next_sync(
     assert kit.campaigns().set_index("name").loc["Data Summit", "members"] == 0
 
 
+def test_leads_filter_by_status_and_deals_by_several_campaigns(db_url, settings, fake, org):
+    org.add("Lead", FirstName="Ola", LastName="Nordmann", Company="Nordic Ice",
+            Status="Working - Contacted")  # fmt: skip
+    org.update("Opportunity", org.ids["pilot"], CampaignId=org.ids["summit"])
+    org.add("Opportunity", Name="Acme webinar follow-up", AccountId=org.ids["acme"],
+            StageName="Prospecting", CloseDate=date(2027, 1, 31),
+            CampaignId=org.ids["webinar"])  # fmt: skip
+    org.add("Opportunity", Name="Acme renewal", AccountId=org.ids["acme"],
+            StageName="Prospecting", CloseDate=date(2027, 2, 28))  # fmt: skip
+    sync(db_url, settings, fake)
+    kit = oppkit.connect(db_url, user=AVA)
+    assert kit.leads(status="Working - Contacted")["name"].tolist() == ["Ola Nordmann"]
+    assert sorted(kit.leads(status=["Working - Contacted", "Open - Not Contacted"])["name"]) == [
+        "Nora Lindqvist", "Ola Nordmann",
+    ]  # fmt: skip
+    assert kit.leads(status="Closed - Converted").empty
+
+    both = kit.opportunities(campaign=["Data Summit", "Spring <b>Webinar</b>"])
+    assert sorted(zip(both["name"], both["campaign"], strict=True)) == [
+        ("Acme pilot", "Data Summit"), ("Acme webinar follow-up", "Spring <b>Webinar</b>"),
+    ]  # fmt: skip
+    frame = kit.campaigns()  # a campaigns frame names them too
+    assert sorted(kit.opportunities(campaign=frame)["name"]) == sorted(both["name"])
+    assert kit.opportunities(campaign="Data Summit")["name"].tolist() == ["Acme pilot"]
+
+
 def test_assigning_a_salesforce_deal_is_refused_with_write_back_off(db_url, settings, fake, org):
     sync(db_url, settings, fake)
     kit = oppkit.connect(db_url, user=AVA)
@@ -296,6 +322,21 @@ def test_campaign_activities_on_an_account_are_filtered_by_kind_and_status(
     assert {"Invite the data team", "Find a speaker"} <= set(timeline["subject"])
     with pytest.raises(OppkitError, match="status must be one of"):
         kit.campaigns.set_activity_status(todo, "someday")
+
+    venue = kit.campaigns.plan_activity(camp, "Acme Robotics", "Book a venue", assigned_to=AVA)
+    kit.campaigns.set_activity_status(open_, "In Progress", assigned_to=AVA)
+    kit.campaigns.set_activity_status(todo, "cancelled")
+
+    def subjects(status):  # noqa: ANN001, ANN202
+        return sorted(kit.campaign_activities(account="Acme Robotics", status=status)["subject"])
+
+    assert subjects("in progress") == ["Find a speaker"]
+    assert subjects("cancelled") == ["Invite the data team"]
+    assert subjects(["in progress", "cancelled"]) == ["Find a speaker", "Invite the data team"]
+    assert subjects(None) == ["Book a venue"]  # by default: the assigned ones only
+    shown = kit.campaign_activities(account="Acme Robotics", status="all").set_index("id")
+    assert shown.loc[open_, "assigned_to"] == AVA and bool(shown.loc[open_, "is_planned"])
+    assert not shown.loc[todo, "is_planned"] and shown.loc[venue, "status"] == "assigned"
 
 
 def pd_isna(value) -> bool:
