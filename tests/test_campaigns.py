@@ -24,6 +24,11 @@ WEBINAR_PROCESS = """
 new_account = "New lead"
 existing_account = "New lead"
 """
+UPSELL_PROCESS = """
+[processes."Webinar follow-up"]
+new_account = "New lead"
+existing_account = "Up-sell discovery"
+"""
 
 pytestmark = pytest.mark.usefixtures("sf_fast_retries")
 
@@ -41,10 +46,11 @@ def org() -> FakeOrg:
                       Status="In Progress", ParentId=summit, IsActive=True)  # fmt: skip
     nora = org.add("Lead", FirstName="Nora", LastName="Lindqvist", Company="Soylent Foods",
                    Email="Nora.Lindqvist@soylent.example", Status="Open - Not Contacted",
-                   LeadSource="Webinar")  # fmt: skip
-    org.add("CampaignMember", CampaignId=summit, ContactId=bob, Status="Responded")
+                   LeadSource="Webinar", OwnerId=org.ids["ava"])  # fmt: skip
+    bob_member = org.add("CampaignMember", CampaignId=summit, ContactId=bob, Status="Responded")
     member = org.add("CampaignMember", CampaignId=webinar, LeadId=nora, Status="Sent")
-    org.ids |= {"bob": bob, "summit": summit, "webinar": webinar, "nora": nora, "member": member}
+    org.ids |= {"bob": bob, "summit": summit, "webinar": webinar, "nora": nora, "member": member,
+                "bob_member": bob_member}  # fmt: skip
     return org
 
 
@@ -79,7 +85,7 @@ def test_campaigns_leads_and_members_arrive_and_follow_changes_and_deletions(
     ]
     assert kit.leads(campaign="Data Summit").empty
 
-    # incremental: a conversion, a response and a deletion arrive with the next sync
+    # incremental: a status change, a response and a deletion arrive with the next sync
     org.advance(minutes=5)
     org.update("Lead", org.ids["nora"], Status="Working - Contacted")
     org.update("CampaignMember", org.ids["member"], Status="Responded")
@@ -94,6 +100,72 @@ def test_campaigns_leads_and_members_arrive_and_follow_changes_and_deletions(
     before = kit.campaign_members(), kit.leads()
     sync(db_url, settings, fake)
     assert len(kit.campaign_members()) == len(before[0]) and len(kit.leads()) == len(before[1])
+
+
+def test_a_conversion_and_deleted_leads_and_members_arrive_with_the_next_sync(
+    db_url, settings, fake, org
+):
+    ola = org.add("Lead", FirstName="Ola", LastName="Nordmann", Company="Nordic Ice",
+                  Email="ola@nordic-ice.example", Status="Open - Not Contacted")  # fmt: skip
+    org.add("CampaignMember", CampaignId=org.ids["webinar"], LeadId=ola, Status="Sent")
+    sync(db_url, settings, fake)
+    kit = oppkit.connect(db_url, user=AVA)
+    nora = kit.leads().set_index("name").loc["Nora Lindqvist"]
+    assert (nora.owner, nora.owner_email, nora.lead_source, nora.is_converted) == (
+        "Ava Patel", AVA, "Webinar", False,
+    )  # fmt: skip
+    bob = kit.campaign_members(campaign="Data Summit").iloc[0]
+    assert (bob["name"], bob.has_responded, bob.first_responded_at) == (
+        "Bob Smith", True, T0.date(),
+    )  # fmt: skip
+
+    org.advance(days=1)
+    made = org.convert_lead(org.ids["nora"])
+    org.delete("Lead", ola)
+    org.delete("CampaignMember", org.ids["bob_member"])
+    sync(db_url, settings, fake)
+    converted = kit.leads(converted=True)
+    assert converted[
+        ["name", "status", "converted_account", "converted_contact", "converted_opportunity",
+         "converted_at"]
+    ].values.tolist() == [
+        ["Nora Lindqvist", "Closed - Converted", "Soylent Foods",
+         "nora.lindqvist@soylent.example", "Soylent Foods-", date(2026, 11, 3)],
+    ]  # fmt: skip
+    assert converted["converted_opportunity_id"][0] == kit.scope.opportunity_id(made["opportunity"])
+    assert kit.leads()["name"].tolist() == ["Nora Lindqvist"]  # Ola is gone
+    webinar = kit.campaign_members(campaign="Spring <b>Webinar</b>")
+    assert webinar[["name", "member_type", "account"]].values.tolist() == [
+        ["Nora Lindqvist", "contact", "Soylent Foods"]  # the member is her contact now
+    ]
+    assert kit.campaign_members(campaign="Data Summit").empty
+    assert kit.campaigns().set_index("name").loc["Data Summit", "members"] == 0
+
+
+def test_leads_filter_by_status_and_deals_by_several_campaigns(db_url, settings, fake, org):
+    org.add("Lead", FirstName="Ola", LastName="Nordmann", Company="Nordic Ice",
+            Status="Working - Contacted")  # fmt: skip
+    org.update("Opportunity", org.ids["pilot"], CampaignId=org.ids["summit"])
+    org.add("Opportunity", Name="Acme webinar follow-up", AccountId=org.ids["acme"],
+            StageName="Prospecting", CloseDate=date(2027, 1, 31),
+            CampaignId=org.ids["webinar"])  # fmt: skip
+    org.add("Opportunity", Name="Acme renewal", AccountId=org.ids["acme"],
+            StageName="Prospecting", CloseDate=date(2027, 2, 28))  # fmt: skip
+    sync(db_url, settings, fake)
+    kit = oppkit.connect(db_url, user=AVA)
+    assert kit.leads(status="Working - Contacted")["name"].tolist() == ["Ola Nordmann"]
+    assert sorted(kit.leads(status=["Working - Contacted", "Open - Not Contacted"])["name"]) == [
+        "Nora Lindqvist", "Ola Nordmann",
+    ]  # fmt: skip
+    assert kit.leads(status="Closed - Converted").empty
+
+    both = kit.opportunities(campaign=["Data Summit", "Spring <b>Webinar</b>"])
+    assert sorted(zip(both["name"], both["campaign"], strict=True)) == [
+        ("Acme pilot", "Data Summit"), ("Acme webinar follow-up", "Spring <b>Webinar</b>"),
+    ]  # fmt: skip
+    frame = kit.campaigns()  # a campaigns frame names them too
+    assert sorted(kit.opportunities(campaign=frame)["name"]) == sorted(both["name"])
+    assert kit.opportunities(campaign="Data Summit")["name"].tolist() == ["Acme pilot"]
 
 
 def test_assigning_a_salesforce_deal_is_refused_with_write_back_off(db_url, settings, fake, org):
@@ -181,19 +253,51 @@ def test_accepting_a_lead_starts_its_deal_in_the_campaign_process_or_the_default
     assert (deal.step, pd_isna(deal.process), pd_isna(deal.campaign)) == (default_entry, True, True)
 
 
-def test_marketing_options_add_contacts_and_deals_once(db_url, settings, fake, org):
+def test_marketing_options_give_each_contact_one_deal_in_the_campaign_process(
+    db_url, settings, fake, org, tmp_path
+):
+    carla = "carla.diaz@acme-robotics.example"
+    org.add("Contact", AccountId=org.ids["acme"], FirstName="Carla", LastName="Diaz", Email=carla)
+    org.add("Contact", FirstName="Sam", LastName="Solo", Email="sam.solo@gmail.com")
     sync(db_url, settings, fake)
     kit = oppkit.connect(db_url, user=AVA)
-    kit.workflow.load()
-    spring = kit.campaigns.create("Spring push")
-    people = kit.people(account="Acme Robotics")
-    first = kit.campaigns.add_contacts(people, spring)
-    assert len(first.members) == len(people) and len(first.opportunities) == 1
-    again = kit.campaigns.add_contacts(people, spring)
+    from oppkit.workflow.definition import default_workflow_text
+
+    workflow = tmp_path / "workflow.toml"
+    workflow.write_text(default_workflow_text() + UPSELL_PROCESS, encoding="utf-8")
+    kit.workflow.load(workflow)
+    spring = kit.campaigns.create("Spring push", process="Webinar follow-up")
+    contacts = ["bob.smith@acme-robotics.example", carla, "sam.solo@gmail.com", AVA]
+
+    first = kit.campaigns.add_contacts(contacts, spring)
+    deals = kit.opportunities(campaign=spring).set_index("name").sort_index()
+    assert deals[["account", "process", "step"]].values.tolist() == [
+        ["Acme Robotics", "Webinar follow-up", "Up-sell discovery"],
+        ["Acme Robotics", "Webinar follow-up", "Up-sell discovery"],
+    ]
+    assert list(deals.index) == ["Spring push — Bob Smith", "Spring push — Carla Diaz"]
+    assert sorted(first.opportunities) == sorted(deals["id"])
+    for deal in deals.itertuples():  # each contact is on their own deal
+        assert kit.people(opportunity=deal.id)["name"].tolist() == [deal.Index.split(" — ")[1]]
+    assert sorted((n.name, n.reason) for n in first.no_deal) == [
+        ("Ava Patel", "one of our people"), ("Sam Solo", "no account"),
+    ]  # fmt: skip
+    assert len(first.members) == 4
+
+    again = oppkit.connect(db_url, user=AVA).campaigns.add_contacts(contacts, "Spring push")
     assert (again.members, again.opportunities) == ([], [])
-    assert sorted(again.already) == sorted(people["id"].tolist())
-    assert len(kit.campaign_members(campaign=spring)) == len(people)
-    assert kit.opportunities(campaign=spring)["name"].tolist() == ["Acme Robotics — Spring push"]
+    assert len(again.already) == 4 and len(again.had_deal) == 2
+    assert set(again.no_deal) == set(first.no_deal)  # still said, every run
+    assert len(kit.opportunities(campaign=spring)) == 2
+
+    plain = kit.campaigns.create("Plain push")  # no process: the default one
+    kit.campaigns.add_contacts([carla], plain, create_deals=False)
+    later = kit.campaigns.add_contacts([carla], plain)
+    deal = kit.opportunities(campaign=plain).iloc[0]
+    assert (later.members, len(later.opportunities)) == ([], 1)  # a member before, a deal now
+    assert deal["name"] == "Plain push — Carla Diaz"
+    default_entry = kit.workflow.definition().entries["existing_account"]
+    assert (deal.step, pd_isna(deal.process)) == (default_entry, True)
 
 
 def test_campaign_activities_on_an_account_are_filtered_by_kind_and_status(
@@ -218,6 +322,21 @@ def test_campaign_activities_on_an_account_are_filtered_by_kind_and_status(
     assert {"Invite the data team", "Find a speaker"} <= set(timeline["subject"])
     with pytest.raises(OppkitError, match="status must be one of"):
         kit.campaigns.set_activity_status(todo, "someday")
+
+    venue = kit.campaigns.plan_activity(camp, "Acme Robotics", "Book a venue", assigned_to=AVA)
+    kit.campaigns.set_activity_status(open_, "In Progress", assigned_to=AVA)
+    kit.campaigns.set_activity_status(todo, "cancelled")
+
+    def subjects(status):  # noqa: ANN001, ANN202
+        return sorted(kit.campaign_activities(account="Acme Robotics", status=status)["subject"])
+
+    assert subjects("in progress") == ["Find a speaker"]
+    assert subjects("cancelled") == ["Invite the data team"]
+    assert subjects(["in progress", "cancelled"]) == ["Find a speaker", "Invite the data team"]
+    assert subjects(None) == ["Book a venue"]  # by default: the assigned ones only
+    shown = kit.campaign_activities(account="Acme Robotics", status="all").set_index("id")
+    assert shown.loc[open_, "assigned_to"] == AVA and bool(shown.loc[open_, "is_planned"])
+    assert not shown.loc[todo, "is_planned"] and shown.loc[venue, "status"] == "assigned"
 
 
 def pd_isna(value) -> bool:

@@ -90,7 +90,13 @@ def test_the_opportunity_view_and_the_funnel_chart_show_in_jupyterlab(lab):
 # --- the product's notebooks, as a consultant clicks through them ---------------------
 
 REPO = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ["01_quickstart", "02_pipeline_review", "03_relationships", "04_workflow"]
+NOTEBOOKS = [
+    "01_quickstart",
+    "02_pipeline_review",
+    "03_relationships",
+    "04_workflow",
+    "05_campaigns",
+]
 VIEWPORT = {"width": 1280, "height": 800}
 MAX_OUTPUT_PX = 2400  # no single output (an app with a deal open in it) is taller
 CUT = """() => [...document.querySelectorAll(
@@ -108,9 +114,9 @@ FINISHED = """() => {
 
 @pytest.fixture(scope="module")
 def notebooks_lab(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    """JupyterLab on copies of notebooks 01-04 (the repository's stay untouched) beside
+    """JupyterLab on copies of notebooks 01-05 (the repository's stay untouched) beside
     the repository's tests/ (notebook 04 serves its fake Salesforce from there); one for
-    the four notebooks, each run in its own kernel."""
+    the five notebooks, each run in its own kernel."""
     from oppkit.demo import build_demo
 
     tmp_path = tmp_path_factory.mktemp("notebooks_lab")

@@ -209,6 +209,24 @@ def test_running_twice_adds_nothing_the_second_time(db_url: str):
     assert plain.line() == "report news: 1 found, 1 added to Newsletter, 0 deals created"
 
 
+def test_a_run_says_who_found_could_get_no_deal(db_url: str):
+    kit = _org(db_url)
+    with write_transaction(kit.engine) as conn:
+        _person(conn, "ivy.freelance@gmail.com", "Data consultant", None)
+    report = SavedReport(
+        "data-people", "Spring webinar", {"title_contains": ["head of", "consult"]}
+    )
+    first = kit.reports.run(report)
+    assert first.line() == (
+        "report data-people: 2 found, 2 added to Spring webinar, 1 deals created, "
+        "1 without a deal (no account)"
+    )
+    assert [(n.name, n.reason) for n in first.no_deal] == [("Ivy.Freelance", "no account")]
+    assert kit.opportunities(campaign="Spring webinar")["name"].tolist() == ["Spring webinar — Ada"]
+    second = kit.reports.run(report)
+    assert second.line().endswith("0 deals created, 1 without a deal (no account)")
+
+
 def test_a_report_that_cannot_run_adds_nobody(db_url: str):
     kit = _org(db_url)
     with pytest.raises(

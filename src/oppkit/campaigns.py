@@ -9,7 +9,9 @@ does on them, with the ownership rules of write-back (:mod:`oppkit.writeback`):
   queued and pushed by the agent; with it off the whole assignment is refused, saying
   where to make it. A Salesforce deal takes only a campaign Salesforce knows.
 - *marketing options* (:meth:`Campaigns.add_contacts`): contacts join a campaign and each
-  gets a deal in the campaign's process; running it again adds and creates nothing new.
+  contact gets its own deal (``"<campaign> — <contact>"``) at the entry step of the
+  campaign's process; running it again adds and creates nothing new. A contact who cannot
+  have a deal (no account, or one of our people) is listed in the result with the reason.
 - *campaign activities*: internal work for our people on an account (assigned,
   unassigned, in progress, completed, cancelled) and the messages a campaign sent.
 
@@ -28,7 +30,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, and_, insert, select, update
 
 from . import frames
 from .db.engine import write_transaction
@@ -38,6 +40,7 @@ from .db.schema import (
     campaign_members,
     campaigns,
     opportunities,
+    opportunity_people,
     outbox,
     people,
 )
@@ -61,15 +64,27 @@ class Assignment:
     unchanged: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class NoDeal:
+    """A contact :meth:`Campaigns.add_contacts` gave no deal, and why."""
+
+    person_id: int
+    name: str
+    reason: str
+
+
 @dataclass
 class Added:
-    """What :meth:`Campaigns.add_contacts` did: members added, deals created (ids), and
-    contacts already in the campaign (or already with a deal of it)."""
+    """What :meth:`Campaigns.add_contacts` did: members added (their member ids), deals
+    created (one per contact), contacts already in the campaign, contacts who already had
+    a deal of it, and the contacts that could not get one (:class:`NoDeal`, with the reason)."""
 
     campaign_id: int
     members: list[int] = field(default_factory=list)
     opportunities: list[int] = field(default_factory=list)
     already: list[int] = field(default_factory=list)
+    had_deal: list[int] = field(default_factory=list)
+    no_deal: list[NoDeal] = field(default_factory=list)
 
 
 @dataclass
@@ -210,81 +225,98 @@ class Campaigns:
         owner: str | None = None, status: str = MEMBER_STATUS,
     ) -> Added:  # fmt: skip
         """Add contacts (emails, ids, or a people frame) to a campaign and, unless
-        ``create_deals=False``, give each a deal in the campaign's process (its entry step
-        for an existing account). Idempotent: a contact already a member is not added
-        again, and one with a deal of the campaign on that account gets no second deal.
+        ``create_deals=False``, give each contact its own deal, ``"<campaign> — <name>"``,
+        on the contact's account, at the entry step of the campaign's process (the default
+        process when it names none), with the contact as a member.
+
+        Idempotent per campaign and contact: a contact already a member is not added again,
+        and one who is a member of a live deal of the campaign gets no second deal. A
+        contact without an account, or one of our own people, gets no deal: the result's
+        ``no_deal`` says who and why. Everything happens in one transaction.
 
         >>> kit.campaigns.add_contacts(kit.people(account="acme-robotics.example"), "Spring webinar")
         """
         campaign_id = self.campaign_id(campaign)
         person_ids = list(dict.fromkeys(self.scope.person_ids(refs_of(contacts))))
+        owner_id = self.scope.acting_person_id(owner) if create_deals else None
         result = Added(campaign_id)
         with write_transaction(self.scope.engine) as conn:
-            camp = conn.execute(select(campaigns).where(campaigns.c.id == campaign_id)).one()
-            members = set(
-                conn.scalars(
-                    select(campaign_members.c.person_id).where(
-                        campaign_members.c.campaign_id == campaign_id,
-                        campaign_members.c.is_deleted.is_(False),
-                    )
-                )
-            )
-            for person_id in person_ids:
-                if person_id in members:
-                    result.already.append(person_id)
-                    continue
-                result.members.append(
-                    conn.execute(
-                        insert(campaign_members)
-                        .values(
-                            campaign_id=campaign_id,
-                            person_id=person_id,
-                            status=status,
-                            source=SOURCE,
-                            source_id=f"member:{campaign_id}:{person_id}",
-                        )  # fmt: skip
-                        .returning(campaign_members.c.id)
-                    ).scalar_one()
-                )
-        if create_deals:
-            result.opportunities = self._deals_for(camp, person_ids, owner)
+            camp = conn.execute(
+                select(campaigns).where(campaigns.c.id == campaign_id).with_for_update()
+            ).one()  # one run at a time per campaign, so none creates a deal twice
+            self._add_members(conn, campaign_id, person_ids, status, result)
+            if create_deals:
+                self._deals_for(conn, camp, person_ids, owner_id, result)
         return result
 
-    def _deals_for(self, camp: Any, person_ids: list[int], owner: str | None) -> list[int]:
-        """A deal in the campaign's process per contact's account without one of it yet."""
-        from .workflow.engine import Workflow
-
-        with self.scope.engine.connect() as conn:
-            who = conn.execute(
-                select(people.c.id, people.c.name, people.c.email, people.c.account_id,
-                       accounts.c.name.label("account"))
-                .outerjoin(accounts, accounts.c.id == people.c.account_id)
-                .where(people.c.id.in_(person_ids), people.c.is_internal.is_(False))
-            ).all()  # fmt: skip
-            taken = set(
-                conn.scalars(
-                    select(opportunities.c.account_id).where(
-                        opportunities.c.campaign_id == camp.id,
-                        opportunities.c.is_deleted.is_(False),
-                    )
+    def _add_members(
+        self, conn: Connection, campaign_id: int, person_ids: list[int], status: str,
+        result: Added,
+    ) -> None:  # fmt: skip
+        members = set(
+            conn.scalars(
+                select(campaign_members.c.person_id).where(
+                    campaign_members.c.campaign_id == campaign_id,
+                    campaign_members.c.is_deleted.is_(False),
                 )
             )
-        workflow, created = Workflow(self.scope), []
-        for person in sorted(who, key=lambda p: p.id):
-            if person.account_id is None or person.account_id in taken:
+        )
+        for person_id in person_ids:
+            if person_id in members:
+                result.already.append(person_id)
                 continue
-            taken.add(person.account_id)
-            created.append(
-                workflow.create(
-                    f"{person.account or person.email} — {camp.name}",
-                    account=person.account_id,
-                    owner=owner,
-                    process=camp.process,
-                    campaign=camp.id,
-                    contacts=[person.id],
-                )  # fmt: skip
+            result.members.append(
+                conn.execute(
+                    insert(campaign_members)
+                    .values(
+                        campaign_id=campaign_id,
+                        person_id=person_id,
+                        status=status,
+                        source=SOURCE,
+                        source_id=f"member:{campaign_id}:{person_id}",
+                    )  # fmt: skip
+                    .returning(campaign_members.c.id)
+                ).scalar_one()
             )
-        return created
+
+    def _deals_for(
+        self, conn: Connection, camp: Any, person_ids: list[int], owner_id: int | None,
+        result: Added,
+    ) -> None:  # fmt: skip
+        """A deal in the campaign's process for each contact without a live one of it."""
+        from .workflow.engine import Workflow
+
+        live = accounts.c.is_deleted.is_(False)
+        who = conn.execute(
+            select(people.c.id, people.c.name, people.c.email, people.c.is_internal,
+                   accounts.c.id.label("account_id"))
+            .outerjoin(accounts, and_(accounts.c.id == people.c.account_id, live))
+            .where(people.c.id.in_(person_ids))
+            .order_by(people.c.id)
+        ).all()  # fmt: skip
+        with_deal = _with_deal(conn, camp.id, person_ids)
+        workflow = Workflow(self.scope)
+        for person in who:
+            name = person.name or person.email
+            if person.id in with_deal:
+                result.had_deal.append(person.id)
+            elif person.is_internal:
+                result.no_deal.append(NoDeal(person.id, name, "one of our people"))
+            elif person.account_id is None:
+                result.no_deal.append(NoDeal(person.id, name, "no account"))
+            else:
+                result.opportunities.append(
+                    workflow.create_in(
+                        conn,
+                        f"{camp.name} — {name}",
+                        account_id=person.account_id,
+                        owner_id=owner_id,
+                        by_id=self.scope.user_id,
+                        process=camp.process,
+                        campaign_id=camp.id,
+                        member_ids=[person.id],
+                    )
+                )
 
     # --- messages ---------------------------------------------------------------------
 
@@ -424,6 +456,23 @@ class Campaigns:
             ).rowcount
         if not found:
             raise OppkitError(f"no internal campaign activity {activity_id} made in oppkit")
+
+
+def _with_deal(conn: Connection, campaign_id: int, person_ids: list[int]) -> set[int]:
+    """Those of ``person_ids`` who are members of a live deal of the campaign (any deal,
+    private or not: whether one exists decides, never whether this user sees it)."""
+    return set(
+        conn.scalars(
+            select(opportunity_people.c.person_id)
+            .join(opportunities, opportunities.c.id == opportunity_people.c.opportunity_id)
+            .where(
+                opportunities.c.campaign_id == campaign_id,
+                opportunities.c.is_deleted.is_(False),
+                opportunity_people.c.kind == "member",
+                opportunity_people.c.person_id.in_(person_ids),
+            )
+        )
+    )
 
 
 def _queue(conn: Connection, row: Any, campaign_id: int | None, by_id: int | None) -> list[int]:

@@ -3,7 +3,8 @@ and the ``report`` agent that ``oppkit agents run`` runs on a schedule.
 
 Each run prints (or, as an agent, logs) one line and is recorded in ``sync_runs``, so
 ``oppkit status`` shows when a report last ran: ``report NAME: N found, M added to
-CAMPAIGN, K deals created``. Bad input (an unknown report, campaign or condition) is one
+CAMPAIGN, K deals created`` (and ``, J without a deal (no account)`` when some
+found could have none). Bad input (an unknown report, campaign or condition) is one
 line on stderr and exit 2; with ``--all`` every report is checked before any runs.
 
 Examples::
@@ -163,7 +164,7 @@ def add_commands(commands: argparse._SubParsersAction) -> list[argparse.Argument
     )  # fmt: skip
     add.add_argument(
         "--no-deals", dest="deals", action="store_false",
-        help="add people to the campaign only (default: a deal per account as well)",
+        help="add people to the campaign only (default: a deal per contact as well)",
     )  # fmt: skip
     add.add_argument("--owner", metavar="EMAIL", help="who owns the deals it creates")
     add.add_argument("--user", metavar="EMAIL", help="whose view it is checked in")

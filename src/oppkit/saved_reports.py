@@ -4,10 +4,11 @@ Why: marketing keeps asking the same question ("data people at manufacturers we 
 to this month") and wants the answer in a campaign, every week, without anyone running
 SQL or a notebook. A saved report is that question (a filter of
 :mod:`oppkit.people_filter`) with a campaign. Each run finds the people and adds them to
-the campaign with :meth:`oppkit.campaigns.Campaigns.add_contacts` (a deal per account in
+the campaign with :meth:`oppkit.campaigns.Campaigns.add_contacts` (a deal per contact in
 the campaign's process, unless ``create_deals = false``), and says how many it found and
-added. Adding is idempotent, so a report may run as often as it likes: a person already
-in the campaign is found again but not added again.
+added, and who got no deal and why (a contact without an account). Adding is idempotent,
+so a report may run as often as it likes: a person already in the campaign is found again
+but not added again, and gets no second deal.
 
 Saved reports live in oppkit.toml beside ``[[agents]]`` (no table in the database, so no
 migration), written by hand, by ``oppkit report add`` or by :meth:`Reports.save`::
@@ -36,6 +37,7 @@ import re
 import shutil
 import tempfile
 import tomllib
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,7 +47,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 
-from .campaigns import Campaigns
+from .campaigns import Campaigns, NoDeal
 from .config import Settings, load_settings
 from .db.schema import campaigns
 from .errors import ConfigError
@@ -217,8 +219,9 @@ def _replace(path: Path, text: str) -> None:
 @dataclass
 class ReportRun:
     """What one run of a report did: who it found (a people frame), the person ids it
-    added to the campaign, the deals it created. ``read``/``written``/``skipped`` are its
-    counts as the agents' logs and ``oppkit status`` show them."""
+    added to the campaign, the deals it created, the people it could give no deal
+    (:class:`~oppkit.campaigns.NoDeal`: who and why). ``read``/``written``/``skipped`` are
+    its counts as the agents' logs and ``oppkit status`` show them."""
 
     name: str
     campaign: str
@@ -226,17 +229,25 @@ class ReportRun:
     people: pd.DataFrame
     added: list[int] = field(default_factory=list)
     deals: list[int] = field(default_factory=list)
+    no_deal: list[NoDeal] = field(default_factory=list)
 
     @property
     def found(self) -> int:
         return len(self.people)
 
     def line(self) -> str:
-        """``report NAME: N found, M added to CAMPAIGN, K deals created``"""
-        return (
+        """``report NAME: N found, M added to CAMPAIGN, K deals created``, and when some
+        found got no deal: ``, J without a deal (no account)``."""
+        line = (
             f"report {self.name}: {self.found} found, {len(self.added)} added to "
             f"{self.campaign}, {len(self.deals)} deals created"
         )
+        if not self.no_deal:
+            return line
+        reasons = sorted(Counter(n.reason for n in self.no_deal).items())
+        why = ", ".join(f"{count} {reason}" for reason, count in reasons)
+        why = reasons[0][0] if len(reasons) == 1 else why
+        return f"{line}, {len(self.no_deal)} without a deal ({why})"
 
     @property
     def read(self) -> int:
@@ -339,10 +350,11 @@ class Reports:
         return report
 
     def run(self, report: str | SavedReport, *, now: datetime | None = None) -> ReportRun:
-        """Find the report's people and add them to its campaign (with a deal per account
-        unless ``create_deals`` is false). Idempotent: those already in it are found, not
-        added. Everything is checked first (:meth:`check`): a problem is a ConfigError
-        and nothing is added.
+        """Find the report's people and add them to its campaign (with a deal per contact
+        unless ``create_deals`` is false; ``no_deal`` lists who could have none, and why).
+        Idempotent: those already in it are found, not added, and get no second deal.
+        Everything is checked first (:meth:`check`): a problem is a ConfigError and
+        nothing is added.
 
         >>> kit.reports.run("webinar-leads").line()
         'report webinar-leads: 12 found, 3 added to Spring webinar, 2 deals created'
@@ -355,7 +367,10 @@ class Reports:
         )
         already = set(added.already)
         new = [int(i) for i in found["id"] if int(i) not in already]
-        return ReportRun(report.name, campaign_name, campaign_id, found, new, added.opportunities)
+        return ReportRun(
+            report.name, campaign_name, campaign_id, found, new, added.opportunities,
+            added.no_deal,
+        )  # fmt: skip
 
     def save(
         self, name: str, campaign: str | int, where: Mapping[str, Any] | None = None, *,

@@ -11,6 +11,14 @@ its CONNECT tunnel: ``session.proxies = fake.proxies`` (the certificate covers `
 
 ``FakeOrg.from_export(folder)`` fills an org from a Salesforce Data Export folder (the demo's
 export: notebooks/04_workflow.ipynb writes back to it), keeping the export's record Ids.
+
+What Salesforce does by itself, the org does too: ``org.convert_lead(id)`` converts a lead as
+Lead Convert does (account, contact and opportunity made or reused, the lead's campaign
+members gain the contact, IsConverted / Converted* / ConvertedDate set, SystemModstamp
+bumped); ``org.delete(sobject, id)`` sends any record to the recycle bin (queryAll,
+getDeleted), a Lead or Contact with its campaign members; a CampaignMember whose Status is
+one of ``org.responded_statuses`` has responded (HasResponded; FirstRespondedDate the first
+time).
 """
 
 from __future__ import annotations
@@ -285,6 +293,7 @@ class FakeOrg:
         self.key_prefixes: dict[str, str] = {}
         self.records: dict[str, dict[str, dict]] = {}
         self.deleted_dates: dict[str, dict[str, datetime]] = {}  # the delete log of getDeleted
+        self.responded_statuses = {"Responded"}  # CampaignMemberStatus.HasResponded
         for block in re.split(r"\n(?=\S)", _SCHEMA.strip()):
             head, _, spec = block.partition(":")
             self.define_object(*head.split(), spec)
@@ -430,14 +439,58 @@ class FakeOrg:
             self._derive(obj, rec, given, self._stages())
 
     def delete(self, sobject: str, id: str) -> None:
-        """Soft delete: IsDeleted=True, kept for queryAll and getDeleted (deletedDate = now)."""
+        """Soft delete: IsDeleted=True, kept for queryAll and getDeleted (deletedDate = now).
+        As in Salesforce, a deleted Lead or Contact takes its campaign members with it."""
         obj, now, rid = self._types(sobject)[0], self.now(), to18(id)
         with self.lock:
             self.records[obj][rid] |= {"IsDeleted": True, "SystemModstamp": now}
             self.records[obj][rid]["LastModifiedDate"] = self.deleted_dates[obj][rid] = now
+            link = {"Lead": "LeadId", "Contact": "ContactId"}.get(obj)
+            members = self.records["CampaignMember"].values() if link else ()
+            for member in [m for m in members if m.get(link) == rid and not m["IsDeleted"]]:
+                if obj == "Contact" or not member.get("ContactId"):  # converted: the contact's
+                    self.delete("CampaignMember", member["Id"])
 
     def get(self, sobject: str, id: str) -> dict:
         return dict(self.records[self._types(sobject)[0]][to18(id)])
+
+    def convert_lead(
+        self, lead_id: str, *, account_id: str | None = None, contact_id: str | None = None,
+        create_opportunity: bool = True, status: str = "Closed - Converted",
+    ) -> dict[str, str | None]:  # fmt: skip
+        """Lead Convert: an account (``account_id``, else a new one named after the
+        Company), a contact (``contact_id``, else a new one from the lead) and, unless
+        ``create_opportunity=False``, a new opportunity named "<Company>-" as Salesforce
+        names it; the lead's campaign members gain the contact. The lead becomes
+        converted (Status, IsConverted, Converted*Id, ConvertedDate today), its
+        SystemModstamp now. The new Ids: ``{"account", "contact", "opportunity"}``."""
+        with self.lock:
+            lead = self.get("Lead", lead_id)
+            if lead["IsConverted"] or lead["IsDeleted"]:
+                raise ValueError(f"lead {lead_id} is converted or deleted already")
+            owner = {"OwnerId": lead["OwnerId"]}
+            account_id = account_id or self.add("Account", Name=lead["Company"], **owner)
+            contact_id = contact_id or self.add(
+                "Contact", AccountId=account_id, FirstName=lead.get("FirstName"),
+                LastName=lead["LastName"], Email=lead.get("Email"), Title=lead.get("Title"),
+                LeadSource=lead.get("LeadSource"), **owner,
+            )  # fmt: skip
+            opportunity_id = None
+            if create_opportunity:
+                opportunity_id = self.add(
+                    "Opportunity", Name=f"{lead['Company']}-", AccountId=account_id,
+                    StageName=next(iter(self._stages())), LeadSource=lead.get("LeadSource"),
+                    CloseDate=self.now().date() + timedelta(days=90), **owner,
+                )  # fmt: skip
+            for member in list(self.records["CampaignMember"].values()):
+                if member.get("LeadId") == to18(lead_id) and not member["IsDeleted"]:
+                    self.update("CampaignMember", member["Id"], ContactId=contact_id)
+            self.update(
+                "Lead", lead_id, Status=status, IsConverted=True, ConvertedDate=self.now().date(),
+                ConvertedAccountId=account_id, ConvertedContactId=contact_id,
+                ConvertedOpportunityId=opportunity_id,
+            )  # fmt: skip
+        return {"account": account_id, "contact": contact_id, "opportunity": opportunity_id}
 
     def _new_id(self, prefix: str) -> str:
         n = next(self._seq)  # 8 base-62 digits, so Ids sort in creation order
@@ -483,6 +536,10 @@ class FakeOrg:
             for name in ("IsClosed", "IsWon", "ForecastCategory", "ForecastCategoryName"):
                 rec[name] = given.get(name, stage[name])
             rec["Probability"] = given.get("Probability", stage["DefaultProbability"])
+        if obj == "CampaignMember" and "Status" in given and "HasResponded" not in given:
+            rec["HasResponded"] = rec["Status"] in self.responded_statuses
+            if rec["HasResponded"] and not rec.get("FirstRespondedDate"):
+                rec["FirstRespondedDate"] = self.now().date()
 
 
 # -- SOQL subset ------------------------------------------------------------------------------
