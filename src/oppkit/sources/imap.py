@@ -5,7 +5,7 @@ its UIDVALIDITY stays the same, so the cursor is (UIDVALIDITY, last UID): a run 
 only new messages in batches, with a checkpoint after each batch. A changed UIDVALIDITY
 (the server rebuilt the folder) re-scans it; rows are upserted by Message-ID, so that
 never duplicates. Messages are parsed by :func:`oppkit.sources.mail.parse_message`, the
-same code as mbox exports.
+same code as mbox exports (in worker processes: :func:`oppkit.sources.mail.parsed`).
 
 Example::
 
@@ -27,7 +27,8 @@ from datetime import UTC, datetime
 from ..config import Settings, env_setting
 from ..errors import ConfigError, SourceError
 from .declaration import SourceOptions
-from .mail import parse_message
+from .mail import parsed
+from .parse_ahead import Parse
 from .records import ActivityRecord, Checkpoint, Record, Skipped
 
 BATCH = 200
@@ -152,8 +153,8 @@ def _excluded(record: ActivityRecord, server: ImapSettings) -> bool:
 
 def read_folder(
     conn: imaplib.IMAP4, server: ImapSettings, folder: str, cursor: Mapping | None
-) -> Iterator[Record]:
-    """New messages of one folder, a checkpoint after every batch."""
+) -> Iterator[Parse | Record]:
+    """New messages of one folder as parse jobs, a checkpoint after every batch."""
     validity = _select(conn, folder)
     if validity is None:
         yield Skipped("no such folder", f"{server.describe()} {folder}")
@@ -165,11 +166,16 @@ def read_folder(
     for start in range(0, len(uids), BATCH):
         batch = uids[start : start + BATCH]
         for uid, raw, arrived in _fetch(conn, batch):
-            record = parse_message(raw, f"{folder} UID {uid}", arrived)
-            if isinstance(record, ActivityRecord) and _excluded(record, server):
-                continue
-            yield record
+            yield Parse((raw, f"{folder} UID {uid}", arrived))
         yield Checkpoint(obj, {"uidvalidity": validity, "last_uid": batch[-1]})
+
+
+def _jobs(
+    conn: imaplib.IMAP4, server: ImapSettings, previous: Mapping[str, dict]
+) -> Iterator[Parse | Record]:
+    for folder in server.folders:
+        obj = f"imap:{server.describe()}:{folder}"
+        yield from read_folder(conn, server, folder, previous.get(obj))
 
 
 def read_imap(server: ImapSettings, previous: Mapping[str, dict] | None = None) -> Iterator[Record]:
@@ -177,9 +183,11 @@ def read_imap(server: ImapSettings, previous: Mapping[str, dict] | None = None) 
     previous = previous or {}
     conn = _connect(server)
     try:
-        for folder in server.folders:
-            obj = f"imap:{server.describe()}:{folder}"
-            yield from read_folder(conn, server, folder, previous.get(obj))
+        # parsed in worker processes while the next messages are fetched (in order)
+        for record in parsed(_jobs(conn, server, previous)):
+            if isinstance(record, ActivityRecord) and _excluded(record, server):
+                continue
+            yield record
     except (TimeoutError, imaplib.IMAP4.abort, OSError) as exc:
         raise SourceError(
             f"IMAP server {server.host} dropped the connection ({_text(exc)}); "

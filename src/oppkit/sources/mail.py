@@ -30,7 +30,7 @@ import logging
 import mmap
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import closing
 from datetime import MAXYEAR, UTC, datetime, timedelta
 from email import policy
@@ -42,6 +42,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 from itertools import chain
 from pathlib import Path
 
+from .parse_ahead import Parse, parse_ahead
 from .records import ActivityRecord, Attachment, Checkpoint, Participant, Record, Skipped
 from .text import clean_text, latest_text, truncate
 
@@ -530,10 +531,23 @@ def _resume_offset(path: Path, cursor: Mapping | None) -> int | None:
     return None if offset == size else offset
 
 
-def read_mbox(
+def parsed(jobs: Iterable[Parse | Record]) -> Iterator[Record]:
+    """Each :class:`Parse` job's message as :func:`parse_message` reads it (in worker
+    processes when there are many: :func:`oppkit.sources.parse_ahead.parse_ahead`), and
+    every other job as it is, in order."""
+    return parse_ahead(jobs, "oppkit.sources.mail:parse_message", _crashed)
+
+
+def _crashed(args: tuple) -> Skipped:
+    """A message whose parse killed the worker process (twice)."""
+    return Skipped("unreadable message (the parser crashed)", args[1])
+
+
+def mbox_jobs(
     path: Path, previous: Mapping[str, dict] | None = None, checkpoint_every: int = CHECKPOINT_EVERY
-) -> Iterator[Record]:
-    """Email activities from one mbox, resuming from the committed byte offset."""
+) -> Iterator[Parse | Checkpoint]:
+    """The messages of one mbox as :func:`parse_message` jobs, from the committed byte
+    offset, with a checkpoint after every ``checkpoint_every``."""
     obj = f"mbox:{path.resolve()}"
     start = _resume_offset(path, (previous or {}).get(obj))
     if start is None:
@@ -542,15 +556,17 @@ def read_mbox(
     for offset, end, from_line, raw in iter_mbox(path, start):
         where = f"{path.name} @ byte {offset}"
         _cut(where, end - offset)
-        yield parse_message(raw, where, _from_line_date(from_line), file_time)
+        yield Parse((raw, where, _from_line_date(from_line), file_time))
         count += 1
         if count % checkpoint_every == 0:
             yield Checkpoint(obj, {"offset": end, "fingerprint": _fingerprint(path, end)})
     yield Checkpoint(obj, {"offset": end, "fingerprint": _fingerprint(path, end)})
 
 
-def read_eml(path: Path, previous: Mapping[str, dict] | None = None) -> Iterator[Record]:
-    """One .eml file, skipped when unchanged since the last run."""
+def eml_jobs(
+    path: Path, previous: Mapping[str, dict] | None = None
+) -> Iterator[Parse | Checkpoint]:
+    """One .eml file as a :func:`parse_message` job, none when unchanged since the last run."""
     obj = f"eml:{path.resolve()}"
     stat = path.stat()
     cursor = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
@@ -559,14 +575,31 @@ def read_eml(path: Path, previous: Mapping[str, dict] | None = None) -> Iterator
     _cut(path.name, stat.st_size)
     with path.open("rb") as fh:
         raw = fh.read(MAX_MESSAGE_BYTES)
-    yield parse_message(raw, path.name, _file_time(path))
+    yield Parse((raw, path.name, _file_time(path)))
     yield Checkpoint(obj, cursor)
 
 
+def read_mbox(
+    path: Path, previous: Mapping[str, dict] | None = None, checkpoint_every: int = CHECKPOINT_EVERY
+) -> Iterator[Record]:
+    """Email activities from one mbox, resuming from the committed byte offset."""
+    yield from parsed(mbox_jobs(path, previous, checkpoint_every))
+
+
+def read_eml(path: Path, previous: Mapping[str, dict] | None = None) -> Iterator[Record]:
+    """One .eml file, skipped when unchanged since the last run."""
+    yield from parsed(eml_jobs(path, previous))
+
+
 def read_mail(path: Path, previous: Mapping[str, dict] | None = None) -> Iterator[Record]:
-    """Emails from an mbox file, an .eml file, or a folder of .eml and .mbox files."""
+    """Emails from an mbox file, an .eml file, or a folder of .eml and .mbox files (one
+    set of parse workers for all of them)."""
     if not path.exists():
         raise FileNotFoundError(f"no such mailbox file or folder: {path}")
+    yield from parsed(_mail_jobs(path, previous))
+
+
+def _mail_jobs(path: Path, previous: Mapping[str, dict] | None) -> Iterator[Parse | Checkpoint]:
     if path.is_dir():
         files = sorted(
             p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (".eml", ".mbox")
@@ -575,9 +608,9 @@ def read_mail(path: Path, previous: Mapping[str, dict] | None = None) -> Iterato
         files = [path]
     for file in files:
         if file.suffix.lower() == ".eml":
-            yield from read_eml(file, previous)
+            yield from eml_jobs(file, previous)
         else:
-            yield from read_mbox(file, previous)
+            yield from mbox_jobs(file, previous)
 
 
 def mbox_size(path: Path) -> int:
