@@ -30,7 +30,7 @@ import logging
 import mmap
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing
 from datetime import MAXYEAR, UTC, datetime, timedelta
 from email import policy
@@ -39,6 +39,7 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
+from functools import partial
 from itertools import chain
 from pathlib import Path
 
@@ -67,6 +68,7 @@ LINE_CHUNK = 65536  # an mbox is read in lines of at most this many bytes
 RELEASE_BYTES = 8 * 2**20  # mapped mbox pages read are given back every this many bytes
 BODY_BYTES = 2**20  # of a text part, decoded: far more than a snippet or signals read
 MAX_ATTACHMENTS = 200  # listed per message
+Fallback = datetime | None | Callable[[], datetime | None]  # see parse_message
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_AHEAD = timedelta(days=366)  # a date further ahead than this is a broken clock
 MESSAGE_HEADERS = frozenset(
@@ -411,14 +413,15 @@ def _date(value: str) -> datetime | None:
     return _sane(moment)
 
 
-def _occurred_at(msg: Message, fallbacks: tuple[datetime | None, ...]) -> datetime | None:
+def _occurred_at(msg: Message, fallbacks: tuple[Fallback, ...]) -> datetime | None:
     """The Date header, else the newest Received hop, else the first sane fallback."""
     dates = [str(msg.get("Date") or "").strip()]
     dates += [value.rpartition(";")[2] for value in _raw(msg, "Received") if ";" in value]
     for value in dates:
         if value and (moment := _date(value)):
             return moment
-    return next(filter(None, map(_sane, fallbacks)), None)
+    moments = (_sane(f() if callable(f) else f) for f in fallbacks)
+    return next(filter(None, moments), None)
 
 
 def _cleaned(record: ActivityRecord) -> ActivityRecord:
@@ -450,14 +453,13 @@ def _parsed(raw: bytes, where: str) -> Message:
         return _parser.parsebytes(raw, headersonly=True)
 
 
-def parse_message(
-    raw: bytes, where: str, *fallback_dates: datetime | None
-) -> ActivityRecord | Skipped:
+def parse_message(raw: bytes, where: str, *fallback_dates: Fallback) -> ActivityRecord | Skipped:
     """One raw RFC 5322 message -> an email activity (or a Skipped with the reason).
 
     ``fallback_dates`` are what the mailbox knows of the message's time, best first
     (IMAP INTERNALDATE, the mbox From_ line, the file's time): used when neither the Date
-    header nor the Received chain gives a sane date. Never raises.
+    header nor the Received chain gives a sane date. One may be a function that returns
+    the date, called only then (reading an mbox From_ line's date is costly). Never raises.
     """
     if len(raw) > MAX_MESSAGE_BYTES:  # from a server: a file is read no further
         _cut(where, len(raw))
@@ -556,7 +558,7 @@ def mbox_jobs(
     for offset, end, from_line, raw in iter_mbox(path, start):
         where = f"{path.name} @ byte {offset}"
         _cut(where, end - offset)
-        yield Parse((raw, where, _from_line_date(from_line), file_time))
+        yield Parse((raw, where, partial(_from_line_date, from_line), file_time))
         count += 1
         if count % checkpoint_every == 0:
             yield Checkpoint(obj, {"offset": end, "fingerprint": _fingerprint(path, end)})
