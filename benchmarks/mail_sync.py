@@ -21,7 +21,9 @@ Each measured phase runs in a fresh subprocess; its peak RSS is that process's `
   consumed whole, each MIME parsed and touched the same way.
   (Until #16 the baselines fetched and parsed nothing: no fair comparison for a sync
   that must parse every message.)
-* oppkit: ``sync_imap`` / ``sync_exchange`` into a fresh SQLite file;
+* oppkit: ``sync_imap`` / ``sync_exchange`` into a fresh SQLite file (IMAP parses in
+  worker processes since #14: their summed RSS is sampled and reported beside the sync's
+  own, and the memory target holds for the two together);
 * re-sync: 100 new messages arrive; the same sync again on the same database.
 
 Targets (#16), per server, at the large size: oppkit time / baseline time <= 1.5; re-sync < 1 s;
@@ -215,10 +217,11 @@ def oppkit_sync(info: dict) -> dict:
                                   password="p", auth="noauth", folders=("inbox",),
                                   ca_file=None)  # fmt: skip
         run = lambda: sync_exchange(server, settings=settings, progress=False)  # noqa: E731
-    imported_mb, started = peak_rss_mb(), time.perf_counter()
+    imported_mb, children = peak_rss_mb(), mail_ingest.ChildrenRss()
+    started = time.perf_counter()
     summary = run()
     return {"seconds": time.perf_counter() - started, "summary": summary.line(),
-            "import_rss_mb": imported_mb}  # fmt: skip
+            "import_rss_mb": imported_mb, "workers_rss_mb": children.stop()}  # fmt: skip
 
 
 def oppkit_profile(info: dict) -> dict:
@@ -349,6 +352,8 @@ def table(title: str, base_label: str, res: dict, small: int, n: int) -> None:
         (f"peak RSS MB oppkit @ {n:,}", f"{rss_b:.0f}", "< 300, flat (<+20%)",
          rss_b < 300 and rss_b < rss_s * 1.2),
         ("  of which after imports", f"{full['import_rss_mb']:.0f}", "", None),
+        (f"  + parse workers' RSS (sum, sampled) @ {n:,}", f"{full['workers_rss_mb']:.0f}",
+         "total < 300", rss_b + full["workers_rss_mb"] < 300),
         ("peak RSS MB oppkit re-sync", f"{incr['peak_rss_mb']:.0f}", "", None),
         (f"peak RSS MB baseline @ {n:,}", f"{base['peak_rss_mb']:.0f}", "", None),
         ("activities in db, full / re-sync", "{:,} / {:,}".format(*counts),
