@@ -138,3 +138,31 @@ def test_plain_address_lists_give_what_getaddresses_gives() -> None:
     cases += [[rng.choice(PLAIN_AND_ODD_ADDRESSES), rng.choice(PLAIN_AND_ODD_ADDRESSES)]] * 50
     for values in cases:
         assert _address_pairs(values) == getaddresses(values), values
+
+
+def test_strip_quoted_gives_what_it_gave_before_its_quick_checks() -> None:
+    """strip_quoted looks for "--" and ">" before running the signature and quoted-line
+    patterns (#14); here against the patterns run every time, on random texts."""
+    import re
+
+    signature, quoted = re.compile(r"^-- ?$", re.MULTILINE), re.compile(r"^\s*>.*$", re.MULTILINE)
+
+    def before(body: str) -> str:
+        body = signature.split(body, maxsplit=1)[0]
+        window = body[: text.TEXT_WINDOW]
+        if "\n" not in window.strip():
+            return quoted.sub("", body)
+        try:
+            latest = text.latest_reply(window)
+        except Exception:  # noqa: BLE001 - as strip_quoted does
+            latest = body
+        if not latest or not latest.strip():
+            latest = body
+        return quoted.sub("", latest)
+
+    rng = random.Random(14)
+    pieces = ["-- ", "--", "-", ">", " > x", "\n", "\r\n", "text", "On Mon, Bob wrote:",
+              "\u2028", "\x85", "\t>", "--\n", " ", "\v>", *LINES[:20]]  # fmt: skip
+    for _ in range(20_000):
+        body = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        assert text.strip_quoted(body) == before(body), body

@@ -186,19 +186,25 @@ _SIGNATURE = re.compile(r"^-- ?$", re.MULTILINE)
 
 def strip_quoted(text: str) -> str:
     """The newest part of a reply: quoted history, signatures and disclaimers removed."""
-    text = _SIGNATURE.split(text, maxsplit=1)[0]  # RFC 3676 signature delimiter
+    if "--" in text:  # (what the patterns below need, looked for first: a quick "no")
+        text = _SIGNATURE.split(text, maxsplit=1)[0]  # RFC 3676 signature delimiter
     window = text[:TEXT_WINDOW]
     if "\n" not in window.strip():
         # Quote headers, quoted blocks and signatures are made of lines: one line (a CRM
         # description, say) has none for the costly reply parser to find.
-        return _QUOTED_LINE.sub("", text)
+        return _unquoted(text)
     try:
         latest = latest_reply(window)
     except Exception:  # the parser is heuristic; never lose the message over it
         latest = text
     if not latest or not latest.strip():
         latest = text
-    return _QUOTED_LINE.sub("", latest)
+    return _unquoted(latest)
+
+
+def _unquoted(text: str) -> str:
+    """``text`` without its quoted lines ("> ...")."""
+    return _QUOTED_LINE.sub("", text) if ">" in text else text
 
 
 def normalise_whitespace(text: str) -> str:
