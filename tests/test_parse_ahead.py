@@ -76,30 +76,65 @@ def test_a_sync_with_workers_stores_what_a_serial_sync_stores(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     mbox = _mixed_mbox(tmp_path / "m.mbox")
-    stored = []
+    stored, started = [], _workers_started(monkeypatch)
     for workers in ("0", "2"):
         monkeypatch.setenv("OPPKIT_PARSE_WORKERS", workers)
         url = f"sqlite:///{tmp_path / f'w{workers}.sqlite'}"
         summary = sync_mail(mbox, db=url, progress=False)
-        engine = connect_engine(url)
-        with engine.connect() as conn:
-            rows = [
-                tuple(r)[1:]  # all but the row id
-                for r in conn.execute(
-                    select(activities).order_by(activities.c.source, activities.c.source_id)
-                )
-            ]
-            who = sorted(
-                conn.execute(
-                    select(activities.c.source_id, people.c.email, people.c.name, activity_people.c.role)
-                    .join(activity_people, activity_people.c.activity_id == activities.c.id)
-                    .join(people, people.c.id == activity_people.c.person_id)
-                ).all(), key=repr
-            )  # fmt: skip
-            found = sorted(conn.execute(select(alerts.c.kind, alerts.c.text)).all(), key=repr)
-        engine.dispose()
-        stored.append((summary.read, summary.skipped, _without_times(rows), who, found))
+        stored.append((summary.read, summary.skipped, *_stored(url)))
+    assert len(started) == 2
     assert stored[0] == stored[1]
+
+
+def test_an_exchange_sync_with_workers_stores_what_a_serial_one_stores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Exchange's conversation ids replace the headers' threads in the workers too."""
+    from oppkit.sources.exchange import ExchangeSettings
+    from oppkit.sync import sync_exchange
+    from tests.fakes.ews import FakeEws, FakeMailbox
+
+    box = FakeMailbox()
+    for n in range(parse_ahead.SERIAL_BELOW + 50):
+        box.add_message(
+            "inbox", raw_mail(n, date=None if n % 40 == 0 else "Mon, 02 Mar 2026 10:00:00 +0000")
+        )
+    stored, started = [], _workers_started(monkeypatch)
+    with FakeEws({"ava.patel@northwind.example": box}, tls=True) as ews:
+        for workers in ("0", "2"):
+            monkeypatch.setenv("OPPKIT_PARSE_WORKERS", workers)
+            server = ExchangeSettings(endpoint=ews.url, mailboxes=("ava.patel@northwind.example",),
+                                      username=f"svc{workers}", password="p", auth="noauth",
+                                      max_wait=5, ca_file=ews.ca_path)  # fmt: skip
+            url = f"sqlite:///{tmp_path / f'w{workers}.sqlite'}"
+            summary = sync_exchange(server, db=url, progress=False)
+            stored.append((summary.read, summary.skipped, *_stored(url)))
+    assert stored[0][0] == parse_ahead.SERIAL_BELOW + 50
+    assert len(started) == 2  # the second sync's workers
+    assert stored[0] == stored[1]
+
+
+def _stored(url: str) -> tuple[list, list, list]:
+    """Every activity (but its row id and write times), who took part, the alerts."""
+    engine = connect_engine(url)
+    with engine.connect() as conn:
+        rows = [
+            tuple(r)[1:]  # all but the row id
+            for r in conn.execute(
+                select(activities).order_by(activities.c.source, activities.c.source_id)
+            )
+        ]
+        who = sorted(
+            conn.execute(
+                select(activities.c.source_id, people.c.email, people.c.name, activity_people.c.role)
+                .join(activity_people, activity_people.c.activity_id == activities.c.id)
+                .join(people, people.c.id == activity_people.c.person_id)
+            ).all(),
+            key=repr,
+        )  # fmt: skip
+        found = sorted(conn.execute(select(alerts.c.kind, alerts.c.text)).all(), key=repr)
+    engine.dispose()
+    return _without_times(rows), who, found
 
 
 def _without_times(rows: list[tuple]) -> list[tuple]:
@@ -222,3 +257,24 @@ def test_a_stopped_sync_leaves_no_worker_behind_and_resumes(
     assert again.proc.wait(timeout=300) == 0
     assert count(sqlite_url) == n  # resumed: nothing lost, nothing doubled
     assert os.path.exists(mbox)
+
+
+@pytest.mark.parametrize("fails_after", [100, 500], ids=["before the workers", "with workers"])
+def test_a_source_that_fails_gives_every_record_before_the_failure(fails_after: int):
+    """As a dropped IMAP connection: what was read before it is still written."""
+
+    def jobs():
+        for n in range(fails_after):
+            yield Parse((raw_mail(n), f"m{n}"))
+            if n % 50 == 49:
+                yield Checkpoint("x", {"n": n})
+        raise ConnectionError("dropped")
+
+    out = []
+    with pytest.raises(ConnectionError):
+        for record in parse_ahead.parse_ahead(
+            jobs(), "oppkit.sources.mail:parse_message", lambda args: None, 2
+        ):
+            out.append(record)
+    assert sum(not isinstance(r, Checkpoint) for r in out) == fails_after
+    assert out[-1] == Checkpoint("x", {"n": fails_after - 1})

@@ -2,7 +2,8 @@
 
 Why: many sales teams live in Exchange. Mail folders (Inbox and Sent Items by default) are
 read with SyncFolderItems: each page of changes is fetched as MIME, parsed by the same
-:func:`oppkit.sources.mail.parse_message` as every other mail source, and followed by a
+:func:`oppkit.sources.mail.parse_message` as every other mail source (in worker
+processes), and followed by a
 checkpoint holding the EWS sync state, so a run resumes page by page. ``ErrorInvalidSyncStateData`` means the server forgot the
 state: the folder is read again from the start (rows are upserted, never doubled).
 Calendars are read as a view over a window, so recurring meetings arrive expanded, with
@@ -54,8 +55,9 @@ from ..config import Settings, env_setting
 from ..errors import ConfigError, SourceError
 from ..redact import remember
 from .declaration import SourceOptions
-from .mail import parse_message
+from .mail import parsed
 from .page_ahead import one_ahead
+from .parse_ahead import Parse
 from .records import ActivityRecord, Checkpoint, Participant, Record, Skipped
 from .text import make_snippet
 
@@ -215,16 +217,14 @@ def _fetched(account: Account, changes: Sequence) -> list:
     return list(account.fetch(ids, only_fields=fields))
 
 
-def _records_of(items: Sequence, where: str) -> Iterator[Record]:
+def _jobs_of(items: Sequence, where: str) -> Iterator[Parse | Record]:
     for item in items:
         if isinstance(item, Exception):
             yield Skipped(f"could not fetch item ({type(item).__name__})", where)
             continue
         arrived = item.datetime_received and _utc(item.datetime_received)  # date's fallback
-        record = parse_message(item.mime_content or b"", f"{where} {item.id[:12]}", arrived)
-        if isinstance(record, ActivityRecord) and item.conversation_id is not None:
-            record.thread_id = item.conversation_id.id
-        yield record
+        thread = item.conversation_id.id if item.conversation_id is not None else None
+        yield Parse((item.mime_content or b"", f"{where} {item.id[:12]}", thread, arrived))
 
 
 def _folder_pages(
@@ -249,19 +249,13 @@ def read_exchange_mail(
 ) -> Iterator[Record]:
     """Email activities from the mailboxes' folders, page by page with checkpoints.
 
-    The next page is fetched while this one is parsed (:func:`one_ahead`).
+    The next page is fetched while this one is parsed (:func:`one_ahead`), and the
+    messages are parsed in worker processes (:func:`oppkit.sources.mail.parsed`).
     """
     previous = previous or {}
     for mailbox in settings.mailboxes:
         try:
-            account = _account(settings, mailbox)
-            for name in settings.folders:
-                obj = f"ews:{mailbox}:{name}"
-                state = (previous.get(obj) or {}).get("sync_state")
-                pages = _folder_pages(account, _folder(account, name), state, obj)
-                for items, new_state in one_ahead(pages):
-                    yield from _records_of(items, f"{mailbox} {name}")
-                    yield Checkpoint(obj, {"sync_state": new_state})
+            yield from parsed(_mailbox_jobs(settings, mailbox, previous), PARSE_ITEM)
         except UnauthorizedError as exc:
             raise _login_refused(settings, exc) from exc
         except ErrorNonExistentMailbox as exc:
@@ -271,6 +265,22 @@ def read_exchange_mail(
                 f"cannot reach Exchange at {settings.endpoint} ({type(exc).__name__}); "
                 "what was synced so far is kept, the next run resumes"
             ) from exc
+
+
+PARSE_ITEM = "oppkit.sources.mail:parse_in_thread"
+
+
+def _mailbox_jobs(
+    settings: ExchangeSettings, mailbox: str, previous: Mapping[str, dict]
+) -> Iterator[Parse | Record]:
+    account = _account(settings, mailbox)
+    for name in settings.folders:
+        obj = f"ews:{mailbox}:{name}"
+        state = (previous.get(obj) or {}).get("sync_state")
+        pages = _folder_pages(account, _folder(account, name), state, obj)
+        for items, new_state in one_ahead(pages):
+            yield from _jobs_of(items, f"{mailbox} {name}")
+            yield Checkpoint(obj, {"sync_state": new_state})
 
 
 def _email(mailbox: Any) -> tuple[str | None, str | None]:

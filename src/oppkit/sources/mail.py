@@ -533,11 +533,25 @@ def _resume_offset(path: Path, cursor: Mapping | None) -> int | None:
     return None if offset == size else offset
 
 
-def parsed(jobs: Iterable[Parse | Record]) -> Iterator[Record]:
-    """Each :class:`Parse` job's message as :func:`parse_message` reads it (in worker
-    processes when there are many: :func:`oppkit.sources.parse_ahead.parse_ahead`), and
-    every other job as it is, in order."""
-    return parse_ahead(jobs, "oppkit.sources.mail:parse_message", _crashed)
+def parsed(
+    jobs: Iterable[Parse | Record], parser: str = "oppkit.sources.mail:parse_message"
+) -> Iterator[Record]:
+    """Each :class:`Parse` job's message as :func:`parse_message` (or ``parser``) reads
+    it, in worker processes when there are many
+    (:func:`oppkit.sources.parse_ahead.parse_ahead`), and every other job as it is, in
+    order."""
+    return parse_ahead(jobs, parser, _crashed)
+
+
+def parse_in_thread(
+    raw: bytes, where: str, thread_id: str | None, *fallback_dates: Fallback
+) -> ActivityRecord | Skipped:
+    """:func:`parse_message`, with the thread the mailbox knows (Exchange's conversation)
+    in place of the one the headers give, when it knows one."""
+    record = parse_message(raw, where, *fallback_dates)
+    if thread_id is not None and isinstance(record, ActivityRecord):
+        record.thread_id = thread_id
+    return record
 
 
 def _crashed(args: tuple) -> Skipped:

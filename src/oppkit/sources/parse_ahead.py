@@ -100,21 +100,27 @@ def parse_ahead(
     wanted = workers_wanted() if workers is None else workers
     try:
         head: list[Any] = []
+        failure: Exception | None = None
         if wanted > 0:  # look ahead: a few jobs are parsed here
             count = size = 0
-            for job in iterator:
-                head.append(job)
-                if isinstance(job, Parse):
-                    count += 1
-                    size += _size(job)
-                    if count >= SERIAL_BELOW or size >= SERIAL_BYTES:
-                        break
-            else:
-                wanted = 0
+            try:
+                for job in iterator:
+                    head.append(job)
+                    if isinstance(job, Parse):
+                        count += 1
+                        size += _size(job)
+                        if count >= SERIAL_BELOW or size >= SERIAL_BYTES:
+                            break
+                else:
+                    wanted = 0
+            except Exception as exc:  # noqa: BLE001 - raised after the jobs before it
+                failure, wanted = exc, 0
         if wanted == 0:
             function = _function(parser)
-            for job in _chain(head, iterator):
+            for job in _chain(head, iter(()) if failure else iterator):
                 yield function(*job.args) if isinstance(job, Parse) else job
+            if failure is not None:
+                raise failure
             return
         with _Pool(parser, wanted, crashed) as pool:
             yield from pool.run(_chain(head, iterator))
