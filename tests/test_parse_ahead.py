@@ -278,3 +278,14 @@ def test_a_source_that_fails_gives_every_record_before_the_failure(fails_after: 
             out.append(record)
     assert sum(not isinstance(r, Checkpoint) for r in out) == fails_after
     assert out[-1] == Checkpoint("x", {"n": fails_after - 1})
+
+
+def test_without_an_interpreter_to_start_the_messages_are_parsed_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    mbox = write_mbox(tmp_path / "m.mbox", [raw_mail(n) for n in range(400)])
+    monkeypatch.setenv("OPPKIT_PARSE_WORKERS", "0")
+    serial = list(read_mbox(mbox))
+    monkeypatch.setenv("OPPKIT_PARSE_WORKERS", "2")
+    monkeypatch.setattr(parse_ahead.sys, "executable", str(tmp_path / "no-python"))
+    assert list(read_mbox(mbox)) == serial

@@ -49,6 +49,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 from ..config import env_setting
@@ -85,7 +86,7 @@ def workers_wanted() -> int:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    return min(cpus, MAX_WORKERS) if cpus > 1 else 0
+    return min(cpus, MAX_WORKERS) if cpus > 1 and sys.executable else 0
 
 
 def parse_ahead(
@@ -115,14 +116,20 @@ def parse_ahead(
                     wanted = 0
             except Exception as exc:  # noqa: BLE001 - raised after the jobs before it
                 failure, wanted = exc, 0
-        if wanted == 0:
+        pool = None
+        if wanted > 0:
+            try:
+                pool = _Pool(parser, wanted, crashed)
+            except OSError as exc:  # no interpreter to start (an embedded Python, say)
+                log.warning("no parse workers (%s); parsing in this process", exc)
+        if pool is None:
             function = _function(parser)
             for job in _chain(head, iter(()) if failure else iterator):
                 yield function(*job.args) if isinstance(job, Parse) else job
             if failure is not None:
                 raise failure
             return
-        with _Pool(parser, wanted, crashed) as pool:
+        with pool:
             yield from pool.run(_chain(head, iterator))
     finally:
         close = getattr(iterator, "close", None)
@@ -165,8 +172,9 @@ class _Worker:
     def __init__(self, parser: str) -> None:
         paths = [p for p in sys.path if p]
         level = logging.getLogger("oppkit").getEffectiveLevel()
+        package = str(Path(__file__).resolve().parents[1])  # this very oppkit
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _BOOT, json.dumps([paths, parser, level])],
+            [sys.executable, "-c", _BOOT, json.dumps([paths, package, parser, level])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -211,7 +219,13 @@ class _Pool:
     def __init__(self, parser: str, workers: int, crashed: Callable[[tuple], Any]) -> None:
         self.parser = parser
         self.crashed = crashed
-        self.workers = [_Worker(parser) for _ in range(workers)]
+        self.workers: list[_Worker] = []
+        try:
+            for _ in range(workers):
+                self.workers.append(_Worker(parser))
+        except OSError:
+            self.__exit__(OSError)
+            raise
         self.sent = 0
 
     def __enter__(self) -> _Pool:
@@ -329,12 +343,12 @@ def _read(pipe: IO[bytes]) -> Any:
 # which parsing needs neither of (a worker stays ~30 MB and starts in a fraction of a s).
 _BOOT = """
 import importlib.util, json, sys, types
-paths, parser, level = json.loads(sys.argv[1])
+paths, where, parser, level = json.loads(sys.argv[1])
 sys.path[:0] = [p for p in paths if p not in sys.path]
-spec = importlib.util.find_spec("oppkit")
 package = types.ModuleType("oppkit")
-package.__path__ = list(spec.submodule_search_locations)
-package.__spec__ = spec
+package.__path__ = [where]
+package.__spec__ = importlib.util.spec_from_loader("oppkit", None, is_package=True)
+package.__spec__.submodule_search_locations = [where]
 sys.modules["oppkit"] = package
 from oppkit.sources.parse_ahead import serve
 serve(parser, level)
