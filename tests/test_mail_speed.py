@@ -166,3 +166,26 @@ def test_strip_quoted_gives_what_it_gave_before_its_quick_checks() -> None:
     for _ in range(20_000):
         body = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
         assert text.strip_quoted(body) == before(body), body
+
+
+def test_header_matches_are_finditers_matches_from_any_position() -> None:
+    """latest_reply tries the header pattern only at line starts and line breaks (#14)."""
+    pattern = text._LatestReply(text="", languages=list(text.REPLY_LANGUAGES)).HEADER_REGEX
+    rng = random.Random(7)
+    for body in CRAFTED + _random_texts(3000, seed=8):
+        body = text._LatestReply(text=body, languages=list(text.REPLY_LANGUAGES)).text
+        for pos in {0, rng.randint(0, len(body)), max(0, len(body) - 2)}:
+            expected = [m.span() + m.groups() for m in pattern.finditer(body, pos)]
+            found = [m.span() + m.groups() for m in text.header_matches(pattern, body, pos)]
+            assert found == expected, (body, pos)
+
+
+def test_the_first_header_field_is_where_the_multiline_pattern_finds_it() -> None:
+    for body in CRAFTED + _random_texts(3000, seed=9):
+        low = body.lower()
+        if not body.isascii():
+            continue
+        words = [at for word in text._HEADER_WORDS if (at := low.find(word)) >= 0]
+        field = text._HEADER_FIELD.search(low)
+        expected = min(words + ([field.start()] if field else []), default=-1)
+        assert text._first_header_token(body) == expected, body

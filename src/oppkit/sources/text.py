@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
 
 from lxml import etree
 from mailparser_reply import EmailReplyParser
@@ -54,12 +55,16 @@ _HEADER_LINES_BEFORE_TOKEN = 4
 # The same for ASCII text, lower-cased: the words found with str.find, the fields at a
 # line's start with a pattern that needs no IGNORECASE (three times faster in all).
 _HEADER_WORDS = ("wrote:", "schrieb", "escribi", "schreef:", "original message")
-_HEADER_FIELD = re.compile(
-    r"^[>* ]*(?:from|sent|to|subject|date|cc|organization|von|gesendet|an|betreff|datum"
+_FIELD = (
+    r"[>* ]*(?:from|sent|to|subject|date|cc|organization|von|gesendet|an|betreff|datum"
     r"|organisation|de|enviado|para|asunto|fecha|organizaci[^:\n]*|van|verzonden|aan|onderwerp"
-    r"|de |objet |  |cc ):",
-    re.MULTILINE,
+    r"|de |objet |  |cc ):"
 )
+_HEADER_FIELD = re.compile("^" + _FIELD, re.MULTILINE)  # the reference of the two below
+# "^" with MULTILINE is tried at every position; a line break is a literal the engine
+# finds fast: so, the text's start, else after a line break (the same first match).
+_HEADER_FIELD_FIRST = re.compile(_FIELD)
+_HEADER_FIELD_AFTER_BREAK = re.compile("\n" + _FIELD)
 
 
 def _first_header_token(body: str) -> int:
@@ -69,9 +74,34 @@ def _first_header_token(body: str) -> int:
         return -1 if token is None else token.start()
     low = body.lower()
     found = [at for word in _HEADER_WORDS if (at := low.find(word)) >= 0]
-    if field := _HEADER_FIELD.search(low):
-        found.append(field.start())
+    if _HEADER_FIELD_FIRST.match(low):
+        found.append(0)
+    elif field := _HEADER_FIELD_AFTER_BREAK.search(low):
+        found.append(field.start() + 1)
     return min(found, default=-1)
+
+
+def header_matches(pattern: re.Pattern[str], body: str, pos: int) -> Iterator[re.Match[str]]:
+    """``pattern.finditer(body, pos)`` for mailparser_reply's header pattern, tried only
+    where one of its matches can start: a line's start (its branches begin with "^" in
+    MULTILINE mode) or a line break (its Outlook branches begin with ``(?:^|\n|...)``).
+    The engine would try every position with each branch (most of ``latest_reply``'s
+    time). An empty match, which these branches cannot make, hands over to finditer."""
+    end = len(body)
+    while pos <= end:
+        if pos and body[pos - 1] != "\n" and not body.startswith("\n", pos):
+            pos = body.find("\n", pos)
+            if pos < 0:
+                return
+        match = pattern.match(body, pos)
+        if match is None:
+            pos += 1
+        elif match.end() == match.start():
+            yield from pattern.finditer(body, pos)
+            return
+        else:
+            yield match
+            pos = match.end()
 
 
 class _LatestReply(EmailMessage):
@@ -123,7 +153,7 @@ def latest_reply(text: str) -> str:
             break
         start = body.rfind("\n", 0, start - 1) + 1
     current = 0
-    for match in message.HEADER_REGEX.finditer(body, max(start - 1, 0)):
+    for match in header_matches(message.HEADER_REGEX, body, max(start - 1, 0)):
         for header in match.groups():
             if not header:
                 continue
