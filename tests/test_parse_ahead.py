@@ -289,3 +289,28 @@ def test_without_an_interpreter_to_start_the_messages_are_parsed_here(
     monkeypatch.setenv("OPPKIT_PARSE_WORKERS", "2")
     monkeypatch.setattr(parse_ahead.sys, "executable", str(tmp_path / "no-python"))
     assert list(read_mbox(mbox)) == serial
+
+
+def test_workers_that_cannot_start_leave_the_parsing_to_this_process(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """A parser the workers cannot import: one warning, every message parsed here, no
+    worker started per message."""
+    jobs = [Parse((raw_mail(n), f"m{n}")) for n in range(500)]
+    expected = [parse_message(*job.args) for job in jobs]
+    started = []
+    original = parse_ahead._Worker.__init__
+
+    def counted(self, parser: str) -> None:  # noqa: ANN001
+        original(self, parser)
+        started.append(parser)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(parse_ahead._Worker, "__init__", counted)
+        # importable here (the tests' path), but the workers are told to look elsewhere
+        patch.setattr(parse_ahead.sys, "path", [str(tmp_path)])
+        patch.setattr(parse_ahead.Path, "resolve", lambda self: tmp_path / "a" / "b")
+        out = list(parse_ahead.parse_ahead(jobs, "oppkit.sources.mail:parse_message", None, 2))
+    assert out == expected
+    assert len(started) == 2
+    assert "parse workers cannot start; parsing in this process" in caplog.text

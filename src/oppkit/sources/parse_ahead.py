@@ -64,6 +64,7 @@ SERIAL_BELOW = 300  # fewer jobs than this: parsed in this process
 SERIAL_BYTES = 16 * 2**20  # ... unless their bytes reach this first
 MAX_WORKERS = 4
 _HEADER = 8  # bytes of a frame's length
+_READY = "ready"  # a worker's first frame, once it has imported the parser
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +167,10 @@ class _Dead(Exception):
     """A worker ended (or sent garbage) before answering."""
 
 
+class _Unstartable(Exception):
+    """A worker ended before it was ready (it could not import the parser, say)."""
+
+
 class _Worker:
     """One ``python -c`` worker process and its two pipes."""
 
@@ -179,6 +184,7 @@ class _Worker:
             stdout=subprocess.PIPE,
         )
         self.busy = 0  # chunks sent, not yet answered
+        self.ready = False  # it said so, once it had imported the parser
 
     def send(self, chunk: list[tuple]) -> None:
         try:
@@ -189,6 +195,13 @@ class _Worker:
 
     def receive(self) -> list[Any]:
         self.busy -= 1
+        if not self.ready:
+            try:
+                self.ready = _read(self.proc.stdout) == _READY  # type: ignore[arg-type]
+            except (OSError, EOFError, ValueError, pickle.UnpicklingError):
+                pass
+            if not self.ready:
+                raise _Unstartable()
         try:
             results, logs = _read(self.proc.stdout)  # type: ignore[arg-type]
         except (OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
@@ -227,6 +240,7 @@ class _Pool:
             self.__exit__(OSError)
             raise
         self.sent = 0
+        self.here: Callable[..., Any] | None = None  # set when workers cannot start
 
     def __enter__(self) -> _Pool:
         return self
@@ -246,9 +260,10 @@ class _Pool:
             nonlocal chunk, size
             slot = self.sent % len(self.workers)
             self.sent += 1
-            while self.workers[slot].busy >= DEPTH:
+            while self.here is None and self.workers[slot].busy >= DEPTH:
                 yield from self._answer(waiting)
-            self.workers[slot].send(chunk)
+            if self.here is None:
+                self.workers[slot].send(chunk)
             waiting.append(("chunk", slot, chunk))
             chunk, size = [], 0
 
@@ -283,12 +298,27 @@ class _Pool:
         if kind == "item":
             yield value
             return
-        try:
-            results = self.workers[slot].receive()
-        except _Dead:
-            results = self._after_death(slot, value, waiting)
+        results = None
+        if self.here is None:
+            try:
+                try:
+                    results = self.workers[slot].receive()
+                except _Dead:
+                    results = self._after_death(slot, value, waiting)
+            except _Unstartable:
+                self._go_here()
+        if results is None:  # the workers could not start: parsed here
+            results = [self.here(*args) for args in value]  # type: ignore[misc]
         for args, result in zip(value, results, strict=True):
             yield self.crashed(args) if isinstance(result, _Crashed) else result
+
+    def _go_here(self) -> None:
+        """No worker can start (a broken interpreter, a parser it cannot import): the
+        rest is parsed in this process, rather than a worker started per message."""
+        log.warning("parse workers cannot start; parsing in this process")
+        for worker in self.workers:
+            worker.close(now=True)
+        self.here = _function(self.parser)
 
     def _after_death(self, slot: int, chunk: list[tuple], waiting: deque) -> list[Any]:
         """A worker died with ``chunk`` (and maybe more) in hand: parse ``chunk`` one job
@@ -299,16 +329,15 @@ class _Pool:
         log.warning("a parse worker ended (exit %s); its messages are parsed one by one",
                     self.workers[slot].proc.returncode)  # fmt: skip
         results: list[Any] = []
+        worker = self.workers[slot] = _Worker(self.parser)
         for args in chunk:
-            self.workers[slot] = worker = _Worker(self.parser)
             worker.send([args])
             try:
                 results.extend(worker.receive())
             except _Dead:
                 worker.close(now=True)
                 results.append(self.crashed(args))
-                self.workers[slot] = _Worker(self.parser)
-        worker = self.workers[slot]
+                worker = self.workers[slot] = _Worker(self.parser)
         for kind, other, value in waiting:
             if kind == "chunk" and other == slot:
                 worker.send(value)
@@ -384,6 +413,7 @@ def serve(parser: str, level: int) -> None:
     root.setLevel(level)
     root.propagate = False
     function = _function(parser)
+    _write(answers, _READY)
     inbox: deque[list[tuple]] = deque()
     ready = threading.Condition()
 
