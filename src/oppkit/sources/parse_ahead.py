@@ -21,9 +21,10 @@ Faults and stops: a worker that dies (a crash in a C library, an OOM kill) costs
 other message: its chunk is parsed again one message at a time in a fresh worker, and a
 message that kills that one too becomes ``crashed(args)`` (a Skipped, for mail).
 Workers that cannot start at all (they say when they are ready) leave the parsing to
-this process, with one warning. A worker ignores SIGINT (Ctrl-C reaches the whole process group; the parent decides) and
-exits as soon as its input closes, so workers end with the parent whichever way the
-parent ends, even ``kill -9``; a stop (Ctrl-C, SIGTERM) kills them at once.
+this process, with one warning. A worker ignores SIGINT (Ctrl-C reaches the whole
+process group; the parent decides) and exits as soon as its input closes, so workers
+end with the parent whichever way the parent ends, even ``kill -9``; a stop (Ctrl-C,
+SIGTERM) kills them at once.
 
 Fewer than :data:`SERIAL_BELOW` jobs (a re-sync of 100 new messages) are parsed in this
 process: a worker's start-up (~0.2 s) would cost more than it saves.
