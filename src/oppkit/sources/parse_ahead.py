@@ -26,8 +26,10 @@ process group; the parent decides) and exits as soon as its input closes, so wor
 end with the parent whichever way the parent ends, even ``kill -9``; a stop (Ctrl-C,
 SIGTERM) kills them at once.
 
-Fewer than :data:`SERIAL_BELOW` jobs (a re-sync of 100 new messages) are parsed in this
-process: a worker's start-up (~0.2 s) would cost more than it saves.
+The first :data:`SERIAL_BELOW` jobs are parsed in this process as they come, and the
+workers start only after them: a re-sync of 100 new messages starts no worker (its
+start-up, ~0.2 s, would cost more than it saves) and a slow source's first records are
+never held back waiting for more.
 ``OPPKIT_PARSE_WORKERS=0`` parses everything here; ``OPPKIT_PARSE_WORKERS=n`` sets the
 number of workers (default: the number of CPUs, at most :data:`MAX_WORKERS`).
 
@@ -103,50 +105,33 @@ def parse_ahead(
     iterator = iter(jobs)
     wanted = workers_wanted() if workers is None else workers
     try:
-        head: list[Any] = []
-        failure: Exception | None = None
-        if wanted > 0:  # look ahead: a few jobs are parsed here
-            count = size = 0
-            try:
-                for job in iterator:
-                    head.append(job)
-                    if isinstance(job, Parse):
-                        count += 1
-                        size += _size(job)
-                        if count >= SERIAL_BELOW or size >= SERIAL_BYTES:
-                            break
-                else:
-                    wanted = 0
-            except Exception as exc:  # noqa: BLE001 - raised after the jobs before it
-                failure, wanted = exc, 0
-        pool = None
-        if wanted > 0:
-            try:
-                pool = _Pool(parser, wanted, crashed)
-            except OSError as exc:  # no interpreter to start (an embedded Python, say)
-                log.warning("no parse workers (%s); parsing in this process", exc)
-        if pool is None:
-            function = _function(parser)
-            for job in _chain(head, iter(()) if failure else iterator):
+        # The first jobs are parsed here as they come (a small input, a re-sync, never
+        # waits for more to arrive); the workers take over after SERIAL_BELOW of them.
+        function = _function(parser)
+        count = size = 0
+        for job in iterator:
+            if not isinstance(job, Parse):
+                yield job
+                continue
+            yield function(*job.args)
+            count, size = count + 1, size + _size(job)
+            if wanted > 0 and (count >= SERIAL_BELOW or size >= SERIAL_BYTES):
+                break
+        else:
+            return
+        try:
+            pool = _Pool(parser, wanted, crashed)
+        except OSError as exc:  # no interpreter to start (an embedded Python, say)
+            log.warning("no parse workers (%s); parsing in this process", exc)
+            for job in iterator:
                 yield function(*job.args) if isinstance(job, Parse) else job
-            if failure is not None:
-                raise failure
             return
         with pool:
-            yield from pool.run(_chain(head, iterator))
+            yield from pool.run(iterator)
     finally:
         close = getattr(iterator, "close", None)
         if close is not None:
             close()
-
-
-def _chain(head: list[Any], rest: Iterator[Any]) -> Iterator[Any]:
-    """``head``'s jobs (each let go once yielded), then the rest."""
-    waiting = deque(head)
-    head.clear()
-    while waiting:
-        yield waiting.popleft()
-    yield from rest
 
 
 def _size(job: Parse) -> int:
