@@ -92,16 +92,10 @@ def test_an_imap_agent_stopped_mid_fetch_resumes_without_loss(
 ):
     """A real dovecot: the signal lands while the agent fetches and writes a mailbox."""
     from tests.servers.dovecot import Dovecot
-    from tests.support import make_email
+    from tests.support import customer_emails
 
     n = 12_000  # the first commit (5,000 rows) comes well before the end, on any machine
-    t0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
-    messages = [
-        make_email(sender=f"c{i % 40}@cust{i % 6}.example", to=["ava.patel@northwind.example"],
-                   subject=f"imap {i}", body=f"body {i}\n" * 30, when=t0 + timedelta(minutes=i),
-                   message_id=f"stop-{i}@cust.example").as_bytes()
-        for i in range(n)
-    ]  # fmt: skip
+    messages = list(customer_emails(n))
     monkeypatch.setenv("OPPKIT_IMAP_PASSWORD", "secret")
     with Dovecot() as server:
         server.deliver("stopper", messages)
