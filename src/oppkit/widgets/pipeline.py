@@ -198,7 +198,8 @@ class PipelineReview(widgets.VBox):
             description="Changes since", value=datetime.now(UTC).date() - timedelta(days=7),
             style={"description_width": "initial"},
         )  # fmt: skip
-        self._changes: tuple[Any, tuple[pd.DataFrame, pd.DataFrame]] | None = None
+        # (baseline date, (changes since it, the deals then, the deals with markers))
+        self._changes: tuple[Any, tuple[pd.DataFrame, ...]] | None = None
         self.changes_html = widgets.HTML()
         self.export_format = widgets.ToggleButtons(
             options=[("CSV", "csv"), ("Excel", "xlsx")], value="xlsx", description="Format"
@@ -334,6 +335,12 @@ class PipelineReview(widgets.VBox):
     def _baseline(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(the deals as of the baseline, the deals with their ``change``), read once per
         frame and baseline date: the filters only pick among them."""
+        _changes, then, marked_frame = self._since_baseline()
+        return then, marked_frame
+
+    def _since_baseline(self) -> tuple[pd.DataFrame, ...]:
+        """(changes since the baseline date, the deals then, the deals with markers): one
+        read of the history per frame and date, shared by the grid and "What changed"."""
         since = self.since.value
         if self._changes is None or self._changes[0] != since:
             changes = changes_since(self.kit, since, deals=self.frame)
@@ -342,7 +349,7 @@ class PipelineReview(widgets.VBox):
             then = as_of(self.frame, changes, status)
             rank = {name: i for i, name in enumerate(order["name"])}
             marked_frame = self.frame.assign(change=markers(self.frame, then, rank))
-            self._changes = (since, (then, marked_frame))
+            self._changes = (since, (changes, then, marked_frame))
         return self._changes[1]
 
     @staticmethod
@@ -542,7 +549,7 @@ class PipelineReview(widgets.VBox):
         if self.since.value is None:
             self.changes_html.value = "<p><i>Pick a date.</i></p>"
             return
-        found = self.changes(self.since.value)
+        found = self._since_baseline()[0]
         more = (
             f"<p><i>The newest {self.max_rows} of {len(found)} changes; "
             "review.changes() has them all.</i></p>" if len(found) > self.max_rows else ""
