@@ -189,3 +189,17 @@ def test_the_first_header_field_is_where_the_multiline_pattern_finds_it() -> Non
         field = text._HEADER_FIELD.search(low)
         expected = min(words + ([field.start()] if field else []), default=-1)
         assert text._first_header_token(body) == expected, body
+
+
+def test_whitespace_is_normalised_as_the_full_substitution_does() -> None:
+    """normalise_whitespace looks for what its pattern matches before running it (#16)."""
+    rng = random.Random(4)
+    pieces = ["word", " ", "  ", "\t", "\r", "\f", "\v", "\u00a0", "\n", "\n\n", " \n ", "é"]
+
+    def reference(value: str) -> str:
+        value = text._BLANKS.sub("\n", text._WS.sub(" ", value))
+        return "\n".join(line.strip() for line in value.splitlines()).strip()
+
+    for _ in range(5000):
+        value = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 20)))
+        assert text.normalise_whitespace(value) == reference(value), repr(value)
