@@ -884,9 +884,12 @@ def write_activities(
     if not records:
         return result
     named: dict[str, str | None] = {}
+    normal: dict[str, str] = {}  # each address as written -> normalised ("" for none)
     for r in records:
         for p in r.participants:
-            email = normalise_email(p.email)
+            email = normal.get(p.email)
+            if email is None:
+                email = normal[p.email] = normalise_email(p.email) or ""
             if email and not named.get(email):
                 named[email] = p.name
     persons = ctx.resolver.people_for_emails(conn, named) if named else {}
@@ -902,7 +905,7 @@ def write_activities(
         takes_part = []  # (person_id, role, response)
         senders, others = [], []
         for p in r.participants:
-            ref = persons.get(normalise_email(p.email) or "")
+            ref = persons.get(normal[p.email])
             if ref is None:
                 continue
             takes_part.append((ref.id, p.role, p.response))
