@@ -42,6 +42,7 @@ from calendar import monthrange
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import chain
 
 from dateutil.relativedelta import FR, MO, SA, SU, TH, TU, WE
 
@@ -123,22 +124,22 @@ DATE_HINT_LOWER = re.compile(DATE_HINT.pattern)
 PERIOD_LOWER = re.compile(PERIOD_RE.pattern)
 
 
-# Where in a lower-cased sentence a date phrase can start: a digit, a preposition, a
-# weekday, or a word that starts a phrase only before what follows it ("the" only before a
-# number, a month only before a day, "in" only before a space...). Every phrase DATE_RE
-# finds starts so; the look-ahead lets the search pass over every other word at once, so
-# DATE_FAST finds exactly DATE_RE's matches in a third of the time. It is a trie on the
-# first letter (each alternative starts with its own literal, which the regex engine
-# checks before entering it): "by", "before"; "until"; "till", "this", "the 5th", "tue",
-# "thu", "tomorrow", "today", "tonight"; "later", "latest"; "no later", "next", "nov 3";
-# the months before a number; "fri", "mon", "sat", "sun", "wed"; "end", "eom", "eow",
-# "eod"; "in"; "within"; "close", "cob".
-DATE_GUARD = r"""\d
+# Where in a lower-cased sentence a date phrase can start: the first words of each of
+# DATE_RE's alternatives, as far as they are literal ("this" only before "week", a weekday
+# or "afternoon"; a number only before "-", "/" or ".", or a month; "in" only before a
+# number...), and its prepositions. Every phrase DATE_RE finds starts so; the look-ahead
+# lets the search pass over every other word at once, so DATE_FAST finds exactly DATE_RE's
+# matches in a fraction of the time. It is a trie on the first letter (each alternative
+# starts with its own literal, which the regex engine checks before entering it).
+_WEEKDAY = "mon|tue|wed|thu|fri|sat|sun"
+_MONTH = "jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec"
+_NUMBER = r"\d|a|one|two|three|four|few|couple"
+DATE_GUARD = rf"""\d(?:\d\d\d-|\d?(?:[/.]\d|(?:st|nd|rd|th)?\s+(?:of\s+)?(?:{_MONTH})))
     |b(?:y|efore)\s
     |until\s
-    |t(?:ill\s|his\s|he\s+\d|ue|hu|o(?:morrow|day|night))
-    |late(?:r|st)\s
-    |n(?:o\s+later\s|ext\s|ov[a-z]*\.?\s+\d)
+    |t(?:ill\s|his\s+(?:week|afternoon|evening|{_WEEKDAY})|he\s+\d|ue|hu|o(?:morrow|day|night))
+    |late(?:r\s+today|st\s)
+    |n(?:o\s+later\s|ext\s+(?:week|{_WEEKDAY})|ov[a-z]*\.?\s+\d)
     |j(?:an|u[nl])[a-z]*\.?\s+\d
     |f(?:eb[a-z]*\.?\s+\d|ri)
     |m(?:a[ry][a-z]*\.?\s+\d|on)
@@ -146,10 +147,10 @@ DATE_GUARD = r"""\d
     |s(?:ep[a-z]*\.?\s+\d|at|un)
     |oct[a-z]*\.?\s+\d
     |dec[a-z]*\.?\s+\d
-    |e(?:nd\s|o[mw]\b|od)
-    |in\s
-    |w(?:ithin\s|ed)
-    |c(?:lose\s|ob)"""
+    |e(?:nd\s+of\s|o[mwd]\b)
+    |in\s+(?:{_NUMBER})
+    |w(?:ithin\s+(?:{_NUMBER})|ed)
+    |c(?:lose\s+of\s+business|ob)"""
 DATE_FAST = re.compile(rf"\b(?={DATE_GUARD}){DATE_LOWER.pattern}", re.VERBOSE)
 # The first place DATE_FAST can match, found in the sentence after one space: a non-word
 # character stands for the word boundary, so the search jumps from one non-word character
@@ -304,6 +305,8 @@ def _due(text: str, odd: bool, occurred_at: datetime, start: int) -> datetime | 
 
 
 # --------------------------------------------------------------------------- rules
+# The guards' definitions; they are searched in the padded forms of GUARDS below
+# (tests/test_signals_speed.py checks that both find something in the same texts).
 NEGATION = re.compile(
     r"\b(?:not|no|never|nothing|none|without|cannot|unable)\b|n['’]t\b", re.IGNORECASE
 )
@@ -315,14 +318,25 @@ RESOLVED = re.compile(
     r"|\b(?:reorg\w*|restructuring)\s+(?:is|was)\s+(?:now\s+)?(?:over|finished|done|complete)",
     re.IGNORECASE,
 )
-NEGATION_LOWER = re.compile(NEGATION.pattern)
-HYPOTHETICAL_LOWER = re.compile(HYPOTHETICAL.pattern)
-RESOLVED_LOWER = re.compile(RESOLVED.pattern)
-# One search for both over the sentence up to a match's end: most matches have neither, and
-# a negation in the clause before the match, in the match or a hypothetical before it are
-# all found by it (a match starts at a word boundary, so nothing spans its start).
-NEGATION_OR_HYPOTHETICAL = re.compile(f"{NEGATION.pattern}|{HYPOTHETICAL.pattern}", re.IGNORECASE)
-EITHER_LOWER = re.compile(NEGATION_OR_HYPOTHETICAL.pattern)
+# The guards as they are searched: in the sentence after one space, each alternative after
+# a non-word character instead of ``\b`` (``n't`` after its apostrophe). The search then
+# jumps from one non-word character to the next (a pattern starting with ``\b`` is tried
+# at every position), and finds something exactly where the plain form above does; only
+# whether it does matters. ``GUARDS[odd]``: (negation, hypothetical, resolved, either),
+# for lower-cased text (False) or with IGNORECASE (True).
+_NEGATION = r"(?:not|no|never|nothing|none|without|cannot|unable)\b|(?<=n['’])t\b"
+_HYPOTHETICAL = r"(?:if|unless|whether|in\s+case|suppose|assuming|were\s+to|should\s+the)\b"
+_RESOLVED = (
+    r"(?:lifted|last\s+year['’]?s?|behind\s+us)\b"
+    r"|(?:reorg\w*|restructuring)\s+(?:is|was)\s+(?:now\s+)?(?:over|finished|done|complete)"
+)
+GUARDS = {
+    odd: tuple(
+        re.compile(rf"\W(?:{words})", re.IGNORECASE if odd else 0)
+        for words in (_NEGATION, _HYPOTHETICAL, _RESOLVED, f"{_NEGATION}|{_HYPOTHETICAL}")
+    )
+    for odd in (False, True)
+}
 CLAUSE_START = re.compile(r".*(?:[,;:(–—]|\s-\s|\bbut\b|\band\b|\bso\b)", re.I | re.DOTALL)
 
 REQ_VERBS = (
@@ -489,9 +503,12 @@ def _anchor_search(
     """Patterns finding the anchors of ``kinds`` (lower-case text; any text with
     IGNORECASE) and each named group's rule bitmask.
 
-    The pattern is a trie of literals whose alternatives start with a literal, so the
-    search skips positions by their first character; a word anchor checks the word
-    boundary before it with a look-behind after its first letter.
+    They search the text after one space: each hit is a non-word
+    character followed by an anchor, so the search jumps from one non-word character to
+    the next, and the word boundary before an anchor is that character. A hit starts
+    where its word starts in the text itself (for "'ll", the apostrophe is the non-word
+    character). After it, the anchors form a trie of literals, each alternative starting
+    with its own letter, which the regex engine checks before entering it.
     """
     masks = _fold_anchors(kinds)
     groups: dict[str, int] = {}
@@ -508,12 +525,13 @@ def _anchor_search(
         for ch, child in sorted(node.items()):
             if ch == "":
                 parts.append(child)
-                continue
-            boundary = r"(?<!\w.)" if root and (ch.isalnum() or ch == "_") else ""
-            parts.append(re.escape(ch) + boundary + emit(child))
+            elif root and not (ch.isalnum() or ch == "_"):  # the non-word character itself
+                parts.append(f"(?<={re.escape(ch)})" + emit(child))
+            else:
+                parts.append(re.escape(ch) + emit(child))
         return parts[0] if len(parts) == 1 else "(?:" + "|".join(parts) + ")"
 
-    pattern = emit(trie, root=True)
+    pattern = r"\W" + emit(trie, root=True)
     return re.compile(pattern), re.compile(pattern, re.IGNORECASE), groups
 
 
@@ -534,6 +552,12 @@ SENTENCE_END = re.compile(
     r"(?=[\"'“(]?[A-Z0-9])"
 )
 BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+# What str.splitlines() splits on: a text without any is one line. None of them is
+# printable, so a printable text (most) is one line without a search.
+LINE_BREAK = re.compile("[\n\x0b\x0c\r\x1c\x1d\x1e\x85\u2028\u2029]")
+# A full stop, "!" or "?" before a space: SENTENCE_END needs one.
+SENTENCE_GAP = re.compile(r"[.!?]\s")
+HISTORY_STARTS = frozenset({"On", "on", "ON", "oN", "--"})  # all HISTORY can match first
 
 
 def _as_utc(moment: datetime) -> datetime:
@@ -570,27 +594,64 @@ def split_sentences(text: str) -> list[str]:
     return sentences
 
 
+def _line_sentences(line: str) -> list[tuple[int, int]]:
+    """:func:`split_sentences` of a text without line breaks, as ``(start, end)`` spans of
+    it: the same sentences, without the loop over lines and the joining (most messages are
+    one line, often one sentence)."""
+    stripped = line.strip()
+    if not stripped or stripped[0] == ">":
+        return []  # blank or quoted
+    if stripped[:2] in HISTORY_STARTS and HISTORY.match(stripped):
+        return []  # the start of the quoted history
+    start = len(line) - len(line.lstrip())
+    if (stripped[0] in "-*•" or stripped[0].isdigit()) and (bullet := BULLET.match(stripped)):
+        start += bullet.end()
+        stripped = stripped[bullet.end() :]
+    # One sentence unless a full stop, "!" or "?" is followed by a space: the cheapest
+    # checks first (most messages end with their only one; a printable text has no other
+    # space than " ").
+    body = stripped[:-1]
+    if (
+        ("." not in body and "!" not in body and "?" not in body)
+        or (line.isprintable() and ". " not in body and "! " not in body and "? " not in body)
+        or SENTENCE_GAP.search(stripped) is None
+    ):
+        return [(start, start + len(stripped))]
+    # SENTENCE_END takes the whole run of spaces after a full stop, so the sentences
+    # between are split_sentences' pieces, already stripped and never empty.
+    spans, at = [], 0
+    for gap in SENTENCE_END.finditer(stripped):
+        spans.append((start + at, start + gap.start()))
+        at = gap.end()
+    spans.append((start + at, start + len(stripped)))
+    return spans
+
+
 def _blocked(rule: Rule, sentence: str, m: re.Match[str], odd: bool = True) -> bool:
     """Negations in the clause before the match, hypotheticals anywhere before it.
 
     ``odd`` False: ``sentence`` is lower-cased, and the guards' patterns compiled without
-    IGNORECASE (their literals are lower case) find the same, faster."""
-    negation, hypothetical, resolved, either = (
-        (NEGATION, HYPOTHETICAL, RESOLVED, NEGATION_OR_HYPOTHETICAL) if odd
-        else (NEGATION_LOWER, HYPOTHETICAL_LOWER, RESOLVED_LOWER, EITHER_LOWER)
-    )  # fmt: skip
-    if either.search(sentence, 0, m.end()) is None:  # neither anywhere up to the match's end
-        if rule.kind == "risk" and (sentence.rstrip().endswith("?") or resolved.search(sentence)):
+    IGNORECASE (their literals are lower case) find the same, faster. The guards search
+    the text after a space (see GUARDS)."""
+    negation, hypothetical, resolved, either = GUARDS[odd]
+    # One search for both over the sentence up to the match's end: most matches have
+    # neither, and a negation in the clause before the match, in the match or a
+    # hypothetical before it are all found by it (a match starts at a word boundary, so
+    # nothing spans its start).
+    if either.search(" " + sentence, 0, m.end() + 1) is None:
+        if rule.kind == "risk" and (
+            sentence.rstrip().endswith("?") or resolved.search(" " + sentence)
+        ):
             return True
         return rule.guard is not None and not rule.guard(sentence, m)
     before = sentence[: m.start()]
     if rule.negatable:
         clause = before[start.end() :] if (start := CLAUSE_START.match(before)) else before
-        if negation.search(clause) or negation.search(m.group()):
+        if negation.search(" " + clause) or negation.search(" " + m.group()):
             return True
-    if hypothetical.search(before):
+    if hypothetical.search(" " + before):
         return True
-    if rule.kind == "risk" and (sentence.rstrip().endswith("?") or resolved.search(sentence)):
+    if rule.kind == "risk" and (sentence.rstrip().endswith("?") or resolved.search(" " + sentence)):
         return True
     return rule.guard is not None and not rule.guard(sentence, m)
 
@@ -619,26 +680,38 @@ def find_signals(
     text = text[:MAX_INPUT]
     lower, folding, groups = ANCHOR_SEARCH[direction]
     odd = not text.isascii() and any(ch in text for ch in UNFOLDED)
-    search = folding if odd else lower  # rare: IGNORECASE on the text itself
-    if search.search(text if odd else text.lower()) is None:  # no rule can match anywhere
-        return []
-    sentences = split_sentences(text)
-    if not odd:
-        sentences_cased, sentences = sentences, [s.lower() for s in sentences]
-    else:
-        sentences_cased = sentences
-    # Which rules can match in which sentence: one pass over the sentences joined by a
-    # line break (no anchor contains one), each hit credited to the sentence it is in.
+    # rare: IGNORECASE on the text itself; else the patterns without it on text.lower()
+    search, folded = (folding, text) if odd else (lower, text.lower())
+    # Which rules can match in which sentence: one anchor search (after a space, see
+    # _anchor_search), each hit credited to the sentence it is in.
     candidates: dict[int, int] = {}
-    if len(sentences) == 1:
-        for hit in search.finditer(sentences[0]):
-            candidates[0] = candidates.get(0, 0) | groups[hit.lastgroup]  # type: ignore[index]
+    if text.isprintable() or LINE_BREAK.search(text) is None:  # one line: spans of it
+        hits = search.finditer(" " + folded)
+        if (first := next(hits, None)) is None:  # no rule can match anywhere
+            return []
+        spans = _line_sentences(text)
+        if len(spans) == 1:  # one sentence: every hit is in it
+            mask = groups[first.lastgroup]  # type: ignore[index]
+            for hit in hits:
+                mask |= groups[hit.lastgroup]  # type: ignore[index]
+            candidates[0] = mask
+        elif spans:  # hits are inside words, never in the space between sentences
+            starts = [start for start, _ in spans]
+            for hit in chain((first,), hits):
+                at = bisect_right(starts, hit.start()) - 1
+                candidates[at] = candidates.get(at, 0) | groups[hit.lastgroup]  # type: ignore[index]
+        sentences_cased = [text[start:end] for start, end in spans]
+        sentences = [folded[start:end] for start, end in spans]
     else:
-        starts, offset = [], 0
+        if search.search(" " + folded) is None:  # no rule can match anywhere
+            return []
+        sentences_cased = split_sentences(text)
+        sentences = sentences_cased if odd else [s.lower() for s in sentences_cased]
+        starts, offset = [], 0  # the sentences joined by a line break (in no anchor)
         for sentence in sentences:
             starts.append(offset)
             offset += len(sentence) + 1
-        for hit in search.finditer("\n".join(sentences)):
+        for hit in search.finditer(" " + "\n".join(sentences)):
             at = bisect_right(starts, hit.start()) - 1
             candidates[at] = candidates.get(at, 0) | groups[hit.lastgroup]  # type: ignore[index]
     signals: list[Signal] = []
