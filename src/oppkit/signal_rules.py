@@ -70,8 +70,21 @@ class Signal:
     due_at: datetime | None  # aware UTC, 17:00 on the due day; None without a date
 
 
+_new = object.__new__
+
+
+def _signal(kind: str, text: str, rule: str, due_at: datetime | None) -> Signal:
+    """``Signal(kind, text, rule, due_at)``: the same object, without the frozen
+    dataclass's ``__init__``, which sets each field through ``object.__setattr__`` (as
+    much time as the rest of a short message's signal takes)."""
+    signal = _new(Signal)
+    signal.__dict__.update(kind=kind, text=text, rule=rule, due_at=due_at)
+    return signal
+
+
 # --------------------------------------------------------------------------- dates
 WEEKDAYS = {"mon": MO, "tue": TU, "wed": WE, "thu": TH, "fri": FR, "sat": SA, "sun": SU}
+WEEKDAY_NUMBERS = {name: weekday.weekday for name, weekday in WEEKDAYS.items()}  # Monday 0
 MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
 NUMBERS = {"a": 1, "one": 1, "two": 2, "three": 3, "four": 4, "few": 3, "couple of": 2}
 _WD = r"(?:mon|tues?|wed(?:nes)?|thu(?:rs?)?|fri|sat(?:ur)?|sun)(?:day)?\b"
@@ -202,8 +215,8 @@ def _resolve(m: re.Match[str], today: date) -> date | None:
     """The day a date match names. Each alternative of DATE_RE ends with its own group, so
     ``m.lastgroup`` tells which one matched (one look-up instead of testing all twenty)."""
     last = m.lastgroup
-    if last == "wd":
-        return _on_or_after(today, WEEKDAYS[_folded(m["wd"])[:3]].weekday)
+    if last == "wd":  # the most frequent ("by Friday")
+        return _on_or_after(today, WEEKDAY_NUMBERS[_folded(m["wd"])[:3]])
     if last == "today":
         return today
     if last == "tomorrow":
@@ -213,8 +226,7 @@ def _resolve(m: re.Match[str], today: date) -> date | None:
     if last == "thisweek":
         return _on_or_after(today, FR.weekday)
     if last == "next_wd" or last == "wd_next":
-        weekday = WEEKDAYS[_folded(m[last])[:3]]
-        return _on_or_after(_next_monday(today), weekday.weekday)
+        return _on_or_after(_next_monday(today), WEEKDAY_NUMBERS[_folded(m[last])[:3]])
     if last == "iso":
         try:
             return date.fromisoformat(m["iso"])
@@ -685,7 +697,10 @@ def find_signals(
     # Which rules can match in which sentence: one anchor search (after a space, see
     # _anchor_search), each hit credited to the sentence it is in.
     candidates: dict[int, int] = {}
-    if text.isprintable() or LINE_BREAK.search(text) is None:  # one line: spans of it
+    spans: list[tuple[int, int]] = []  # one line: its sentences, sliced when read
+    sentences_cased: list[str] = []  # else: the sentences (and lower-cased unless odd)
+    sentences = sentences_cased
+    if (printable := text.isprintable()) or LINE_BREAK.search(text) is None:  # one line
         hits = search.finditer(" " + folded)
         if (first := next(hits, None)) is None:  # no rule can match anywhere
             return []
@@ -700,8 +715,6 @@ def find_signals(
             for hit in chain((first,), hits):
                 at = bisect_right(starts, hit.start()) - 1
                 candidates[at] = candidates.get(at, 0) | groups[hit.lastgroup]  # type: ignore[index]
-        sentences_cased = [text[start:end] for start, end in spans]
-        sentences = [folded[start:end] for start, end in spans]
     else:
         if search.search(" " + folded) is None:  # no rule can match anywhere
             return []
@@ -718,7 +731,12 @@ def find_signals(
     for at in sorted(candidates):
         if len(signals) >= MAX_SIGNALS:
             break
-        sentence, mask, done = sentences[at], candidates[at], ""
+        if spans:
+            start, end = spans[at]
+            cased, sentence = text[start:end], folded[start:end]
+        else:
+            cased, sentence = sentences_cased[at], sentences[at]
+        mask, done = candidates[at], ""
         while mask:  # the candidate rules in RULES order, as before: kinds, then rules
             bit = mask & -mask
             mask ^= bit
@@ -734,9 +752,10 @@ def find_signals(
             due = None if kind == "risk" else _due(sentence, odd, occurred_at, m.start())
             if rule.needs_date and due is None:
                 continue
-            clean = " ".join(sentences_cased[at].split())
+            # a sentence is stripped, and a printable text has no other space than " "
+            clean = cased if printable and "  " not in cased else " ".join(cased.split())
             if len(clean) > MAX_TEXT:
                 clean = clean[: MAX_TEXT - 1].rstrip() + "…"
-            signals.append(Signal(kind, clean, rule.id, due))
+            signals.append(_signal(kind, clean, rule.id, due))
             done = kind
     return signals[:MAX_SIGNALS]
