@@ -146,7 +146,7 @@ def test_prefilter_never_drops_a_hit_of_the_full_rules() -> None:
             odd = any(ch in sentence for ch in fast.UNFOLDED)
             search, text = (folding, sentence) if odd else (lower, sentence.lower())
             credited = 0
-            for hit in search.finditer(text):
+            for hit in search.finditer(" " + text):  # it searches after a space
                 credited |= groups[hit.lastgroup]
             for i, rule in enumerate(fast.RULES):
                 if rule.kind in kinds and rule.pattern.search(sentence):
@@ -214,3 +214,70 @@ def test_resolve_due_is_unchanged_over_a_year_of_dates(phrase: str) -> None:
                     assert new is None
                     continue
                 assert new == old
+
+
+# One-line texts (most messages) take a path of their own: sentences as spans of the text,
+# one anchor search, and a printable text's shortcuts. Texts with line breaks of every
+# kind, tabs and other spaces, odd casing and bullets, quotes and history lines check it.
+BREAKS = ("\n", "\r\n", "\r", "\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\u2029")
+ONE_LINE = [  # fmt: skip
+    "- send me the deck", "1. Send us the quote by Friday.", "* please share it", "• I'll send it",
+    "> Could you send it?", "On Mon, Ann wrote: could you send it?", "on it, could you send it?",
+    "-- Original Message -- Could you send it?", "--- please send it", "   Please send it.   ",
+    "Please send it.\tI'll share the deck by Friday.", "Please send it.\u00a0I'll share it.",
+    "Please  send   it by  Friday.", "E.g. please send it. Mr. Smith will share it by Friday!",
+    'He said "Could you send it?" And we will send it. (We will share it.) 2 pilots paused.',
+    "Could you send it by FRıDAY?", "İ will send it by Friday.", "Could you send it by ſunday?",
+    "We need the NDA by 12 March... We will send it?! Is the project postponed? It is.",
+    "I’ll send it by Friday.I'll share it by Monday. We decided not to proceed.",
+]  # fmt: skip
+
+
+def test_one_line_sentences_are_split_sentences() -> None:
+    texts = ONE_LINE + EXAMPLES + [row["text"] for row in _eval_rows()] + _random_texts(500)
+    checked = 0
+    for text in texts:
+        for variant in (text, text.upper(), " " + text + " ", text.replace(" ", "  ")):
+            if fast.LINE_BREAK.search(variant) is None:
+                spans = fast._line_sentences(variant)
+                assert [variant[a:b] for a, b in spans] == ref.split_sentences(variant), variant
+                checked += 1
+    assert checked > 1000
+
+
+@pytest.mark.parametrize("text", ONE_LINE + EXAMPLES)
+def test_same_signals_on_one_line_texts_and_with_line_breaks(text: str) -> None:
+    variants = [text, text.upper(), text.lower(), text.replace(" ", "\t"), "  " + text]
+    variants += [text.replace(". ", "." + br) for br in BREAKS]
+    variants += [text.replace(" ", br, 2) for br in BREAKS]
+    for variant in variants:
+        for direction in DIRECTIONS:
+            _same(variant, direction, WHEN[0])
+
+
+def test_padded_guards_find_what_the_plain_ones_find() -> None:
+    plain = (fast.NEGATION, fast.HYPOTHETICAL, fast.RESOLVED)
+    sentences = _sentences() + ["don't", "DON’T send", "n't", "'t", "in case", "was it lifted"]
+    for sentence in sentences:
+        for odd, text in ((True, sentence), (False, sentence.lower())):
+            negation, hypothetical, resolved, either = fast.GUARDS[odd]
+            for end in range(len(text) + 1):
+                flags = [p.search(text, 0, end) is not None for p in plain]
+                padded = [
+                    p.search(" " + text, 0, end + 1) is not None
+                    for p in (negation, hypothetical, resolved)
+                ]
+                assert padded == flags, (text, end)
+                assert (either.search(" " + text, 0, end + 1) is not None) == any(flags[:2])
+
+
+def test_the_date_guard_passes_every_date_phrase() -> None:
+    """DATE_FAST finds DATE_RE's matches, and DATE_START the first of them (or one before)."""
+    for sentence in _sentences():
+        text = sentence.lower()
+        spans = [m.span() for m in fast.DATE_LOWER.finditer(text)]
+        assert [m.span() for m in fast.DATE_FAST.finditer(text)] == spans, text
+        first = fast.DATE_START.search(" " + text)
+        if spans:  # a candidate at or before the first date ("in a" may be none)
+            assert first is not None and first.start() <= spans[0][0], text
+            assert [m.span() for m in fast.DATE_FAST.finditer(text, first.start())] == spans

@@ -42,6 +42,7 @@ from calendar import monthrange
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import chain
 
 from dateutil.relativedelta import FR, MO, SA, SU, TH, TU, WE
 
@@ -69,8 +70,21 @@ class Signal:
     due_at: datetime | None  # aware UTC, 17:00 on the due day; None without a date
 
 
+_new = object.__new__
+
+
+def _signal(kind: str, text: str, rule: str, due_at: datetime | None) -> Signal:
+    """``Signal(kind, text, rule, due_at)``: the same object, without the frozen
+    dataclass's ``__init__``, which sets each field through ``object.__setattr__`` (as
+    much time as the rest of a short message's signal takes)."""
+    signal = _new(Signal)
+    signal.__dict__.update(kind=kind, text=text, rule=rule, due_at=due_at)
+    return signal
+
+
 # --------------------------------------------------------------------------- dates
 WEEKDAYS = {"mon": MO, "tue": TU, "wed": WE, "thu": TH, "fri": FR, "sat": SA, "sun": SU}
+WEEKDAY_NUMBERS = {name: weekday.weekday for name, weekday in WEEKDAYS.items()}  # Monday 0
 MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
 NUMBERS = {"a": 1, "one": 1, "two": 2, "three": 3, "four": 4, "few": 3, "couple of": 2}
 _WD = r"(?:mon|tues?|wed(?:nes)?|thu(?:rs?)?|fri|sat(?:ur)?|sun)(?:day)?\b"
@@ -123,24 +137,45 @@ DATE_HINT_LOWER = re.compile(DATE_HINT.pattern)
 PERIOD_LOWER = re.compile(PERIOD_RE.pattern)
 
 
-# Where in a lower-cased sentence a date phrase can start: a digit, a preposition, a
-# weekday, or a word that starts a phrase only before what follows it ("the" only before a
-# number, a month only before a day, "in" only before a space...). Every phrase DATE_RE
-# finds starts so; the look-ahead lets the search pass over every other word at once, so
-# DATE_FAST finds exactly DATE_RE's matches in a third of the time.
-DATE_GUARD = (
-    r"(?:by|until|till|before|latest|no\s+later)\s|\d"
-    r"|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d"
-    r"|(?:end|next|this|later|close|in|within)\s|eo[mw]\b|the\s+\d"
-    r"|mon|tue|wed|thu|fri|sat|sun|tomorrow|today|eod|cob|tonight"
-)
+# Where in a lower-cased sentence a date phrase can start: the first words of each of
+# DATE_RE's alternatives, as far as they are literal ("this" only before "week", a weekday
+# or "afternoon"; a number only before "-", "/" or ".", or a month; "in" only before a
+# number...), and its prepositions. Every phrase DATE_RE finds starts so; the look-ahead
+# lets the search pass over every other word at once, so DATE_FAST finds exactly DATE_RE's
+# matches in a fraction of the time. It is a trie on the first letter (each alternative
+# starts with its own literal, which the regex engine checks before entering it).
+_WEEKDAY = "mon|tue|wed|thu|fri|sat|sun"
+_MONTH = "jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec"
+_NUMBER = r"\d|a|one|two|three|four|few|couple"
+DATE_GUARD = rf"""\d(?:\d\d\d-|\d?(?:[/.]\d|(?:st|nd|rd|th)?\s+(?:of\s+)?(?:{_MONTH})))
+    |b(?:y|efore)\s
+    |until\s
+    |t(?:ill\s|his\s+(?:week|afternoon|evening|{_WEEKDAY})|he\s+\d|ue|hu|o(?:morrow|day|night))
+    |late(?:r\s+today|st\s)
+    |n(?:o\s+later\s|ext\s+(?:week|{_WEEKDAY})|ov[a-z]*\.?\s+\d)
+    |j(?:an|u[nl])[a-z]*\.?\s+\d
+    |f(?:eb[a-z]*\.?\s+\d|ri)
+    |m(?:a[ry][a-z]*\.?\s+\d|on)
+    |a(?:pr|ug)[a-z]*\.?\s+\d
+    |s(?:ep[a-z]*\.?\s+\d|at|un)
+    |oct[a-z]*\.?\s+\d
+    |dec[a-z]*\.?\s+\d
+    |e(?:nd\s+of\s|o[mwd]\b)
+    |in\s+(?:{_NUMBER})
+    |w(?:ithin\s+(?:{_NUMBER})|ed)
+    |c(?:lose\s+of\s+business|ob)"""
 DATE_FAST = re.compile(rf"\b(?={DATE_GUARD}){DATE_LOWER.pattern}", re.VERBOSE)
+# The first place DATE_FAST can match, found in the sentence after one space: a non-word
+# character stands for the word boundary, so the search jumps from one non-word character
+# to the next (a pattern starting with ``\b`` is tried at every position instead). Its
+# start in the padded sentence is the start of the word after it in the sentence itself.
+DATE_START = re.compile(rf"\W(?={DATE_GUARD})", re.VERBOSE)
 
 
 def _folded(name: str) -> str:
     """``name`` lower-cased as IGNORECASE matched it: "FRıDAY" is "friday" (the old
     ``.lower()`` raised KeyError on such a name)."""
-    return name.translate(ASCII_FOLD).lower()
+    return name.lower() if name.isascii() else name.translate(ASCII_FOLD).lower()
 
 
 def _month(name: str) -> int:
@@ -176,58 +211,48 @@ def _month_end(year: int, month: int) -> date:
     return date(year, month, monthrange(year, month)[1])
 
 
-# A date match's groups as _resolve reads them, without building all twenty: each
-# alternative of DATE_RE ends with its own group (``m.lastgroup``), and four carry one
-# more. The rest are None, as in ``m.groupdict()``.
-NO_GROUPS = dict.fromkeys(DATE_RE.groupindex)
-COMPANION = {"num2": "num", "dm_mon": "dm", "md": "md_mon", "unit": "n"}
-
-
 def _resolve(m: re.Match[str], today: date) -> date | None:
-    g = NO_GROUPS.copy()
+    """The day a date match names. Each alternative of DATE_RE ends with its own group, so
+    ``m.lastgroup`` tells which one matched (one look-up instead of testing all twenty)."""
     last = m.lastgroup
-    g[last] = m[last]  # type: ignore[index]
-    if (other := COMPANION.get(last)) is not None:  # type: ignore[arg-type]
-        g[other] = m[other]
-    if g["iso"]:
+    if last == "wd":  # the most frequent ("by Friday")
+        return _on_or_after(today, WEEKDAY_NUMBERS[_folded(m["wd"])[:3]])
+    if last == "today":
+        return today
+    if last == "tomorrow":
+        return today + timedelta(days=1)
+    if last == "nextweek":
+        return _on_or_after(_next_monday(today), FR.weekday)
+    if last == "thisweek":
+        return _on_or_after(today, FR.weekday)
+    if last == "next_wd" or last == "wd_next":
+        return _on_or_after(_next_monday(today), WEEKDAY_NUMBERS[_folded(m[last])[:3]])
+    if last == "iso":
         try:
-            return date.fromisoformat(g["iso"])
+            return date.fromisoformat(m["iso"])
         except ValueError:  # 2026-02-30: no date (the old rules raised)
             return None
-    if g["num"]:
-        a, b = int(g["num"]), int(g["num2"])
+    if last == "num2":
+        a, b = int(m["num"]), int(m["num2"])
         if a == b or (a > 12 and b <= 12):  # 15/03: day first
             return _upcoming(today, b, a) if b else None
         return _upcoming(today, a, b) if b > 12 and a else None  # 03/15; 12/03 is ambiguous
-    if g["dm"]:
-        return _upcoming(today, _month(g["dm_mon"]), int(g["dm"]))
-    if g["md"]:
-        return _upcoming(today, _month(g["md_mon"]), int(g["md"]))
-    if g["eom_mon"]:
-        first = _upcoming(today, _month(g["eom_mon"]), 1)
+    if last == "dm_mon":
+        return _upcoming(today, _month(m["dm_mon"]), int(m["dm"]))
+    if last == "md":
+        return _upcoming(today, _month(m["md_mon"]), int(m["md"]))
+    if last == "eom_mon":
+        first = _upcoming(today, _month(m["eom_mon"]), 1)
         return _month_end(first.year, first.month) if first else None
-    if g["eom"] is not None:
+    if last == "eom":
         return _month_end(today.year, today.month)
-    if g["eonm"] is not None:
+    if last == "eonm":
         return _month_end(today.year, today.month + 1)
-    if g["nextweek"] is not None:
-        return _on_or_after(_next_monday(today), FR.weekday)
-    if g["thisweek"] is not None:
-        return _on_or_after(today, FR.weekday)
-    if g["next_wd"] or g["wd_next"]:
-        weekday = WEEKDAYS[_folded(g["next_wd"] or g["wd_next"])[:3]]
-        return _on_or_after(_next_monday(today), weekday.weekday)
-    if g["wd"]:
-        return _on_or_after(today, WEEKDAYS[_folded(g["wd"])[:3]].weekday)
-    if g["tomorrow"]:
-        return today + timedelta(days=1)
-    if g["today"]:
-        return today
-    if g["n"]:
-        n = int(g["n"]) if g["n"].isdigit() else NUMBERS[_folded(g["n"])]
-        return today + timedelta(days=n * (7 if g["unit"].lower() == "week" else 1))
-    if g["nth"]:
-        day = int(g["nth"])
+    if last == "unit":
+        n = int(m["n"]) if m["n"].isdigit() else NUMBERS[_folded(m["n"])]
+        return today + timedelta(days=n * (7 if m["unit"].lower() == "week" else 1))
+    if last == "nth":
+        day = int(m["nth"])
         for months in (0, 1, 2):  # this month or the next two that have such a day
             year, month = divmod(today.year * 12 + today.month - 1 + months, 12)
             if 1 <= day <= monthrange(year, month + 1)[1]:
@@ -240,10 +265,12 @@ def _resolve(m: re.Match[str], today: date) -> date | None:
 def _past_ref(text: str, end: int) -> bool:
     """``PAST_REF.search(text[:end])`` ("since", "from" ... right before), looking only at
     the end: the whitespace run before ``end`` and the word before it."""
+    if not end or not text[end - 1].isspace():
+        return False  # no whitespace before the date phrase (most: "by Friday")
     head = text[:end].rstrip()
     tail = head[-2:]
-    if len(head) == end or (tail.isascii() and tail.lower() not in ("om", "ce", "st", "of")):
-        return False  # no whitespace before the date phrase, or no such word before that
+    if tail.isascii() and tail.lower() not in ("om", "ce", "st", "of"):
+        return False  # no such word before the whitespace
     return PAST_WORD.search(head, max(0, len(head) - 5)) is not None
 
 
@@ -259,8 +286,10 @@ def _due(text: str, odd: bool, occurred_at: datetime, start: int) -> datetime | 
     because it holds a character of UNFOLDED)."""
     if odd:
         dates = list(DATE_RE.finditer(text)) if DATE_HINT.search(text) else []
+    elif (first := DATE_START.search(" " + text)) is None:  # most sentences: no date
+        return None
     else:  # the same patterns without IGNORECASE over the lower-cased sentence: faster
-        dates = list(DATE_FAST.finditer(text))
+        dates = list(DATE_FAST.finditer(text, first.start()))  # none starts before it
     if not dates:  # most sentences: no date phrase at all
         return None
     if len(dates) > 1:  # those from ``start`` on first, then those before it, each in order
@@ -288,6 +317,8 @@ def _due(text: str, odd: bool, occurred_at: datetime, start: int) -> datetime | 
 
 
 # --------------------------------------------------------------------------- rules
+# The guards' definitions; they are searched in the padded forms of GUARDS below
+# (tests/test_signals_speed.py checks that both find something in the same texts).
 NEGATION = re.compile(
     r"\b(?:not|no|never|nothing|none|without|cannot|unable)\b|n['’]t\b", re.IGNORECASE
 )
@@ -299,14 +330,25 @@ RESOLVED = re.compile(
     r"|\b(?:reorg\w*|restructuring)\s+(?:is|was)\s+(?:now\s+)?(?:over|finished|done|complete)",
     re.IGNORECASE,
 )
-NEGATION_LOWER = re.compile(NEGATION.pattern)
-HYPOTHETICAL_LOWER = re.compile(HYPOTHETICAL.pattern)
-RESOLVED_LOWER = re.compile(RESOLVED.pattern)
-# One search for both over the sentence up to a match's end: most matches have neither, and
-# a negation in the clause before the match, in the match or a hypothetical before it are
-# all found by it (a match starts at a word boundary, so nothing spans its start).
-NEGATION_OR_HYPOTHETICAL = re.compile(f"{NEGATION.pattern}|{HYPOTHETICAL.pattern}", re.IGNORECASE)
-EITHER_LOWER = re.compile(NEGATION_OR_HYPOTHETICAL.pattern)
+# The guards as they are searched: in the sentence after one space, each alternative after
+# a non-word character instead of ``\b`` (``n't`` after its apostrophe). The search then
+# jumps from one non-word character to the next (a pattern starting with ``\b`` is tried
+# at every position), and finds something exactly where the plain form above does; only
+# whether it does matters. ``GUARDS[odd]``: (negation, hypothetical, resolved, either),
+# for lower-cased text (False) or with IGNORECASE (True).
+_NEGATION = r"(?:not|no|never|nothing|none|without|cannot|unable)\b|(?<=n['’])t\b"
+_HYPOTHETICAL = r"(?:if|unless|whether|in\s+case|suppose|assuming|were\s+to|should\s+the)\b"
+_RESOLVED = (
+    r"(?:lifted|last\s+year['’]?s?|behind\s+us)\b"
+    r"|(?:reorg\w*|restructuring)\s+(?:is|was)\s+(?:now\s+)?(?:over|finished|done|complete)"
+)
+GUARDS = {
+    odd: tuple(
+        re.compile(rf"\W(?:{words})", re.IGNORECASE if odd else 0)
+        for words in (_NEGATION, _HYPOTHETICAL, _RESOLVED, f"{_NEGATION}|{_HYPOTHETICAL}")
+    )
+    for odd in (False, True)
+}
 CLAUSE_START = re.compile(r".*(?:[,;:(–—]|\s-\s|\bbut\b|\band\b|\bso\b)", re.I | re.DOTALL)
 
 REQ_VERBS = (
@@ -473,9 +515,12 @@ def _anchor_search(
     """Patterns finding the anchors of ``kinds`` (lower-case text; any text with
     IGNORECASE) and each named group's rule bitmask.
 
-    The pattern is a trie of literals whose alternatives start with a literal, so the
-    search skips positions by their first character; a word anchor checks the word
-    boundary before it with a look-behind after its first letter.
+    They search the text after one space: each hit is a non-word
+    character followed by an anchor, so the search jumps from one non-word character to
+    the next, and the word boundary before an anchor is that character. A hit starts
+    where its word starts in the text itself (for "'ll", the apostrophe is the non-word
+    character). After it, the anchors form a trie of literals, each alternative starting
+    with its own letter, which the regex engine checks before entering it.
     """
     masks = _fold_anchors(kinds)
     groups: dict[str, int] = {}
@@ -492,12 +537,13 @@ def _anchor_search(
         for ch, child in sorted(node.items()):
             if ch == "":
                 parts.append(child)
-                continue
-            boundary = r"(?<!\w.)" if root and (ch.isalnum() or ch == "_") else ""
-            parts.append(re.escape(ch) + boundary + emit(child))
+            elif root and not (ch.isalnum() or ch == "_"):  # the non-word character itself
+                parts.append(f"(?<={re.escape(ch)})" + emit(child))
+            else:
+                parts.append(re.escape(ch) + emit(child))
         return parts[0] if len(parts) == 1 else "(?:" + "|".join(parts) + ")"
 
-    pattern = emit(trie, root=True)
+    pattern = r"\W" + emit(trie, root=True)
     return re.compile(pattern), re.compile(pattern, re.IGNORECASE), groups
 
 
@@ -518,6 +564,12 @@ SENTENCE_END = re.compile(
     r"(?=[\"'“(]?[A-Z0-9])"
 )
 BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+# What str.splitlines() splits on: a text without any is one line. None of them is
+# printable, so a printable text (most) is one line without a search.
+LINE_BREAK = re.compile("[\n\x0b\x0c\r\x1c\x1d\x1e\x85\u2028\u2029]")
+# A full stop, "!" or "?" before a space: SENTENCE_END needs one.
+SENTENCE_GAP = re.compile(r"[.!?]\s")
+HISTORY_STARTS = frozenset({"On", "on", "ON", "oN", "--"})  # all HISTORY can match first
 
 
 def _as_utc(moment: datetime) -> datetime:
@@ -554,27 +606,64 @@ def split_sentences(text: str) -> list[str]:
     return sentences
 
 
+def _line_sentences(line: str) -> list[tuple[int, int]]:
+    """:func:`split_sentences` of a text without line breaks, as ``(start, end)`` spans of
+    it: the same sentences, without the loop over lines and the joining (most messages are
+    one line, often one sentence)."""
+    stripped = line.strip()
+    if not stripped or stripped[0] == ">":
+        return []  # blank or quoted
+    if stripped[:2] in HISTORY_STARTS and HISTORY.match(stripped):
+        return []  # the start of the quoted history
+    start = len(line) - len(line.lstrip())
+    if (stripped[0] in "-*•" or stripped[0].isdigit()) and (bullet := BULLET.match(stripped)):
+        start += bullet.end()
+        stripped = stripped[bullet.end() :]
+    # One sentence unless a full stop, "!" or "?" is followed by a space: the cheapest
+    # checks first (most messages end with their only one; a printable text has no other
+    # space than " ").
+    body = stripped[:-1]
+    if (
+        ("." not in body and "!" not in body and "?" not in body)
+        or (line.isprintable() and ". " not in body and "! " not in body and "? " not in body)
+        or SENTENCE_GAP.search(stripped) is None
+    ):
+        return [(start, start + len(stripped))]
+    # SENTENCE_END takes the whole run of spaces after a full stop, so the sentences
+    # between are split_sentences' pieces, already stripped and never empty.
+    spans, at = [], 0
+    for gap in SENTENCE_END.finditer(stripped):
+        spans.append((start + at, start + gap.start()))
+        at = gap.end()
+    spans.append((start + at, start + len(stripped)))
+    return spans
+
+
 def _blocked(rule: Rule, sentence: str, m: re.Match[str], odd: bool = True) -> bool:
     """Negations in the clause before the match, hypotheticals anywhere before it.
 
     ``odd`` False: ``sentence`` is lower-cased, and the guards' patterns compiled without
-    IGNORECASE (their literals are lower case) find the same, faster."""
-    negation, hypothetical, resolved, either = (
-        (NEGATION, HYPOTHETICAL, RESOLVED, NEGATION_OR_HYPOTHETICAL) if odd
-        else (NEGATION_LOWER, HYPOTHETICAL_LOWER, RESOLVED_LOWER, EITHER_LOWER)
-    )  # fmt: skip
-    if either.search(sentence, 0, m.end()) is None:  # neither anywhere up to the match's end
-        if rule.kind == "risk" and (sentence.rstrip().endswith("?") or resolved.search(sentence)):
+    IGNORECASE (their literals are lower case) find the same, faster. The guards search
+    the text after a space (see GUARDS)."""
+    negation, hypothetical, resolved, either = GUARDS[odd]
+    # One search for both over the sentence up to the match's end: most matches have
+    # neither, and a negation in the clause before the match, in the match or a
+    # hypothetical before it are all found by it (a match starts at a word boundary, so
+    # nothing spans its start).
+    if either.search(" " + sentence, 0, m.end() + 1) is None:
+        if rule.kind == "risk" and (
+            sentence.rstrip().endswith("?") or resolved.search(" " + sentence)
+        ):
             return True
         return rule.guard is not None and not rule.guard(sentence, m)
     before = sentence[: m.start()]
     if rule.negatable:
         clause = before[start.end() :] if (start := CLAUSE_START.match(before)) else before
-        if negation.search(clause) or negation.search(m.group()):
+        if negation.search(" " + clause) or negation.search(" " + m.group()):
             return True
-    if hypothetical.search(before):
+    if hypothetical.search(" " + before):
         return True
-    if rule.kind == "risk" and (sentence.rstrip().endswith("?") or resolved.search(sentence)):
+    if rule.kind == "risk" and (sentence.rstrip().endswith("?") or resolved.search(" " + sentence)):
         return True
     return rule.guard is not None and not rule.guard(sentence, m)
 
@@ -603,33 +692,51 @@ def find_signals(
     text = text[:MAX_INPUT]
     lower, folding, groups = ANCHOR_SEARCH[direction]
     odd = not text.isascii() and any(ch in text for ch in UNFOLDED)
-    search = folding if odd else lower  # rare: IGNORECASE on the text itself
-    if search.search(text if odd else text.lower()) is None:  # no rule can match anywhere
-        return []
-    sentences = split_sentences(text)
-    if not odd:
-        sentences_cased, sentences = sentences, [s.lower() for s in sentences]
-    else:
-        sentences_cased = sentences
-    # Which rules can match in which sentence: one pass over the sentences joined by a
-    # line break (no anchor contains one), each hit credited to the sentence it is in.
+    # rare: IGNORECASE on the text itself; else the patterns without it on text.lower()
+    search, folded = (folding, text) if odd else (lower, text.lower())
+    # Which rules can match in which sentence: one anchor search (after a space, see
+    # _anchor_search), each hit credited to the sentence it is in.
     candidates: dict[int, int] = {}
-    if len(sentences) == 1:
-        for hit in search.finditer(sentences[0]):
-            candidates[0] = candidates.get(0, 0) | groups[hit.lastgroup]  # type: ignore[index]
+    spans: list[tuple[int, int]] = []  # one line: its sentences, sliced when read
+    sentences_cased: list[str] = []  # else: the sentences (and lower-cased unless odd)
+    sentences = sentences_cased
+    if (printable := text.isprintable()) or LINE_BREAK.search(text) is None:  # one line
+        hits = search.finditer(" " + folded)
+        if (first := next(hits, None)) is None:  # no rule can match anywhere
+            return []
+        spans = _line_sentences(text)
+        if len(spans) == 1:  # one sentence: every hit is in it
+            mask = groups[first.lastgroup]  # type: ignore[index]
+            for hit in hits:
+                mask |= groups[hit.lastgroup]  # type: ignore[index]
+            candidates[0] = mask
+        elif spans:  # hits are inside words, never in the space between sentences
+            starts = [start for start, _ in spans]
+            for hit in chain((first,), hits):
+                at = bisect_right(starts, hit.start()) - 1
+                candidates[at] = candidates.get(at, 0) | groups[hit.lastgroup]  # type: ignore[index]
     else:
-        starts, offset = [], 0
+        if search.search(" " + folded) is None:  # no rule can match anywhere
+            return []
+        sentences_cased = split_sentences(text)
+        sentences = sentences_cased if odd else [s.lower() for s in sentences_cased]
+        starts, offset = [], 0  # the sentences joined by a line break (in no anchor)
         for sentence in sentences:
             starts.append(offset)
             offset += len(sentence) + 1
-        for hit in search.finditer("\n".join(sentences)):
+        for hit in search.finditer(" " + "\n".join(sentences)):
             at = bisect_right(starts, hit.start()) - 1
             candidates[at] = candidates.get(at, 0) | groups[hit.lastgroup]  # type: ignore[index]
     signals: list[Signal] = []
     for at in sorted(candidates):
         if len(signals) >= MAX_SIGNALS:
             break
-        sentence, mask, done = sentences[at], candidates[at], ""
+        if spans:
+            start, end = spans[at]
+            cased, sentence = text[start:end], folded[start:end]
+        else:
+            cased, sentence = sentences_cased[at], sentences[at]
+        mask, done = candidates[at], ""
         while mask:  # the candidate rules in RULES order, as before: kinds, then rules
             bit = mask & -mask
             mask ^= bit
@@ -645,9 +752,10 @@ def find_signals(
             due = None if kind == "risk" else _due(sentence, odd, occurred_at, m.start())
             if rule.needs_date and due is None:
                 continue
-            clean = " ".join(sentences_cased[at].split())
+            # a sentence is stripped, and a printable text has no other space than " "
+            clean = cased if printable and "  " not in cased else " ".join(cased.split())
             if len(clean) > MAX_TEXT:
                 clean = clean[: MAX_TEXT - 1].rstrip() + "…"
-            signals.append(Signal(kind, clean, rule.id, due))
+            signals.append(_signal(kind, clean, rule.id, due))
             done = kind
     return signals[:MAX_SIGNALS]
