@@ -11,10 +11,14 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
+from exchangelib.errors import ErrorItemNotFound
+from exchangelib.properties import ItemId
 
 import oppkit
 from oppkit.errors import SourceError
-from oppkit.sources.exchange import ExchangeSettings
+from oppkit.sources.exchange import ExchangeSettings, _account, _fetched, _jobs_of
+from oppkit.sources.records import Skipped
 from oppkit.sync import sync_exchange
 from tests.fakes.ews import FakeEws, FakeMailbox
 from tests.support import make_email, raw_mail
@@ -150,3 +154,61 @@ def test_a_wrong_exchange_password_fails_at_once_with_one_line(db_url):
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert asked == 1  # no retry, no back-off
     assert "wrong-password" not in result.stderr
+
+
+def test_a_resync_asks_only_for_the_changes_and_their_mime(db_url, settings):
+    box = FakeMailbox()
+    for i in range(3):
+        box.add_message("inbox", mime(i))
+    with FakeEws({AVA: box}, tls=True) as ews:
+        server = settings_for(ews, AVA)  # Inbox and Sent Items
+        assert sync_exchange(server, settings=settings).read == 3
+        box.add_message("inbox", mime(3))
+        ews.requests.clear()
+        assert sync_exchange(server, settings=settings).read == 1
+        # well-known folders by distinguished id: no GetFolder; one page per folder
+        assert ews.requests == ["SyncFolderItems", "GetItem", "SyncFolderItems"]
+    assert len(oppkit.connect(db_url).timeline()) == 4
+
+
+def test_answers_are_read_in_pieces_not_byte_by_byte(db_url, settings, monkeypatch):
+    sizes = []
+    iter_content = requests.Response.iter_content
+
+    def spy(self, chunk_size=1, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        sizes.append(chunk_size)
+        return iter_content(self, chunk_size, *args, **kwargs)
+
+    monkeypatch.setattr(requests.Response, "iter_content", spy)
+    box = FakeMailbox()
+    box.add_message("inbox", mime(1))
+    with FakeEws({AVA: box}, tls=True) as ews:
+        assert (
+            sync_exchange(settings_for(ews, AVA, folders=("inbox",)), settings=settings).read == 1
+        )
+    assert sizes.count(2**16) == 2 and min(sizes) > 1  # SyncFolderItems, GetItem; requests 10 KB
+
+
+def test_fetched_messages_are_what_exchangelib_fetches():
+    box = FakeMailbox()
+    ids = [box.add_message("inbox", mime(i)) for i in range(3)]
+    ids.append(box.add_message("inbox", raw_mail(1, date=None)))
+    box.delete(ids[1])
+    with FakeEws({AVA: box}, tls=True) as ews:
+        account = _account(settings_for(ews, AVA), AVA)
+        fields = ["mime_content", "conversation_id", "datetime_received"]
+        want = list(account.fetch([ItemId(i) for i in ids], only_fields=fields))
+        got = _fetched(account, [("create", ItemId(i)) for i in ids])
+        assert [type(g) for g in got[1:2]] == [type(w) for w in want[1:2]] == [ErrorItemNotFound]
+        for g, w in zip(got[:1] + got[2:], want[:1] + want[2:], strict=True):
+            assert (g.id, g.mime_content, g.conversation_id, g.datetime_received) == (
+                w.id, w.mime_content, w.conversation_id, w.datetime_received
+            )  # fmt: skip
+        jobs = list(_jobs_of(got, "ava inbox"))
+        assert isinstance(jobs[1], Skipped) and jobs[0].args[0] == mime(0)
+
+
+def test_an_unknown_mailbox_fails_in_one_line(db_url, settings):
+    with FakeEws({AVA: FakeMailbox()}, tls=True) as ews:
+        with pytest.raises(SourceError, match=f"Exchange refused {BEN}: ErrorNonExistentMailbox"):
+            sync_exchange(settings_for(ews, BEN), settings=settings)
