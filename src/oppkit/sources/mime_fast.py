@@ -29,10 +29,9 @@ from email.message import Message
 from email.parser import BytesParser
 
 try:
-    from fast_mail_parser import ParseError, parse_email_tree
+    from fast_mail_parser import parse_email_tree
 except ImportError:  # no wheel for this platform: the standard library reads every message
     parse_email_tree = None  # type: ignore[assignment]
-    ParseError = Exception  # type: ignore[assignment,misc]
 
 # The header block as the standard library's parser takes all of it: each line a header
 # ("Name:", the name printable ASCII without a colon or space) or a folded continuation,
@@ -76,14 +75,20 @@ def read(raw: bytes) -> Message | None:
     msg.set_payload(None)  # the parts are attached below
     try:
         return msg if tree is not None and _fill(msg, tree, body, set()) else None
-    except (ParseError, RecursionError, ValueError):  # a part that does not decode
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # noqa: BLE001 - a part that does not decode, or a Rust panic
         return None
 
 
 def _tree(raw: bytes) -> object | None:
+    """The native parse, or None where it fails: a ParseError, and also a panic in the
+    Rust code, which pyo3 raises as a BaseException that ``except Exception`` misses."""
     try:
         return parse_email_tree(raw, mode="lazy")
-    except (ParseError, RecursionError, ValueError):
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # noqa: BLE001 - see above; the standard library reads it
         return None
 
 
