@@ -6,15 +6,19 @@ the time. What oppkit does with a message (:mod:`oppkit.sources.mail`) stays wri
 once, against ``email.message.Message``: :func:`read` builds that same Message (its
 headers, its MIME tree, each leaf's payload) from the native parse.
 
-Where the two parsers could read a message differently, :func:`read` says None and the
-standard library reads it, as before: a header block with 8-bit bytes, encoded words, a
-line that is no header or an mbox ``From`` line; a multipart message whose boundaries
-are not all clean (a line that starts like a delimiter and is none, a boundary another
-one starts with, a missing close delimiter), an attached message, a digest, a
-base64, quoted-printable or uuencoded part, a part header with 8-bit text. The native parser is
-also optional: without it (a platform it has no wheel for) everything goes to the
-standard library. tests/test_mime_fast.py checks that both give equal records, on
-CPython's email corpus, oppkit's bad-mail cases and mutations of many messages.
+Where the two parsers could read a message differently, the standard library reads it
+(or the part of it in doubt), as before. A header block with 8-bit bytes, encoded words,
+folded lines or mixed line ends is parsed by the standard library (that block only: a
+one-part body is the rest of the message for both). :func:`read` says None, and the
+standard library reads the whole message, for a header block it would end elsewhere (a
+line that is no header, an mbox ``From`` line, a bare CR), an attached message, and a
+multipart message that is not plain: delimiters not all clean (a line that starts like
+one and is none, a boundary another starts with, a missing or early close delimiter), a
+digest, a base64, quoted-printable or uuencoded part, a part header that is not plain.
+The native parser is also optional: without it (a platform it has no wheel for) the
+standard library reads every multipart message. tests/test_mime_fast.py checks that both
+give equal records, on CPython's email corpus, crafted broken mail and mutations of many
+messages.
 
 Example::
 
@@ -38,9 +42,9 @@ except ImportError:  # no wheel for this platform: the standard library reads ev
 # up to the first empty line. Not "From " lines (the parser treats them apart) and not a
 # continuation first.
 _HEAD = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]*:[^\r\n]*\r?\n(?:[ \t][^\r\n]*\r?\n)*)*\r?\n")
+_parser = BytesParser(policy=policy.compat32)
 # Parts whose content is their text as it stands; a base64 or quoted-printable part goes to
 # the standard library, whose decoders forgive broken input in their own ways.
-_parser = BytesParser(policy=policy.compat32)
 _PLAIN_CODINGS = frozenset(("", "7bit", "8bit", "binary"))
 
 

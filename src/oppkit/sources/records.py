@@ -33,7 +33,7 @@ def record(cls: T) -> T:
     Why: parse workers hand every parsed message to the sync as a pickle (#16). For a
     slots dataclass, pickle calls the dataclass's Python ``__getstate__`` and
     ``__setstate__`` per object, which made pickling a parsed message cost about as much
-    as parsing it; a tuple of the values, given back to the constructor, costs a tenth.
+    as parsing it; a tuple of the values, given back to the constructor, costs a third.
     """
     cls = dataclass(slots=True)(cls)
     names = cls.__match_args__  # the __init__ fields, in order: every field here
